@@ -1,0 +1,20 @@
+# Two commands do everything from a fresh clone (see README.md):
+#   make demo   the main job on the embedded default (synthetic Cityscapes + tiny model)
+#   make test   the test suite
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DATA ?= data/synthetic_cityscapes
+WORK ?= work_dirs/demo
+
+.PHONY: setup demo test clean
+setup:
+	@bash tools/setup_env.sh
+
+demo: setup
+	@bash tools/run_demo.sh
+
+test: setup
+	$(PY) -m pytest -q tests
+
+clean:
+	rm -rf $(WORK) $(DATA)

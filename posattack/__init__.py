@@ -1,0 +1,25 @@
+"""posattack: find, remove and measure position-encoding channels in MMSeg models.
+
+Importing the package registers its modules into MMSegmentation's registries
+(metrics, hooks, models, transforms) and allowlists the globals that MMEngine
+checkpoints hold, so that `custom_imports = dict(imports=['posattack'])` in any MMSeg
+config is enough for mmseg's own tools/test.py to use them.
+"""
+from .checkpoint import load_checkpoint, register_safe_globals
+from .ranking import ChannelRanking
+from .layers import default_layer, list_layer_names, resolve_layer
+from .identify import FlipDifferenceAccumulator, identify_channels
+from .removal import ChannelRemoval, select_channels
+from .hooks import ChannelRemovalHook
+from .regions import build_region_masks
+from .metrics import RegionIoUMetric
+
+register_safe_globals()
+
+__version__ = '0.1.0'
+__all__ = [
+    'ChannelRanking', 'ChannelRemoval', 'ChannelRemovalHook', 'FlipDifferenceAccumulator',
+    'RegionIoUMetric', 'build_region_masks', 'default_layer', 'identify_channels',
+    'list_layer_names', 'load_checkpoint', 'register_safe_globals', 'resolve_layer',
+    'select_channels',
+]
