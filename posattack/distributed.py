@@ -1,0 +1,29 @@
+"""Start the process group for a launcher, on CPU-only machines too.
+
+MMEngine's ``init_dist('pytorch')`` calls ``torch.cuda.set_device`` and fails on a
+CPU-only torch, so without CUDA we start gloo ourselves from torchrun's environment;
+mmengine's ``all_reduce``, ``get_dist_info`` and ``collect_results`` then work over it.
+"""
+import torch
+import torch.distributed as torch_dist
+from mmengine.dist import init_dist
+
+LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
+
+
+def init_launcher(launcher: str) -> bool:
+    """Initialise distributed mode for ``launcher``; returns whether it is distributed."""
+    if launcher not in LAUNCHERS:
+        raise ValueError(f'unknown launcher {launcher!r}; choose one of {LAUNCHERS}.')
+    if launcher == 'none':
+        return False
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        return True
+    if torch.cuda.is_available():
+        init_dist(launcher)
+    elif launcher == 'pytorch':
+        torch_dist.init_process_group(backend='gloo')
+    else:
+        raise RuntimeError(f'launcher {launcher!r} needs CUDA here; on CPU use '
+                           '--launcher pytorch with torchrun (tools/dist_attack.sh).')
+    return True

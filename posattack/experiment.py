@@ -1,0 +1,276 @@
+"""The whole position attack as one call: identify, sweep, report (what tools/attack.py runs).
+
+Work-dir contract (every file is written atomically; ``resume=True`` keeps finished
+settings and refuses a work dir made from another config, checkpoint or layer):
+ranking.json, results.json, results.csv, report.md, plots, overlays/.
+"""
+import hashlib
+import os
+import os.path as osp
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence
+
+import numpy as np
+import torch
+from mmengine import dist
+from mmengine.logging import MMLogger, print_log
+from mmengine.runner import Runner
+
+from .builder import load_segmentor
+from .feature_split import FeatureSplit
+from .layers import default_layer, resolve_layer
+from .metrics import summarize_confusion
+from .overlay import OverlaySelector, render_panel, save_panel
+from .plots import plot_class_drop_heatmap, plot_iou_vs_border_distance, plot_miou_vs_channels
+from .ranking import ChannelRanking
+from .regions import build_region_masks, validate_region_specs
+from .report import (format_summary_table, read_json, write_json_atomic,
+                     write_markdown_report, write_results_csv)
+from .settings import AttackSetting, build_settings
+from .sweep import OverlayRequest, run_sweep
+
+DEFAULT_REGIONS = ('paper', dict(type='border', bands=4))
+DEFAULT_NUM_CHANNELS_FRACTIONS = (0.01, 0.05, 0.1, 0.2)
+RESULTS_FORMAT = 'posattack.results/1'
+
+
+@dataclass
+class AttackOptions:
+    """Everything tools/attack.py accepts; the defaults give the paper's experiment."""
+    config: str
+    checkpoint: str
+    work_dir: str
+    layer: Optional[str] = None
+    ranking: Optional[str] = None
+    ranking_format: str = 'auto'
+    attack_region: str = 'overall'
+    num_channels: Optional[Sequence[int]] = None
+    fractions: Optional[Sequence[float]] = None
+    seeds: int = 5
+    ablation: str = 'zero'
+    regions: Sequence = field(default_factory=lambda: list(DEFAULT_REGIONS))
+    show_dir: Optional[str] = None
+    num_overlays: int = 4
+    max_images: Optional[int] = None
+    batch_size: Optional[int] = None
+    resume: bool = False
+    cfg_options: Optional[dict] = None
+    trust_checkpoint: bool = False
+    progress: bool = True
+
+
+class ResumeMismatchError(RuntimeError):
+    """The work dir holds results of a different experiment."""
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def build_test_dataloader(cfg, batch_size: Optional[int], max_images: Optional[int]):
+    """mmseg's test dataloader, sharded without padding so every image counts once."""
+    loader_cfg = cfg.test_dataloader.copy()
+    loader_cfg['sampler'] = dict(type='DefaultSampler', shuffle=False, round_up=False)
+    if batch_size is not None:
+        loader_cfg['batch_size'] = batch_size
+    if max_images is not None:
+        if max_images < 1:
+            raise ValueError(f'--max-images must be >= 1, got {max_images}.')
+        loader_cfg['dataset'] = dict(loader_cfg['dataset'], indices=max_images)
+    dataloader = Runner.build_dataloader(loader_cfg)
+    if len(dataloader.dataset) == 0:
+        root = cfg.test_dataloader.dataset.get('data_root')
+        raise ValueError(f'the test dataset is empty (data_root={root!r}): point '
+                         'test_dataloader.dataset.data_root at a Cityscapes-layout folder, '
+                         'e.g. one made by tools/make_synthetic_cityscapes.py.')
+    return dataloader
+
+
+def _fingerprint(opts: AttackOptions, checkpoint_sha: str, layer: str, num_images: int) -> dict:
+    return dict(config=osp.abspath(opts.config), checkpoint=osp.abspath(opts.checkpoint),
+                checkpoint_sha256=checkpoint_sha, layer=layer, ablation=opts.ablation,
+                regions=list(opts.regions), num_images=num_images,
+                ranking=osp.abspath(opts.ranking) if opts.ranking else None)
+
+
+def _load_previous(path: str, fingerprint: dict) -> dict:
+    previous = read_json(path)
+    theirs = previous.get('fingerprint', {})
+    different = [k for k in fingerprint if theirs.get(k) != fingerprint[k]]
+    if different:
+        lines = ', '.join(f'{k}: {theirs.get(k)!r} there vs {fingerprint[k]!r} now'
+                          for k in different)
+        raise ResumeMismatchError(
+            f'--resume refused: {path} comes from a different experiment ({lines}). '
+            'Use another --work-dir, or drop --resume to start over.')
+    return previous
+
+
+def _load_ranking(opts: AttackOptions, work_ranking: str) -> Optional[ChannelRanking]:
+    if opts.ranking:
+        fmt = opts.ranking_format
+        if fmt == 'auto':
+            fmt = 'authors' if 'positional_encoding_neurons' in osp.basename(
+                opts.ranking.rstrip('/')) or osp.isdir(opts.ranking) else 'posattack'
+        return ChannelRanking.load(opts.ranking, format=fmt)
+    if opts.resume and osp.exists(work_ranking):
+        return ChannelRanking.load(work_ranking)
+    return None
+
+
+def _num_channels(split: FeatureSplit, dataloader) -> int:
+    """Channels of the attacked tensor, from one forward of the first batch."""
+    batch = next(iter(dataloader))
+    with torch.no_grad():
+        inputs = split.model.data_preprocessor(batch, False)['inputs'][:1]
+        return int(split.attacked(split.prefix(inputs)).shape[1])
+
+
+def _overlay_request(settings: List[AttackSetting], num_total: int,
+                     num_overlays: int) -> Optional[OverlayRequest]:
+    """Overlays show the targeted count nearest 10% of the channels, and random seed 0."""
+    targeted = [s for s in settings if s.mode == 'targeted']
+    if num_overlays <= 0 or not targeted:
+        return None
+    chosen = min(targeted, key=lambda s: (abs(s.num_channels - 0.1 * num_total), s.num_channels))
+    randoms = [s for s in settings if s.mode == 'random' and s.num_channels == chosen.num_channels]
+    random = min(randoms, key=lambda s: s.seed) if randoms else AttackSetting(
+        'random', chosen.num_channels, chosen.fraction, seed=0)
+    return OverlayRequest(AttackSetting('clean'), chosen, random, OverlaySelector(num_overlays))
+
+
+def run_attack(opts: AttackOptions) -> dict:
+    """Run the experiment; returns the results dict (also written to the work dir)."""
+    logger = MMLogger.get_current_instance()
+    validate_region_specs(opts.regions)
+    if opts.ablation not in ('zero', 'mean'):
+        raise ValueError(f"ablation must be 'zero' or 'mean', got {opts.ablation!r}.")
+    model, cfg = load_segmentor(opts.config, opts.checkpoint, cfg_options=opts.cfg_options,
+                                trust_checkpoint=opts.trust_checkpoint)
+    layer = opts.layer or default_layer(model)
+    split = FeatureSplit(model, resolve_layer(model, layer))
+    if not split.fast:
+        print_log(f'fast path off ({split.why_slow}): one full forward per setting.', logger)
+    dataloader = build_test_dataloader(cfg, opts.batch_size, opts.max_images)
+    num_images = len(dataloader.dataset)
+    num_total = _num_channels(split, dataloader)
+
+    rank = dist.get_rank()
+    os.makedirs(opts.work_dir, exist_ok=True)
+    results_path = osp.join(opts.work_dir, 'results.json')
+    ranking_path = osp.join(opts.work_dir, 'ranking.json')
+    checkpoint_sha = file_sha256(opts.checkpoint)
+    fingerprint = _fingerprint(opts, checkpoint_sha, layer, num_images)
+    previous = None
+    if opts.resume and osp.exists(results_path):
+        previous = _load_previous(results_path, fingerprint)
+
+    ranking = _load_ranking(opts, ranking_path)
+    if ranking is not None:
+        ranking.check_compatible(num_total)
+    if opts.num_channels is None and opts.fractions is None:
+        fractions, counts = list(DEFAULT_NUM_CHANNELS_FRACTIONS), None
+    else:
+        fractions, counts = opts.fractions, opts.num_channels
+    settings = build_settings(num_total, counts, fractions, opts.seeds, opts.attack_region)
+    if ranking is not None and any(s.mode == 'targeted' for s in settings):
+        ranking.top(opts.attack_region, 1)  # fails early, listing the regions it has
+
+    done = {s['key']: s for s in (previous or {}).get('settings', [])}
+    pending = [s for s in settings if s.key not in done]
+    results = dict(format=RESULTS_FORMAT, config=opts.config, checkpoint=opts.checkpoint,
+                   layer=layer, num_images=num_images, num_channels_total=num_total,
+                   class_names=list(model.dataset_meta['classes']),
+                   regions=build_region_masks(opts.regions, 8, 8)[0],
+                   fingerprint=fingerprint, settings=list(done.values()))
+    if not pending:
+        print_log(f'nothing left to do: all {len(settings)} settings are in {results_path}.',
+                  logger)
+    else:
+        print_log(f'{len(pending)} settings to evaluate on {num_images} images '
+                  f'(layer {layer}, {num_total} channels); {len(done)} already done.', logger)
+        overlay = _overlay_request(settings, num_total, opts.num_overlays) \
+            if opts.show_dir else None
+        _sweep(opts, split, dataloader, pending, num_total, ranking, overlay, results,
+               results_path, ranking_path, checkpoint_sha)
+    results['settings'] = _ordered(results['settings'], settings)
+    if rank == 0:
+        write_json_atomic(results_path, results)
+        _write_reports(opts.work_dir, results)
+        logger.info('\n' + format_summary_table(results))
+        logger.info(f'report: {osp.join(opts.work_dir, "report.md")}')
+    return results
+
+
+def _ordered(finished: List[dict], settings: List[AttackSetting]) -> List[dict]:
+    order = {s.key: i for i, s in enumerate(settings)}
+    return sorted(finished, key=lambda s: order.get(s['key'], len(order)))
+
+
+def _sweep(opts, split, dataloader, pending, num_total, ranking, overlay, results,
+           results_path, ranking_path, checkpoint_sha) -> None:
+    model = split.model
+    class_names = results['class_names']
+    region_names = results['regions']
+    by_key = {s.key: s for s in pending}
+    rank = dist.get_rank()
+
+    def on_pass_done(state, finished):
+        if state.ranking is not None and ranking is None and rank == 0 \
+                and not osp.exists(ranking_path):
+            state.ranking.save(ranking_path)
+        for setting in finished:
+            flat, per_class = summarize_confusion(state.confusions[setting.key],
+                                                  region_names, class_names)
+            results['settings'].append(dict(
+                setting.to_dict(), key=setting.key, metrics=flat, per_class=per_class))
+        if rank == 0:
+            write_json_atomic(results_path, results)
+
+    ranking_info = dict(config=osp.basename(opts.config), checkpoint_sha256=checkpoint_sha,
+                        num_classes=len(class_names))
+    ignore_index = getattr(model.decode_head, 'ignore_index', 255)
+    state = run_sweep(split, dataloader, [by_key[k] for k in by_key], num_total,
+                      opts.regions, len(class_names), ignore_index, ranking=ranking,
+                      ablation=opts.ablation, identify=ranking is None and any(
+                          s.mode == 'targeted' for s in pending),
+                      overlay=overlay, ranking_info=ranking_info,
+                      on_pass_done=on_pass_done, progress=opts.progress)
+    if overlay is not None:
+        _write_overlays(opts.show_dir, overlay, ignore_index, model)
+
+
+def _write_overlays(show_dir: str, overlay: OverlayRequest, ignore_index: int, model) -> None:
+    """Gather every process's best images, keep the overall top K, draw them on rank 0."""
+    import mmcv
+    gathered = dist.all_gather_object(overlay.selector.selected())
+    if dist.get_rank() != 0:
+        return
+    best = sorted((item for part in gathered for item in part),
+                  key=lambda item: (-item[0], item[1]))[:overlay.selector.k]
+    os.makedirs(show_dir, exist_ok=True)
+    palette = model.dataset_meta['palette']
+    for score, key, payload in best:
+        image = mmcv.imread(payload['img_path'], channel_order='rgb')
+        width = payload['gt'].shape[1]
+        panel = render_panel(image, payload['gt'], payload['preds'], palette,
+                             ignore_index=ignore_index, periphery=(width // 4, 3 * width // 4))
+        name = osp.splitext(osp.basename(payload['img_path']))[0]
+        save_panel(osp.join(show_dir, f'{name}.png'), panel)
+    print_log(f'{len(best)} overlays in {show_dir}', 'current')
+
+
+def _write_reports(work_dir: str, results: dict) -> None:
+    write_results_csv(osp.join(work_dir, 'results.csv'), results)
+    write_markdown_report(osp.join(work_dir, 'report.md'), results)
+    regions = set(results['regions'])
+    plot_regions = [r for r in ('full', 'center', 'periphery') if r in regions] or ['full']
+    plot_miou_vs_channels(results, osp.join(work_dir, 'miou_vs_channels.png'),
+                          regions=plot_regions)
+    if any(r.startswith('band_') for r in regions):
+        plot_iou_vs_border_distance(results, osp.join(work_dir, 'iou_vs_border_distance.png'))
+    plot_class_drop_heatmap(results, osp.join(work_dir, 'class_drop_heatmap.png'))

@@ -1,0 +1,97 @@
+"""Run a segmentor in two halves around the attacked tensor.
+
+The sweep evaluates many removal settings per batch. Everything up to the attacked tensor
+is the same for all of them, so it runs once (``prefix``); only what comes after it runs per
+setting (``predict_from``). For an EncoderDecoder attacked at a backbone (or neck) output
+in 'whole' test mode, "what comes after" is the neck and the decode head: we run mmseg's
+own ``inference`` and ``postprocess_result`` with ``extract_feat`` answering from the
+cached, edited features, so predictions are exactly those of mmseg's test loop.
+
+Anywhere else (slide inference, a layer inside the backbone, a segmentor that does not go
+through ``extract_feat``) the split falls back to one full forward per setting with a
+removal hook: slower, same answer.
+"""
+from contextlib import contextmanager
+from typing import List, Optional, Sequence
+
+import torch
+
+from .layers import LayerRef
+from .removal import ChannelRemoval, replace_channels
+
+FAST_PATH_MODULES = ('backbone', 'neck')
+
+
+class FeatureSplit:
+    """A segmentor cut at ``layer_ref``: ``prefix`` once, ``predict_from`` per setting."""
+
+    def __init__(self, model, layer_ref: LayerRef):
+        self.model = model
+        self.layer_ref = layer_ref
+        self.fast = self._fast_path_reason() is None
+
+    def _fast_path_reason(self) -> Optional[str]:
+        model, ref = self.model, self.layer_ref
+        if not (hasattr(model, 'extract_feat') and hasattr(model, 'inference')
+                and hasattr(model, 'postprocess_result')):
+            return 'the segmentor has no extract_feat/inference/postprocess_result'
+        if ref.module_path not in FAST_PATH_MODULES or ref.index is None:
+            return f'layer {ref.name!r} is not an indexed backbone or neck output'
+        if ref.module_path == 'neck' and not getattr(model, 'with_neck', False):
+            return 'the model has no neck'
+        test_cfg = getattr(model, 'test_cfg', None) or {}
+        if test_cfg.get('mode', 'whole') != 'whole':
+            return f"test_cfg.mode is {test_cfg.get('mode')!r}, not 'whole'"
+        return None
+
+    @property
+    def why_slow(self) -> Optional[str]:
+        """Why the fast path is off (None when it is on): for the log."""
+        return self._fast_path_reason()
+
+    def prefix(self, inputs: torch.Tensor) -> Sequence[torch.Tensor]:
+        """The outputs of the attacked module (a tuple; ``layer_ref.index`` picks ours)."""
+        if self.layer_ref.module_path == 'backbone':
+            return tuple(self.model.backbone(inputs))
+        return tuple(self.model.extract_feat(inputs))
+
+    def attacked(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
+        return feats[self.layer_ref.index]
+
+    @contextmanager
+    def _extract_feat_from(self, feats: Sequence[torch.Tensor]):
+        model = self.model
+        needs_neck = self.layer_ref.module_path == 'backbone' and getattr(model, 'with_neck', False)
+
+        def extract_feat(_inputs):
+            return model.neck(list(feats)) if needs_neck else list(feats)
+
+        model.extract_feat = extract_feat  # instance attribute shadows the method
+        try:
+            yield
+        finally:
+            del model.extract_feat
+
+    def predict_from(self, feats: Sequence[torch.Tensor], inputs: torch.Tensor, data_samples,
+                     channels: Sequence[int], ablation: str = 'zero',
+                     mean_values: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
+        """Predicted label maps (ori_shape, int64) with ``channels`` replaced."""
+        edited = list(feats)
+        index = self.layer_ref.index
+        edited[index] = replace_channels(feats[index], channels, ablation, mean_values)
+        metas = [sample.metainfo for sample in data_samples]
+        with self._extract_feat_from(edited):
+            seg_logits = self.model.inference(inputs, metas)
+        return self._labels(self.model.postprocess_result(seg_logits, data_samples))
+
+    def predict_full(self, inputs: torch.Tensor, data_samples, channels: Sequence[int],
+                     ablation: str = 'zero',
+                     mean_values: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
+        """The slow path: one whole forward with a removal hook."""
+        with ChannelRemoval(self.model, self.layer_ref.name, channels, ablation=ablation,
+                            mean_values=mean_values):
+            return self._labels(self.model.predict(inputs, data_samples))
+
+    @staticmethod
+    def _labels(samples) -> List[torch.Tensor]:
+        return [sample.pred_sem_seg.data[0] for sample in samples]

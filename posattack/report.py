@@ -1,0 +1,633 @@
+"""Results of an attack sweep as files a person reads: JSON, a tidy CSV, a Markdown report.
+
+Everything here is a pure function over the ``results`` dict that the sweep builds
+(the schema of ``results.json``)::
+
+    results = {
+      'config': str, 'checkpoint': str, 'layer': str, 'num_images': int,
+      'num_channels_total': int, 'class_names': [...], 'regions': ['full', 'left', ...],
+      'settings': [
+        {'mode': 'clean' | 'targeted' | 'random', 'num_channels': int,
+         'fraction': float | None, 'seed': int | None, 'attack_region': str | None,
+         'metrics': {'mIoU': .., 'aAcc': .., 'mAcc': .., 'center.mIoU': .., ...},
+         'per_class': {region: {class_name: {'IoU': float | None, 'Acc': float | None}}}},
+        ...]}
+
+Values are percents (0-100) as in mmseg's IoUMetric; ``None`` (or NaN in memory) where a
+value is undefined (e.g. a class absent from a region). Statistics over random seeds use
+the sample standard deviation (ddof=1); with a single seed the std is undefined (``None``)
+and the report says so instead of printing 0.
+
+Usage::
+
+    results = read_json('work_dirs/attack/results.json')
+    write_markdown_report('work_dirs/attack/report.md', results)
+    print(format_summary_table(results))
+"""
+import csv
+import io
+import json
+import math
+import os
+import re
+import tempfile
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+MODES = ('clean', 'targeted', 'random')
+# Regions the paper scores, in the order its tables show them.
+PAPER_REGIONS = ('full', 'center', 'periphery', 'left', 'right')
+CSV_COLUMNS = ('mode', 'num_channels', 'fraction', 'seed', 'attack_region', 'eval_region',
+               'class', 'iou', 'acc')
+# The CSV row that carries a region's mean over classes uses this in its `class` column.
+MEAN_ROW_CLASS = 'mIoU'
+_BAND_PATTERN = re.compile(r'band_(\d+)')
+
+GroupKey = Tuple[str, int, Optional[str]]
+
+
+# ----------------------------------------------------------------------------- files
+def _json_safe(obj: Any) -> Any:
+    """Plain JSON types; NaN/inf become None so the file is strict JSON (null)."""
+    if isinstance(obj, Mapping):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _json_safe(obj.tolist())
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        value = float(obj)
+        return value if math.isfinite(value) else None
+    if hasattr(obj, 'item') and callable(obj.item):  # 0-d torch tensors and kin
+        return _json_safe(obj.item())
+    return obj
+
+
+def _atomic_write_text(path: str, text: str) -> str:
+    """Write ``text`` to a temporary file beside ``path``, then rename it into place."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp_path = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp',
+                                    dir=directory)
+    try:
+        with os.fdopen(fd, 'w', encoding='utf-8', newline='') as f:
+            f.write(text)
+        os.replace(tmp_path, path)
+    except BaseException:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+        raise
+    return path
+
+
+def write_json_atomic(path: str, obj: Any) -> str:
+    """Write ``obj`` as strict JSON (NaN -> null) atomically; returns ``path``.
+
+    Usage::
+
+        write_json_atomic('work_dirs/attack/results.json', results)
+        results = read_json('work_dirs/attack/results.json')
+    """
+    text = json.dumps(_json_safe(obj), indent=2, allow_nan=False) + '\n'
+    return _atomic_write_text(path, text)
+
+
+def read_json(path: str) -> Any:
+    """Read a JSON file, with an error that names the file when it is missing or broken."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'JSON file not found: {path!r}. Check the path (a sweep '
+                                f'writes results.json into its work dir).')
+    with open(path, encoding='utf-8') as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as err:
+            raise ValueError(f'{path!r} is not valid JSON ({err}); was it written completely? '
+                             f'Re-run the step that produces it.') from err
+
+
+# ----------------------------------------------------------------------------- values
+def _as_float(value: Any) -> Optional[float]:
+    """A finite float, or None for None/NaN/inf (undefined values)."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def validate_results(results: Any) -> None:
+    """Raise a ValueError naming the problem when ``results`` does not follow the schema."""
+    if not isinstance(results, Mapping):
+        raise ValueError(f'results must be the dict the attack sweep writes (results.json), '
+                         f'got {type(results).__name__}')
+    missing = [k for k in ('settings', 'class_names', 'regions') if k not in results]
+    if missing:
+        raise ValueError(f'results lacks key(s) {missing}; expected the dict the attack sweep '
+                         f'writes (results.json) with config, checkpoint, layer, num_images, '
+                         f'num_channels_total, class_names, regions and settings')
+    if not isinstance(results['settings'], Sequence) or not results['settings']:
+        raise ValueError('results["settings"] must be a non-empty list of settings')
+    for i, setting in enumerate(results['settings']):
+        if not isinstance(setting, Mapping):
+            raise ValueError(f'setting #{i} must be a dict, got {type(setting).__name__}')
+        if setting.get('mode') not in MODES:
+            raise ValueError(f'setting #{i} has mode {setting.get("mode")!r}; expected one of '
+                             f'{list(MODES)}')
+        if not isinstance(setting.get('num_channels'), (int, np.integer)) \
+                or isinstance(setting.get('num_channels'), bool) or setting['num_channels'] < 0:
+            raise ValueError(f'setting #{i} ({setting["mode"]}) needs an integer num_channels >= 0, '
+                             f'got {setting.get("num_channels")!r}')
+        if not isinstance(setting.get('metrics'), Mapping):
+            raise ValueError(f'setting #{i} ({setting["mode"]}, N={setting["num_channels"]}) has no '
+                             f'"metrics" dict')
+
+
+def region_miou(metrics: Mapping[str, Any], region: str) -> Optional[float]:
+    """A region's mIoU from a setting's flat metrics (``'full'`` falls back to ``'mIoU'``)."""
+    value = metrics.get(f'{region}.mIoU')
+    if value is None and region == 'full':
+        value = metrics.get('mIoU')
+    return _as_float(value)
+
+
+def summarize_values(values: Sequence[Any]) -> Dict[str, Any]:
+    """Mean and sample std (ddof=1) of the defined values; std is None below two values.
+
+    Usage::
+
+        summarize_values([60.0, 62.0, 64.0])  # {'mean': 62.0, 'std': 2.0, 'n': 3}
+        summarize_values([61.0, None])        # {'mean': 61.0, 'std': None, 'n': 1}
+    """
+    defined = [v for v in (_as_float(x) for x in values) if v is not None]
+    if not defined:
+        return {'mean': None, 'std': None, 'n': 0}
+    array = np.asarray(defined, dtype=np.float64)
+    std = float(array.std(ddof=1)) if len(array) >= 2 else None
+    return {'mean': float(array.mean()), 'std': std, 'n': len(array)}
+
+
+def group_key(setting: Mapping[str, Any]) -> GroupKey:
+    """Settings that only differ by seed share a key: (mode, num_channels, attack_region)."""
+    attack_region = setting.get('attack_region') if setting['mode'] == 'targeted' else None
+    return setting['mode'], int(setting['num_channels']), attack_region
+
+
+def _group_sort_key(key: GroupKey):
+    mode, num_channels, attack_region = key
+    # 'overall' first among attack regions: it is the paper's main ranking.
+    region_rank = (0, '') if attack_region in (None, 'overall') else (1, attack_region)
+    return MODES.index(mode), region_rank, num_channels
+
+
+def aggregate(results: Mapping[str, Any]) -> Dict[GroupKey, Dict[str, Any]]:
+    """Statistics per (mode, num_channels, attack_region) over seeds, for every metric.
+
+    Random settings that differ only by seed form one group; clean and targeted groups usually
+    hold one setting. For every flat metric key and every per-class IoU/Acc the group gets
+    ``{'mean', 'std', 'n'}``: mean over the defined (non-None) values and the sample std
+    (ddof=1), which is None with fewer than two values. Groups come ordered: clean, targeted
+    (overall first), random; by N within each.
+
+    Usage::
+
+        stats = aggregate(results)
+        random_100 = stats[('random', 100, None)]
+        print(random_100['metrics']['mIoU'])  # {'mean': ..., 'std': ..., 'n': num_seeds}
+    """
+    validate_results(results)
+    members: Dict[GroupKey, List[Mapping[str, Any]]] = {}
+    for setting in results['settings']:
+        members.setdefault(group_key(setting), []).append(setting)
+
+    groups = {}
+    for key in sorted(members, key=_group_sort_key):
+        settings = members[key]
+        metric_names = []
+        for setting in settings:
+            metric_names += [m for m in setting['metrics'] if m not in metric_names]
+        metrics = {name: summarize_values([s['metrics'].get(name) for s in settings])
+                   for name in metric_names}
+        per_class: Dict[str, Dict[str, Dict[str, Dict[str, Any]]]] = {}
+        for setting in settings:
+            for region, classes in (setting.get('per_class') or {}).items():
+                for class_name in classes:
+                    per_class.setdefault(region, {}).setdefault(class_name, {})
+        for region, classes in per_class.items():
+            for class_name in classes:
+                entries = [((s.get('per_class') or {}).get(region) or {}).get(class_name) or {}
+                           for s in settings]
+                classes[class_name] = {
+                    field: summarize_values([e.get(field) for e in entries])
+                    for field in ('IoU', 'Acc')}
+        mode, num_channels, attack_region = key
+        groups[key] = {
+            'mode': mode, 'num_channels': num_channels, 'attack_region': attack_region,
+            'fraction': settings[0].get('fraction'),
+            'seeds': [s.get('seed') for s in settings],
+            'num_settings': len(settings),
+            'metrics': metrics,
+            'per_class': per_class,
+        }
+    return groups
+
+
+def setting_label(group: Mapping[str, Any], with_n: bool = False) -> str:
+    """Short human name of a group: 'clean', 'targeted (overall)', 'random (3 seeds)'."""
+    mode = group['mode']
+    if mode == 'clean':
+        label = 'clean'
+    elif mode == 'targeted':
+        label = f'targeted ({group["attack_region"] or "overall"})'
+    else:
+        count = group['num_settings']
+        label = f'random ({count} seed{"s" if count != 1 else ""})'
+    if with_n and mode != 'clean':
+        label += f' N={group["num_channels"]}'
+    return label
+
+
+# ----------------------------------------------------------------------------- CSV
+def results_to_rows(results: Mapping[str, Any]) -> List[Dict[str, Any]]:
+    """Tidy rows, one per (setting, eval region, class), plus one mean row per region.
+
+    Columns: mode, num_channels, fraction, seed, attack_region, eval_region, class, iou, acc.
+    For every setting and evaluated region, the first row has ``class == 'mIoU'`` and carries
+    the region's mIoU in ``iou`` and its mAcc in ``acc``; then one row per class name (in
+    ``class_names`` order) with that class's IoU and Acc. Undefined values are None. Regions
+    follow ``results['regions']`` (regions only found in per_class are appended).
+
+    Usage::
+
+        rows = results_to_rows(results)
+        periphery = [r for r in rows if r['eval_region'] == 'periphery' and r['class'] == 'mIoU']
+    """
+    validate_results(results)
+    rows = []
+    for setting in results['settings']:
+        per_class = setting.get('per_class') or {}
+        regions = list(results['regions']) + [r for r in per_class if r not in results['regions']]
+        common = {
+            'mode': setting['mode'], 'num_channels': int(setting['num_channels']),
+            'fraction': _as_float(setting.get('fraction')), 'seed': setting.get('seed'),
+            'attack_region': setting.get('attack_region'),
+        }
+        for region in regions:
+            metrics = setting['metrics']
+            mean_acc = metrics.get(f'{region}.mAcc', metrics.get('mAcc') if region == 'full' else None)
+            rows.append({**common, 'eval_region': region, 'class': MEAN_ROW_CLASS,
+                         'iou': region_miou(metrics, region), 'acc': _as_float(mean_acc)})
+            region_classes = per_class.get(region) or {}
+            for class_name in results['class_names']:
+                entry = region_classes.get(class_name) or {}
+                rows.append({**common, 'eval_region': region, 'class': class_name,
+                             'iou': _as_float(entry.get('IoU')), 'acc': _as_float(entry.get('Acc'))})
+    return rows
+
+
+def write_results_csv(path: str, results: Mapping[str, Any]) -> str:
+    """Write :func:`results_to_rows` as CSV (atomic; undefined values as empty cells).
+
+    Usage::
+
+        write_results_csv('work_dirs/attack/results.csv', results)
+        # pandas.read_csv(...) then gives one row per (setting, region, class)
+    """
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator='\n')
+    writer.writeheader()
+    for row in results_to_rows(results):
+        writer.writerow({k: ('' if v is None else v) for k, v in row.items()})
+    return _atomic_write_text(path, buffer.getvalue())
+
+
+# ----------------------------------------------------------------------------- report
+def _fmt(value: Optional[float], digits: int = 2) -> str:
+    return 'n/a' if value is None else f'{value:.{digits}f}'
+
+
+def _fmt_stat(stat: Mapping[str, Any], digits: int = 2) -> str:
+    """'61.00' for a single value, '61.00 ± 1.50' for a mean over seeds."""
+    if stat['mean'] is None:
+        return 'n/a'
+    if stat['n'] >= 2:
+        return f'{stat["mean"]:.{digits}f} ± {stat["std"]:.{digits}f}'
+    return f'{stat["mean"]:.{digits}f}'
+
+
+def present_regions(results: Mapping[str, Any], candidates: Sequence[str]) -> List[str]:
+    """The candidate regions for which at least one setting has an mIoU."""
+    return [r for r in candidates
+            if any(region_miou(s['metrics'], r) is not None for s in results['settings'])]
+
+
+def border_bands(results: Mapping[str, Any]) -> List[str]:
+    """Border-band region names (band_0 outermost first) present in the results."""
+    names = list(results.get('regions') or [])
+    for setting in results['settings']:
+        names += [k.split('.')[0] for k in setting['metrics'] if k.endswith('.mIoU')]
+    bands = {n for n in names if _BAND_PATTERN.fullmatch(n)}
+    return sorted(bands, key=lambda n: int(_BAND_PATTERN.fullmatch(n).group(1)))
+
+
+def _clean_group(groups: Mapping[GroupKey, Mapping[str, Any]]) -> Optional[Mapping[str, Any]]:
+    cleans = [g for g in groups.values() if g['mode'] == 'clean']
+    return cleans[0] if cleans else None
+
+
+def _setting_members(results, group) -> List[Mapping[str, Any]]:
+    key = (group['mode'], group['num_channels'], group['attack_region'])
+    return [s for s in results['settings'] if group_key(s) == key]
+
+
+def region_drops(results: Mapping[str, Any], group: Mapping[str, Any],
+                 regions: Sequence[str], clean: Optional[Mapping[str, Any]] = None
+                 ) -> Dict[str, Dict[str, Any]]:
+    """Drop = clean mIoU - attacked mIoU per region (stats over the group's seeds).
+
+    Also ``'periphery-center'``: periphery drop minus center drop, computed per seed before
+    averaging (so its std is the std of that difference), when both regions exist.
+    ``clean`` is the clean group of :func:`aggregate` (found in ``results`` when None).
+    """
+    clean = clean if clean is not None else _clean_group(aggregate(results))
+    if clean is None:
+        raise ValueError('results have no clean setting, so drops (clean - attacked) are '
+                         'undefined; run the sweep with the clean setting included')
+    members = _setting_members(results, group)
+    clean_miou = {r: group_miou(clean, r)['mean'] for r in list(regions) + ['center', 'periphery']}
+
+    def drop(setting, region):
+        attacked = region_miou(setting['metrics'], region)
+        base = clean_miou.get(region)
+        return None if attacked is None or base is None else base - attacked
+
+    drops = {r: summarize_values([drop(s, r) for s in members]) for r in regions}
+    differences = []
+    for s in members:
+        periphery, center = drop(s, 'periphery'), drop(s, 'center')
+        differences.append(None if periphery is None or center is None else periphery - center)
+    drops['periphery-center'] = summarize_values(differences)
+    return drops
+
+
+def _region_key(group: Mapping[str, Any], region: str) -> str:
+    """The flat metric key of a region's mIoU within an aggregated group."""
+    if f'{region}.mIoU' in group['metrics'] or region != 'full':
+        return f'{region}.mIoU'
+    return 'mIoU'
+
+
+def group_miou(group: Mapping[str, Any], region: str) -> Dict[str, Any]:
+    """A region's mIoU stats ({'mean', 'std', 'n'}) within one group of :func:`aggregate`."""
+    return group['metrics'].get(_region_key(group, region), {'mean': None, 'std': None, 'n': 0})
+
+
+def compare_targeted_random(results: Mapping[str, Any], region: str = 'full'
+                            ) -> List[Dict[str, Any]]:
+    """Does targeted removal lower mIoU more than random removal of as many channels?
+
+    For every targeted group with a random group of the same N: ``extra_drop`` = random mean
+    mIoU - targeted mIoU (positive: targeted hurts more), ``random_std`` (ddof=1, None with
+    one seed), ``num_std`` = extra_drop / random_std and ``beyond_2_std``: True/False, or None
+    when the std is undefined (one seed) or a value is missing.
+    """
+    groups = aggregate(results)
+    randoms = {g['num_channels']: g for g in groups.values() if g['mode'] == 'random'}
+    comparisons = []
+    for group in groups.values():
+        if group['mode'] != 'targeted':
+            continue
+        random = randoms.get(group['num_channels'])
+        targeted_miou = group_miou(group, region)['mean']
+        entry = {'num_channels': group['num_channels'], 'attack_region': group['attack_region'],
+                 'region': region, 'targeted': targeted_miou, 'random_mean': None,
+                 'random_std': None, 'num_seeds': 0, 'extra_drop': None, 'num_std': None,
+                 'beyond_2_std': None}
+        if random is not None:
+            stat = group_miou(random, region)
+            entry.update(random_mean=stat['mean'], random_std=stat['std'], num_seeds=stat['n'])
+            if stat['mean'] is not None and targeted_miou is not None:
+                extra = stat['mean'] - targeted_miou
+                entry['extra_drop'] = extra
+                if stat['std'] is not None:
+                    if stat['std'] > 0:
+                        entry['num_std'] = extra / stat['std']
+                    entry['beyond_2_std'] = bool(extra > 2 * stat['std'])
+        comparisons.append(entry)
+    return comparisons
+
+
+def _comparison_sentence(entry: Mapping[str, Any]) -> str:
+    who = f'targeted ({entry["attack_region"] or "overall"})'
+    head = f'N={entry["num_channels"]}: '
+    region = 'full-image' if entry['region'] == 'full' else entry['region']
+    if entry['random_mean'] is None:
+        return head + f'{who}: no random baseline with N={entry["num_channels"]}; cannot compare.'
+    if entry['extra_drop'] is None:
+        return head + f'{who}: {region} mIoU undefined for targeted or random; cannot compare.'
+    extra = entry['extra_drop']
+    amount = f'by {abs(extra):.2f} {"more" if extra >= 0 else "less"} than random'
+    seeds = entry['num_seeds']
+    sentence = (f'{head}{who} lowers {region} mIoU {amount} '
+                f'(mean over {seeds} seed{"s" if seeds != 1 else ""}), ')
+    if entry['random_std'] is None:
+        return sentence + ('but the std of random removal is undefined with a single seed: '
+                           'beyond 2 std: cannot tell (run more random seeds).')
+    if entry['random_std'] == 0:
+        return sentence + ('and random removal gave the same mIoU for every seed (std 0): '
+                           f'beyond 2 std: {"yes" if entry["beyond_2_std"] else "no"}.')
+    return sentence + (f'which is {abs(entry["num_std"]):.2f} std: beyond 2 std: '
+                       f'{"yes" if entry["beyond_2_std"] else "no"}.')
+
+
+def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> List[str]:
+    lines = ['| ' + ' | '.join(header) + ' |', '|' + '|'.join(['---'] * len(header)) + '|']
+    lines += ['| ' + ' | '.join(row) + ' |' for row in rows]
+    return lines
+
+
+def _link_target(path: str, report_path: str) -> str:
+    """A link usable from the report: relative to its folder, with forward slashes."""
+    relative = os.path.relpath(os.path.abspath(path), os.path.dirname(os.path.abspath(report_path)))
+    return relative.replace(os.sep, '/')
+
+
+def build_markdown_report(results: Mapping[str, Any],
+                          plots: Optional[Mapping[str, str]] = None,
+                          overlays: Optional[Sequence[str]] = None,
+                          report_path: str = 'report.md') -> str:
+    """The Markdown text of :func:`write_markdown_report` (links relative to report_path)."""
+    groups = aggregate(results)
+    clean = _clean_group(groups)
+    random_groups = [g for g in groups.values() if g['mode'] == 'random']
+    seed_counts = sorted({g['num_settings'] for g in random_groups})
+    lines = ['# Position-channel attack report', '',
+             f'- Config: `{results.get("config", "n/a")}`',
+             f'- Checkpoint: `{results.get("checkpoint", "n/a")}`',
+             f'- Attacked layer: `{results.get("layer", "n/a")}` '
+             f'({results.get("num_channels_total", "n/a")} channels)',
+             f'- Images evaluated: {results.get("num_images", "n/a")}',
+             f'- Settings evaluated: {len(results["settings"])} '
+             f'({sum(s["mode"] == "clean" for s in results["settings"])} clean, '
+             f'{sum(s["mode"] == "targeted" for s in results["settings"])} targeted, '
+             f'{sum(s["mode"] == "random" for s in results["settings"])} random'
+             + (f' over {"/".join(map(str, seed_counts))} seed(s) per N' if seed_counts else '')
+             + ')',
+             '',
+             'Values are mIoU in percent. Random rows show mean ± sample std (ddof=1) over '
+             'seeds; with one seed only the value is shown, since a std is undefined. '
+             'Drop = clean mIoU - attacked mIoU, in mIoU points.', '']
+
+    regions = present_regions(results, PAPER_REGIONS)
+    lines += ['## mIoU per region', '']
+    if regions:
+        rows = [[setting_label(g), str(g['num_channels'])]
+                + [_fmt_stat(group_miou(g, r)) for r in regions] for g in groups.values()]
+        lines += _markdown_table(['Setting', 'N removed'] + regions, rows)
+    else:
+        lines.append('No full/center/periphery/left/right region was evaluated.')
+    lines.append('')
+
+    bands = border_bands(results)
+    if bands:
+        lines += ['## mIoU by distance to the image border', '',
+                  f'{bands[0]} is the outermost band, {bands[-1]} the innermost.', '']
+        rows = [[setting_label(g), str(g['num_channels'])]
+                + [_fmt_stat(group_miou(g, b)) for b in bands] for g in groups.values()]
+        lines += _markdown_table(['Setting', 'N removed'] + bands, rows) + ['']
+
+    attacked = [g for g in groups.values() if g['mode'] != 'clean']
+    lines += ['## Drop from clean (clean - attacked)', '']
+    if clean is None:
+        lines.append('No clean setting in the results: drops cannot be computed.')
+    elif not attacked:
+        lines.append('No targeted or random setting in the results.')
+    elif regions:
+        has_pc = 'center' in regions and 'periphery' in regions
+        header = ['Setting', 'N removed'] + [f'{r} drop' for r in regions]
+        if has_pc:
+            header.append('periphery drop - center drop')
+        rows = []
+        for g in attacked:
+            drops = region_drops(results, g, regions, clean)
+            row = [setting_label(g), str(g['num_channels'])] + [_fmt_stat(drops[r]) for r in regions]
+            if has_pc:
+                row.append(_fmt_stat(drops['periphery-center']))
+            rows.append(row)
+        lines += _markdown_table(header, rows)
+        if has_pc:
+            lines += ['', 'A positive periphery-minus-center value means the attack hurts the '
+                      'image periphery more than its center, as the paper reports for position '
+                      'channels.']
+        else:
+            lines += ['', 'Center and periphery were not both evaluated (add the "paper" '
+                      'regions), so the periphery-minus-center drop is not shown.']
+    lines.append('')
+
+    lines += ['## Targeted vs random removal', '']
+    comparisons = compare_targeted_random(results, 'full')
+    if comparisons:
+        lines += [f'- {_comparison_sentence(c)}' for c in comparisons]
+    else:
+        lines.append('No targeted setting in the results.')
+    lines.append('')
+
+    if plots:
+        lines += ['## Plots', '']
+        for title, path in plots.items():
+            if path:
+                lines += [f'### {title}', '', f'![{title}]({_link_target(path, report_path)})', '']
+    if overlays:
+        lines += ['## Images that the targeted removal changes the most', '']
+        for path in overlays:
+            lines += [f'![{os.path.basename(path)}]({_link_target(path, report_path)})', '']
+    return '\n'.join(lines).rstrip('\n') + '\n'
+
+
+def write_markdown_report(path: str, results: Mapping[str, Any],
+                          plots: Optional[Mapping[str, str]] = None,
+                          overlays: Optional[Sequence[str]] = None) -> str:
+    """Write the Markdown report (atomic) and return its path.
+
+    Tables of mIoU per region for clean / targeted / random (mean ± std over seeds) per N,
+    the drop from clean with the periphery-minus-center drop, a verdict per N on whether
+    targeted removal beats random beyond 2 std, and links to plots (``{title: path}``) and
+    overlay panels (paths), made relative to the report's folder.
+
+    Usage::
+
+        plots = {'mIoU vs channels removed': 'work_dirs/attack/miou_vs_channels.png'}
+        write_markdown_report('work_dirs/attack/report.md', results, plots=plots)
+    """
+    text = build_markdown_report(results, plots=plots, overlays=overlays, report_path=path)
+    return _atomic_write_text(path, text)
+
+
+def format_summary_table(results: Mapping[str, Any]) -> str:
+    """A plain-text table (one line per setting group) to print at the end of a sweep.
+
+    Usage::
+
+        print(format_summary_table(results))
+        # setting             N  full          center  periphery  P-C drop
+    """
+    groups = aggregate(results)
+    regions = present_regions(results, ('full', 'center', 'periphery'))
+    clean = _clean_group(groups)
+    has_pc = clean is not None and {'center', 'periphery'} <= set(regions)
+    header = ['setting', 'N'] + regions + (['P-C drop'] if has_pc else [])
+    rows = []
+    for g in groups.values():
+        row = [setting_label(g), str(g['num_channels'])]
+        row += [_fmt_stat(group_miou(g, r)) for r in regions]
+        if has_pc:
+            row.append('' if g['mode'] == 'clean'
+                       else _fmt_stat(region_drops(results, g, regions, clean)['periphery-center']))
+        rows.append(row)
+    widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
+
+    def line(cells):
+        return '  '.join(c.ljust(w) if i == 0 else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    out = [line(header), line(['-' * w for w in widths])] + [line(r) for r in rows]
+    return '\n'.join(out)
+
+
+def write_report(out_dir: str, results: Mapping[str, Any],
+                 overlays: Optional[Sequence[str]] = None) -> Dict[str, Optional[str]]:
+    """Everything at once: results.json, results.csv, the plots and report.md in ``out_dir``.
+
+    Returns ``{name: path}`` (a plot's path is None where it was skipped, e.g. no bands).
+
+    Usage::
+
+        paths = write_report('work_dirs/attack', results)
+        print(paths['report'])
+    """
+    # plots.py builds on this module's aggregation, hence the import here, not at the top.
+    from .plots import plot_class_drop_heatmap, plot_iou_vs_border_distance, plot_miou_vs_channels
+
+    validate_results(results)
+    paths: Dict[str, Optional[str]] = {
+        'json': write_json_atomic(os.path.join(out_dir, 'results.json'), results),
+        'csv': write_results_csv(os.path.join(out_dir, 'results.csv'), results),
+    }
+    regions = present_regions(results, ('full', 'center', 'periphery')) or ['full']
+    paths['miou_vs_channels'] = plot_miou_vs_channels(
+        results, os.path.join(out_dir, 'miou_vs_channels.png'), regions=regions)
+    paths['iou_vs_border_distance'] = plot_iou_vs_border_distance(
+        results, os.path.join(out_dir, 'iou_vs_border_distance.png'))
+    paths['class_drop_heatmap'] = plot_class_drop_heatmap(
+        results, os.path.join(out_dir, 'class_drop_heatmap.png'))
+    plots = {'mIoU vs channels removed': paths['miou_vs_channels'],
+             'IoU vs distance to the border': paths['iou_vs_border_distance'],
+             'Per-class IoU drop (full image)': paths['class_drop_heatmap']}
+    paths['report'] = write_markdown_report(os.path.join(out_dir, 'report.md'), results,
+                                            plots=plots, overlays=overlays)
+    return paths

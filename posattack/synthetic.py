@@ -1,0 +1,455 @@
+"""Synthetic street scenes written in the real Cityscapes layout.
+
+The scenes follow Cityscapes' structure seen from a car driving on the right: sky on top, the
+road below the horizon (wider on the left, where the oncoming lane is), a sidewalk and
+buildings on the right, terrain and walls on the left, with trees, poles carrying traffic
+signs and lights, fences, cars and persons in between, all in perspective (things shrink
+toward the horizon). A void ego-vehicle bonnet and static clutter give ignored pixels.
+
+Appearance is deliberately ambiguous so that a network has to use *where* a pixel is:
+  * sky and road share one colour and texture (told apart only vertically);
+  * sidewalk (right) and terrain (left) share one colour and texture, and so do buildings
+    (right) and walls (left): they are told apart only by the side of the image.
+A horizontally flipped scene is therefore a plausible image with wrong labels, which is what
+makes flip-difference channels matter (Islam et al., ICCV 2021).
+
+    from posattack.synthetic import generate_cityscapes
+    info = generate_cityscapes('data/synthetic_cityscapes', num_train=300, num_val=60)
+    print(info['classes_present']['val'])
+"""
+import json
+import os
+import os.path as osp
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Dict, List, Tuple, Union
+
+import cv2
+import numpy as np
+
+from .cityscapes_labels import (ID_TO_COLOR, ID_TO_TRAINID, IGNORE_INDEX, NAME_TO_ID,
+                                TRAINID_TO_NAME)
+
+# Real Cityscapes city names, so the file names look exactly like the dataset's.
+CITIES = {
+    'train': ('aachen', 'bochum', 'bremen', 'cologne', 'darmstadt', 'zurich'),
+    'val': ('frankfurt', 'lindau', 'munster'),
+}
+SPLIT_CODES = {'train': 0, 'val': 1}
+FRAME_NUMBER = 19  # every gtFine frame of Cityscapes is the 20th of its snippet: _000019_
+MARKER_FILE = '.posattack_synthetic.json'
+MIN_SIZE = (32, 64)
+
+ROAD, SIDEWALK, BUILDING, WALL, FENCE = (NAME_TO_ID[n] for n in (
+    'road', 'sidewalk', 'building', 'wall', 'fence'))
+POLE, TRAFFIC_LIGHT, TRAFFIC_SIGN, VEGETATION, TERRAIN, SKY = (NAME_TO_ID[n] for n in (
+    'pole', 'traffic light', 'traffic sign', 'vegetation', 'terrain', 'sky'))
+PERSON, CAR, EGO_VEHICLE, STATIC = (NAME_TO_ID[n] for n in (
+    'person', 'car', 'ego vehicle', 'static'))
+
+CAMERA_HEIGHT = 1.4  # metres; a pixel row d below the horizon sees the ground d/1.4 px per m
+
+
+def cityscapes_stem(city: str, index: int) -> str:
+    """The Cityscapes file stem of image `index` of `city`, e.g. 'aachen_000003_000019'."""
+    return f'{city}_{index:06d}_{FRAME_NUMBER:06d}'
+
+
+class _Canvas:
+    """An RGB float image and its labelIds map, painted together so that they always agree."""
+
+    def __init__(self, height: int, width: int):
+        self.height, self.width = height, width
+        self.rgb = np.zeros((height, width, 3), np.float32)
+        self.label = np.zeros((height, width), np.uint8)
+
+    def paint(self, mask: np.ndarray, label_id: int, colour) -> None:
+        self.label[mask] = label_id
+        self.rgb[mask] = colour
+
+    def paint_shape(self, draw, label_id: int, colour) -> None:
+        """`draw(mask)` draws a filled OpenCV shape with value 1 into a blank uint8 mask."""
+        mask = np.zeros((self.height, self.width), np.uint8)
+        draw(mask)
+        self.paint(mask.astype(bool), label_id, colour)
+
+
+def _noise_field(rng: np.random.Generator, height: int, width: int, cell: int) -> np.ndarray:
+    """Smooth noise in [-1, 1]: a coarse random grid upsampled bilinearly."""
+    coarse = rng.uniform(-1, 1, (max(2, height // cell + 2), max(2, width // cell + 2)))
+    return cv2.resize(coarse.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def _grey_colour(rng: np.random.Generator, low: float, high: float, tint: float) -> np.ndarray:
+    level = rng.uniform(low, high)
+    return np.clip(level + rng.uniform(-tint, tint, 3), 0, 255).astype(np.float32)
+
+
+class _SceneSampler:
+    """Draws one street scene. Geometry is a pinhole camera at CAMERA_HEIGHT above a flat
+    ground: a ground point at lateral offset X (metres, right positive) seen on the pixel row
+    d = y - horizon lies at column x = vanishing_x + X * d / CAMERA_HEIGHT."""
+
+    def __init__(self, rng: np.random.Generator, height: int, width: int):
+        self.rng, self.height, self.width = rng, height, width
+        self.canvas = _Canvas(height, width)
+        self.horizon = height * rng.uniform(0.36, 0.46)
+        self.vanishing_x = width * rng.uniform(0.45, 0.55)
+        self.focal = float(width)  # pixels; depth Z = focal * CAMERA_HEIGHT / d
+        # Driving on the right: the ego car is in the right lane, the oncoming lane is left.
+        self.road_left = -rng.uniform(4.0, 5.5)
+        self.road_right = rng.uniform(1.4, 2.0)
+        self.verge_width = rng.uniform(2.5, 4.0)  # sidewalk on the right, terrain on the left
+        self.facade_right = self.road_right + self.verge_width
+        self.facade_left = self.road_left - self.verge_width
+        ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+        self.xs, self.ys = xs + 0.5, ys + 0.5
+        self.row_below_horizon = self.ys - self.horizon
+        # Shared looks: the ambiguity the network must resolve by position.
+        self.sky_road_colour = _grey_colour(rng, 95, 175, 12)
+        self.verge_colour = self._verge_colour()
+        self.texture = _noise_field(rng, height, width, max(2, width // 32))
+        self.grain = rng.normal(0, 1, (height, width)).astype(np.float32)
+
+    def _verge_colour(self) -> np.ndarray:
+        # Paving / dry grass tones, kept clearly apart from the sky-and-road grey.
+        while True:
+            colour = np.array([self.rng.uniform(120, 200), self.rng.uniform(100, 175),
+                               self.rng.uniform(70, 140)], np.float32)
+            if np.abs(colour - self.sky_road_colour).mean() > 30:
+                return colour
+
+    def pixels_per_metre(self, depth: float) -> float:
+        return self.focal / depth
+
+    def ground_row(self, depth: float) -> float:
+        return self.horizon + self.focal * CAMERA_HEIGHT / depth
+
+    def column(self, lateral: float, depth: float) -> float:
+        return self.vanishing_x + lateral * self.focal / depth
+
+    # --- layers, painted back to front -------------------------------------------------
+    def paint_sky_and_ground(self) -> None:
+        canvas, d = self.canvas, self.row_below_horizon
+        canvas.paint(np.ones_like(canvas.label, bool), SKY, self.sky_road_colour)
+        ground = d > 0.5
+        lateral = np.where(ground, (self.xs - self.vanishing_x) * CAMERA_HEIGHT
+                           / np.maximum(d, 0.5), 0)
+        canvas.paint(ground & (lateral < self.road_left), TERRAIN, self.verge_colour)
+        canvas.paint(ground & (lateral > self.road_right), SIDEWALK, self.verge_colour)
+        canvas.paint(ground & (lateral >= self.road_left) & (lateral <= self.road_right), ROAD,
+                     self.sky_road_colour)
+        # A curb: a thin darker band where the verge meets the road, on both sides alike.
+        curb = ground & ((np.abs(lateral - self.road_right) < 0.12)
+                         | (np.abs(lateral - self.road_left) < 0.12))
+        canvas.rgb[curb] *= 0.8
+        # Dashed centre line between the lanes (part of the road, as in Cityscapes).
+        depth = self.focal * CAMERA_HEIGHT / np.maximum(d, 0.5)
+        centre = (ground & (np.abs(lateral + 1.6) < 0.08)
+                  & (np.mod(depth + self.rng.uniform(0, 6), 6.0) < 3.0))
+        canvas.rgb[centre & (canvas.label == ROAD)] = (225, 225, 220)
+
+    def _facade_segments(self, max_height: float) -> List[Tuple[float, float, float, np.ndarray]]:
+        """(near depth, far depth, height, colour) of consecutive buildings along a street."""
+        segments, depth = [], 1.0
+        while depth < 160:
+            length = self.rng.uniform(8, 30)
+            if self.rng.random() < 0.15:  # an alley or gap: sky and ground show through
+                depth += self.rng.uniform(3, 10)
+                continue
+            colour = _grey_colour(self.rng, 80, 200, 25)
+            segments.append((depth, depth + length, self.rng.uniform(4.0, max_height), colour))
+            depth += length
+        return segments
+
+    def paint_facades(self) -> None:
+        # Buildings on the right and walls on the left come from the same generator: one
+        # colour distribution, one height distribution, one texture. Only the side differs.
+        for side, plane, label_id in ((1, self.facade_right, BUILDING),
+                                      (-1, self.facade_left, WALL)):
+            offset = (self.xs - self.vanishing_x) * side
+            valid = offset > 0.5
+            scale = np.where(valid, offset / abs(plane), 1.0)  # pixels per metre at the plane
+            depth = self.focal / scale
+            height_above_ground = CAMERA_HEIGHT - self.row_below_horizon / scale
+            for near, far, top, colour in self._facade_segments(max_height=18.0):
+                mask = (valid & (depth >= near) & (depth < far) & (height_above_ground >= 0)
+                        & (height_above_ground <= top))
+                if not mask.any():
+                    continue
+                self.canvas.paint(mask, label_id, colour)
+                # Courses every ~0.5 m and panel joints every 3 m, drawn in world units so
+                # they converge to the vanishing point like real masonry.
+                course = np.mod(height_above_ground, 0.55) < 0.09
+                joint = np.mod(depth, 3.0) < 0.18
+                self.canvas.rgb[mask & (course | joint)] *= 0.82
+
+    def paint_fence(self) -> None:
+        if self.rng.random() < 0.35:
+            return
+        plane = self.facade_left + 0.4
+        offset = self.vanishing_x - self.xs
+        valid = offset > 0.5
+        scale = np.where(valid, offset / abs(plane), 1.0)
+        depth = self.focal / scale
+        height_above_ground = CAMERA_HEIGHT - self.row_below_horizon / scale
+        near = self.rng.uniform(2, 15)
+        far = near + self.rng.uniform(10, 40)
+        top = self.rng.uniform(1.2, 2.2)
+        mask = (valid & (depth >= near) & (depth < far) & (height_above_ground >= 0)
+                & (height_above_ground <= top))
+        colour = np.array([self.rng.uniform(150, 200), self.rng.uniform(120, 160),
+                           self.rng.uniform(100, 140)], np.float32)
+        self.canvas.paint(mask, FENCE, colour)
+        slats = np.mod(depth, 0.9) < 0.3
+        rail = np.abs(height_above_ground - top * 0.8) < 0.1
+        self.canvas.rgb[mask & ~(slats | rail)] *= 0.55
+
+    def sample_objects(self) -> List[Tuple[float, str, float]]:
+        """(depth, kind, lateral) of every object, to be painted far to near."""
+        rng, objects = self.rng, []
+        for _ in range(rng.integers(2, 6)):  # trees, mostly on the left verge
+            side_left = rng.random() < 0.7
+            lateral = (rng.uniform(self.facade_left + 0.8, self.road_left - 0.8) if side_left
+                       else rng.uniform(self.road_right + 0.8, self.facade_right - 0.5))
+            objects.append((rng.uniform(6, 60), 'tree', lateral))
+        depth = rng.uniform(5, 10)
+        while depth < 60:  # street furniture along the right curb, some on the left
+            kind = rng.choice(['sign', 'sign', 'light', 'lamp'])
+            lateral = (self.road_right + 0.35 if rng.random() < 0.8
+                       else self.road_left - 0.35)
+            objects.append((depth, kind, lateral))
+            depth += rng.uniform(8, 20)
+        for _ in range(rng.integers(1, 5)):  # pedestrians, mostly on the sidewalk
+            lateral = (rng.uniform(self.road_right + 0.5, self.facade_right - 0.4)
+                       if rng.random() < 0.75
+                       else rng.uniform(self.facade_left + 0.5, self.road_left - 0.4))
+            objects.append((rng.uniform(4, 35), 'person', lateral))
+        for _ in range(rng.integers(1, 5)):  # cars: ahead, oncoming, parked at the curb
+            lane = rng.choice(['ahead', 'oncoming', 'parked'])
+            lateral = {'ahead': rng.uniform(-0.4, 0.4),
+                       'oncoming': rng.uniform(self.road_left + 1.1, -2.0),
+                       'parked': self.road_right - 1.0}[lane]
+            objects.append((rng.uniform(6, 60), 'car', lateral))
+        if rng.random() < 0.5:  # a litter bin: static clutter, ignored in evaluation
+            objects.append((rng.uniform(4, 20), 'bin',
+                            rng.uniform(self.road_right + 0.5, self.facade_right - 0.3)))
+        return sorted(objects, key=lambda item: -item[0])
+
+    def _box(self, lateral: float, depth: float, width_m: float, bottom_m: float,
+             top_m: float) -> Tuple[int, int, int, int]:
+        """Pixel box (x0, y0, x1, y1) of a frontal rectangle standing at (lateral, depth)."""
+        ppm = self.pixels_per_metre(depth)
+        ground = self.ground_row(depth)
+        x_centre = self.column(lateral, depth)
+        half = max(0.5, width_m * ppm / 2)
+        return (int(round(x_centre - half)), int(round(ground - top_m * ppm)),
+                int(round(x_centre + half)) - 1, int(round(ground - bottom_m * ppm)) - 1)
+
+    def _rectangle(self, box, label_id, colour) -> None:
+        x0, y0, x1, y1 = box
+        if x1 < x0 or y1 < y0:
+            return
+        self.canvas.paint_shape(lambda m: cv2.rectangle(m, (x0, y0), (x1, y1), 1, -1),
+                                label_id, colour)
+
+    def _ellipse(self, centre, axes, label_id, colour) -> None:
+        centre = tuple(int(round(v)) for v in centre)
+        axes = tuple(max(1, int(round(v))) for v in axes)
+        self.canvas.paint_shape(lambda m: cv2.ellipse(m, centre, axes, 0, 0, 360, 1, -1),
+                                label_id, colour)
+
+    def paint_object(self, depth: float, kind: str, lateral: float) -> None:
+        rng, ppm = self.rng, self.pixels_per_metre(depth)
+        if kind == 'tree':
+            trunk_height = rng.uniform(2.0, 3.5)
+            crown = rng.uniform(1.4, 2.8)
+            green = np.array([rng.uniform(40, 90), rng.uniform(90, 150), rng.uniform(20, 60)])
+            self._rectangle(self._box(lateral, depth, 0.35, 0, trunk_height + crown * 0.3),
+                            VEGETATION, (90, 70, 50))
+            centre = (self.column(lateral, depth),
+                      self.ground_row(depth) - (trunk_height + crown * 0.8) * ppm)
+            self._ellipse(centre, (crown * ppm, crown * 0.9 * ppm), VEGETATION, green)
+        elif kind in ('sign', 'light', 'lamp'):
+            pole_height = rng.uniform(3.0, 4.5) if kind != 'lamp' else rng.uniform(5.0, 7.0)
+            self._rectangle(self._box(lateral, depth, 0.25, 0, pole_height), POLE,
+                            _grey_colour(rng, 100, 150, 5))
+            if kind == 'sign':
+                face = [(230, 200, 30), (235, 235, 235), (40, 80, 200), (200, 40, 40)][
+                    rng.integers(4)]
+                self._rectangle(self._box(lateral, depth, 0.8, pole_height - 0.1,
+                                          pole_height + 0.7), TRAFFIC_SIGN, face)
+            elif kind == 'light':
+                self._rectangle(self._box(lateral, depth, 0.45, pole_height - 0.1,
+                                          pole_height + 1.0), TRAFFIC_LIGHT, (35, 35, 30))
+                lamp = [(230, 40, 30), (240, 180, 30), (40, 220, 90)][rng.integers(3)]
+                self._rectangle(self._box(lateral, depth, 0.22, pole_height + 0.1,
+                                          pole_height + 0.35), TRAFFIC_LIGHT, lamp)
+        elif kind == 'person':
+            height = rng.uniform(1.55, 1.95)
+            shirt = rng.uniform(30, 230, 3)
+            trousers = rng.uniform(20, 90, 3)
+            self._rectangle(self._box(lateral, depth, 0.4, 0, height * 0.5), PERSON, trousers)
+            self._rectangle(self._box(lateral, depth, 0.55, height * 0.48, height * 0.85),
+                            PERSON, shirt)
+            head = 0.11 * height * ppm
+            self._ellipse((self.column(lateral, depth),
+                           self.ground_row(depth) - height * 0.92 * ppm), (head, head * 1.2),
+                          PERSON, (205, 160, 130))
+        elif kind == 'car':
+            body = np.array([rng.uniform(10, 200), rng.uniform(10, 200), rng.uniform(10, 200)])
+            self._rectangle(self._box(lateral, depth, 1.8, 0.15, 0.95), CAR, body)
+            self._rectangle(self._box(lateral, depth, 1.5, 0.95, 1.5), CAR, body * 0.9)
+            self._rectangle(self._box(lateral, depth, 1.3, 1.0, 1.4), CAR, (40, 45, 55))
+            for wheel in (-0.65, 0.65):
+                self._rectangle(self._box(lateral + wheel, depth, 0.35, 0, 0.35), CAR,
+                                (20, 20, 20))
+        elif kind == 'bin':
+            self._rectangle(self._box(lateral, depth, 0.5, 0, 0.9), STATIC, (60, 80, 60))
+
+    def paint_ego_vehicle(self) -> None:
+        # The bonnet of the recording car, void in Cityscapes (labelId 1 -> trainId 255).
+        bonnet = self.height * self.rng.uniform(0.05, 0.09)
+        bulge = 1 - 0.5 * ((self.xs - self.width / 2) / (self.width / 2)) ** 2
+        mask = self.ys > self.height - bonnet * bulge
+        self.canvas.paint(mask, EGO_VEHICLE, _grey_colour(self.rng, 20, 50, 5))
+
+    def render(self) -> Tuple[np.ndarray, np.ndarray]:
+        self.paint_sky_and_ground()
+        self.paint_facades()
+        self.paint_fence()
+        for depth, kind, lateral in self.sample_objects():
+            self.paint_object(depth, kind, lateral)
+        self.paint_ego_vehicle()
+        rgb = self.canvas.rgb
+        rgb *= (1 + 0.10 * self.texture)[..., None]
+        rgb += 4.0 * self.grain[..., None]
+        # One light and white balance per image, so colours vary between scenes.
+        rgb *= self.rng.uniform(0.8, 1.15) * self.rng.uniform(0.93, 1.07, 3)
+        return np.clip(rgb, 0, 255).astype(np.uint8), self.canvas.label
+
+
+def render_street_scene(rng: np.random.Generator, height: int, width: int
+                        ) -> Tuple[np.ndarray, np.ndarray]:
+    """One scene: (RGB image (H, W, 3) uint8, Cityscapes labelIds (H, W) uint8)."""
+    return _SceneSampler(rng, height, width).render()
+
+
+def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
+    """The generator of image `index` of `split`: independent of how many images are made."""
+    return np.random.default_rng([int(seed), SPLIT_CODES[split], int(index)])
+
+
+def _write_png_atomic(path: str, array: np.ndarray) -> None:
+    ok, encoded = cv2.imencode('.png', array)
+    if not ok:
+        raise RuntimeError(f'OpenCV could not encode {path} as PNG')
+    fd, tmp_path = tempfile.mkstemp(dir=osp.dirname(path), suffix='.png.tmp')
+    try:
+        with os.fdopen(fd, 'wb') as handle:
+            handle.write(encoded.tobytes())
+        os.replace(tmp_path, path)
+    except BaseException:
+        if osp.exists(tmp_path):
+            os.remove(tmp_path)
+        raise
+
+
+def _prepare_output_dir(out_dir: Path) -> None:
+    """Refuse to write into a directory that holds anything but an earlier generation;
+    clear an earlier generation so that no stale image outlives a smaller new one."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f'{out_dir} exists and is not a directory; pass a directory '
+                                 'path for the synthetic dataset')
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        if not (out_dir / MARKER_FILE).is_file():
+            raise FileExistsError(
+                f'{out_dir} is not empty and was not written by generate_cityscapes; choose '
+                'a new or empty directory so that no existing data is overwritten')
+        for sub in ('leftImg8bit', 'gtFine'):
+            shutil.rmtree(out_dir / sub, ignore_errors=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _check_arguments(num_train, num_val, size) -> Tuple[int, int]:
+    for name, value in (('num_train', num_train), ('num_val', num_val)):
+        if int(value) != value or value < 0:
+            raise ValueError(f'{name} must be a non-negative integer, got {value!r}')
+    if num_train + num_val == 0:
+        raise ValueError('num_train + num_val is 0: ask for at least one image')
+    try:
+        height, width = (int(v) for v in size)
+    except (TypeError, ValueError):
+        raise ValueError(f'size must be (height, width), got {size!r}') from None
+    if height < MIN_SIZE[0] or width < MIN_SIZE[1]:
+        raise ValueError(f'size {height}x{width} is too small for a street scene; use at '
+                         f'least {MIN_SIZE[0]}x{MIN_SIZE[1]} (height x width)')
+    return height, width
+
+
+def generate_cityscapes(out_dir: Union[str, os.PathLike], num_train: int, num_val: int,
+                        size: Tuple[int, int] = (128, 256), seed: int = 0) -> Dict:
+    """Write `num_train` + `num_val` synthetic scenes in the Cityscapes layout:
+
+    leftImg8bit/{split}/{city}/{city}_{seq:06d}_000019_leftImg8bit.png   (RGB)
+    gtFine/{split}/{city}/{city}_{seq:06d}_000019_gtFine_labelIds.png    (official ids)
+    gtFine/{split}/{city}/..._gtFine_labelTrainIds.png                   (0..18, 255)
+    gtFine/{split}/{city}/..._gtFine_color.png                           (official RGBA)
+
+    Image i of a split depends only on (seed, split, i). Returns a summary dict with the root,
+    the counts, and per split the pixel count of every train class.
+
+        info = generate_cityscapes('data/synthetic_cityscapes', 300, 60, size=(128, 256))
+        # then: CityscapesDataset(data_root=info['root'], data_prefix=dict(
+        #     img_path='leftImg8bit/val', seg_map_path='gtFine/val'), pipeline=[...])
+    """
+    height, width = _check_arguments(num_train, num_val, size)
+    root = Path(out_dir)
+    _prepare_output_dir(root)
+    class_pixels = {}
+    files = {}
+    for split, count in (('train', int(num_train)), ('val', int(num_val))):
+        counts = np.zeros(256, np.int64)
+        files[split] = []
+        cities = CITIES[split]
+        for index in range(count):
+            city = cities[index * len(cities) // count]
+            stem = cityscapes_stem(city, index)
+            image_dir = root / 'leftImg8bit' / split / city
+            label_dir = root / 'gtFine' / split / city
+            image_dir.mkdir(parents=True, exist_ok=True)
+            label_dir.mkdir(parents=True, exist_ok=True)
+            rgb, label_ids = render_street_scene(scene_rng(seed, split, index), height, width)
+            train_ids = ID_TO_TRAINID[label_ids]
+            colour = np.concatenate(
+                [ID_TO_COLOR[label_ids], np.full((height, width, 1), 255, np.uint8)], axis=2)
+            image_path = str(image_dir / f'{stem}_leftImg8bit.png')
+            _write_png_atomic(image_path, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+            _write_png_atomic(str(label_dir / f'{stem}_gtFine_labelIds.png'), label_ids)
+            _write_png_atomic(str(label_dir / f'{stem}_gtFine_labelTrainIds.png'), train_ids)
+            _write_png_atomic(str(label_dir / f'{stem}_gtFine_color.png'),
+                              cv2.cvtColor(colour, cv2.COLOR_RGBA2BGRA))
+            counts += np.bincount(train_ids.ravel(), minlength=256)
+            files[split].append(image_path)
+        class_pixels[split] = {name: int(counts[train_id])
+                               for train_id, name in enumerate(TRAINID_TO_NAME)}
+        class_pixels[split]['ignored'] = int(counts[IGNORE_INDEX])
+    info = {
+        'root': str(root),
+        'num_train': int(num_train),
+        'num_val': int(num_val),
+        'size': [height, width],
+        'seed': int(seed),
+        'class_pixels': class_pixels,
+        'classes_present': {split: [name for name in TRAINID_TO_NAME if pixels[name] > 0]
+                            for split, pixels in class_pixels.items()},
+    }
+    marker = {key: info[key] for key in ('num_train', 'num_val', 'size', 'seed')}
+    fd, tmp_path = tempfile.mkstemp(dir=str(root), suffix='.json.tmp')
+    with os.fdopen(fd, 'w') as handle:
+        json.dump(dict(marker, generator='posattack.synthetic.generate_cityscapes'), handle,
+                  indent=2)
+    os.replace(tmp_path, str(root / MARKER_FILE))
+    info['files'] = files
+    return info

@@ -1,0 +1,82 @@
+"""Shared fixtures: a tiny synthetic Cityscapes dataset, the demo config pointed at it, and
+the demo segmentor with random weights.
+
+    def test_something(synthetic_root, demo_cfg, tiny_segmentor):
+        assert (synthetic_root / 'leftImg8bit' / 'val').is_dir()
+        logits = tiny_segmentor(torch.zeros(1, 3, 64, 128))      # (1, 19, 8, 16): stride 8
+"""
+import copy
+import os.path as osp
+
+import pytest
+import torch
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+DEMO_CONFIG = osp.join(REPO_ROOT, 'configs', 'demo', 'deeplabv3_r18-tiny_synthetic-cityscapes.py')
+
+# Tiny sizes keep the whole suite fast on 2 CPU cores.
+TINY_SIZE = (64, 128)  # (h, w)
+TINY_NUM_TRAIN = 4
+TINY_NUM_VAL = 4
+
+
+@pytest.fixture(scope='session')
+def synthetic_root(tmp_path_factory):
+    """Path of a generated Cityscapes-layout dataset: 4 train + 4 val images, 64x128, seed 0."""
+    from posattack.synthetic import generate_cityscapes
+    root = tmp_path_factory.mktemp('synthetic_cityscapes')
+    generate_cityscapes(root, num_train=TINY_NUM_TRAIN, num_val=TINY_NUM_VAL, size=TINY_SIZE,
+                        seed=0)
+    return root
+
+
+@pytest.fixture(scope='session')
+def _demo_cfg_template():
+    from mmengine.config import Config
+    return Config.fromfile(DEMO_CONFIG)
+
+
+def _set_pipeline_sizes(pipeline, height, width):
+    for transform in pipeline:
+        if transform['type'] in ('Resize', 'RandomResize'):
+            transform['scale'] = (width, height)
+        elif transform['type'] == 'RandomCrop':
+            transform['crop_size'] = (height, width)
+
+
+@pytest.fixture
+def demo_cfg(_demo_cfg_template, synthetic_root, tmp_path):
+    """A fresh copy of the demo Config on `synthetic_root`: 64x128 pipelines, batch size 2,
+    no worker processes, work_dir in this test's tmp_path."""
+    cfg = copy.deepcopy(_demo_cfg_template)
+    height, width = TINY_SIZE
+    cfg.data_root = str(synthetic_root)
+    cfg.crop_size = (height, width)
+    cfg.image_scale = (width, height)
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg[key]
+        loader.batch_size = 2
+        loader.num_workers = 0
+        loader.persistent_workers = False
+        loader.dataset.data_root = str(synthetic_root)
+        _set_pipeline_sizes(loader.dataset.pipeline, height, width)
+    for pipeline_key in ('train_pipeline', 'test_pipeline'):
+        _set_pipeline_sizes(cfg[pipeline_key], height, width)
+    cfg.model.data_preprocessor.size = (height, width)
+    cfg.data_preprocessor.size = (height, width)
+    cfg.work_dir = str(tmp_path / 'work_dir')
+    return cfg
+
+
+@pytest.fixture
+def tiny_segmentor(demo_cfg):
+    """The demo EncoderDecoder built from `demo_cfg`: random (seeded) weights, eval mode, CPU.
+    The config is attached as `model.cfg`, as posattack.builder.load_segmentor does."""
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+    init_default_scope('mmseg')
+    torch.manual_seed(0)
+    model = MODELS.build(demo_cfg.model)
+    model.init_weights()
+    model.cfg = demo_cfg
+    return model.eval()

@@ -1,0 +1,234 @@
+"""ChannelRemovalHook inside MMEngine's Runner, and the configs/_base_ fragment."""
+import copy
+import os.path as osp
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from posattack.hooks import ChannelRemovalHook
+from posattack.ranking import ChannelRanking
+from posattack.removal import channel_means, random_channels
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+FRAGMENT = osp.join(REPO_ROOT, 'configs', '_base_', 'posattack', 'channel_removal.py')
+DEMO_CONFIG = osp.join(REPO_ROOT, 'configs', 'demo', 'deeplabv3_r18-tiny_synthetic-cityscapes.py')
+
+NUM_STAGE4_CHANNELS = 128  # the demo backbone's last stage
+
+
+def _ranking_file(tmp_path, num_channels=NUM_STAGE4_CHANNELS):
+    """A ranking whose 'overall' order is known: channels in descending id order."""
+    ranking = ChannelRanking(layer='backbone:3', num_channels=num_channels, method='hand_made',
+                             num_images=0, orders={'overall': list(reversed(range(num_channels)))})
+    return str(ranking.save(tmp_path / f'ranking_{num_channels}.json'))
+
+
+def _fake_runner(model):
+    return SimpleNamespace(model=model)
+
+
+def _head_input(model, inputs):
+    """The backbone's last-stage tensor as the decode head receives it."""
+    seen = {}
+    handle = model.decode_head.register_forward_pre_hook(lambda m, args: seen.setdefault('x', args[0][3]))
+    try:
+        with torch.no_grad():
+            model(inputs, mode='tensor')
+    finally:
+        handle.remove()
+    return seen['x']
+
+
+def _inputs(batch=1):
+    return torch.randn(batch, 3, 64, 128, generator=torch.Generator().manual_seed(3))
+
+
+# ----------------------------------------------------------------------------- construction
+@pytest.mark.parametrize('kwargs, error, words', [
+    (dict(mode='nearest', num_channels=1), ValueError, 'unknown mode'),
+    (dict(mode='random', num_channels=1, ablation='blur'), ValueError, 'unknown ablation'),
+    (dict(mode='random', fraction=1.5), ValueError, r'\(0, 1\]'),
+    (dict(mode='random', fraction=0.5, num_channels=3), ValueError, 'both'),
+    (dict(mode='targeted', num_channels=3), ValueError, 'needs a ranking'),
+    (dict(mode='targeted', num_channels=3, ranking='no/such/ranking.json'), FileNotFoundError,
+     'no/such/ranking.json.*tools/identify.py'),
+    (dict(mode='random', num_channels=1, apply_in=('val', 'predict')), ValueError, 'apply_in'),
+    (dict(mode='random', num_channels=1, apply_in=()), ValueError, 'apply_in'),
+    (dict(mode='random', num_channels=1, ablation='mean', apply_in=('train',)), ValueError, 'training'),
+    (dict(mode='random', num_channels=1, ablation='mean', mean_num_images=0), ValueError, 'mean_num_images'),
+    (dict(mode='random', num_channels=1, layer=''), ValueError, 'layer'),
+])
+def test_bad_arguments_fail_at_construction(kwargs, error, words):
+    with pytest.raises(error, match=words):
+        ChannelRemovalHook(**kwargs)
+
+
+def test_ranking_errors_surface_at_construction(tmp_path):
+    path = _ranking_file(tmp_path)
+    with pytest.raises(ValueError, match=f'0..{NUM_STAGE4_CHANNELS}'):
+        ChannelRemovalHook(ranking=path, num_channels=NUM_STAGE4_CHANNELS + 1)
+    with pytest.raises(ValueError, match='available: overall'):
+        ChannelRemovalHook(ranking=path, num_channels=3, region='left')
+    hook = ChannelRemovalHook(ranking=path, fraction=0.1)
+    assert hook.channels == list(range(127, 114, -1))  # round(12.8) = 13 from the top
+
+
+# ----------------------------------------------------------------------------- attach / detach
+def test_attaches_for_test_and_detaches_after(tiny_segmentor, tmp_path):
+    hook = ChannelRemovalHook(ranking=_ranking_file(tmp_path), num_channels=4)
+    runner = _fake_runner(tiny_segmentor)
+    inputs = _inputs()
+    clean = _head_input(tiny_segmentor, inputs)
+
+    hook.before_run(runner)
+    hook.before_test_epoch(runner)
+    assert hook.active and hook.layer_name == 'backbone:3'
+    edited = _head_input(tiny_segmentor, inputs)
+    hook.after_test_epoch(runner, metrics={})
+    assert not hook.active and len(tiny_segmentor.backbone._forward_hooks) == 0
+
+    removed = [127, 126, 125, 124]
+    assert torch.equal(edited[:, removed], torch.zeros_like(edited[:, removed]))
+    assert torch.equal(edited[:, :124], clean[:, :124])
+    assert torch.equal(_head_input(tiny_segmentor, inputs), clean)
+
+    # 'train' is not in apply_in by default: training iterations stay clean
+    hook.before_train_iter(runner, 0)
+    assert not hook.active
+
+
+def test_train_iterations_when_asked(tiny_segmentor):
+    hook = ChannelRemovalHook(mode='explicit', channels=[0, 1], apply_in=('train',))
+    runner = _fake_runner(tiny_segmentor)
+    hook.before_val_epoch(runner)
+    assert not hook.active  # val is not listed
+    hook.before_train_iter(runner, 0)
+    edited = _head_input(tiny_segmentor, _inputs())
+    hook.after_train_iter(runner, 0)
+    assert not hook.active
+    assert torch.equal(edited[:, :2], torch.zeros_like(edited[:, :2]))
+
+
+def test_random_without_ranking_draws_once_the_channel_count_is_known(tiny_segmentor):
+    hook = ChannelRemovalHook(mode='random', fraction=0.25, seed=7, layer='backbone:2')
+    runner = _fake_runner(tiny_segmentor)
+    hook.before_val_epoch(runner)
+    edited = _head_input_stage(tiny_segmentor, _inputs(), stage=2)
+    hook.after_val_epoch(runner)
+    expected = random_channels(64, 16, seed=7)  # stage 3 has 64 channels; round(0.25 * 64)
+    assert hook.channels == expected
+    assert torch.equal(edited[:, expected], torch.zeros_like(edited[:, expected]))
+
+
+def _head_input_stage(model, inputs, stage):
+    seen = {}
+    handle = model.decode_head.register_forward_pre_hook(lambda m, args: seen.setdefault('x', args[0][stage]))
+    try:
+        with torch.no_grad():
+            model(inputs, mode='tensor')
+    finally:
+        handle.remove()
+    return seen['x']
+
+
+def test_ranking_of_another_width_fails_on_first_forward(tiny_segmentor, tmp_path):
+    hook = ChannelRemovalHook(ranking=_ranking_file(tmp_path, num_channels=64), num_channels=8)
+    runner = _fake_runner(tiny_segmentor)
+    hook.before_test_epoch(runner)
+    with pytest.raises(ValueError, match='64 channels.*gives 128'):
+        _head_input(tiny_segmentor, _inputs())
+    hook.after_test_epoch(runner)
+    assert len(tiny_segmentor.backbone._forward_hooks) == 0
+
+
+def test_unknown_layer_fails_before_the_run(tiny_segmentor):
+    hook = ChannelRemovalHook(mode='random', num_channels=1, layer='backbone.layer9')
+    with pytest.raises(ValueError, match='backbone.layer9'):
+        hook.before_run(_fake_runner(tiny_segmentor))
+
+
+def test_unwraps_distributed_models(tiny_segmentor, tmp_path):
+    import torch.distributed as dist
+    from mmengine.model import MMDistributedDataParallel
+
+    if dist.is_initialized():
+        pytest.skip('a process group is already initialised in this process')
+    dist.init_process_group('gloo', init_method=f'file://{tmp_path / "pg"}', rank=0, world_size=1)
+    try:
+        wrapped = MMDistributedDataParallel(module=tiny_segmentor, device_ids=None)
+        hook = ChannelRemovalHook(mode='explicit', channels=[5])
+        hook.before_test_epoch(_fake_runner(wrapped))
+        edited = _head_input(tiny_segmentor, _inputs())
+        hook.after_test_epoch(_fake_runner(wrapped))
+    finally:
+        dist.destroy_process_group()
+    assert torch.equal(edited[:, 5], torch.zeros_like(edited[:, 5]))
+    assert len(tiny_segmentor.backbone._forward_hooks) == 0
+
+
+# ----------------------------------------------------------------------------- through mmseg's test loop
+def _run_test(demo_cfg, hooks):
+    from mmengine.runner import Runner
+    cfg = copy.deepcopy(demo_cfg)
+    cfg.custom_hooks = hooks
+    cfg.test_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
+    cfg.default_hooks.pop('visualization', None)
+    cfg.load_from = None
+    runner = Runner.from_cfg(cfg)
+    metrics = runner.test()
+    removal_hooks = [h for h in runner.hooks if isinstance(h, ChannelRemovalHook)]
+    return metrics, removal_hooks, runner
+
+
+def test_hook_in_mmseg_test_loop(demo_cfg, tmp_path):
+    ranking = _ranking_file(tmp_path)
+    clean, _, _ = _run_test(demo_cfg, [])
+    unchanged, _, _ = _run_test(demo_cfg, [dict(type='ChannelRemovalHook', ranking=ranking, num_channels=0)])
+    attacked, hooks, runner = _run_test(
+        demo_cfg, [dict(type='ChannelRemovalHook', ranking=ranking, num_channels=120, mode='targeted')])
+
+    assert unchanged == clean  # removing nothing is exactly the clean evaluation
+    assert attacked['mIoU'] != clean['mIoU']
+    assert len(hooks) == 1 and hooks[0].channels == list(range(127, 7, -1))
+    assert not hooks[0].active  # detached after the test epoch
+    assert len(runner.model.backbone._forward_hooks) == 0
+
+
+def test_mean_ablation_in_mmseg_test_loop(demo_cfg):
+    hook_cfg = dict(type='ChannelRemovalHook', mode='explicit', channels=list(range(0, 128, 2)),
+                    ablation='mean', mean_num_images=3)
+    _, hooks, runner = _run_test(demo_cfg, [hook_cfg])
+    expected = channel_means(runner.model, 'backbone:3', runner.test_dataloader, num_images=3)
+    assert torch.equal(hooks[0].mean_values, expected)
+    assert not hooks[0].active
+
+
+# ----------------------------------------------------------------------------- the _base_ fragment
+def test_fragment_alone_sets_imports_and_hook():
+    from mmengine.config import Config
+    cfg = Config.fromfile(FRAGMENT)
+    assert cfg.custom_imports == dict(imports=['posattack'], allow_failed_imports=False)
+    assert len(cfg.custom_hooks) == 1 and cfg.custom_hooks[0].type == 'ChannelRemovalHook'
+    cfg.merge_from_dict({'custom_hooks.0.ranking': '/data/r.json', 'custom_hooks.0.num_channels': 50})
+    assert cfg.custom_hooks[0].ranking == '/data/r.json' and cfg.custom_hooks[0].num_channels == 50
+    assert cfg.custom_hooks[0].region == 'overall'  # the other defaults survive the override
+
+
+def test_fragment_merges_into_an_mmseg_config(tmp_path):
+    from mmengine.config import Config
+    child = tmp_path / 'attack_demo.py'
+    child.write_text(f'_base_ = [{DEMO_CONFIG!r}, {FRAGMENT!r}]\n')
+    cfg = Config.fromfile(str(child))
+    assert cfg.model.type == 'EncoderDecoder'
+    assert 'posattack' in cfg.custom_imports['imports']
+    assert [h.type for h in cfg.custom_hooks] == ['ChannelRemovalHook']
+
+
+def test_fragment_hook_runs_from_a_config(demo_cfg, tmp_path):
+    """The fragment's dict, pointed at a ranking, builds and runs through the Runner."""
+    from mmengine.config import Config
+    hook_cfg = copy.deepcopy(Config.fromfile(FRAGMENT).custom_hooks[0])
+    hook_cfg.ranking = _ranking_file(tmp_path)
+    _, hooks, _ = _run_test(demo_cfg, [hook_cfg])
+    assert hooks[0].channels == list(range(127, 27, -1))  # num_channels=100 by default

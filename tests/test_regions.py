@@ -1,0 +1,221 @@
+"""Region masks: hand-checked geometry per type, partitions, caching, clear errors."""
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from posattack.regions import (REGIONS, build_region_layout, build_region_masks,
+                               register_region, validate_region_specs)
+
+
+def region(specs, height, width, name):
+    names, masks = build_region_masks(specs, height, width)
+    return masks[names.index(name)]
+
+
+def columns(height, width, *column_indices):
+    mask = np.zeros((height, width), bool)
+    mask[:, list(column_indices)] = True
+    return mask
+
+
+# ------------------------------------------------------------------------ geometry
+def test_paper_regions_match_the_authors_columns():
+    names, masks = build_region_masks('paper', 2, 8)
+    assert names == ['full', 'left', 'right', 'center', 'periphery']
+    expected = {
+        'full': np.ones((2, 8), bool),
+        'left': columns(2, 8, 0, 1, 2, 3),
+        'right': columns(2, 8, 4, 5, 6, 7),
+        'center': columns(2, 8, 2, 3, 4, 5),
+        'periphery': columns(2, 8, 0, 1, 6, 7),
+    }
+    for name, mask in zip(names, masks):
+        np.testing.assert_array_equal(mask, expected[name], err_msg=name)
+
+
+def test_paper_center_at_cityscapes_width_and_odd_width():
+    center = region('paper', 1, 2048, 'center')[0]
+    assert np.flatnonzero(center).tolist() == list(range(512, 1536))
+    # W = 10: W//4 = 2, (3*W)//4 = 7; left = [0, 5)
+    assert np.flatnonzero(region('paper', 1, 10, 'center')[0]).tolist() == [2, 3, 4, 5, 6]
+    assert np.flatnonzero(region('paper', 1, 10, 'left')[0]).tolist() == [0, 1, 2, 3, 4]
+
+
+def test_halves():
+    names, masks = build_region_masks('halves', 4, 6)
+    assert names == ['top', 'bottom', 'left', 'right']
+    top = np.zeros((4, 6), bool)
+    top[:2] = True
+    np.testing.assert_array_equal(masks[0], top)
+    np.testing.assert_array_equal(masks[1], ~top)
+    np.testing.assert_array_equal(masks[2], columns(4, 6, 0, 1, 2))
+    np.testing.assert_array_equal(masks[3], columns(4, 6, 3, 4, 5))
+
+
+def test_border_bands_by_hand():
+    # 5x5: distances 0 (outer ring), 1 (inner ring), 2 (center); max_d = 2, K = 3:
+    # band = min(floor(d * 3 / 2), 2) -> 0, 1, 2
+    names, masks = build_region_masks(dict(type='border', bands=3), 5, 5)
+    assert names == ['band_0', 'band_1', 'band_2']
+    expected_band = np.array([[0, 0, 0, 0, 0],
+                              [0, 1, 1, 1, 0],
+                              [0, 1, 2, 1, 0],
+                              [0, 1, 1, 1, 0],
+                              [0, 0, 0, 0, 0]])
+    for k in range(3):
+        np.testing.assert_array_equal(masks[k], expected_band == k)
+    # 7x9, K = 2: max_d = 3; d = 0, 1 -> band 0 (0, 2/3); d = 2, 3 -> band 1 (4/3, 2 -> 1)
+    _, masks = build_region_masks(dict(type='border', bands=2), 7, 9)
+    ring_depth = np.minimum.outer(np.minimum(np.arange(7), 6 - np.arange(7)),
+                                  np.minimum(np.arange(9), 8 - np.arange(9)))
+    np.testing.assert_array_equal(masks[0], ring_depth <= 1)
+    np.testing.assert_array_equal(masks[1], ring_depth >= 2)
+
+
+def test_border_bands_partition_and_go_inwards():
+    _, masks = build_region_masks(dict(type='border', bands=4), 64, 128)
+    np.testing.assert_array_equal(masks.sum(0), 1)
+    assert all(mask.any() for mask in masks)
+    rows = np.arange(64)[:, None]
+    cols = np.arange(128)[None, :]
+    distance = np.minimum(np.minimum(rows, 63 - rows), np.minimum(cols, 127 - cols))
+    band_of_pixel = masks.argmax(0)
+    order = np.argsort(distance, axis=None, kind='stable')
+    assert np.all(np.diff(band_of_pixel.ravel()[order]) >= 0)
+    assert band_of_pixel[0, 0] == 0 and band_of_pixel[31, 64] == 3
+
+
+def test_frame_pixels_and_fraction():
+    names, masks = build_region_masks(dict(type='frame', thickness=1), 4, 5)
+    assert names == ['frame', 'interior']
+    interior = np.zeros((4, 5), bool)
+    interior[1:3, 1:4] = True
+    np.testing.assert_array_equal(masks[1], interior)
+    np.testing.assert_array_equal(masks[0], ~interior)
+    # fraction of the shorter side: round(0.34 * 6) = 2 pixels
+    _, masks = build_region_masks(dict(type='frame', thickness=0.34), 6, 8)
+    interior = np.zeros((6, 8), bool)
+    interior[2:4, 2:6] = True
+    np.testing.assert_array_equal(masks[1], interior)
+    np.testing.assert_array_equal(masks[0] ^ masks[1], True)
+
+
+def test_grid_cells_by_hand():
+    names, masks = build_region_masks(dict(type='grid', rows=2, cols=3), 5, 6)
+    assert names == [f'cell_{r}_{c}' for r in range(2) for c in range(3)]
+    # rows split at 5 // 2 = 2, columns at 2 and 4
+    expected = np.zeros((5, 6), bool)
+    expected[2:5, 4:6] = True
+    np.testing.assert_array_equal(masks[names.index('cell_1_2')], expected)
+    np.testing.assert_array_equal(masks.sum(0), 1)
+
+
+def test_mask_image_nonzero_and_values(tmp_path):
+    label = np.zeros((4, 6), np.uint8)
+    label[0, :2] = 3
+    label[3, 5] = 7
+    path = str(tmp_path / 'roi.png')
+    cv2.imwrite(path, label)
+    names, masks = build_region_masks(dict(type='mask', path=path, name='roi'), 4, 6)
+    assert names == ['roi']
+    np.testing.assert_array_equal(masks[0], label != 0)
+    names, masks = build_region_masks(
+        dict(type='mask', path=path, name='lab', mode='values'), 4, 6)
+    assert names == ['lab_0', 'lab_3', 'lab_7']
+    for name, value in zip(names, (0, 3, 7)):
+        np.testing.assert_array_equal(masks[names.index(name)], label == value)
+
+
+def test_mask_image_palette_png_keeps_indices(tmp_path):
+    label = np.array([[0, 1, 1], [2, 2, 0]], np.uint8)
+    image = Image.fromarray(label, mode='P')
+    image.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0] + [0] * (256 * 3 - 9))
+    path = str(tmp_path / 'palette.png')
+    image.save(path)
+    names, masks = build_region_masks(dict(type='mask', path=path, name='p', mode='values'), 2, 3)
+    assert names == ['p_0', 'p_1', 'p_2']
+    np.testing.assert_array_equal(masks[2], label == 2)
+
+
+def test_user_region_function_and_prefix():
+    @register_region('test_diagonal', force=True)
+    def diagonal(height, width, upper=True):
+        above = np.arange(height)[:, None] < np.arange(width)[None, :]
+        return {'upper' if upper else 'lower': above if upper else ~above}
+
+    try:
+        specs = [dict(type='test_diagonal'), dict(type='test_diagonal', upper=False, prefix='d_')]
+        assert validate_region_specs(specs) == ['upper', 'd_lower']
+        names, masks = build_region_masks(specs, 3, 3)
+        np.testing.assert_array_equal(masks[0], np.triu(np.ones((3, 3), bool), 1))
+        np.testing.assert_array_equal(masks[0] ^ masks[1], True)
+    finally:
+        REGIONS.module_dict.pop('test_diagonal')
+
+
+def test_masks_are_cached_and_read_only():
+    specs = ['paper', dict(type='grid', rows=3, cols=3)]
+    names_a, masks_a = build_region_masks(specs, 16, 32)
+    names_b, masks_b = build_region_masks([dict(type='paper'), dict(type='grid', cols=3, rows=3)],
+                                          16, 32)
+    assert masks_a is masks_b and names_a == names_b
+    assert not masks_a.flags.writeable
+    with pytest.raises(ValueError):
+        masks_a[0, 0, 0] = False
+
+
+@pytest.mark.parametrize('specs', [
+    ['paper', dict(type='border', bands=4), dict(type='grid', rows=3, cols=3)],
+    # more than 64 regions: the generic (non-uint64) piece path
+    ['paper', dict(type='grid', rows=9, cols=9)],
+])
+def test_layout_pieces_rebuild_every_mask(specs):
+    layout = build_region_layout(specs, 32, 48)
+    piece_map = layout.piece_map.reshape(32, 48)
+    rebuilt = layout.membership[:, piece_map].astype(bool)
+    np.testing.assert_array_equal(rebuilt, layout.masks)
+    assert layout.num_pieces == len({tuple(col) for col in layout.masks.reshape(len(layout.names), -1).T})
+
+
+# ------------------------------------------------------------------------ bad input
+@pytest.mark.parametrize('specs, message', [
+    ('nonsense', "Unknown region type 'nonsense'. Known types: border, frame, full, grid"),
+    (dict(type='border', bands=0), 'bands" must be a positive integer'),
+    (dict(type='border', bands=-2), 'bands" must be a positive integer'),
+    (dict(type='border', bands=2.5), 'bands" must be a positive integer'),
+    (dict(type='grid', rows=0, cols=3), 'rows" must be a positive integer'),
+    (dict(type='grid', rows=3, cols=-1), 'cols" must be a positive integer'),
+    (dict(type='frame', thickness=1.5), 'must lie in (0, 1)'),
+    (dict(type='frame', thickness=0.0), 'must lie in (0, 1)'),
+    (dict(type='frame', thickness=0), 'must be a positive integer'),
+    (dict(type='frame', thickness=True), 'must be an int (pixels) or a float'),
+    (dict(type='border', band=4), "unexpected keyword argument 'band'"),
+    (dict(type='mask', path='/no/such/file.png', name='x'), 'does not exist'),
+    (['paper', 'halves'], "Region name 'left' is made twice"),
+    (['paper', 'full'], "Region name 'full' is made twice"),
+    ([], 'non-empty list'),
+    (42, 'a type name (str) or a dict'),
+])
+def test_bad_specs_fail_before_any_image(specs, message):
+    with pytest.raises((ValueError, TypeError, FileNotFoundError)) as error:
+        validate_region_specs(specs)
+    assert message in str(error.value)
+
+
+def test_prefix_resolves_name_clash():
+    names = validate_region_specs(['paper', dict(type='halves', prefix='h_')])
+    assert names[-4:] == ['h_top', 'h_bottom', 'h_left', 'h_right']
+
+
+def test_size_dependent_errors_name_the_size(tmp_path):
+    with pytest.raises(ValueError, match=r'bands=10 on a 8x8 image'):
+        build_region_masks(dict(type='border', bands=10), 8, 8)
+    with pytest.raises(ValueError, match=r'grid 5x2 on a 4x4 image'):
+        build_region_masks(dict(type='grid', rows=5, cols=2), 4, 4)
+    with pytest.raises(ValueError, match=r'leaves no interior on a 6x10 image'):
+        build_region_masks(dict(type='frame', thickness=3), 6, 10)
+    path = str(tmp_path / 'small.png')
+    cv2.imwrite(path, np.ones((4, 4), np.uint8))
+    with pytest.raises(ValueError, match=r'is 4x4 but the evaluated image \(ori_shape\) is 8x16'):
+        build_region_masks(dict(type='mask', path=path, name='m'), 8, 16)

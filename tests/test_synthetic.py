@@ -1,0 +1,255 @@
+"""The synthetic generator writes real Cityscapes files that mmseg and cityscapesScripts-style
+tools read, with labels that follow the official table and a street-scene structure."""
+import filecmp
+import glob
+import importlib.util
+import os
+import os.path as osp
+import re
+
+import cv2
+import numpy as np
+import pytest
+
+from posattack.synthetic import generate_cityscapes
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+# Written out here from cityscapesScripts' helpers/labels.py, independently of
+# posattack/cityscapes_labels.py, so that a typo in either one fails the test.
+OFFICIAL_ID_TO_TRAINID = {
+    0: 255, 1: 255, 2: 255, 3: 255, 4: 255, 5: 255, 6: 255, 7: 0, 8: 1, 9: 255, 10: 255,
+    11: 2, 12: 3, 13: 4, 14: 255, 15: 255, 16: 255, 17: 5, 18: 255, 19: 6, 20: 7, 21: 8,
+    22: 9, 23: 10, 24: 11, 25: 12, 26: 13, 27: 14, 28: 15, 29: 255, 30: 255, 31: 16,
+    32: 17, 33: 18,
+}
+OFFICIAL_VOID_COLOURS = {0: (0, 0, 0), 1: (0, 0, 0), 2: (0, 0, 0), 3: (0, 0, 0), 4: (0, 0, 0),
+                         5: (111, 74, 0), 6: (81, 0, 81), 9: (250, 170, 160),
+                         10: (230, 150, 140), 14: (180, 165, 180), 15: (150, 100, 100),
+                         16: (150, 120, 90), 18: (153, 153, 153), 29: (0, 0, 90),
+                         30: (0, 0, 110)}
+IMAGE_NAME = re.compile(r'^(?P<city>[a-z]+)_(?P<seq>\d{6})_(?P<frame>\d{6})_leftImg8bit\.png$')
+GT_SUFFIXES = ('_gtFine_labelIds.png', '_gtFine_labelTrainIds.png', '_gtFine_color.png')
+
+
+def _official_colour(label_id, palette):
+    """Colour of a labelId: mmseg's CityscapesDataset palette for evaluated classes (an
+    independent copy of the official colours), the table above for void ones."""
+    train_id = OFFICIAL_ID_TO_TRAINID[label_id]
+    return tuple(palette[train_id]) if train_id != 255 else OFFICIAL_VOID_COLOURS[label_id]
+
+
+def _all_files(root):
+    return sorted(osp.relpath(p, root) for p in glob.glob(osp.join(root, '**', '*.png'),
+                                                          recursive=True))
+
+
+def _image_paths(root, split):
+    return sorted(glob.glob(osp.join(root, 'leftImg8bit', split, '*', '*_leftImg8bit.png')))
+
+
+def _gt_path(image_path, suffix):
+    return image_path.replace(os.sep + 'leftImg8bit' + os.sep, os.sep + 'gtFine' + os.sep) \
+        .replace('_leftImg8bit.png', suffix)
+
+
+def _read(path, flags=cv2.IMREAD_UNCHANGED):
+    array = cv2.imread(path, flags)
+    assert array is not None, f'unreadable PNG {path}'
+    return array
+
+
+@pytest.fixture(scope='module')
+def val20_root(tmp_path_factory):
+    """20 val scenes at the default demo size, as a modest stand-in for the demo split."""
+    root = tmp_path_factory.mktemp('val20')
+    info = generate_cityscapes(root, num_train=0, num_val=20, size=(128, 256), seed=0)
+    return root, info
+
+
+def test_same_seed_same_bytes_other_seed_differs(tmp_path):
+    first, second, other = tmp_path / 'a', tmp_path / 'b', tmp_path / 'c'
+    generate_cityscapes(first, 2, 2, size=(64, 128), seed=3)
+    generate_cityscapes(second, 2, 2, size=(64, 128), seed=3)
+    generate_cityscapes(other, 2, 2, size=(64, 128), seed=4)
+    files = _all_files(first)
+    assert len(files) == 4 * 4  # 4 images, each with 3 gtFine files
+    assert files == _all_files(second) == _all_files(other)
+    for name in files:
+        assert filecmp.cmp(first / name, second / name, shallow=False), name
+    differing = [name for name in files
+                 if not filecmp.cmp(first / name, other / name, shallow=False)]
+    assert len(differing) == len(files)
+
+
+def test_image_does_not_depend_on_split_size(tmp_path):
+    generate_cityscapes(tmp_path / 'small', 1, 1, size=(64, 128), seed=0)
+    generate_cityscapes(tmp_path / 'large', 3, 1, size=(64, 128), seed=0)
+    first = _image_paths(tmp_path / 'small', 'train')[0]
+    same = first.replace(str(tmp_path / 'small'), str(tmp_path / 'large'))
+    assert filecmp.cmp(first, same, shallow=False)
+
+
+def test_cityscapes_file_layout(synthetic_root):
+    for split in ('train', 'val'):
+        images = _image_paths(synthetic_root, split)
+        assert len(images) == 4
+        for path in images:
+            match = IMAGE_NAME.match(osp.basename(path))
+            assert match, f'{osp.basename(path)} does not follow the Cityscapes pattern'
+            assert osp.basename(osp.dirname(path)) == match['city']  # {split}/{city}/{city}_...
+            assert match['frame'] == '000019'
+            for suffix in GT_SUFFIXES:
+                gt = _gt_path(path, suffix)
+                assert osp.isfile(gt), f'missing {gt}'
+                assert osp.basename(gt) == f'{match["city"]}_{match["seq"]}_000019{suffix}'
+    train_cities = {osp.basename(p) for p in glob.glob(osp.join(synthetic_root, 'leftImg8bit',
+                                                                'train', '*'))}
+    val_cities = {osp.basename(p) for p in glob.glob(osp.join(synthetic_root, 'leftImg8bit',
+                                                              'val', '*'))}
+    assert train_cities.isdisjoint(val_cities)  # as in Cityscapes, a city is in one split
+
+
+def test_labels_follow_official_table(synthetic_root):
+    from mmseg.datasets import CityscapesDataset
+    palette = CityscapesDataset.METAINFO['palette']
+    for split in ('train', 'val'):
+        for path in _image_paths(synthetic_root, split):
+            image = _read(path)
+            label_ids = _read(_gt_path(path, '_gtFine_labelIds.png'))
+            train_ids = _read(_gt_path(path, '_gtFine_labelTrainIds.png'))
+            colour = _read(_gt_path(path, '_gtFine_color.png'))
+            assert image.shape == (64, 128, 3) and image.dtype == np.uint8
+            assert label_ids.shape == train_ids.shape == (64, 128)
+            assert colour.shape == (64, 128, 4)  # RGBA, as cityscapesScripts writes it
+            assert set(np.unique(train_ids)) <= set(range(19)) | {255}
+            assert set(np.unique(label_ids)) <= set(OFFICIAL_ID_TO_TRAINID)
+            for label_id in np.unique(label_ids):
+                where = label_ids == label_id
+                assert np.all(train_ids[where] == OFFICIAL_ID_TO_TRAINID[label_id]), label_id
+                rgb = _official_colour(int(label_id), palette)
+                bgra = (rgb[2], rgb[1], rgb[0], 255)
+                assert np.all(colour[where] == bgra), (label_id, np.unique(colour[where],
+                                                                           axis=0))
+
+
+def test_some_pixels_are_void(synthetic_root):
+    train_ids = [_read(_gt_path(p, '_gtFine_labelTrainIds.png'))
+                 for p in _image_paths(synthetic_root, 'val')]
+    label_ids = [_read(_gt_path(p, '_gtFine_labelIds.png'))
+                 for p in _image_paths(synthetic_root, 'val')]
+    for train, ids in zip(train_ids, label_ids):
+        assert (train == 255).any()
+        assert set(np.unique(ids[train == 255])) <= set(range(7))  # void ids only
+        assert (ids[-1] == 1).all()  # the ego-vehicle bonnet covers the bottom row
+
+
+def test_mmseg_cityscapes_dataset_reads_it(synthetic_root, demo_cfg):
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import DATASETS
+    init_default_scope('mmseg')
+    dataset = DATASETS.build(demo_cfg.val_dataloader.dataset)
+    assert len(dataset) == 4
+    for index in range(len(dataset)):
+        sample = dataset[index]
+        inputs, data_sample = sample['inputs'], sample['data_samples']
+        assert tuple(inputs.shape) == (3, 64, 128)
+        gt = data_sample.gt_sem_seg.data.numpy()[0]
+        expected = _read(data_sample.seg_map_path)
+        assert data_sample.seg_map_path.endswith('_gtFine_labelTrainIds.png')
+        np.testing.assert_array_equal(gt, expected)
+    train_dataset = DATASETS.build(demo_cfg.train_dataloader.dataset)
+    assert len(train_dataset) == 4
+
+
+def test_val_split_covers_at_least_12_classes(val20_root):
+    root, info = val20_root
+    present = set()
+    for path in _image_paths(root, 'val'):
+        present |= set(np.unique(_read(_gt_path(path, '_gtFine_labelTrainIds.png'))).tolist())
+    present.discard(255)
+    assert len(present) >= 12, sorted(present)
+    assert len(info['classes_present']['val']) == len(present)
+
+
+def _mean_position(label_maps, train_id):
+    rows, cols = [], []
+    for labels in label_maps:
+        y, x = np.nonzero(labels == train_id)
+        rows.append(y)
+        cols.append(x)
+    return np.concatenate(rows).mean(), np.concatenate(cols).mean()
+
+
+def test_street_structure_and_ambiguous_looks(val20_root):
+    root, _ = val20_root
+    paths = _image_paths(root, 'val')
+    labels = [_read(_gt_path(p, '_gtFine_labelTrainIds.png')) for p in paths]
+    width = labels[0].shape[1]
+    road, sidewalk, building, wall, terrain, sky = 0, 1, 2, 3, 9, 10
+    assert _mean_position(labels, sky)[0] < _mean_position(labels, building)[0] \
+        < _mean_position(labels, road)[0]
+    # Driving on the right: sidewalk and buildings on the right, terrain and walls on the left.
+    assert _mean_position(labels, sidewalk)[1] > 0.6 * width
+    assert _mean_position(labels, building)[1] > 0.6 * width
+    assert _mean_position(labels, terrain)[1] < 0.4 * width
+    assert _mean_position(labels, wall)[1] < 0.4 * width
+    # Sky and road look alike within an image, so does sidewalk and terrain: only position
+    # tells them apart.
+    for path, label in zip(paths, labels):
+        image = _read(path).astype(np.float32)
+        for first, second in ((sky, road), (sidewalk, terrain)):
+            if (label == first).sum() > 50 and (label == second).sum() > 50:
+                gap = np.abs(image[label == first].mean(0) - image[label == second].mean(0))
+                assert gap.max() < 25, (path, first, second, gap)
+
+
+def test_objects_shrink_toward_the_horizon(val20_root):
+    root, _ = val20_root
+    bottoms, heights = [], []
+    for path in _image_paths(root, 'val'):
+        labels = _read(_gt_path(path, '_gtFine_labelTrainIds.png'))
+        for class_id in (11, 13):  # person, car
+            count, _, stats, _ = cv2.connectedComponentsWithStats(
+                (labels == class_id).astype(np.uint8), connectivity=4)
+            for top, height in stats[1:, [cv2.CC_STAT_TOP, cv2.CC_STAT_HEIGHT]]:
+                bottoms.append(top + height)
+                heights.append(height)
+    assert len(heights) >= 20
+    assert np.corrcoef(bottoms, heights)[0, 1] > 0.5
+
+
+def test_regeneration_replaces_earlier_files(tmp_path):
+    generate_cityscapes(tmp_path, 3, 2, size=(64, 128), seed=0)
+    generate_cityscapes(tmp_path, 1, 1, size=(64, 128), seed=0)
+    assert len(_image_paths(tmp_path, 'train')) == 1
+    assert len(_image_paths(tmp_path, 'val')) == 1
+
+
+def test_refuses_foreign_directory_and_bad_arguments(tmp_path):
+    (tmp_path / 'precious.txt').write_text('user data')
+    with pytest.raises(FileExistsError, match='not written by generate_cityscapes'):
+        generate_cityscapes(tmp_path, 1, 1, size=(64, 128))
+    assert (tmp_path / 'precious.txt').read_text() == 'user data'
+    with pytest.raises(ValueError, match='too small'):
+        generate_cityscapes(tmp_path / 'new', 1, 1, size=(8, 8))
+    with pytest.raises(ValueError, match='num_train'):
+        generate_cityscapes(tmp_path / 'new', -1, 1)
+    with pytest.raises(ValueError, match='at least one image'):
+        generate_cityscapes(tmp_path / 'new', 0, 0)
+
+
+def test_command_line_tool(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location(
+        'make_synthetic_cityscapes', osp.join(REPO_ROOT, 'tools', 'make_synthetic_cityscapes.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    out = tmp_path / 'cli'
+    assert tool.main([str(out), '--num-train', '2', '--num-val', '1', '--size', '64', '128',
+                      '--seed', '5']) == 0
+    assert len(_image_paths(out, 'train')) == 2 and len(_image_paths(out, 'val')) == 1
+    assert _read(_image_paths(out, 'val')[0]).shape == (64, 128, 3)
+    (tmp_path / 'foreign').mkdir()
+    (tmp_path / 'foreign' / 'x').write_text('x')
+    assert tool.main([str(tmp_path / 'foreign')]) == 2
+    assert 'not written by generate_cityscapes' in capsys.readouterr().err

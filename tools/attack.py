@@ -1,0 +1,117 @@
+"""The position attack in one command.
+
+    python tools/attack.py CONFIG CHECKPOINT [--work-dir DIR] [--num-channels 25 50 100]
+
+Identifies position-encoding channels of the tensor the decode head consumes (flip
+difference, Islam et al. ICCV 2021), removes the top N and, as the baseline, N random
+channels (several seeds), and scores every setting with per-region mIoU. Writes
+ranking.json, results.json/.csv, report.md, plots and overlays into the work dir.
+"""
+import argparse
+import os.path as osp
+import sys
+
+from mmengine.config import DictAction
+from mmengine.logging import MMLogger
+
+from posattack.distributed import LAUNCHERS, init_launcher
+from posattack.experiment import AttackOptions, run_attack
+
+
+def parse_region_arg(text: str):
+    """'paper' | 'halves' | 'border[=K]' | 'grid[=RxC]' | 'frame[=F]' -> a region spec."""
+    name, _, value = text.partition('=')
+    if name in ('paper', 'halves') and not value:
+        return name
+    try:
+        if name == 'border':
+            return dict(type='border', bands=int(value or 4))
+        if name == 'grid':
+            rows, _, cols = (value or '3x3').partition('x')
+            return dict(type='grid', rows=int(rows), cols=int(cols or rows))
+        if name == 'frame':
+            return dict(type='frame', width=float(value or 0.1))
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(
+        f'bad region {text!r}: use paper, halves, border=K, grid=RxC or frame=F '
+        '(F a fraction in (0, 1) or a width in pixels).')
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0].strip(),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('config', help='MMSeg config file')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='where results go '
+                        '(default: ./work_dirs/<config name>/attack)')
+    parser.add_argument('--layer', help="attacked tensor, e.g. 'backbone:3' (default: the "
+                        'tensor the decode head consumes)')
+    parser.add_argument('--ranking', help='a ranking JSON (posattack or the authors\' '
+                        'release); default: identify on the fly with the flip difference')
+    parser.add_argument('--ranking-format', default='auto',
+                        choices=['auto', 'posattack', 'authors'])
+    parser.add_argument('--attack-region', default='overall',
+                        help='ranking order for targeted removal: overall, left, right, top, '
+                        'bottom, or any order the ranking has (e.g. cell_0_0)')
+    counts = parser.add_mutually_exclusive_group()
+    counts.add_argument('--num-channels', type=int, nargs='+',
+                        help='channel counts N to remove')
+    counts.add_argument('--fractions', type=float, nargs='+',
+                        help='fractions of the channels to remove (default 0.01 0.05 0.1 0.2)')
+    parser.add_argument('--seeds', type=int, default=5, help='random baselines per N')
+    parser.add_argument('--ablation', default='zero', choices=['zero', 'mean'])
+    parser.add_argument('--regions', nargs='+', type=parse_region_arg,
+                        default=['paper', dict(type='border', bands=4)],
+                        help='evaluation regions: paper, border[=K], grid[=RxC], '
+                        'frame[=F], halves')
+    parser.add_argument('--show-dir', help='write qualitative overlays here '
+                        '(default: <work-dir>/overlays)')
+    parser.add_argument('--no-overlays', action='store_true')
+    parser.add_argument('--num-overlays', type=int, default=4)
+    parser.add_argument('--max-images', type=int, help='evaluate the first N test images')
+    parser.add_argument('--batch-size', type=int, help='override the test batch size')
+    parser.add_argument('--resume', action='store_true',
+                        help='keep the finished settings in the work dir')
+    parser.add_argument('--trust-checkpoint', action='store_true',
+                        help='load a checkpoint that needs globals outside the allowlist '
+                        '(runs arbitrary code from the file: only for files you trust)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, as in mmseg tools/test.py')
+    parser.add_argument('--launcher', choices=LAUNCHERS, default='none')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    init_launcher(args.launcher)
+    work_dir = args.work_dir or osp.join(
+        'work_dirs', osp.splitext(osp.basename(args.config))[0], 'attack')
+    show_dir = None if args.no_overlays else (args.show_dir or osp.join(work_dir, 'overlays'))
+    MMLogger.get_instance('posattack', log_level='INFO')
+    opts = AttackOptions(
+        config=args.config, checkpoint=args.checkpoint, work_dir=work_dir, layer=args.layer,
+        ranking=args.ranking, ranking_format=args.ranking_format,
+        attack_region=args.attack_region, num_channels=args.num_channels,
+        fractions=args.fractions, seeds=args.seeds, ablation=args.ablation,
+        regions=args.regions, show_dir=show_dir,
+        num_overlays=args.num_overlays, max_images=args.max_images,
+        batch_size=args.batch_size, resume=args.resume, cfg_options=args.cfg_options,
+        trust_checkpoint=args.trust_checkpoint)
+    try:
+        run_attack(opts)
+    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as error:
+        # Bad input (files, layer names, counts, a mismatched work dir): say what and why,
+        # not a traceback from deep inside mmengine.
+        print(f'error: {error}', file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print('interrupted: finished settings are kept in results.json; '
+              'rerun with --resume to go on.', file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
