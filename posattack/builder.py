@@ -13,8 +13,7 @@ import os
 import re
 from collections import OrderedDict
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Optional, Union
 
 import torch
 from mmengine.config import Config
@@ -160,7 +159,7 @@ def _shape_mismatch_message(path: str, mismatched: list[tuple[str, tuple, tuple]
         lines.append(
             f'Likely cause: the checkpoint was trained with {ckpt_shape[0]} classes, the config '
             f'builds {model_shape[0]} ({key}). Use the config the checkpoint was trained with, '
-            f'or set the class count, e.g. --cfg-options {head}.num_classes={ckpt_shape[0]}.')
+            f'or set the class count, e.g. --cfg-options model.{head}.num_classes={ckpt_shape[0]}.')
     else:
         lines.append('Likely cause: the checkpoint belongs to a different architecture or '
                      'width; use the config it was trained with.')
@@ -245,7 +244,7 @@ def _dataset_meta(checkpoint_meta: Mapping, cfg: Config, num_classes: Optional[i
     if metainfo and (num_classes is None or len(metainfo.get('classes', ())) == num_classes):
         return metainfo
     if not has_checkpoint:
-        return metainfo  # as mmseg: without a checkpoint no guessing by class count
+        return None  # as mmseg: without a checkpoint no guessing by class count
     from mmseg.utils import dataset_aliases, get_classes, get_palette
     for dataset_name in dataset_aliases:
         if len(get_classes(dataset_name)) == num_classes:

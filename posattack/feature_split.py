@@ -7,16 +7,21 @@ in 'whole' test mode, "what comes after" is the neck and the decode head: we run
 own ``inference`` and ``postprocess_result`` with ``extract_feat`` answering from the
 cached, edited features, so predictions are exactly those of mmseg's test loop.
 
+On top of that, convolutions that read the attacked tensor itself reuse their clean output
+per batch (``LinearShortcut``): exact maths, float rounding may differ; ``exact=True``
+turns it off for bit-identical logits.
+
 Anywhere else (slide inference, a layer inside the backbone, a segmentor that does not go
 through ``extract_feat``) the split falls back to one full forward per setting with a
 removal hook: slower, same answer.
 """
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import List, Optional, Sequence
 
 import torch
 
 from .layers import LayerRef
+from .linear_shortcut import LinearShortcut
 from .removal import ChannelRemoval, replace_channels
 
 FAST_PATH_MODULES = ('backbone', 'neck')
@@ -25,10 +30,13 @@ FAST_PATH_MODULES = ('backbone', 'neck')
 class FeatureSplit:
     """A segmentor cut at ``layer_ref``: ``prefix`` once, ``predict_from`` per setting."""
 
-    def __init__(self, model, layer_ref: LayerRef):
+    def __init__(self, model, layer_ref: LayerRef, exact: bool = False):
         self.model = model
         self.layer_ref = layer_ref
         self.fast = self._fast_path_reason() is None
+        self.shortcut = None
+        if self.fast and not exact:
+            self.shortcut = LinearShortcut([getattr(model, 'neck', None), model.decode_head])
 
     def _fast_path_reason(self) -> Optional[str]:
         model, ref = self.model, self.layer_ref
@@ -80,9 +88,15 @@ class FeatureSplit:
         index = self.layer_ref.index
         edited[index] = replace_channels(feats[index], channels, ablation, mean_values)
         metas = [sample.metainfo for sample in data_samples]
-        with self._extract_feat_from(edited):
+        with self._extract_feat_from(edited), self._shortcut(edited[index], feats[index],
+                                                             channels):
             seg_logits = self.model.inference(inputs, metas)
         return self._labels(self.model.postprocess_result(seg_logits, data_samples))
+
+    def _shortcut(self, edited, clean, channels):
+        if self.shortcut is None:
+            return nullcontext()
+        return self.shortcut.applied(edited, clean, channels)
 
     def predict_full(self, inputs: torch.Tensor, data_samples, channels: Sequence[int],
                      ablation: str = 'zero',

@@ -91,7 +91,8 @@ class FlipDifferenceAccumulator:
         z = self._as_pooled(z, 'z')
         z_hflip = self._as_pooled(z_hflip, 'z_hflip')
         if z_hflip.shape != z.shape:
-            raise ValueError(f'z {tuple(z.shape)} and z_hflip {tuple(z_hflip.shape)} must have the same shape.')
+            raise ValueError(f'z {tuple(z.shape)} and z_hflip {tuple(z_hflip.shape)} must have '
+                             f'the same shape.')
         if self.count and (z_vflip is not None) != (self.vertical_count == self.count):
             raise ValueError('Give z_vflip for every batch or for none: the vertical scores would '
                              'otherwise average over a different set of images.')
@@ -102,7 +103,8 @@ class FlipDifferenceAccumulator:
         if z_vflip is not None:
             z_vflip = self._as_pooled(z_vflip, 'z_vflip')
             if z_vflip.shape != z.shape:
-                raise ValueError(f'z {tuple(z.shape)} and z_vflip {tuple(z_vflip.shape)} must have the same shape.')
+                raise ValueError(f'z {tuple(z.shape)} and z_vflip {tuple(z_vflip.shape)} must '
+                                 f'have the same shape.')
             vertical = z - z_vflip
             self.sums['vertical'] += vertical.sum(0)
             self.sums['abs_vertical'] += vertical.abs().sum(0)
@@ -274,6 +276,13 @@ def _valid_shapes(samples: Any, count: int) -> Optional[list[tuple[int, int]]]:
     return shapes
 
 
+def _length(obj: Any) -> Optional[int]:
+    try:
+        return len(obj)
+    except TypeError:
+        return None
+
+
 def _dataset_description(dataset: Any) -> str:
     parts = [type(dataset).__name__]
     for attribute in ('data_root', 'data_prefix', 'ann_file'):
@@ -325,16 +334,12 @@ def identify_channels(model: nn.Module, dataloader: Iterable, layer: Optional[st
 
     rank, world_size = get_dist_info()
     limit = math.inf if num_images is None else math.ceil(num_images / world_size)
-    available = None
-    sampler = getattr(dataloader, 'sampler', None)
-    for source in (sampler, dataset):
-        try:
-            available = len(source)
-            break
-        except TypeError:
-            continue
-    total = int(min(limit, available)) if available is not None else (None if limit == math.inf else int(limit))
-    bar = ProgressBar(total) if progress and rank == 0 and total else None
+    # Images this process will see: its sampler's share, else the dataset, capped by the limit.
+    available = _length(getattr(dataloader, 'sampler', None))
+    if available is None:
+        available = _length(dataset)
+    total = min(limit, available if available is not None else math.inf)
+    bar = ProgressBar(int(total)) if progress and rank == 0 and 0 < total < math.inf else None
 
     accumulator: Optional[FlipDifferenceAccumulator] = None
     tensor_shape: Optional[list[int]] = None

@@ -70,7 +70,8 @@ def parse_layer_name(name: str) -> tuple[str, Optional[int]]:
             f'module\'s output tuple (e.g. "backbone:3" or "backbone:-1"), got {index_text!r}.'
         ) from None
     if not path:
-        raise ValueError(f'Layer name {name!r} has an index but no module path; write e.g. "backbone:{index}".')
+        raise ValueError(f'Layer name {name!r} has an index but no module path; '
+                         f'write e.g. "backbone:{index}".')
     return path, index
 
 

@@ -63,6 +63,16 @@ def _groups_by_mode(results):
     return clean, targeted, randoms
 
 
+def _seeds_text(counts) -> str:
+    """'3 seeds', '1 seed', or '1-3 seeds' when the random settings differ in seed count."""
+    counts = sorted(set(counts))
+    if not counts:
+        return '0 seeds'
+    if len(counts) == 1:
+        return f'{counts[0]} seed{"s" if counts[0] != 1 else ""}'
+    return f'{counts[0]}-{counts[-1]} seeds'
+
+
 def _curve(groups: Sequence[Mapping[str, Any]], region: str, clean_value: Optional[float]):
     """x, mean, std arrays over N (clean as N=0 when known: removing nothing is clean)."""
     points = [(0, clean_value, 0.0)] if clean_value is not None else []
@@ -108,9 +118,8 @@ def plot_miou_vs_channels(results: Mapping[str, Any], path: str,
         curve = _curve(randoms, region, clean_value)
         if curve is not None:
             x, mean, std = curve
-            seeds = max((g['num_settings'] for g in randoms), default=0)
             ax.plot(x, mean, marker='s', markersize=4, color=RANDOM_COLOR,
-                    label=f'random (mean ± std, {seeds} seed{"s" if seeds != 1 else ""})')
+                    label=f'random (mean ± std, {_seeds_text(g["num_settings"] for g in randoms)})')
             ax.fill_between(x, mean - std, mean + std, color=RANDOM_COLOR, alpha=0.25, linewidth=0)
         for color, (attack_region, groups) in zip(TARGETED_COLORS * 4, targeted.items()):
             curve = _curve(groups, region, clean_value)
@@ -173,7 +182,7 @@ def plot_iou_vs_border_distance(results: Mapping[str, Any], path: str,
         if g['num_channels'] == num_channels:
             mean, std = means(g)
             ax.errorbar(x, mean, yerr=std, marker='s', capsize=3, color=RANDOM_COLOR,
-                        label=f'random N={num_channels} (mean ± std, {g["num_settings"]} seeds)')
+                        label=f'random N={num_channels} (mean ± std, {_seeds_text([g["num_settings"]])})')
     labels = list(bands)
     labels[0] += '\n(border)'
     if len(labels) > 1:

@@ -36,7 +36,7 @@ import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 __all__ = [
     'AUTHORS_LAYER', 'ChannelRanking', 'FLIP_DIFFERENCE_RULES', 'FORMAT_TAG', 'order_by_score',
@@ -213,7 +213,8 @@ class ChannelRanking:
             raise ValueError(f'order_rules names order {region!r}, which the ranking does not have '
                              f'(orders: {", ".join(self.orders)}).')
         if not isinstance(rule, dict) or 'score' not in rule or 'descending' not in rule:
-            raise ValueError(f'order_rules[{region!r}] must be {{"score": NAME, "descending": BOOL}}, got {rule!r}.')
+            raise ValueError(f'order_rules[{region!r}] must be '
+                             f'{{"score": NAME, "descending": BOOL}}, got {rule!r}.')
         key = rule['score']
         if key not in self.scores:
             raise ValueError(f'order_rules[{region!r}] refers to score {key!r}, which is missing '
@@ -239,7 +240,8 @@ class ChannelRanking:
         if tensor_shape is not None:
             shape = [int(s) for s in tensor_shape]
             if len(shape) < 2:
-                raise ValueError(f'tensor_shape {tuple(shape)} has no channel dimension; expected (B, C, ...).')
+                raise ValueError(f'tensor_shape {tuple(shape)} has no channel dimension; '
+                                 f'expected (B, C, ...).')
             if num_channels is not None and int(num_channels) != shape[1]:
                 raise ValueError(f'num_channels={num_channels} disagrees with tensor_shape {tuple(shape)}.')
             num_channels = shape[1]
@@ -359,7 +361,8 @@ class ChannelRanking:
         origin: dict[str, str] = {}
         for file in files:
             data = _read_json(file)
-            if not isinstance(data, dict) or len(data) != 1 or not isinstance(next(iter(data.values())), list):
+            if not (isinstance(data, dict) and len(data) == 1
+                    and isinstance(next(iter(data.values())), list)):
                 raise ValueError(f"{file}: not an authors' ranking file (expected one key mapping to a "
                                  f"list of channel ids).")
             key, order = next(iter(data.items()))

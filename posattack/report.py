@@ -466,6 +466,12 @@ def build_markdown_report(results: Mapping[str, Any],
     clean = _clean_group(groups)
     random_groups = [g for g in groups.values() if g['mode'] == 'random']
     seed_counts = sorted({g['num_settings'] for g in random_groups})
+    if len(seed_counts) == 1:
+        seeds_text = f' over {seed_counts[0]} seed{"s" if seed_counts[0] != 1 else ""} per N'
+    else:  # say which N got how many seeds, since the std rests on them
+        seeds_text = ': ' + ', '.join(
+            f'{g["num_settings"]} seed{"s" if g["num_settings"] != 1 else ""} at N={g["num_channels"]}'
+            for g in random_groups) if random_groups else ''
     lines = ['# Position-channel attack report', '',
              f'- Config: `{results.get("config", "n/a")}`',
              f'- Checkpoint: `{results.get("checkpoint", "n/a")}`',
@@ -476,8 +482,7 @@ def build_markdown_report(results: Mapping[str, Any],
              f'({sum(s["mode"] == "clean" for s in results["settings"])} clean, '
              f'{sum(s["mode"] == "targeted" for s in results["settings"])} targeted, '
              f'{sum(s["mode"] == "random" for s in results["settings"])} random'
-             + (f' over {"/".join(map(str, seed_counts))} seed(s) per N' if seed_counts else '')
-             + ')',
+             + seeds_text + ')',
              '',
              'Values are mIoU in percent. Random rows show mean ± sample std (ddof=1) over '
              'seeds; with one seed only the value is shown, since a std is undefined. '

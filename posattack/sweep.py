@@ -84,7 +84,7 @@ class _Pass:
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.ablation = ablation
-        self.mean_values = mean_values
+        self.mean_values = mean_values if ablation == 'mean' else None
         self.overlay = overlay
         self.count_keys = set(count_keys)
         self.confusions: Dict[str, np.ndarray] = {}

@@ -28,10 +28,14 @@ def _fake_runner(model):
     return SimpleNamespace(model=model)
 
 
-def _head_input(model, inputs):
-    """The backbone's last-stage tensor as the decode head receives it."""
+def _head_input(model, inputs, stage=3):
+    """The backbone's output ``stage`` as the decode head receives it.
+
+    The probe is registered after the removal hook, so it sees the edited tuple (PyTorch runs
+    forward hooks in registration order, each on the previous one's result).
+    """
     seen = {}
-    handle = model.decode_head.register_forward_pre_hook(lambda m, args: seen.setdefault('x', args[0][3]))
+    handle = model.backbone.register_forward_hook(lambda m, args, out: seen.setdefault('x', out[stage]))
     try:
         with torch.no_grad():
             model(inputs, mode='tensor')
@@ -114,22 +118,11 @@ def test_random_without_ranking_draws_once_the_channel_count_is_known(tiny_segme
     hook = ChannelRemovalHook(mode='random', fraction=0.25, seed=7, layer='backbone:2')
     runner = _fake_runner(tiny_segmentor)
     hook.before_val_epoch(runner)
-    edited = _head_input_stage(tiny_segmentor, _inputs(), stage=2)
+    edited = _head_input(tiny_segmentor, _inputs(), stage=2)
     hook.after_val_epoch(runner)
     expected = random_channels(64, 16, seed=7)  # stage 3 has 64 channels; round(0.25 * 64)
     assert hook.channels == expected
     assert torch.equal(edited[:, expected], torch.zeros_like(edited[:, expected]))
-
-
-def _head_input_stage(model, inputs, stage):
-    seen = {}
-    handle = model.decode_head.register_forward_pre_hook(lambda m, args: seen.setdefault('x', args[0][stage]))
-    try:
-        with torch.no_grad():
-            model(inputs, mode='tensor')
-    finally:
-        handle.remove()
-    return seen['x']
 
 
 def test_ranking_of_another_width_fails_on_first_forward(tiny_segmentor, tmp_path):

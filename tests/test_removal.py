@@ -33,17 +33,24 @@ class _Recorder:
 
 
 def _run_with_probes(model, inputs):
-    """Logits plus what the decode head received and what backbone.layer3 returned."""
-    head_in, layer3_out = _Recorder(), _Recorder()
-    handles = [model.decode_head.register_forward_pre_hook(head_in.pre),
-               model.backbone.layer3.register_forward_hook(layer3_out.post)]
+    """Logits, the backbone's output tuple as later hooks see it, and backbone.layer3's output.
+
+    Probes registered after a ChannelRemoval see its edited output (PyTorch runs forward hooks
+    in registration order, each on the result of the previous one). The ASPP head's image-pool
+    branch is probed too: it must receive the edited last stage.
+    """
+    backbone_out, layer3_out, pool_in = _Recorder(), _Recorder(), _Recorder()
+    handles = [model.backbone.register_forward_hook(backbone_out.post),
+               model.backbone.layer3.register_forward_hook(layer3_out.post),
+               model.decode_head.image_pool.register_forward_pre_hook(pool_in.pre)]
     try:
         with torch.no_grad():
             logits = model(inputs, mode='tensor')
     finally:
         for handle in handles:
             handle.remove()
-    return logits, head_in.value, layer3_out.value
+    assert pool_in.value is backbone_out.value[3], 'the head must consume what the backbone hook saw'
+    return logits, backbone_out.value, layer3_out.value
 
 
 def _ranking(num_channels=8):
