@@ -12,13 +12,14 @@ Usage::
     selector = OverlaySelector(k=4)
     selector.offer(changed_fraction(clean, targeted, gt), key=img_path, payload=(img, gt, preds))
     for score, key, (img, gt, preds) in selector.selected():
-        save_panel(f'{key}.png', render_panel(img, gt, preds, cityscapes_palette(), periphery=(W // 4, 3 * W // 4)))
+        panel = render_panel(img, gt, preds, cityscapes_palette(), periphery=(W // 4, 3 * W // 4))
+        save_panel(os.path.join('overlays', os.path.basename(key)), panel)
 """
 import heapq
 import math
 import os
 import tempfile
-from typing import Any, Dict, Hashable, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Hashable, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -251,8 +252,10 @@ def render_panel(image_rgb: np.ndarray, gt: np.ndarray, preds: Mapping[str, np.n
     - ``periphery=(x0, x1)``: the center columns [x0, x1) (the paper: (W // 4, 3 * W // 4))
       are boxed with a cyan dashed rectangle on every tile, at columns x0 and x1 - 1; the
       periphery is outside the box.
-    - ``tile_width`` resizes tiles to that width (image: area, labels: nearest); the layout
-      is given by :func:`panel_geometry` for the tile size.
+    - ``tile_width`` resizes tiles to that width (image: area, labels: nearest; the change
+      highlight is computed after resizing); the layout is given by :func:`panel_geometry`
+      for the tile size. Full Cityscapes frames (2048 wide) make a panel over 10,000 pixels
+      wide at native size; ``tile_width=512`` keeps it readable and small.
 
     Usage::
 
@@ -267,7 +270,8 @@ def render_panel(image_rgb: np.ndarray, gt: np.ndarray, preds: Mapping[str, np.n
         raise ValueError(f'image_rgb must be uint8 (0-255), got {image_rgb.dtype}')
     height, width = image_rgb.shape[:2]
     gt = _label_array('gt', gt, (height, width))
-    preds = {name: _label_array(f'preds[{name!r}]', p, (height, width)) for name, p in preds.items()}
+    preds = {name: _label_array(f'preds[{name!r}]', p, (height, width))
+             for name, p in preds.items()}
     if changed_from is not None and changed_from not in preds:
         raise ValueError(f'changed_from={changed_from!r} is not among the predictions '
                          f'{list(preds)}; name the reference prediction or pass None')
@@ -293,7 +297,8 @@ def render_panel(image_rgb: np.ndarray, gt: np.ndarray, preds: Mapping[str, np.n
             x1 = min(max(x0 + 1, int(round(x1 * scale))), size[0])
         height, width = size[1], size[0]
 
-    tiles = [('image', image_rgb.copy()), ('ground truth', colorize_labels(gt, palette, ignore_index))]
+    tiles = [('image', image_rgb.copy()),
+             ('ground truth', colorize_labels(gt, palette, ignore_index))]
     reference = preds.get(changed_from) if changed_from is not None else None
     for name, pred in preds.items():
         tile = colorize_labels(pred, palette, ignore_index)
@@ -310,7 +315,8 @@ def render_panel(image_rgb: np.ndarray, gt: np.ndarray, preds: Mapping[str, np.n
             draw_dashed_rectangle(tile, x0, 0, x1 - 1, height - 1, BOX_COLOR, thickness,
                                   dash=max(4, width // 32), gap=max(3, width // 48))
         panel[geometry.title_height:, x:x + width] = tile
-        panel[:geometry.title_height, x:x + width] = _title_strip(title, geometry.title_height, width)
+        panel[:geometry.title_height, x:x + width] = _title_strip(
+            title, geometry.title_height, width)
     return panel
 
 
@@ -323,7 +329,8 @@ def save_panel(path: str, panel: np.ndarray) -> str:
         raise ValueError(f'panel path {path!r} has no extension; use e.g. "{path}.png"')
     panel = np.asarray(panel)
     if panel.ndim != 3 or panel.shape[2] != 3 or panel.dtype != np.uint8:
-        raise ValueError(f'a panel is an (H, W, 3) uint8 RGB image; got {panel.shape} {panel.dtype}')
+        raise ValueError(f'a panel is an (H, W, 3) uint8 RGB image; '
+                         f'got {panel.shape} {panel.dtype}')
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp_path = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix=extension,

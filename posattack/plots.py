@@ -119,7 +119,8 @@ def plot_miou_vs_channels(results: Mapping[str, Any], path: str,
         if curve is not None:
             x, mean, std = curve
             ax.plot(x, mean, marker='s', markersize=4, color=RANDOM_COLOR,
-                    label=f'random (mean ± std, {_seeds_text(g["num_settings"] for g in randoms)})')
+                    label='random (mean ± std, '
+                          f'{_seeds_text(g["num_settings"] for g in randoms)})')
             ax.fill_between(x, mean - std, mean + std, color=RANDOM_COLOR, alpha=0.25, linewidth=0)
         for color, (attack_region, groups) in zip(TARGETED_COLORS * 4, targeted.items()):
             curve = _curve(groups, region, clean_value)
@@ -182,7 +183,8 @@ def plot_iou_vs_border_distance(results: Mapping[str, Any], path: str,
         if g['num_channels'] == num_channels:
             mean, std = means(g)
             ax.errorbar(x, mean, yerr=std, marker='s', capsize=3, color=RANDOM_COLOR,
-                        label=f'random N={num_channels} (mean ± std, {_seeds_text([g["num_settings"]])})')
+                        label=f'random N={num_channels} '
+                              f'(mean ± std, {_seeds_text([g["num_settings"]])})')
     labels = list(bands)
     labels[0] += '\n(border)'
     if len(labels) > 1:
@@ -242,8 +244,8 @@ def plot_class_drop_heatmap(results: Mapping[str, Any], path: str,
         return None
     finite = matrix[np.isfinite(matrix)]
     limit = float(np.abs(finite).max()) if finite.size and np.abs(finite).max() > 0 else 1.0
-    fig = Figure(figsize=(max(6.0, 0.5 * len(class_names) + 3.0), max(2.6, 0.4 * len(labels) + 2.0)),
-                 layout='constrained')
+    size = (max(6.0, 0.5 * len(class_names) + 3.0), max(2.6, 0.4 * len(labels) + 2.0))
+    fig = Figure(figsize=size, layout='constrained')
     ax = fig.subplots()
     cmap = matplotlib.colormaps['RdBu_r'].with_extremes(bad='lightgrey')
     image = ax.imshow(np.ma.masked_invalid(matrix), cmap=cmap, vmin=-limit, vmax=limit,

@@ -31,7 +31,7 @@ import math
 import os
 import re
 import tempfile
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -141,11 +141,11 @@ def validate_results(results: Any) -> None:
                              f'{list(MODES)}')
         if not isinstance(setting.get('num_channels'), (int, np.integer)) \
                 or isinstance(setting.get('num_channels'), bool) or setting['num_channels'] < 0:
-            raise ValueError(f'setting #{i} ({setting["mode"]}) needs an integer num_channels >= 0, '
-                             f'got {setting.get("num_channels")!r}')
+            raise ValueError(f'setting #{i} ({setting["mode"]}) needs an integer num_channels '
+                             f'>= 0, got {setting.get("num_channels")!r}')
         if not isinstance(setting.get('metrics'), Mapping):
-            raise ValueError(f'setting #{i} ({setting["mode"]}, N={setting["num_channels"]}) has no '
-                             f'"metrics" dict')
+            raise ValueError(f'setting #{i} ({setting["mode"]}, N={setting["num_channels"]}) '
+                             f'has no "metrics" dict')
 
 
 def region_miou(metrics: Mapping[str, Any], region: str) -> Optional[float]:
@@ -279,14 +279,16 @@ def results_to_rows(results: Mapping[str, Any]) -> List[Dict[str, Any]]:
         }
         for region in regions:
             metrics = setting['metrics']
-            mean_acc = metrics.get(f'{region}.mAcc', metrics.get('mAcc') if region == 'full' else None)
+            mean_acc = metrics.get(f'{region}.mAcc',
+                                   metrics.get('mAcc') if region == 'full' else None)
             rows.append({**common, 'eval_region': region, 'class': MEAN_ROW_CLASS,
                          'iou': region_miou(metrics, region), 'acc': _as_float(mean_acc)})
             region_classes = per_class.get(region) or {}
             for class_name in results['class_names']:
                 entry = region_classes.get(class_name) or {}
                 rows.append({**common, 'eval_region': region, 'class': class_name,
-                             'iou': _as_float(entry.get('IoU')), 'acc': _as_float(entry.get('Acc'))})
+                             'iou': _as_float(entry.get('IoU')),
+                             'acc': _as_float(entry.get('Acc'))})
     return rows
 
 
@@ -470,8 +472,8 @@ def build_markdown_report(results: Mapping[str, Any],
         seeds_text = f' over {seed_counts[0]} seed{"s" if seed_counts[0] != 1 else ""} per N'
     else:  # say which N got how many seeds, since the std rests on them
         seeds_text = ': ' + ', '.join(
-            f'{g["num_settings"]} seed{"s" if g["num_settings"] != 1 else ""} at N={g["num_channels"]}'
-            for g in random_groups) if random_groups else ''
+            f'{g["num_settings"]} seed{"s" if g["num_settings"] != 1 else ""} '
+            f'at N={g["num_channels"]}' for g in random_groups) if random_groups else ''
     lines = ['# Position-channel attack report', '',
              f'- Config: `{results.get("config", "n/a")}`',
              f'- Checkpoint: `{results.get("checkpoint", "n/a")}`',
@@ -520,7 +522,8 @@ def build_markdown_report(results: Mapping[str, Any],
         rows = []
         for g in attacked:
             drops = region_drops(results, g, regions, clean)
-            row = [setting_label(g), str(g['num_channels'])] + [_fmt_stat(drops[r]) for r in regions]
+            row = [setting_label(g), str(g['num_channels'])]
+            row += [_fmt_stat(drops[r]) for r in regions]
             if has_pc:
                 row.append(_fmt_stat(drops['periphery-center']))
             rows.append(row)

@@ -22,7 +22,7 @@ from mmengine.logging import print_log
 from mmengine.utils import ProgressBar
 
 from .feature_split import FeatureSplit
-from .identify import FlipDifferenceAccumulator
+from .identify import FlipDifferenceAccumulator, flip_images, global_average_pool
 from .metrics import region_confusion
 from .ranking import ChannelRanking
 from .regions import build_region_masks
@@ -64,10 +64,6 @@ def _channels_for(setting: AttackSetting, num_total: int,
                                region=setting.attack_region, num_channels=setting.num_channels)
     return select_channels('random', num_total, num_channels=setting.num_channels,
                            seed=setting.seed)
-
-
-def _pooled(feature: torch.Tensor) -> torch.Tensor:
-    return feature.double().mean(dim=(2, 3))
 
 
 class _Pass:
@@ -200,11 +196,14 @@ def run_sweep(split: FeatureSplit, dataloader, settings: Sequence[AttackSetting]
                         f'{attacked.shape[1]} channels but the sweep was set up for '
                         f'{num_total}: the ranking or the settings belong to another model.')
                 if collect:
-                    z = _pooled(attacked)
-                    mean_sum += z.sum(dim=0)
+                    # the same pooling and flips as tools/identify.py, so both rank alike
+                    z = global_average_pool(attacked)
+                    mean_sum += z.double().sum(dim=0)
                     if accumulator is not None:
-                        z_h = _pooled(split.attacked(split.prefix(inputs.flip(-1))))
-                        z_v = _pooled(split.attacked(split.prefix(inputs.flip(-2))))
+                        shapes = [s.metainfo['img_shape'] for s in samples]
+                        hflip, vflip = flip_images(inputs, shapes)
+                        z_h = global_average_pool(split.attacked(split.prefix(hflip)))
+                        z_v = global_average_pool(split.attacked(split.prefix(vflip)))
                         accumulator.update(z, z_h, z_v)
                 count += len(samples)
                 runner.evaluate(feats, inputs, samples)

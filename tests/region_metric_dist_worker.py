@@ -47,7 +47,8 @@ def evaluate_share(samples, rank, world_size, batch_size=2):
     indices = list(range(len(samples)))
     padded = indices + indices[:(-len(indices)) % world_size]
     share = [samples[i] for i in padded[rank::world_size]]
-    evaluator = Evaluator(dict(type='RegionIoUMetric', regions=REGIONS))
+    from mmseg.registry import METRICS
+    evaluator = Evaluator(METRICS.build(dict(type='RegionIoUMetric', regions=REGIONS)))
     evaluator.dataset_meta = dict(classes=CLASSES)
     for start in range(0, len(share), batch_size):
         evaluator.process(data_samples=share[start:start + batch_size], data_batch=None)

@@ -27,7 +27,7 @@ def sample(pred, gt, img_path='img.png'):
 
 def evaluate(metric_cfg, samples, classes, batch_size=2):
     """Run a metric the MMEngine way: Evaluator.process per batch, then evaluate(size)."""
-    evaluator = Evaluator(metric_cfg)
+    evaluator = Evaluator(METRICS.build(metric_cfg))  # mmseg's registry: no default scope needed
     evaluator.dataset_meta = dict(classes=tuple(classes))
     for start in range(0, len(samples), batch_size):
         evaluator.process(data_samples=samples[start:start + batch_size], data_batch=None)

@@ -90,7 +90,8 @@ def test_panel_layout_colours_and_titles(scene):
     gt_tile = tile(panel, geometry, 1)
     assert (gt_tile[:4] == 0).all()  # ignore drawn black
     assert tuple(gt_tile[10, 50]) == PALETTE[1] and tuple(gt_tile[10, 10]) == PALETTE[0]
-    np.testing.assert_array_equal(tile(panel, geometry, 2), colorize_labels(preds['clean'], PALETTE))
+    np.testing.assert_array_equal(tile(panel, geometry, 2),
+                                  colorize_labels(preds['clean'], PALETTE))
     for i, x in enumerate(geometry.tile_x):  # every tile has a title drawn above it
         assert (panel[:geometry.title_height, x:x + W] != 255).any(), f'tile {i} has no title'
     gaps = panel[:, geometry.tile_x[0] + W:geometry.tile_x[1]]

@@ -39,6 +39,7 @@ def test_resolve_channel_count():
     assert resolve_channel_count(2048, num_channels=0) == 0
     assert resolve_channel_count(2048, fraction=0.05) == 102       # round(102.4)
     assert resolve_channel_count(2048, fraction=1.0) == 2048
+    assert resolve_channel_count(10, fraction=0.27) == 3           # rounded, not truncated
     assert resolve_channel_count(10, fraction=0.001) == 1          # at least one
     with pytest.raises(ValueError, match=r'0\.\.2048'):
         resolve_channel_count(2048, num_channels=2049)

@@ -195,7 +195,8 @@ def test_layout_pieces_rebuild_every_mask(specs):
     (['paper', 'halves'], "Region name 'left' is made twice"),
     (['paper', 'full'], "Region name 'full' is made twice"),
     ([], 'non-empty list'),
-    (42, 'a type name (str) or a dict'),
+    ([42], 'a type name (str) or a dict'),
+    (42, 'must be a non-empty list'),
 ])
 def test_bad_specs_fail_before_any_image(specs, message):
     with pytest.raises((ValueError, TypeError, FileNotFoundError)) as error:

@@ -42,17 +42,20 @@ def hand_results():
     settings = [
         make_setting('clean', 0, 70, 75, 60, road=90, car=80, person=None),
         # N=10: targeted 50 vs random 66/68/70 (mean 68, sample std 2): 18 points = 9 std.
-        make_setting('targeted', 10, 50, 65, 35, attack_region='overall', road=70, car=50, person=5),
+        make_setting('targeted', 10, 50, 65, 35, attack_region='overall',
+                     road=70, car=50, person=5),
         make_setting('random', 10, 66, 74, 58, seed=0, road=88, car=78, person=10),
         make_setting('random', 10, 68, 74, 57, seed=1, road=86, car=76, person=None),
         make_setting('random', 10, 70, 71, 56, seed=2, road=84, car=77, person=20),
         # N=20: targeted 58 vs random 60/64/68 (mean 64, std 4): 6 points = 1.5 std.
-        make_setting('targeted', 20, 58, 70, 50, attack_region='overall', road=80, car=70, person=1),
+        make_setting('targeted', 20, 58, 70, 50, attack_region='overall',
+                     road=80, car=70, person=1),
         make_setting('random', 20, 60, 70, 50, seed=0, road=80, car=70, person=1),
         make_setting('random', 20, 64, 70, 50, seed=1, road=80, car=70, person=1),
         make_setting('random', 20, 68, 70, 50, seed=2, road=80, car=70, person=1),
         # N=30: a single random seed, so no std.
-        make_setting('targeted', 30, 40, 60, 30, attack_region='overall', road=60, car=40, person=0),
+        make_setting('targeted', 30, 40, 60, 30, attack_region='overall',
+                     road=60, car=40, person=0),
         make_setting('random', 30, 65, 70, 55, seed=0, road=80, car=70, person=1),
     ]
     return {'config': 'configs/demo/deeplabv3_r18-tiny_synthetic-cityscapes.py',
@@ -142,7 +145,8 @@ def test_markdown_says_when_targeted_is_weaker(hand_results, tmp_path):
 def test_summary_table(hand_results):
     lines = format_summary_table(hand_results).splitlines()
     assert lines[0].split() == ['setting', 'N', 'full', 'center', 'periphery', 'P-C', 'drop']
-    random_10 = next(line for line in lines if line.startswith('random (3 seeds)') and ' 10 ' in line)
+    random_10 = next(line for line in lines
+                     if line.startswith('random (3 seeds)') and ' 10 ' in line)
     assert '68.00 ± 2.00' in random_10 and random_10.endswith('1.00 ± 1.00')
     targeted_10 = next(line for line in lines if line.startswith('targeted (overall)  10'))
     assert targeted_10.split()[-1] == '15.00'
@@ -154,7 +158,8 @@ def test_rows_and_csv(hand_results, tmp_path):
     # 11 settings x 7 regions x (1 mean row + 3 classes).
     assert len(rows) == 11 * 7 * 4
     row = next(r for r in rows if r['mode'] == 'random' and r['seed'] == 1
-               and r['num_channels'] == 10 and r['eval_region'] == 'periphery' and r['class'] == 'mIoU')
+               and r['num_channels'] == 10 and r['eval_region'] == 'periphery'
+               and r['class'] == 'mIoU')
     assert row['iou'] == 57.0 and row['attack_region'] is None
     road = next(r for r in rows if r['mode'] == 'targeted' and r['num_channels'] == 10
                 and r['eval_region'] == 'full' and r['class'] == 'road')

@@ -30,12 +30,14 @@ def parse_region_arg(text: str):
             rows, _, cols = (value or '3x3').partition('x')
             return dict(type='grid', rows=int(rows), cols=int(cols or rows))
         if name == 'frame':
-            return dict(type='frame', width=float(value or 0.1))
+            value = value or '0.1'
+            thickness = int(value) if value.isdigit() else float(value)
+            return dict(type='frame', thickness=thickness)
     except ValueError:
         pass
     raise argparse.ArgumentTypeError(
         f'bad region {text!r}: use paper, halves, border=K, grid=RxC or frame=F '
-        '(F a fraction in (0, 1) or a width in pixels).')
+        '(F a fraction of the shorter side in (0, 1), or a whole number of pixels).')
 
 
 def parse_args(argv=None):
