@@ -4,6 +4,7 @@ Work-dir contract (every file is written atomically; ``resume=True`` keeps finis
 settings and refuses a work dir made from another config, checkpoint or layer):
 ranking.json, results.json, results.csv, report.md, plots, overlays/.
 """
+import glob
 import hashlib
 import os
 import os.path as osp
@@ -21,17 +22,16 @@ from .feature_split import FeatureSplit
 from .layers import default_layer, resolve_layer
 from .metrics import summarize_confusion
 from .overlay import OverlaySelector, render_panel, save_panel
-from .plots import plot_class_drop_heatmap, plot_iou_vs_border_distance, plot_miou_vs_channels
 from .ranking import ChannelRanking
 from .regions import build_region_masks, validate_region_specs
-from .report import (format_summary_table, read_json, write_json_atomic,
-                     write_markdown_report, write_results_csv)
+from .report import format_summary_table, read_json, write_json_atomic, write_report
 from .settings import AttackSetting, build_settings
 from .sweep import OverlayRequest, run_sweep
 
 DEFAULT_REGIONS = ('paper', dict(type='border', bands=4))
 DEFAULT_NUM_CHANNELS_FRACTIONS = (0.01, 0.05, 0.1, 0.2)
 RESULTS_FORMAT = 'posattack.results/1'
+OVERLAY_TILE_WIDTH = 512  # a 2048-wide frame would make a 10,000-pixel panel
 
 
 @dataclass
@@ -199,8 +199,8 @@ def run_attack(opts: AttackOptions) -> dict:
                results_path, ranking_path, checkpoint_sha)
     results['settings'] = _ordered(results['settings'], settings)
     if rank == 0:
-        write_json_atomic(results_path, results)
-        _write_reports(opts.work_dir, results)
+        overlays = sorted(glob.glob(osp.join(opts.show_dir, '*.png'))) if opts.show_dir else []
+        write_report(opts.work_dir, results, overlays=overlays)
         logger.info('\n' + format_summary_table(results))
         logger.info(f'report: {osp.join(opts.work_dir, "report.md")}')
     return results
@@ -258,19 +258,9 @@ def _write_overlays(show_dir: str, overlay: OverlayRequest, ignore_index: int, m
         image = mmcv.imread(payload['img_path'], channel_order='rgb')
         width = payload['gt'].shape[1]
         panel = render_panel(image, payload['gt'], payload['preds'], palette,
-                             ignore_index=ignore_index, periphery=(width // 4, 3 * width // 4))
+                             ignore_index=ignore_index, periphery=(width // 4, 3 * width // 4),
+                             tile_width=min(width, OVERLAY_TILE_WIDTH))
         name = osp.splitext(osp.basename(payload['img_path']))[0]
         save_panel(osp.join(show_dir, f'{name}.png'), panel)
     print_log(f'{len(best)} overlays in {show_dir}', 'current')
 
-
-def _write_reports(work_dir: str, results: dict) -> None:
-    write_results_csv(osp.join(work_dir, 'results.csv'), results)
-    write_markdown_report(osp.join(work_dir, 'report.md'), results)
-    regions = set(results['regions'])
-    plot_regions = [r for r in ('full', 'center', 'periphery') if r in regions] or ['full']
-    plot_miou_vs_channels(results, osp.join(work_dir, 'miou_vs_channels.png'),
-                          regions=plot_regions)
-    if any(r.startswith('band_') for r in regions):
-        plot_iou_vs_border_distance(results, osp.join(work_dir, 'iou_vs_border_distance.png'))
-    plot_class_drop_heatmap(results, osp.join(work_dir, 'class_drop_heatmap.png'))

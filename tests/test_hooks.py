@@ -35,7 +35,11 @@ def _head_input(model, inputs, stage=3):
     forward hooks in registration order, each on the previous one's result).
     """
     seen = {}
-    handle = model.backbone.register_forward_hook(lambda m, args, out: seen.setdefault('x', out[stage]))
+
+    def record(module, args, output):  # returns None: a probe must not replace the output
+        seen['x'] = output[stage]
+
+    handle = model.backbone.register_forward_hook(record)
     try:
         with torch.no_grad():
             model(inputs, mode='tensor')
@@ -161,28 +165,44 @@ def test_unwraps_distributed_models(tiny_segmentor, tmp_path):
 
 
 # ----------------------------------------------------------------------------- through mmseg's test loop
-def _run_test(demo_cfg, hooks):
+@pytest.fixture
+def varied_checkpoint(tiny_segmentor, tmp_path):
+    """Weights whose predictions vary from pixel to pixel (unlike the random init, whose
+    near-zero classifier predicts almost one class), so that mIoU reacts to a removal."""
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        tiny_segmentor.decode_head.conv_seg.weight.normal_(std=1.0, generator=generator)
+    path = tmp_path / 'varied.pth'
+    torch.save({'state_dict': tiny_segmentor.state_dict(), 'meta': {}}, path)
+    return str(path)
+
+
+def _run_test(demo_cfg, hooks, checkpoint=None):
+    """mmseg's test loop through MMEngine's Runner, with ``hooks`` as custom_hooks."""
     from mmengine.runner import Runner
     cfg = copy.deepcopy(demo_cfg)
     cfg.custom_hooks = hooks
     cfg.test_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
     cfg.default_hooks.pop('visualization', None)
-    cfg.load_from = None
+    cfg.load_from = checkpoint
+    cfg.log_level = 'WARNING'
     runner = Runner.from_cfg(cfg)
     metrics = runner.test()
     removal_hooks = [h for h in runner.hooks if isinstance(h, ChannelRemovalHook)]
     return metrics, removal_hooks, runner
 
 
-def test_hook_in_mmseg_test_loop(demo_cfg, tmp_path):
+def test_hook_in_mmseg_test_loop(demo_cfg, tmp_path, varied_checkpoint):
     ranking = _ranking_file(tmp_path)
-    clean, _, _ = _run_test(demo_cfg, [])
-    unchanged, _, _ = _run_test(demo_cfg, [dict(type='ChannelRemovalHook', ranking=ranking, num_channels=0)])
+    clean, _, _ = _run_test(demo_cfg, [], varied_checkpoint)
+    unchanged, _, _ = _run_test(
+        demo_cfg, [dict(type='ChannelRemovalHook', ranking=ranking, num_channels=0)], varied_checkpoint)
     attacked, hooks, runner = _run_test(
-        demo_cfg, [dict(type='ChannelRemovalHook', ranking=ranking, num_channels=120, mode='targeted')])
+        demo_cfg, [dict(type='ChannelRemovalHook', ranking=ranking, num_channels=120, mode='targeted')],
+        varied_checkpoint)
 
     assert unchanged == clean  # removing nothing is exactly the clean evaluation
-    assert attacked['mIoU'] != clean['mIoU']
+    assert attacked['mIoU'] != clean['mIoU'] and attacked['aAcc'] != clean['aAcc']
     assert len(hooks) == 1 and hooks[0].channels == list(range(127, 7, -1))
     assert not hooks[0].active  # detached after the test epoch
     assert len(runner.model.backbone._forward_hooks) == 0
@@ -198,30 +218,40 @@ def test_mean_ablation_in_mmseg_test_loop(demo_cfg):
 
 
 # ----------------------------------------------------------------------------- the _base_ fragment
-def test_fragment_alone_sets_imports_and_hook():
+def test_fragment_sets_the_hook_and_overrides_work():
     from mmengine.config import Config
     cfg = Config.fromfile(FRAGMENT)
-    assert cfg.custom_imports == dict(imports=['posattack'], allow_failed_imports=False)
-    assert len(cfg.custom_hooks) == 1 and cfg.custom_hooks[0].type == 'ChannelRemovalHook'
+    assert len(cfg.custom_hooks) == 1
+    assert cfg.custom_hooks[0].type == 'posattack.hooks.ChannelRemovalHook'
+    assert cfg.custom_hooks[0].ranking == 'ranking.json' and cfg.custom_hooks[0].num_channels == 100
+    # what `--cfg-options custom_hooks.0.ranking=... custom_hooks.0.num_channels=50` does
     cfg.merge_from_dict({'custom_hooks.0.ranking': '/data/r.json', 'custom_hooks.0.num_channels': 50})
     assert cfg.custom_hooks[0].ranking == '/data/r.json' and cfg.custom_hooks[0].num_channels == 50
     assert cfg.custom_hooks[0].region == 'overall'  # the other defaults survive the override
 
 
 def test_fragment_merges_into_an_mmseg_config(tmp_path):
+    """`_base_ = [config, fragment]`, also when the config has its own custom_imports."""
     from mmengine.config import Config
     child = tmp_path / 'attack_demo.py'
     child.write_text(f'_base_ = [{DEMO_CONFIG!r}, {FRAGMENT!r}]\n')
     cfg = Config.fromfile(str(child))
-    assert cfg.model.type == 'EncoderDecoder'
-    assert 'posattack' in cfg.custom_imports['imports']
-    assert [h.type for h in cfg.custom_hooks] == ['ChannelRemovalHook']
+    assert cfg.model.type == 'EncoderDecoder' and cfg.custom_imports.imports == ['posattack']
+    assert [h.type for h in cfg.custom_hooks] == ['posattack.hooks.ChannelRemovalHook']
+
+    zoo_child = tmp_path / 'attack_zoo.py'  # a config from mmseg's model zoo, no posattack in it
+    zoo_child.write_text("_base_ = ['mmseg::deeplabv3/deeplabv3_r50-d8_4xb2-40k_cityscapes-512x1024.py', "
+                         f"{FRAGMENT!r}]\n")
+    cfg = Config.fromfile(str(zoo_child))
+    assert cfg.model.decode_head.type == 'ASPPHead'
+    assert [h.type for h in cfg.custom_hooks] == ['posattack.hooks.ChannelRemovalHook']
 
 
-def test_fragment_hook_runs_from_a_config(demo_cfg, tmp_path):
-    """The fragment's dict, pointed at a ranking, builds and runs through the Runner."""
+def test_fragment_hook_runs_from_a_config_without_custom_imports(demo_cfg, tmp_path):
+    """The fragment's hook dict builds through MMEngine's registry by its dotted type alone."""
     from mmengine.config import Config
     hook_cfg = copy.deepcopy(Config.fromfile(FRAGMENT).custom_hooks[0])
     hook_cfg.ranking = _ranking_file(tmp_path)
+    demo_cfg.pop('custom_imports', None)
     _, hooks, _ = _run_test(demo_cfg, [hook_cfg])
-    assert hooks[0].channels == list(range(127, 27, -1))  # num_channels=100 by default
+    assert len(hooks) == 1 and hooks[0].channels == list(range(127, 27, -1))  # num_channels=100

@@ -8,11 +8,17 @@
 #   python tools/test.py my_config.py ckpt.pth \
 #       --cfg-options custom_hooks.0.ranking=work_dirs/ranking.json custom_hooks.0.num_channels=50
 #
+# The hook's type is its full dotted path, which MMEngine's registry imports by itself (and
+# importing posattack registers its metrics and the checkpoint allowlist too). So this file
+# sets no `custom_imports`: MMEngine refuses a key defined by two `_base_` files, and many
+# configs (the demo ones included) already have their own `custom_imports`. Writing
+# `custom_imports = dict(imports=['posattack'])` and `type='ChannelRemovalHook'` works as well.
+#
 # Overriding: `custom_hooks` is a list, and MMEngine replaces lists wholesale when a child
 # config assigns them. Change single fields with `custom_hooks.0.<field>=...` (on the command
-# line or in `cfg_options`), or assign the whole list again in your config. Two `_base_` files
-# may not both define `custom_hooks` (or `custom_imports`): MMEngine rejects duplicate keys among
-# bases, so if yours has its own, write the complete list in the child config instead.
+# line or in `cfg_options`), or assign the whole list again in your config. If your config
+# already defines `custom_hooks`, do not list it beside this file in `_base_` (duplicate key):
+# copy the dict below into your own list instead.
 #
 # Fields (see posattack.hooks.ChannelRemovalHook):
 #   layer: 'backbone:3' style name; None = the tensor the decode head consumes.
@@ -22,10 +28,9 @@
 #   ablation: 'zero', or 'mean' (each channel's mean over the first mean_num_images images of
 #             the loop's dataloader, computed before each val/test epoch: one extra pass).
 #   apply_in: phases to remove channels in: any of 'val', 'test', 'train'.
-custom_imports = dict(imports=['posattack'], allow_failed_imports=False)
 custom_hooks = [
     dict(
-        type='ChannelRemovalHook',
+        type='posattack.hooks.ChannelRemovalHook',
         layer=None,
         ranking='ranking.json',
         region='overall',
