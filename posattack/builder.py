@@ -9,6 +9,7 @@ model or raising deep inside torch.
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import re
 from collections import OrderedDict
@@ -199,7 +200,7 @@ def load_state_dict_checked(model: torch.nn.Module,
                 message + ' Use the config the checkpoint was trained with, or pass '
                 'strict=False to load the matching part anyway.')
         print_log(message + ' Loading the matching part (strict=False).', logger='current',
-                  level=30)
+                  level=logging.WARNING)
     model.load_state_dict(state_dict, strict=False)
 
 
@@ -217,8 +218,9 @@ def _metainfo_from_config(cfg: Config) -> Optional[dict]:
         try:
             return dict(DATASETS.build(dataset_cfg).metainfo)
         except Exception:  # an unbuildable dataset still has class-level METAINFO
-            dataset_class = DATASETS.get(dataset_cfg['type']) if isinstance(
-                dataset_cfg['type'], str) else dataset_cfg['type']
+            dataset_type = dataset_cfg['type']
+            dataset_class = DATASETS.get(dataset_type) if isinstance(
+                dataset_type, str) else dataset_type
             metainfo = dict(getattr(dataset_class, 'METAINFO', None) or {})
             metainfo.update(dataset_cfg.get('metainfo') or {})
             if metainfo.get('classes'):
@@ -251,10 +253,10 @@ def _dataset_meta(checkpoint_meta: Mapping, cfg: Config, num_classes: Optional[i
             print_log(
                 f'Class names are neither in the checkpoint nor derivable from the config; '
                 f"using {dataset_name}'s {num_classes} classes, which match the model.",
-                logger='current', level=30)
+                logger='current', level=logging.WARNING)
             return {'classes': get_classes(dataset_name), 'palette': get_palette(dataset_name)}
     print_log(f'No class names found for a model with {num_classes} classes; '
-              'model.dataset_meta is left unset.', logger='current', level=30)
+              'model.dataset_meta is left unset.', logger='current', level=logging.WARNING)
     return None
 
 

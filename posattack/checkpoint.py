@@ -44,13 +44,13 @@ class CheckpointSecurityError(CheckpointError):
 
     Attributes:
         path: the checkpoint file.
-        globals: dotted names of the offending globals (at least one when known).
+        offending_globals: dotted names of the globals that were refused.
     """
 
-    def __init__(self, message: str, path: str, globals: list[str]):
+    def __init__(self, message: str, path: str = '', offending_globals: tuple = ()):
         super().__init__(message)
         self.path = path
-        self.globals = globals
+        self.offending_globals = list(offending_globals)
 
 
 def _numpy_safe_globals() -> list[SafeGlobal]:
@@ -93,7 +93,7 @@ def _history_buffer_methods() -> dict[str, Callable]:
     return {name: getattr(HistoryBuffer, name) for name in ('min', 'max', 'current', 'mean')}
 
 
-def history_buffer_getattr(owner: Any, name: str) -> Callable:
+def _history_buffer_getattr(owner: Any, name: str) -> Callable:
     """The only ``getattr`` a checkpoint may call: HistoryBuffer's own statistics methods.
 
     A HistoryBuffer pickles its ``statistics_methods`` dict, and pickle protocol 2 (what
@@ -114,7 +114,7 @@ def history_buffer_getattr(owner: Any, name: str) -> Callable:
 def _mmengine_safe_globals() -> list[SafeGlobal]:
     """MMEngine pieces found in checkpoints saved by its Runner (message hub scalars)."""
     from mmengine.logging.history_buffer import HistoryBuffer
-    return [HistoryBuffer, (history_buffer_getattr, 'builtins.getattr'),
+    return [HistoryBuffer, (_history_buffer_getattr, 'builtins.getattr'),
             *_history_buffer_methods().values()]
 
 
@@ -139,7 +139,7 @@ def register_safe_globals() -> None:
 
     Example:
         >>> register_safe_globals()
-        >>> ckpt = torch.load('work_dirs/demo/iter_300.pth')  # weights_only by default
+        >>> ckpt = torch.load('work_dirs/demo/iter_600.pth')  # weights_only by default
     """
     torch.serialization.add_safe_globals(list(safe_checkpoint_globals()))
 
@@ -159,9 +159,7 @@ def _globals_named_in_error(message: str) -> list[str]:
     for pattern in _GLOBAL_PATTERNS:
         for name in pattern.findall(message):
             name = name.strip()
-            if name.startswith('getattr('):
-                name = f'builtins.{name}'
-            elif '.' not in name and not name.startswith('<'):
+            if name.startswith('getattr(') or ('.' not in name and not name.startswith('<')):
                 name = f'builtins.{name}'  # torch strips the 'builtins.' prefix
             found.append(name)
     return found
@@ -205,11 +203,11 @@ def _security_error(path: str, message: str) -> CheckpointSecurityError | None:
         shown += f' and {len(offending) - 8} more'
     return CheckpointSecurityError(
         f"Refusing to load checkpoint '{path}': it needs the pickled global(s) {shown}, "
-        "which are not on the allowlist of safe checkpoint contents (tensors, numpy "
-        'arrays, MMEngine HistoryBuffer and its statistics methods). Unpickling unknown globals can run arbitrary '
-        f'code. {TRUST_HINT}',
+        'which are not on the allowlist of safe checkpoint contents (tensors, numpy '
+        'arrays, MMEngine HistoryBuffer and its statistics methods). Unpickling unknown '
+        f'globals can run arbitrary code. {TRUST_HINT}',
         path=path,
-        globals=offending)
+        offending_globals=offending)
 
 
 def load_checkpoint(path: PathLike,
@@ -223,9 +221,9 @@ def load_checkpoint(path: PathLike,
     unless ``trust_checkpoint=True`` (then torch.load runs with weights_only=False).
 
     Example:
-        >>> ckpt = load_checkpoint('work_dirs/demo/iter_300.pth')
+        >>> ckpt = load_checkpoint('work_dirs/demo/iter_600.pth')
         >>> ckpt['state_dict']['decode_head.conv_seg.weight'].shape
-        torch.Size([19, 32, 1, 1])
+        torch.Size([19, 64, 1, 1])
     """
     path = os.path.expanduser(os.fspath(path))
     _check_readable_file(path)

@@ -22,7 +22,7 @@ from .feature_split import FeatureSplit
 from .layers import default_layer, resolve_layer
 from .metrics import summarize_confusion
 from .overlay import OverlaySelector, render_panel, save_panel
-from .ranking import ChannelRanking
+from .ranking import FLIP_DIFFERENCE_RULES, ChannelRanking
 from .regions import build_region_masks, validate_region_specs
 from .report import format_summary_table, read_json, write_json_atomic, write_report
 from .settings import AttackSetting, build_settings
@@ -81,12 +81,19 @@ def build_test_dataloader(cfg, batch_size: Optional[int], max_images: Optional[i
         if max_images < 1:
             raise ValueError(f'--max-images must be >= 1, got {max_images}.')
         loader_cfg['dataset'] = dict(loader_cfg['dataset'], indices=max_images)
-    dataloader = Runner.build_dataloader(loader_cfg)
+    root = cfg.test_dataloader.dataset.get('data_root')
+    fix = ('point test_dataloader.dataset.data_root at a Cityscapes-layout folder, e.g. one '
+           'made by tools/make_synthetic_cityscapes.py (--cfg-options '
+           'test_dataloader.dataset.data_root=DIR).')
+    try:
+        dataloader = Runner.build_dataloader(loader_cfg)
+    except (FileNotFoundError, ValueError) as error:
+        # A missing folder raises FileNotFoundError deep in mmengine, an empty one a numpy
+        # "need at least one array to concatenate": neither says which setting to fix.
+        raise ValueError(f'the test dataset could not be read from data_root={root!r} '
+                         f'({error}): {fix}') from error
     if len(dataloader.dataset) == 0:
-        root = cfg.test_dataloader.dataset.get('data_root')
-        raise ValueError(f'the test dataset is empty (data_root={root!r}): point '
-                         'test_dataloader.dataset.data_root at a Cityscapes-layout folder, '
-                         'e.g. one made by tools/make_synthetic_cityscapes.py.')
+        raise ValueError(f'the test dataset is empty (data_root={root!r}): {fix}')
     return dataloader
 
 
@@ -123,11 +130,23 @@ def _load_ranking(opts: AttackOptions, work_ranking: str) -> Optional[ChannelRan
 
 
 def _num_channels(split: FeatureSplit, dataloader) -> int:
-    """Channels of the attacked tensor, from one forward of the first batch."""
-    batch = next(iter(dataloader))
+    """Channels of the attacked tensor, from one forward of the dataset's first image.
+
+    Not the first batch of this rank's shard: with more processes than images it is empty.
+    """
+    batch = dataloader.collate_fn([dataloader.dataset[0]])
     with torch.no_grad():
         inputs = split.model.data_preprocessor(batch, False)['inputs'][:1]
         return int(split.attacked(split.prefix(inputs)).shape[1])
+
+
+def _check_attack_region(region: str, ranking: Optional[ChannelRanking]) -> None:
+    """Fail before any work when the ranking (given, or identified later) lacks ``region``."""
+    available = ranking.regions if ranking is not None else list(FLIP_DIFFERENCE_RULES)
+    if region not in available:
+        source = 'the ranking' if ranking is not None else 'identification on the fly'
+        raise ValueError(f'unknown --attack-region {region!r}: {source} gives the orders '
+                         f'{", ".join(available)}; pick one of them.')
 
 
 def _overlay_request(settings: List[AttackSetting], num_total: int,
@@ -160,7 +179,6 @@ def run_attack(opts: AttackOptions) -> dict:
     num_total = _num_channels(split, dataloader)
 
     rank = dist.get_rank()
-    os.makedirs(opts.work_dir, exist_ok=True)
     results_path = osp.join(opts.work_dir, 'results.json')
     ranking_path = osp.join(opts.work_dir, 'ranking.json')
     checkpoint_sha = file_sha256(opts.checkpoint)
@@ -177,8 +195,10 @@ def run_attack(opts: AttackOptions) -> dict:
     else:
         fractions, counts = opts.fractions, opts.num_channels
     settings = build_settings(num_total, counts, fractions, opts.seeds, opts.attack_region)
-    if ranking is not None and any(s.mode == 'targeted' for s in settings):
-        ranking.top(opts.attack_region, 1)  # fails early, listing the regions it has
+    if any(s.mode == 'targeted' for s in settings):
+        _check_attack_region(opts.attack_region, ranking)
+    # Only now that the input checked out: a refused run leaves no work dir behind.
+    os.makedirs(opts.work_dir, exist_ok=True)
 
     done = {s['key']: s for s in (previous or {}).get('settings', [])}
     pending = [s for s in settings if s.key not in done]
@@ -220,8 +240,9 @@ def _sweep(opts, split, dataloader, pending, num_total, ranking, overlay, result
     rank = dist.get_rank()
 
     def on_pass_done(state, finished):
-        if state.ranking is not None and ranking is None and rank == 0 \
-                and not osp.exists(ranking_path):
+        # Identified in this run: replace any ranking.json an earlier run left in the work
+        # dir, or a later --resume would pair these results with that stale ranking.
+        if state.ranking is not None and ranking is None and rank == 0:
             state.ranking.save(ranking_path)
         for setting in finished:
             flat, per_class = summarize_confusion(state.confusions[setting.key],

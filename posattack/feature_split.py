@@ -20,7 +20,8 @@ from typing import List, Optional, Sequence
 
 import torch
 
-from .layers import LayerRef
+from .identify import forward_to_layer
+from .layers import LayerRef, select_output
 from .linear_shortcut import LinearShortcut
 from .removal import ChannelRemoval, replace_channels
 
@@ -58,13 +59,21 @@ class FeatureSplit:
         return self._fast_path_reason()
 
     def prefix(self, inputs: torch.Tensor) -> Sequence[torch.Tensor]:
-        """The outputs of the attacked module (a tuple; ``layer_ref.index`` picks ours)."""
+        """The outputs of the attacked module (a tuple; ``attacked`` picks ours).
+
+        Off the fast path the sweep still needs the attacked tensor (channel count,
+        identification, means): the model runs only as far as it, and the tuple holds it alone.
+        """
+        if not self.fast:
+            return (forward_to_layer(self.model, self.layer_ref, inputs), )
         if self.layer_ref.module_path == 'backbone':
             return tuple(self.model.backbone(inputs))
         return tuple(self.model.extract_feat(inputs))
 
     def attacked(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
-        return feats[self.layer_ref.index]
+        if not self.fast:
+            return feats[0]
+        return select_output(feats, self.layer_ref)  # a bad index names the valid ones
 
     @contextmanager
     def _extract_feat_from(self, feats: Sequence[torch.Tensor]):

@@ -9,8 +9,9 @@ tools/test.py, by adding ``configs/_base_/posattack/channel_removal.py`` to ``_b
 """
 from __future__ import annotations
 
-import os
+import logging
 import numbers
+import os
 from typing import Any, Optional, Sequence, Union
 
 import torch
@@ -151,7 +152,7 @@ class ChannelRemovalHook(Hook):
             if ranked_layer and ranked_layer != name:
                 print_log(f'ChannelRemovalHook: the ranking was made for layer {ranked_layer!r} but the '
                           f'hook removes channels of {name!r}; set layer={ranked_layer!r} if that was '
-                          f'meant.', logger='current', level='WARNING')
+                          f'meant.', logger='current', level=logging.WARNING)
             self.layer_name = name
         return self.layer_name
 

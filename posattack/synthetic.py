@@ -163,46 +163,53 @@ class _SceneSampler:
             depth += length
         return segments
 
+    def _vertical_plane(self, side: int, plane: float):
+        """Where a street-parallel vertical plane at lateral offset `plane` projects: per
+        column its depth (a column sees the plane at one depth only), and per pixel the
+        height above the ground of the plane point it sees."""
+        offset = (self.xs[0] - self.vanishing_x) * side
+        valid = offset > 0.5
+        scale = np.where(valid, offset / abs(plane), 1.0)  # pixels per metre at the plane
+        depth = np.where(valid, self.focal / scale, 1e6)  # 1e6: never on a facade
+        height_above_ground = CAMERA_HEIGHT - self.row_below_horizon / scale[None, :]
+        return depth, height_above_ground
+
     def paint_facades(self) -> None:
         # Buildings on the right and walls on the left come from the same generator: one
         # colour distribution, one height distribution, one texture. Only the side differs.
         for side, plane, label_id in ((1, self.facade_right, BUILDING),
                                       (-1, self.facade_left, WALL)):
-            offset = (self.xs - self.vanishing_x) * side
-            valid = offset > 0.5
-            scale = np.where(valid, offset / abs(plane), 1.0)  # pixels per metre at the plane
-            depth = self.focal / scale
-            height_above_ground = CAMERA_HEIGHT - self.row_below_horizon / scale
-            for near, far, top, colour in self._facade_segments(max_height=18.0):
-                mask = (valid & (depth >= near) & (depth < far) & (height_above_ground >= 0)
-                        & (height_above_ground <= top))
-                if not mask.any():
-                    continue
-                self.canvas.paint(mask, label_id, colour)
-                # Courses every ~0.5 m and panel joints every 3 m, drawn in world units so
-                # they converge to the vanishing point like real masonry.
-                course = np.mod(height_above_ground, 0.55) < 0.09
-                joint = np.mod(depth, 3.0) < 0.18
-                self.canvas.rgb[mask & (course | joint)] *= 0.82
+            depth, height_above_ground = self._vertical_plane(side, plane)
+            top = np.full(self.width, -1.0, np.float32)  # per column; -1: nothing there
+            colour = np.zeros((self.width, 3), np.float32)
+            for near, far, height, segment_colour in self._facade_segments(max_height=16.0):
+                columns = (depth >= near) & (depth < far)
+                top[columns] = height
+                colour[columns] = segment_colour
+            mask = (height_above_ground >= 0) & (height_above_ground <= top[None, :])
+            if not mask.any():
+                continue
+            self.canvas.label[mask] = label_id
+            self.canvas.rgb[mask] = np.broadcast_to(colour[None], self.canvas.rgb.shape)[mask]
+            # Courses every ~0.5 m and panel joints every 3 m, drawn in world units so they
+            # converge to the vanishing point like real masonry.
+            course = np.mod(height_above_ground, 0.55) < 0.09
+            joint = (np.mod(depth, 3.0) < 0.18)[None, :]
+            self.canvas.rgb[mask & (course | joint)] *= 0.82
 
     def paint_fence(self) -> None:
         if self.rng.random() < 0.35:
             return
-        plane = self.facade_left + 0.4
-        offset = self.vanishing_x - self.xs
-        valid = offset > 0.5
-        scale = np.where(valid, offset / abs(plane), 1.0)
-        depth = self.focal / scale
-        height_above_ground = CAMERA_HEIGHT - self.row_below_horizon / scale
+        depth, height_above_ground = self._vertical_plane(-1, self.facade_left + 0.4)
         near = self.rng.uniform(2, 15)
         far = near + self.rng.uniform(10, 40)
         top = self.rng.uniform(1.2, 2.2)
-        mask = (valid & (depth >= near) & (depth < far) & (height_above_ground >= 0)
+        mask = (((depth >= near) & (depth < far))[None, :] & (height_above_ground >= 0)
                 & (height_above_ground <= top))
         colour = np.array([self.rng.uniform(150, 200), self.rng.uniform(120, 160),
                            self.rng.uniform(100, 140)], np.float32)
         self.canvas.paint(mask, FENCE, colour)
-        slats = np.mod(depth, 0.9) < 0.3
+        slats = (np.mod(depth, 0.9) < 0.3)[None, :]
         rail = np.abs(height_above_ground - top * 0.8) < 0.1
         self.canvas.rgb[mask & ~(slats | rail)] *= 0.55
 
@@ -248,11 +255,13 @@ class _SceneSampler:
                 int(round(x_centre + half)) - 1, int(round(ground - bottom_m * ppm)) - 1)
 
     def _rectangle(self, box, label_id, colour) -> None:
-        x0, y0, x1, y1 = box
+        x0, y0, x1, y1 = box  # inclusive corners, possibly outside the image
+        x0, y0 = max(x0, 0), max(y0, 0)
+        x1, y1 = min(x1, self.width - 1), min(y1, self.height - 1)
         if x1 < x0 or y1 < y0:
             return
-        self.canvas.paint_shape(lambda m: cv2.rectangle(m, (x0, y0), (x1, y1), 1, -1),
-                                label_id, colour)
+        self.canvas.label[y0:y1 + 1, x0:x1 + 1] = label_id
+        self.canvas.rgb[y0:y1 + 1, x0:x1 + 1] = colour
 
     def _ellipse(self, centre, axes, label_id, colour) -> None:
         centre = tuple(int(round(v)) for v in centre)

@@ -61,7 +61,7 @@ def test_runner_checkpoint_loads_with_identical_logits(demo_cfg):
         model, cfg = load_segmentor(demo_cfg, path)
         assert not model.training
         assert model.cfg is cfg and model is not trained
-        assert model.dataset_meta['classes'] == trained.dataset_meta['classes']
+        assert model.dataset_meta['classes'] == runner.train_dataloader.dataset.metainfo['classes']
         assert len(model.dataset_meta['classes']) == 19
         if path == ckpt_path:
             assert torch.equal(_logits(model, inputs), expected)

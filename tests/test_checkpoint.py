@@ -132,7 +132,7 @@ def test_code_running_pickle_is_refused_without_running(tmp_path, payload_class,
     assert str(path) in message
     assert offending in message
     assert 'trust_checkpoint=True' in message and '--trust-checkpoint' in message
-    assert offending in error.value.globals
+    assert offending in error.value.offending_globals
     assert isinstance(error.value, RuntimeError)
     assert not marker.exists()
     # torch.load's own default (weights_only) still refuses after posattack's allowlist

@@ -1,10 +1,13 @@
 """ChannelRemovalHook inside MMEngine's Runner, and the configs/_base_ fragment."""
+import contextlib
 import copy
+import logging
 import os.path as osp
 from types import SimpleNamespace
 
 import pytest
 import torch
+from mmengine.logging import MMLogger
 
 from posattack.hooks import ChannelRemovalHook
 from posattack.ranking import ChannelRanking
@@ -48,6 +51,25 @@ def _head_input(model, inputs, stage=3):
     return seen['x']
 
 
+@contextlib.contextmanager
+def _captured_log():
+    """Messages the hook sends to MMEngine's current logger."""
+    logger = MMLogger.get_current_instance()
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)  # an earlier Runner may have left the current logger at WARNING
+    messages = []
+    try:
+        yield messages
+    finally:
+        logger.setLevel(level)
+        logger.removeHandler(handler)
+        messages.extend(r.getMessage() for r in records if 'ChannelRemovalHook' in r.getMessage())
+
+
 def _inputs(batch=1):
     return torch.randn(batch, 3, 64, 128, generator=torch.Generator().manual_seed(3))
 
@@ -89,10 +111,13 @@ def test_attaches_for_test_and_detaches_after(tiny_segmentor, tmp_path):
     inputs = _inputs()
     clean = _head_input(tiny_segmentor, inputs)
 
-    hook.before_run(runner)
-    hook.before_test_epoch(runner)
-    assert hook.active and hook.layer_name == 'backbone:3'
-    edited = _head_input(tiny_segmentor, inputs)
+    with _captured_log() as messages:
+        hook.before_run(runner)
+        hook.before_test_epoch(runner)
+        assert hook.active and hook.layer_name == 'backbone:3'
+        edited = _head_input(tiny_segmentor, inputs)
+    assert messages == ["ChannelRemovalHook: removing 4 of 128 channels of 'backbone:3' (targeted, "
+                        "region='overall', ablation='zero'): [127, 126, 125, 124]"]
     hook.after_test_epoch(runner, metrics={})
     assert not hook.active and len(tiny_segmentor.backbone._forward_hooks) == 0
 
@@ -139,28 +164,45 @@ def test_ranking_of_another_width_fails_on_first_forward(tiny_segmentor, tmp_pat
     assert len(tiny_segmentor.backbone._forward_hooks) == 0
 
 
+def test_warns_when_the_ranking_names_another_layer(tiny_segmentor, tmp_path):
+    ranking = ChannelRanking(layer='backbone.layer4', num_channels=NUM_STAGE4_CHANNELS, method='hand_made',
+                             num_images=0, orders={'overall': list(range(NUM_STAGE4_CHANNELS))})
+    hook = ChannelRemovalHook(ranking=ranking, num_channels=2)
+    with _captured_log() as messages:
+        hook.before_run(_fake_runner(tiny_segmentor))
+    assert len(messages) == 1 and "made for layer 'backbone.layer4'" in messages[0]
+    assert "removes channels of 'backbone:3'" in messages[0]
+
+
 def test_unknown_layer_fails_before_the_run(tiny_segmentor):
     hook = ChannelRemovalHook(mode='random', num_channels=1, layer='backbone.layer9')
     with pytest.raises(ValueError, match='backbone.layer9'):
         hook.before_run(_fake_runner(tiny_segmentor))
 
 
-def test_unwraps_distributed_models(tiny_segmentor, tmp_path):
+def test_unwraps_distributed_models_and_reduces_means(tiny_segmentor, demo_cfg, tmp_path):
+    """Under DDP (gloo, one process) the hook edits the wrapped segmentor; mean ablation's
+    all-reduce path gives the same means as a plain computation."""
     import torch.distributed as dist
     from mmengine.model import MMDistributedDataParallel
+    from mmengine.runner import Runner
 
     if dist.is_initialized():
         pytest.skip('a process group is already initialised in this process')
+    loader = Runner.build_dataloader(demo_cfg.test_dataloader)
+    expected_means = channel_means(tiny_segmentor, 'backbone:3', loader, num_images=2)
     dist.init_process_group('gloo', init_method=f'file://{tmp_path / "pg"}', rank=0, world_size=1)
     try:
         wrapped = MMDistributedDataParallel(module=tiny_segmentor, device_ids=None)
-        hook = ChannelRemovalHook(mode='explicit', channels=[5])
-        hook.before_test_epoch(_fake_runner(wrapped))
+        runner = SimpleNamespace(model=wrapped, test_dataloader=loader)
+        hook = ChannelRemovalHook(mode='explicit', channels=[5], ablation='mean', mean_num_images=2)
+        hook.before_test_epoch(runner)
         edited = _head_input(tiny_segmentor, _inputs())
-        hook.after_test_epoch(_fake_runner(wrapped))
+        hook.after_test_epoch(runner)
     finally:
         dist.destroy_process_group()
-    assert torch.equal(edited[:, 5], torch.zeros_like(edited[:, 5]))
+    torch.testing.assert_close(hook.mean_values, expected_means)
+    assert torch.equal(edited[:, 5], torch.full_like(edited[:, 5], hook.mean_values[5].item()))
     assert len(tiny_segmentor.backbone._forward_hooks) == 0
 
 

@@ -267,6 +267,24 @@ def test_channel_means_match_a_manual_average(tiny_segmentor, demo_cfg):
         channel_means(tiny_segmentor, 'backbone:3', [])
 
 
+def test_channel_means_follow_slide_inference(tiny_segmentor, demo_cfg):
+    """With test_cfg.mode='slide' the means are over the crops mmseg evaluates, not whole images."""
+    loader = _test_loader(demo_cfg)
+    from mmengine.config import ConfigDict
+    tiny_segmentor.test_cfg = ConfigDict(mode='slide', crop_size=(64, 64), stride=(64, 64))
+    crop_means = []
+    with torch.no_grad():
+        for data in loader:
+            inputs = tiny_segmentor.data_preprocessor(data, False)['inputs']
+            for left in (0, 64):  # two non-overlapping 64x64 crops of each 64x128 image
+                crop_means.extend(tiny_segmentor.backbone(inputs[:, :, :, left:left + 64])[3].mean(dim=(2, 3)))
+    expected = torch.stack(crop_means).double().mean(dim=0)
+    means = channel_means(tiny_segmentor, 'backbone:3', loader)
+    torch.testing.assert_close(means.double(), expected, rtol=1e-5, atol=1e-6)
+    whole = _manual_means(tiny_segmentor, loader, max_images=4)
+    assert not torch.allclose(expected, whole)  # zero padding at crop borders makes a difference
+
+
 def test_mean_ablation_writes_the_reference_means(tiny_segmentor, demo_cfg):
     means = channel_means(tiny_segmentor, 'backbone:3', _test_loader(demo_cfg))
     inputs = _inputs()

@@ -103,10 +103,11 @@ def main(argv=None) -> int:
         trust_checkpoint=args.trust_checkpoint)
     try:
         run_attack(opts)
-    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as error:
+    except (ValueError, KeyError, IndexError, FileNotFoundError, RuntimeError) as error:
         # Bad input (files, layer names, counts, a mismatched work dir): say what and why,
-        # not a traceback from deep inside mmengine.
-        print(f'error: {error}', file=sys.stderr)
+        # not a traceback from deep inside mmengine. str(KeyError) would add quotes.
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f'error: {message}', file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print('interrupted: finished settings are kept in results.json; '

@@ -15,6 +15,8 @@ import sys
 
 from mmengine.config import DictAction
 
+from posattack.builder import ConfigError
+from posattack.checkpoint import CheckpointError
 from posattack.distributed import LAUNCHERS, init_launcher
 
 
@@ -125,7 +127,8 @@ def main(argv=None) -> str:
 if __name__ == '__main__':
     try:
         main()
-    except (FileNotFoundError, ValueError, KeyError, IndexError) as error:
+    except (FileNotFoundError, ValueError, KeyError, IndexError, CheckpointError,
+            ConfigError) as error:
         # Bad input: the message says what is wrong and how to fix it; no traceback needed.
         print(f'identify.py: error: {error}', file=sys.stderr)
         sys.exit(2)

@@ -1,0 +1,22 @@
+# Per-region mIoU as the paper scores it (full image, left/right halves, center vs periphery)
+# plus four border-distance bands, for mmseg's own tools/test.py. Needs posattack imported
+# (imports.py, or any base that sets custom_imports = dict(imports=['posattack'])).
+#
+# Why a variable and not `test_evaluator = ...`: every mmseg zoo config already defines
+# val_evaluator and test_evaluator, and MMEngine refuses a key defined by two `_base_` files.
+# So this fragment names the metric, and the child config (which may override base keys)
+# puts it in place; `_delete_=True` drops the IoUMetric fields instead of merging into them:
+#
+#   _base_ = ['mmseg::deeplabv3/deeplabv3_r50-d8_4xb2-80k_cityscapes-512x1024.py',
+#             '<posattack>/configs/_base_/posattack/imports.py',
+#             '<posattack>/configs/_base_/posattack/region_metric.py']
+#   test_evaluator = dict(_delete_=True, **_base_.region_metric)
+#   val_evaluator = test_evaluator
+#
+# Other regions from the command line (see posattack.regions for every spec):
+#   --cfg-options "test_evaluator.regions=['paper',dict(type='grid',rows=3,cols=3)]"
+# `out_file='region_miou.json'` also writes every region's scores, per class, as JSON.
+region_metric = dict(
+    type='RegionIoUMetric',
+    regions=['paper', dict(type='border', bands=4)],
+    iou_metrics=['mIoU'])
