@@ -10,7 +10,6 @@ tools/test.py, by adding ``configs/_base_/posattack/channel_removal.py`` to ``_b
 from __future__ import annotations
 
 import logging
-import numbers
 import os
 from typing import Any, Optional, Sequence, Union
 
@@ -21,8 +20,8 @@ from mmseg.registry import HOOKS
 
 from .layers import default_layer, resolve_layer, unwrap_model
 from .ranking import ChannelRanking
-from .removal import (ABLATIONS, SELECTION_MODES, ChannelRemoval, channel_means, select_channels,
-                      validate_selection_args)
+from .removal import (ABLATIONS, SELECTION_MODES, ChannelRemoval, is_integer_at_least, channel_means,
+                      select_channels, validate_selection_args)
 
 __all__ = ['ChannelRemovalHook']
 
@@ -36,7 +35,10 @@ class ChannelRemovalHook(Hook):
 
     Selection (see :func:`posattack.removal.select_channels`): ``mode='targeted'`` takes the top
     ``num_channels`` (or ``fraction``) of ``ranking``'s ``region`` order; ``'random'`` draws as
-    many with ``seed``; ``'explicit'`` removes ``channels=[...]``. ``layer=None`` is the tensor
+    many with ``seed``; ``'explicit'`` removes ``channels=[...]``. ``ranking`` (a JSON path from
+    tools/identify.py, or a ChannelRanking) is read only when ``mode='targeted'``, when the
+    hook is built, so a missing file fails at once; ``ranking_format='authors'`` reads the
+    paper's released files (a directory of them). ``layer=None`` is the tensor
     the decode head consumes. The hook is attached at ``before_{val,test}_epoch`` and removed
     at ``after_*_epoch`` (and per iteration in training when ``apply_in`` lists ``'train'``).
     On the first forward it checks the tensor's channel count against the ranking's.
@@ -68,7 +70,8 @@ class ChannelRemovalHook(Hook):
                  seed: int = 0,
                  ablation: str = 'zero',
                  mean_num_images: Optional[int] = 100,
-                 apply_in: Union[str, Sequence[str]] = ('val', 'test')):
+                 apply_in: Union[str, Sequence[str]] = ('val', 'test'),
+                 ranking_format: str = 'posattack'):
         if ablation not in ABLATIONS:
             raise ValueError(f'ChannelRemovalHook: unknown ablation {ablation!r}; choose one of '
                              f'{", ".join(map(repr, ABLATIONS))}.')
@@ -80,16 +83,16 @@ class ChannelRemovalHook(Hook):
             raise ValueError("ChannelRemovalHook: ablation='mean' is not supported in training (the "
                              "means go stale as the weights change); use ablation='zero' or drop "
                              "'train' from apply_in.")
-        if mean_num_images is not None and (isinstance(mean_num_images, bool)
-                                            or not isinstance(mean_num_images, numbers.Integral)
-                                            or mean_num_images < 1):
+        if mean_num_images is not None and not is_integer_at_least(mean_num_images, 1):
             raise ValueError(f'ChannelRemovalHook: mean_num_images must be a positive integer or None '
                              f'(all images), got {mean_num_images!r}.')
         if layer is not None and (not isinstance(layer, str) or not layer.strip()):
             raise ValueError(f'ChannelRemovalHook: layer must be a name such as "backbone:3" or None '
                              f'(the tensor the decode head consumes), got {layer!r}.')
+        # Only a targeted removal reads the ranking: switching a config's mode to 'random' or
+        # 'explicit' must not require the ranking file to exist.
         self.ranking_source = ranking if isinstance(ranking, (str, os.PathLike)) else None
-        self.ranking = self._load_ranking(ranking)
+        self.ranking = self._load_ranking(ranking, ranking_format) if mode == 'targeted' else None
         validate_selection_args(mode, num_channels, fraction, seed, channels, self.ranking, region)
 
         self.layer = layer
@@ -121,20 +124,20 @@ class ChannelRemovalHook(Hook):
         return phases
 
     @staticmethod
-    def _load_ranking(ranking: Any) -> Optional[ChannelRanking]:
+    def _load_ranking(ranking: Any, ranking_format: str) -> Optional[ChannelRanking]:
         if ranking is None or isinstance(ranking, ChannelRanking):
             return ranking
         if not isinstance(ranking, (str, os.PathLike)):
             raise TypeError(f'ChannelRemovalHook: ranking must be a path to a ranking JSON or a '
                             f'ChannelRanking, got {type(ranking).__name__}.')
         path = os.fspath(ranking)
-        if not os.path.isfile(path):
+        if not (os.path.isfile(path) or (ranking_format == 'authors' and os.path.isdir(path))):
             raise FileNotFoundError(
                 f'ChannelRemovalHook: ranking file {path!r} not found (working directory '
                 f'{os.getcwd()}). Make one with `python tools/identify.py CONFIG CHECKPOINT --out '
                 f'ranking.json`, then point the hook at it, e.g. `--cfg-options '
                 f'custom_hooks.0.ranking=/path/to/ranking.json`; or use mode="random".')
-        return ChannelRanking.load(path)
+        return ChannelRanking.load(path, format=ranking_format)
 
     def _select(self, num_total: int) -> list[int]:
         return select_channels(self.mode, num_total, ranking=self.ranking, region=self.region,
@@ -185,8 +188,9 @@ class ChannelRemovalHook(Hook):
         layer_name = self._layer_name(model)
         mean_values = None
         if self.ablation == 'mean':
-            print_log(f'ChannelRemovalHook: computing channel means of {layer_name!r} over '
-                      f'{self.mean_num_images or "all"} images for mean ablation.', logger='current')
+            amount = f'the first {self.mean_num_images}' if self.mean_num_images else 'all'
+            print_log(f'ChannelRemovalHook: computing channel means of {layer_name!r} over {amount} '
+                      f'images of the dataloader, for mean ablation.', logger='current')
             mean_values = channel_means(model, layer_name, dataloader, num_images=self.mean_num_images)
             self.mean_values = mean_values
         self._removal = ChannelRemoval(model, layer_name, self._resolve_channels, ablation=self.ablation,

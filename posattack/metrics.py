@@ -32,6 +32,7 @@ from .regions import (RegionLayout, RegionSpec, build_region_layout, layout_of_m
                       validate_region_specs)
 
 ALLOWED_IOU_METRICS = ('mIoU', 'mDice', 'mFscore')
+_REGIONS_PER_TABLE = 8  # columns of the logged per-class-by-region tables
 
 
 # ------------------------------------------------------------------------- confusion
@@ -49,20 +50,42 @@ def _label_map(labels, what: str) -> np.ndarray:
     return labels
 
 
-def _check_label_range(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray,
-                       num_classes: int, ignore_index: int) -> None:
+def _check_pred_range(pred: np.ndarray, num_classes: int) -> None:
     # Out-of-range labels would land in another class's (or region's) bins silently.
     if pred.size and (pred.min() < 0 or pred.max() >= num_classes):
         raise ValueError(f'pred holds labels outside [0, {num_classes}) (min {pred.min()}, '
                          f'max {pred.max()}): the model and num_classes={num_classes} '
                          f'disagree.')
-    gt_max = np.max(gt, where=valid, initial=0)
-    gt_min = np.min(gt, where=valid, initial=0)
-    if gt_min < 0 or gt_max >= num_classes:
-        bad = gt_max if gt_max >= num_classes else gt_min
-        raise ValueError(f'gt holds label {bad}, outside [0, {num_classes}) and not '
-                         f'ignore_index={ignore_index}: set ignore_index to that value or fix '
-                         f'the dataset classes.')
+
+
+def _bad_gt_error(bad_value, num_classes: int, ignore_index: int) -> ValueError:
+    return ValueError(f'gt holds label {bad_value}, outside [0, {num_classes}) and not '
+                      f'ignore_index={ignore_index}: set ignore_index to that value or fix '
+                      f'the dataset classes.')
+
+
+def _gt_row_offsets(gt: np.ndarray, num_classes: int, ignore_index: int) -> np.ndarray:
+    """Flat int64 ``gt * K`` with ignored pixels sent to row K (a spare row dropped later).
+
+    Checks the labels on the way: anything outside [0, K) but `ignore_index` is an error.
+    """
+    flat = gt.ravel()
+    if ignore_index >= num_classes and flat.min() >= 0:
+        # The usual case (ignore 255): min(gt, K) puts every ignored pixel on row K in one
+        # pass; the labels are sound iff only ignored pixels reach K.
+        num_high = np.count_nonzero(flat >= num_classes)
+        if num_high != np.count_nonzero(flat == ignore_index):
+            bad = flat[(flat >= num_classes) & (flat != ignore_index)][0]
+            raise _bad_gt_error(bad, num_classes, ignore_index)
+        rows = np.minimum(flat, num_classes).astype(np.int64)
+    else:
+        valid = flat != ignore_index
+        out_of_range = valid & ((flat < 0) | (flat >= num_classes))
+        if out_of_range.any():
+            raise _bad_gt_error(flat[out_of_range][0], num_classes, ignore_index)
+        rows = np.where(valid, flat, num_classes).astype(np.int64)
+    rows *= num_classes
+    return rows
 
 
 def region_confusion(pred, gt, masks: Union[np.ndarray, RegionLayout], num_classes: int,
@@ -73,7 +96,7 @@ def region_confusion(pred, gt, masks: Union[np.ndarray, RegionLayout], num_class
     ``np.bincount`` covers all regions: over (piece, gt, pred) when `masks` came from
     `build_region_masks` (or is a RegionLayout), where pieces are the disjoint pixel sets
     the overlapping regions cut the image into; else over (region, gt, pred) for every True
-    of `masks`.
+    of `masks`. Labels outside [0, num_classes) (gt: other than `ignore_index`) raise.
 
     Example::
 
@@ -92,30 +115,25 @@ def region_confusion(pred, gt, masks: Union[np.ndarray, RegionLayout], num_class
         raise ValueError(f'masks must be (R, H, W) with (H, W) = {gt.shape}, got '
                          f'{mask_array.shape}.')
     num_classes = int(num_classes)
-    bins_per_region = num_classes * num_classes
-    valid = gt != ignore_index
-    _check_label_range(pred, gt, valid, num_classes, ignore_index)
-
-    # Bin of pixel p within its block: gt * K + pred; ignored pixels go to a spare last bin.
-    pixel_bins = gt.astype(np.int64).ravel() * num_classes
-    pixel_bins += pred.ravel()
-    invalid = ~valid.ravel()
     num_regions = mask_array.shape[0]
+    _check_pred_range(pred, num_classes)
+    # Each piece (or region) owns a block of (K + 1) x K bins: gt row, pred column, and a
+    # spare gt row K for ignored pixels, cut off at the end.
+    block = (num_classes + 1) * num_classes
+    pixel_bins = _gt_row_offsets(gt, num_classes, ignore_index)
+    pixel_bins += pred.ravel()
     if layout is not None:
-        pixel_bins += layout.piece_offsets(num_classes)
-        spare = layout.num_pieces * bins_per_region
-        pixel_bins[invalid] = spare
-        counts = np.bincount(pixel_bins, minlength=spare + 1)[:spare]
-        counts = counts.reshape(layout.num_pieces, bins_per_region).astype(np.float64)
+        pixel_bins += layout.piece_offsets(block)
+        counts = np.bincount(pixel_bins, minlength=layout.num_pieces * block)
+        counts = counts.reshape(layout.num_pieces, block).astype(np.float64)
         # 0/1 membership times counts below 2**53: exact in float64, and BLAS-fast
         conf = np.rint(layout.membership @ counts).astype(np.int64)
     else:
-        pixel_bins[invalid] = bins_per_region
         region_index, pixel_index = np.nonzero(mask_array.reshape(num_regions, -1))
-        bins = region_index * (bins_per_region + 1) + pixel_bins[pixel_index]
-        counts = np.bincount(bins, minlength=num_regions * (bins_per_region + 1))
-        conf = counts.reshape(num_regions, bins_per_region + 1)[:, :bins_per_region]
-    return conf.reshape(num_regions, num_classes, num_classes)
+        bins = region_index * block + pixel_bins[pixel_index]
+        conf = np.bincount(bins, minlength=num_regions * block).reshape(num_regions, block)
+    conf = conf.reshape(num_regions, num_classes + 1, num_classes)[:, :num_classes]
+    return np.ascontiguousarray(conf)
 
 
 # ----------------------------------------------------------------------- summarizing
@@ -369,7 +387,8 @@ class RegionIoUMetric(BaseMetric):
         """Sum the per-image confusions, then score, log and (out_file) save every region."""
         logger: MMLogger = MMLogger.get_current_instance()
         if self.format_only:
-            logger.info(f'results are saved to {osp.dirname(self.output_dir)}')
+            if self.output_dir is not None:
+                logger.info(f'results are saved to {osp.abspath(self.output_dir)}')
             return OrderedDict()
         class_names = self.class_names
         total = np.zeros((len(self.region_names), len(class_names), len(class_names)),
@@ -413,13 +432,14 @@ class RegionIoUMetric(BaseMetric):
         print_log('\n' + region_table.get_string(), logger=logger)
 
         iou_key = next(iter(per_class['full'][class_names[0]]))
-        class_table = PrettyTable()
-        class_table.add_column('Class', class_names)
-        for region in self.region_names:
-            class_table.add_column(region, [_format(per_class[region][c][iou_key])
-                                            for c in class_names])
         print_log(f'per class {iou_key} by region:', logger)
-        print_log('\n' + class_table.get_string(), logger=logger)
+        for start in range(0, len(self.region_names), _REGIONS_PER_TABLE):  # readable widths
+            class_table = PrettyTable()
+            class_table.add_column('Class', class_names)
+            for region in self.region_names[start:start + _REGIONS_PER_TABLE]:
+                class_table.add_column(region, [_format(per_class[region][c][iou_key])
+                                                for c in class_names])
+            print_log('\n' + class_table.get_string(), logger=logger)
 
     def _write_out_file(self, flat, per_class, num_pixels, class_names, num_images) -> None:
         payload = OrderedDict(

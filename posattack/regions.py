@@ -260,13 +260,13 @@ class RegionLayout:
     def num_pieces(self) -> int:
         return self.membership.shape[1]
 
-    def piece_offsets(self, num_classes: int) -> np.ndarray:
-        """``piece_map * K*K``, cached per class count (the base index of each pixel's bins)."""
-        offsets = self._piece_offsets.get(num_classes)
+    def piece_offsets(self, bins_per_piece: int) -> np.ndarray:
+        """``piece_map * bins_per_piece``: where each pixel's block of bins starts (cached)."""
+        offsets = self._piece_offsets.get(bins_per_piece)
         if offsets is None:
-            offsets = self.piece_map * (num_classes * num_classes)
+            offsets = self.piece_map * bins_per_piece
             offsets.setflags(write=False)
-            self._piece_offsets[num_classes] = offsets
+            self._piece_offsets[bins_per_piece] = offsets
         return offsets
 
 
@@ -293,9 +293,10 @@ def _cached_layout(key: _SpecsKey, height: int, width: int) -> RegionLayout:
         prefix = spec.get('prefix', '')
         made = _call_region(spec, height, width)
         for name, mask in made.items():
-            if prefix + name != names[index]:
+            if index >= len(names) or prefix + name != names[index]:
+                expected = names[index] if index < len(names) else 'no more regions'
                 raise ValueError(f'Region type {spec["type"]!r} made {prefix + name!r} on a '
-                                 f'{height}x{width} image where {names[index]!r} was expected: '
+                                 f'{height}x{width} image where {expected!r} was expected: '
                                  f'a region function must make the same names at every size.')
             stacked[index] = mask
             index += 1

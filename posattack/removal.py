@@ -21,11 +21,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .layers import LayerRef, StopForward, default_layer, replace_output, resolve_layer, select_output, unwrap_model
+from .layers import (LayerRef, StopForward, default_layer, replace_output, resolve_layer, select_output,
+                     unwrap_model)
 
 __all__ = [
     'ABLATIONS', 'SELECTION_MODES', 'ChannelRemoval', 'channel_means', 'count_from_fraction',
-    'random_channels', 'replace_channels', 'select_channels', 'validate_selection_args',
+    'is_integer_at_least', 'random_channels', 'replace_channels', 'select_channels', 'validate_selection_args',
 ]
 
 ABLATIONS = ('zero', 'mean')
@@ -35,6 +36,13 @@ ChannelSpec = Union[Sequence[int], Callable[[int], Sequence[int]]]
 
 
 # ----------------------------------------------------------------------------- replacement
+def is_integer_at_least(value: Any, minimum: int) -> bool:
+    """An int (or numpy integer), not a bool, and >= minimum."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        return False
+    return value >= minimum
+
+
 def _check_ablation(ablation: str, mean_values: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
     """Validate the ablation name and its means; returns the means as a 1-D tensor (or None)."""
     if ablation not in ABLATIONS:
@@ -113,8 +121,8 @@ def replace_channels(tensor: torch.Tensor, channels: Sequence[int], ablation: st
     """
     means = _check_ablation(ablation, mean_values)
     if not isinstance(tensor, torch.Tensor) or tensor.dim() < 2:
-        raise ValueError(f'replace_channels expects a tensor of shape (B, C, ...), got '
-                         f'{tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__}.')
+        got = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
+        raise ValueError(f'replace_channels expects a tensor of shape (B, C, ...), got {got}.')
     index = _channel_index(channels, tensor.shape[1], tensor.device)
     return _replace_by_index(tensor, index, ablation, means)
 
@@ -161,7 +169,7 @@ class ChannelRemoval:
 
     def _index_for(self, num_total: int, device: torch.device) -> torch.Tensor:
         if self.channels is None:
-            self.channels = [int(c) for c in self._resolver(num_total)]
+            self.channels = _check_channel_ids(self._resolver(num_total))
         key = (num_total, device)
         if key not in self._index_cache:
             self._index_cache[key] = _channel_index(self.channels, num_total, device)
@@ -263,8 +271,7 @@ def channel_means(model: nn.Module, layer: Optional[Union[str, LayerRef]], datal
     """
     from mmengine.dist import all_reduce
 
-    if num_images is not None and (isinstance(num_images, bool) or not isinstance(num_images, numbers.Integral)
-                                   or num_images < 1):
+    if num_images is not None and not is_integer_at_least(num_images, 1):
         raise ValueError(f'num_images must be a positive integer or None (all images), got {num_images!r}.')
     model = unwrap_model(model)
     ref = resolve_layer(model, default_layer(model) if layer is None else layer)
@@ -307,7 +314,8 @@ def channel_means(model: nn.Module, layer: Optional[Union[str, LayerRef]], datal
     all_reduce(count, op='sum')
     if count.item() == 0:
         raise ValueError(f'channel_means saw no activations of layer {ref.name!r}: the dataloader is '
-                         f'empty or the layer never ran in the predict path. Check the dataset and the layer.')
+                         f'empty or the layer never ran in the predict path. Check the dataset and '
+                         f'the layer.')
     return (sums / count).float()
 
 
@@ -315,7 +323,8 @@ def channel_means(model: nn.Module, layer: Optional[Union[str, LayerRef]], datal
 def count_from_fraction(fraction: float, num_total: int) -> int:
     """``round(fraction * C)``, at least 1: the rule the rankings and the sweep share."""
     if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0 < fraction <= 1:
-        raise ValueError(f'fraction must lie in (0, 1] (a share of the {num_total} channels), got {fraction!r}.')
+        raise ValueError(f'fraction must lie in (0, 1] (a share of the {num_total} channels), '
+                         f'got {fraction!r}.')
     return max(1, int(round(fraction * num_total)))
 
 
@@ -328,7 +337,7 @@ def random_channels(num_total: int, num_channels: int, seed: int = 0) -> list[in
     machine and numpy version; ``Generator.permutation`` carries no such promise. Draws are
     nested: the first N of a seed are the prefix of its first N+1.
     """
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+    if not is_integer_at_least(seed, 0):
         raise ValueError(f'seed must be a non-negative integer, got {seed!r}.')
     keys = np.random.PCG64(int(seed)).random_raw(num_total)
     order = np.argsort(keys, kind='stable')
@@ -359,13 +368,12 @@ def validate_selection_args(mode: str, num_channels: Optional[int] = None, fract
     if (num_channels is None) == (fraction is None):
         raise ValueError(f"mode={mode!r} needs exactly one of num_channels (a count) or fraction "
                          f"(a share in (0, 1]); got {'both' if num_channels is not None else 'neither'}.")
-    if num_channels is not None and (isinstance(num_channels, bool) or not isinstance(num_channels, numbers.Integral)
-                                     or num_channels < 0):
+    if num_channels is not None and not is_integer_at_least(num_channels, 0):
         raise ValueError(f'num_channels must be an integer >= 0, got {num_channels!r}.')
     if fraction is not None:
         count_from_fraction(fraction, 1)
     if mode == 'random':
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        if not is_integer_at_least(seed, 0):
             raise ValueError(f'seed must be a non-negative integer, got {seed!r}.')
     if mode == 'targeted':
         if ranking is None:
@@ -393,8 +401,9 @@ def select_channels(mode: str, num_total: int, ranking: Any = None, region: str 
         select_channels('targeted', 2048, ranking=ranking, region='left', fraction=0.05)
         select_channels('random', 2048, num_channels=100, seed=3)
     """
-    if isinstance(num_total, bool) or not isinstance(num_total, numbers.Integral) or num_total < 1:
-        raise ValueError(f'num_total (the tensor\'s channel count C) must be a positive integer, got {num_total!r}.')
+    if not is_integer_at_least(num_total, 1):
+        raise ValueError(f'num_total (the tensor\'s channel count C) must be a positive integer, '
+                         f'got {num_total!r}.')
     validate_selection_args(mode, num_channels, fraction, seed, channels, ranking, region)
     if ranking is not None and int(ranking.num_channels) != num_total:
         raise ValueError(

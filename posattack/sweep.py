@@ -89,12 +89,14 @@ class _Pass:
         labels_of = {}
         for setting in self.settings:
             channels = self.channels[setting.key]
+            # Nothing to replace (clean): no means needed, and in pass 1 of a mean ablation
+            # there are none yet.
+            ablation, means = (self.ablation, self.mean_values) if channels else ('zero', None)
             if self.split.fast:
-                labels = self.split.predict_from(feats, inputs, samples, channels,
-                                                 self.ablation, self.mean_values)
+                labels = self.split.predict_from(feats, inputs, samples, channels, ablation,
+                                                 means)
             else:
-                labels = self.split.predict_full(inputs, samples, channels, self.ablation,
-                                                 self.mean_values)
+                labels = self.split.predict_full(inputs, samples, channels, ablation, means)
             labels_of[setting.key] = [label.cpu().numpy() for label in labels]
             if setting.key in self.count_keys:
                 self._accumulate(setting.key, labels_of[setting.key], samples)

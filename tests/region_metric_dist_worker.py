@@ -66,8 +66,11 @@ def main(out_path):
         with open(tmp_path, 'w') as stream:
             json.dump(dict(world_size=world_size, metrics=metrics), stream)
         os.replace(tmp_path, out_path)
+    print(f'rank {rank} before barrier', file=sys.stderr, flush=True)
     dist.barrier()
+    print(f'rank {rank} before destroy', file=sys.stderr, flush=True)
     dist.destroy_process_group()
+    print(f'rank {rank} destroyed', file=sys.stderr, flush=True)
 
 
 if __name__ == '__main__':

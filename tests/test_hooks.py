@@ -104,6 +104,21 @@ def test_ranking_errors_surface_at_construction(tmp_path):
     assert hook.channels == list(range(127, 114, -1))  # round(12.8) = 13 from the top
 
 
+AUTHORS_RANKINGS = osp.join(osp.dirname(REPO_ROOT), 'shared', 'reference', 'authors_rankings')
+
+
+@pytest.mark.skipif(not osp.isdir(AUTHORS_RANKINGS), reason='shared/reference/authors_rankings is not '
+                    'beside the repository (it is in CI and on the project machine)')
+def test_authors_release_drives_a_targeted_removal():
+    import json
+    hook = ChannelRemovalHook(ranking=AUTHORS_RANKINGS, ranking_format='authors', region='right',
+                              num_channels=100)
+    right_file = 'right_ordered_positional_encoding_neurons_signed_difference.json'
+    with open(osp.join(AUTHORS_RANKINGS, right_file)) as f:
+        right_order = next(iter(json.load(f).values()))
+    assert hook.ranking.num_channels == 2048 and hook.channels == right_order[:100]
+
+
 # ----------------------------------------------------------------------------- attach / detach
 def test_attaches_for_test_and_detaches_after(tiny_segmentor, tmp_path):
     hook = ChannelRemovalHook(ranking=_ranking_file(tmp_path), num_channels=4)
@@ -270,6 +285,10 @@ def test_fragment_sets_the_hook_and_overrides_work():
     cfg.merge_from_dict({'custom_hooks.0.ranking': '/data/r.json', 'custom_hooks.0.num_channels': 50})
     assert cfg.custom_hooks[0].ranking == '/data/r.json' and cfg.custom_hooks[0].num_channels == 50
     assert cfg.custom_hooks[0].region == 'overall'  # the other defaults survive the override
+    # switching to random needs no ranking file; targeted with the default path names the fix
+    ChannelRemovalHook(**{k: v for k, v in cfg.custom_hooks[0].items() if k != 'type'} | dict(mode='random'))
+    with pytest.raises(FileNotFoundError, match='custom_hooks.0.ranking'):
+        ChannelRemovalHook(**{k: v for k, v in cfg.custom_hooks[0].items() if k != 'type'})
 
 
 def test_fragment_merges_into_an_mmseg_config(tmp_path):

@@ -173,6 +173,10 @@ def test_fast_paths_equal_a_naive_loop():
     np.testing.assert_array_equal(pieces, expected)
     np.testing.assert_array_equal(direct, expected)
     np.testing.assert_array_equal(tensors, expected)
+    # an ignore_index inside the class range takes the general branch
+    gt_no_255 = np.where(gt == 255, 4, gt)
+    np.testing.assert_array_equal(region_confusion(pred, gt_no_255, masks, 5, ignore_index=2),
+                                  naive_region_confusion(pred, gt_no_255, masks, 5, 2))
 
 
 def test_regions_partition_the_full_confusion():
@@ -200,6 +204,8 @@ def test_label_errors_are_clear():
         region_confusion(good + 3, good, masks, 3)
     with pytest.raises(ValueError, match='gt holds label 7, outside'):
         region_confusion(good, good + 7, masks, 3)
+    with pytest.raises(ValueError, match='gt holds label -1, outside'):
+        region_confusion(good, good - 1, masks, 3, ignore_index=1)
     with pytest.raises(ValueError, match='differ in size'):
         region_confusion(np.zeros((2, 5), np.int64), good, masks, 3)
     with pytest.raises(TypeError, match='integer class indices'):

@@ -175,7 +175,8 @@ def test_layout_pieces_rebuild_every_mask(specs):
     piece_map = layout.piece_map.reshape(32, 48)
     rebuilt = layout.membership[:, piece_map].astype(bool)
     np.testing.assert_array_equal(rebuilt, layout.masks)
-    assert layout.num_pieces == len({tuple(col) for col in layout.masks.reshape(len(layout.names), -1).T})
+    membership_of_pixels = layout.masks.reshape(len(layout.names), -1).T
+    assert layout.num_pieces == len({tuple(column) for column in membership_of_pixels})
 
 
 # ------------------------------------------------------------------------ bad input

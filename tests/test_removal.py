@@ -277,7 +277,8 @@ def test_channel_means_follow_slide_inference(tiny_segmentor, demo_cfg):
         for data in loader:
             inputs = tiny_segmentor.data_preprocessor(data, False)['inputs']
             for left in (0, 64):  # two non-overlapping 64x64 crops of each 64x128 image
-                crop_means.extend(tiny_segmentor.backbone(inputs[:, :, :, left:left + 64])[3].mean(dim=(2, 3)))
+                crop = inputs[:, :, :, left:left + 64]
+                crop_means.extend(tiny_segmentor.backbone(crop)[3].mean(dim=(2, 3)))
     expected = torch.stack(crop_means).double().mean(dim=0)
     means = channel_means(tiny_segmentor, 'backbone:3', loader)
     torch.testing.assert_close(means.double(), expected, rtol=1e-5, atol=1e-6)

@@ -21,7 +21,8 @@ from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DEFAULT_CONFIG = osp.join(REPO_ROOT, 'configs', 'demo', 'deeplabv3_r18-tiny_synthetic-cityscapes.py')
+DEFAULT_CONFIG = osp.join(REPO_ROOT, 'configs', 'demo',
+                          'deeplabv3_r18-tiny_synthetic-cityscapes.py')
 DEFAULT_REGIONS = ['paper', dict(type='border', bands=4), dict(type='grid', rows=3, cols=3)]
 
 

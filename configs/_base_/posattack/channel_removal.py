@@ -28,6 +28,8 @@
 #   ablation: 'zero', or 'mean' (each channel's mean over the first mean_num_images images of
 #             the loop's dataloader, computed before each val/test epoch: one extra pass).
 #   apply_in: phases to remove channels in: any of 'val', 'test', 'train'.
+#   ranking_format: 'posattack' (tools/identify.py's JSON) or 'authors' (the paper's release:
+#                   ranking=<directory of their three JSON files>).
 custom_hooks = [
     dict(
         type='posattack.hooks.ChannelRemovalHook',
@@ -41,5 +43,6 @@ custom_hooks = [
         seed=0,
         ablation='zero',
         mean_num_images=100,
-        apply_in=('val', 'test')),
+        apply_in=('val', 'test'),
+        ranking_format='posattack'),
 ]

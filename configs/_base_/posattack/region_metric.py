@@ -1,6 +1,6 @@
 # Per-region mIoU as the paper scores it (full image, left/right halves, center vs periphery)
-# plus four border-distance bands, for mmseg's own tools/test.py. Needs posattack imported
-# (imports.py, or any base that sets custom_imports = dict(imports=['posattack'])).
+# plus four border-distance bands, for mmseg's own tools/test.py. The type is a dotted path,
+# which MMEngine's registry imports by itself (imports.py is not required, but harmless).
 #
 # Why a variable and not `test_evaluator = ...`: every mmseg zoo config already defines
 # val_evaluator and test_evaluator, and MMEngine refuses a key defined by two `_base_` files.
@@ -13,10 +13,13 @@
 #   test_evaluator = dict(_delete_=True, **_base_.region_metric)
 #   val_evaluator = test_evaluator
 #
-# Other regions from the command line (see posattack.regions for every spec):
-#   --cfg-options "test_evaluator.regions=['paper',dict(type='grid',rows=3,cols=3)]"
+# Other regions from the command line, by type name with default arguments (DictAction
+# cannot parse dicts; write `dict(type='grid', rows=5, cols=5)` specs in a config):
+#   --cfg-options test_evaluator.regions=[paper,grid]
 # `out_file='region_miou.json'` also writes every region's scores, per class, as JSON.
+# mmseg's tools/test.py --out sets `keep_results`, an IoUMetric-only argument: use
+# out_file (above) with RegionIoUMetric instead of --out.
 region_metric = dict(
-    type='RegionIoUMetric',
+    type='posattack.metrics.RegionIoUMetric',
     regions=['paper', dict(type='border', bands=4)],
     iou_metrics=['mIoU'])

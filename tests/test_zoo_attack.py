@@ -1,0 +1,307 @@
+"""The attack on MMSeg zoo architectures, through configs/paper/*.py and tools/attack.py.
+
+Per architecture (DeepLabv3-R50-D8, PSPNet-R50-D8, SegFormer-MiT-B0): random weights saved as
+a checkpoint, the ready config from configs/paper with zoo SyncBN (BN on CPU), 2 synthetic
+images resized to 64x128 from the command line, one channel count, one random seed. Each
+result is checked against an independent expectation: mmseg's own IoUMetric on
+``model.predict``, the flip difference computed here by hand, and a ChannelRemoval-hooked
+``model.predict`` for the exact fast path.
+"""
+import json
+import math
+import os
+import os.path as osp
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from attack_helpers import REPO_ROOT, diversify, load_cli, run_cli
+from mmengine.config import Config
+
+from posattack.builder import load_segmentor
+from posattack.experiment import build_test_dataloader
+from posattack.feature_split import FeatureSplit
+from posattack.layers import default_layer, resolve_layer
+from posattack.metrics import RegionIoUMetric
+from posattack.ranking import ChannelRanking
+from posattack.removal import ChannelRemoval
+
+PAPER = osp.join(REPO_ROOT, 'configs', 'paper')
+FRAGMENTS = osp.join(REPO_ROOT, 'configs', '_base_', 'posattack')
+TINY_SCALE = (128, 64)  # (w, h) of the test Resize: the synthetic images' own size
+NUM_IMAGES = 2
+PAPER_REGIONS = ['full', 'left', 'right', 'center', 'periphery',
+                 'band_0', 'band_1', 'band_2', 'band_3']
+
+# What each architecture should give: the tensor the head reads, its channels, and whether
+# some head convolution reads that tensor itself (so the linear shortcut has work to do).
+ARCHITECTURES = {
+    'deeplabv3_r50': dict(
+        config=osp.join(PAPER, 'deeplabv3_r50-d8_cityscapes-512x1024_posattack.py'),
+        layer='backbone:3', channels=2048, shortcut=True, options={}),
+    # PSPNet pools before every convolution: no shortcut, the fast path still skips the
+    # backbone. Its auxiliary head is dropped here (the other two keep theirs).
+    'pspnet_r50': dict(
+        config=osp.join(PAPER, 'pspnet_r50-d8_cityscapes-512x1024_posattack.py'),
+        layer='backbone:3', channels=2048, shortcut=False,
+        options={'model.auxiliary_head': None}),
+    # A head reading four backbone outputs: the default is the deepest, output 3.
+    'segformer_b0': dict(
+        config=osp.join(PAPER, 'segformer_mit-b0_cityscapes-1024x1024_posattack.py'),
+        layer='backbone:3', channels=256, shortcut=True, options={}),
+}
+
+
+def _tiny_data_options(root) -> dict:
+    return {
+        'test_dataloader.dataset.data_root': str(root),
+        'test_dataloader.dataset.pipeline.1.scale': TINY_SCALE,  # 1 is Resize (checked)
+        'test_dataloader.num_workers': 0,
+        'test_dataloader.persistent_workers': False,
+    }
+
+
+def _cli_value(value) -> str:
+    """A value as --cfg-options writes it (DictAction parses tuples and None back)."""
+    if isinstance(value, tuple):
+        return '(' + ','.join(map(str, value)) + ')'
+    return str(value)
+
+
+def _first_batch(model, cfg, num_images=NUM_IMAGES):
+    dataloader = build_test_dataloader(cfg, num_images, num_images)
+    data = model.data_preprocessor(next(iter(dataloader)), False)
+    return data['inputs'], data['data_samples']
+
+
+@pytest.fixture(scope='module', params=list(ARCHITECTURES))
+def zoo_run(request, synthetic_root, tmp_path_factory):
+    """One attack per architecture through tools/attack.py, with calls to the split counted."""
+    arch = ARCHITECTURES[request.param]
+    options = dict(_tiny_data_options(synthetic_root), **arch['options'])
+    torch.manual_seed(0)
+    model, cfg = load_segmentor(arch['config'], None, cfg_options=options)
+    assert cfg.test_dataloader.dataset.pipeline[1]['type'] == 'Resize'
+    diversify(model)  # random weights whose predictions depend on the features
+    tmp = tmp_path_factory.mktemp(request.param)
+    checkpoint = str(tmp / 'random_weights.pth')
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, checkpoint)
+
+    num_removed = arch['channels'] // 8
+    work_dir = tmp / 'attack'
+    argv = [arch['config'], checkpoint, '--work-dir', work_dir, '--num-channels', num_removed,
+            '--seeds', '1', '--max-images', NUM_IMAGES, '--batch-size', NUM_IMAGES,
+            '--no-overlays', '--cfg-options'] + [
+                f'{key}={_cli_value(value)}' for key, value in options.items()]
+    calls = {'predict_from': 0, 'predict_full': 0}
+
+    def counted(name):
+        original = getattr(FeatureSplit, name)
+
+        def wrapper(self, *args, **kwargs):
+            calls[name] += 1
+            return original(self, *args, **kwargs)
+        return wrapper
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name in calls:
+            patch.setattr(FeatureSplit, name, counted(name))
+        code, stderr = run_cli(load_cli(), argv)
+    os.remove(checkpoint)  # 270 MB for an R50: do not leave it in pytest's tmp dirs
+    assert code == 0, stderr
+    with open(work_dir / 'results.json') as f:
+        results = json.load(f)
+    inputs, samples = _first_batch(model, cfg)
+    yield SimpleNamespace(name=request.param, arch=arch, model=model, cfg=cfg,
+                          results=results, work_dir=work_dir, calls=calls,
+                          num_removed=num_removed, inputs=inputs, samples=samples,
+                          ranking=ChannelRanking.load(str(work_dir / 'ranking.json')))
+
+
+def _labels(samples):
+    """Label maps of predicted samples, taken now: the next predict overwrites the samples."""
+    return [sample.pred_sem_seg.data[0] for sample in samples]
+
+
+def _metric_values_are_sane(metrics: dict) -> None:
+    differences = {key: value for key, value in metrics.items() if '_minus_' in key}
+    assert differences['periphery_minus_center.mIoU'] == pytest.approx(
+        metrics['periphery.mIoU'] - metrics['center.mIoU'], abs=0.011)
+    for key, value in metrics.items():
+        if key not in differences:
+            assert value is None or math.isnan(value) or 0 <= value <= 100, (key, value)
+    for region in PAPER_REGIONS:
+        prefix = '' if region == 'full' else f'{region}.'
+        assert prefix + 'mIoU' in metrics and prefix + 'aAcc' in metrics, region
+        assert 0 <= metrics[prefix + 'aAcc'] <= 100
+
+
+def test_results_hold_every_setting_with_sane_metrics(zoo_run):
+    results, arch, n = zoo_run.results, zoo_run.arch, zoo_run.num_removed
+    assert results['layer'] == arch['layer']
+    assert results['num_channels_total'] == arch['channels']
+    assert results['num_images'] == NUM_IMAGES
+    assert results['regions'] == PAPER_REGIONS
+    assert [s['key'] for s in results['settings']] == [
+        'clean', f'targeted/overall/N={n}', f'random/N={n}/seed=0']
+    for setting in results['settings']:
+        _metric_values_are_sane(setting['metrics'])
+    for name in ('results.csv', 'report.md', 'ranking.json'):
+        assert (zoo_run.work_dir / name).is_file(), name
+
+
+def test_clean_scores_equal_mmseg_iou_metric(zoo_run):
+    """The clean full-image mIoU/aAcc are what mmseg's IoUMetric gives on model.predict."""
+    from mmseg.evaluation import IoUMetric
+    with torch.no_grad():
+        predicted = zoo_run.model.predict(zoo_run.inputs, zoo_run.samples)
+    metric = IoUMetric(iou_metrics=['mIoU'])
+    metric.dataset_meta = zoo_run.model.dataset_meta
+    metric.process({}, [sample.to_dict() for sample in predicted])
+    expected = metric.compute_metrics(metric.results)
+    clean = zoo_run.results['settings'][0]['metrics']
+    assert clean['mIoU'] == pytest.approx(expected['mIoU'], abs=0.011)
+    assert clean['aAcc'] == pytest.approx(expected['aAcc'], abs=0.011)
+
+
+def test_fast_path_was_used(zoo_run):
+    """Every setting went through predict_from; no full forward per setting."""
+    model, arch = zoo_run.model, zoo_run.arch
+    assert default_layer(model) == arch['layer']
+    split = FeatureSplit(model, resolve_layer(model, arch['layer']))
+    assert split.fast, split.why_slow
+    assert zoo_run.calls == {'predict_from': 3, 'predict_full': 0}
+    # The shortcut caches convolutions; whether any reads the attacked tensor itself shows
+    # on the first setting of a batch.
+    feats = split.prefix(zoo_run.inputs)
+    read_attacked = []
+    handles = [conv.register_forward_pre_hook(
+        lambda module, args: read_attacked.append(module)
+        if args[0] is split.attacked(feats) else None) for conv in split.shortcut.convs]
+    try:
+        with torch.no_grad():
+            split.predict_from(feats, zoo_run.inputs, zoo_run.samples, [])
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert bool(read_attacked) == arch['shortcut']
+
+
+def test_exact_predict_from_equals_hooked_predict(zoo_run):
+    """Bit-identical labels: exact fast path vs model.predict under a ChannelRemoval hook."""
+    model, ref = zoo_run.model, resolve_layer(zoo_run.model, zoo_run.arch['layer'])
+    channels = zoo_run.ranking.top('overall', zoo_run.num_removed)
+    split = FeatureSplit(model, ref, exact=True)
+    with torch.no_grad():
+        fast = split.predict_from(split.prefix(zoo_run.inputs), zoo_run.inputs,
+                                  zoo_run.samples, channels)
+        with ChannelRemoval(model, ref.name, channels):
+            hooked_labels = _labels(model.predict(zoo_run.inputs, zoo_run.samples))
+        clean_labels = _labels(model.predict(zoo_run.inputs, zoo_run.samples))
+    # The removal must matter, or equality would prove nothing.
+    assert any(not torch.equal(h, c) for h, c in zip(hooked_labels, clean_labels))
+    for got, expected in zip(fast, hooked_labels):
+        assert got.dtype == expected.dtype and torch.equal(got, expected)
+    # The linear shortcut (the sweep's default) agrees up to float rounding.
+    approx = FeatureSplit(model, ref).predict_from(
+        split.prefix(zoo_run.inputs), zoo_run.inputs, zoo_run.samples, channels)
+    agreement = np.mean([(a == e).float().mean().item() for a, e in zip(approx, hooked_labels)])
+    assert agreement > 0.999
+
+
+def test_ranking_is_the_flip_difference(zoo_run):
+    """ranking.json's overall scores: mean over images of |GAP(z(x)) - GAP(z(hflip x))|."""
+    model, ref = zoo_run.model, resolve_layer(zoo_run.model, zoo_run.arch['layer'])
+    with torch.no_grad():
+        pooled = model.backbone(zoo_run.inputs)[ref.index].double().mean(dim=(2, 3))
+        flipped = model.backbone(zoo_run.inputs.flip(-1))[ref.index].double().mean(dim=(2, 3))
+    expected = (pooled - flipped).abs().mean(dim=0)
+    ranking = zoo_run.ranking
+    assert ranking.num_channels == zoo_run.arch['channels']
+    assert sorted(ranking.orders['overall']) == list(range(ranking.num_channels))
+    np.testing.assert_allclose(ranking.scores['overall'], expected.numpy(), rtol=1e-5,
+                               atol=1e-7)
+
+
+# ------------------------------------------------------------------ configs, no forward pass
+@pytest.mark.parametrize('arch', list(ARCHITECTURES))
+def test_paper_config_resolves_zoo_base_and_builds_region_metric(arch):
+    from mmseg.registry import METRICS
+    cfg = Config.fromfile(ARCHITECTURES[arch]['config'])  # 'mmseg::' base from the package
+    assert cfg.custom_imports == dict(imports=['posattack'], allow_failed_imports=False)
+    assert cfg.default_scope == 'mmseg'
+    assert cfg.model.test_cfg.mode == 'whole'  # the fast path needs whole-image inference
+    for key in ('val_evaluator', 'test_evaluator'):
+        metric = METRICS.build(cfg[key])
+        assert isinstance(metric, RegionIoUMetric)
+        assert metric.region_names == PAPER_REGIONS
+
+
+def test_fragments_compose_with_channel_removal_on_a_zoo_config(tmp_path):
+    """imports.py, region_metric.py and channel_removal.py side by side under a zoo config."""
+    from mmseg.registry import HOOKS, METRICS
+    fragments = [osp.join(FRAGMENTS, name)
+                 for name in ('imports.py', 'region_metric.py', 'channel_removal.py')]
+    child = tmp_path / 'child.py'
+    child.write_text(
+        f"_base_ = ['mmseg::pspnet/pspnet_r50-d8_4xb2-80k_cityscapes-512x1024.py', "
+        f"*{fragments!r}]\n"
+        "test_evaluator = dict(_delete_=True, **_base_.region_metric)\n")
+    cfg = Config.fromfile(str(child))
+    assert cfg.custom_imports['imports'] == ['posattack']
+    assert cfg.test_evaluator == dict(type='posattack.metrics.RegionIoUMetric',
+                                      iou_metrics=['mIoU'],
+                                      regions=['paper', dict(type='border', bands=4)])
+    # command-line style overrides reach the evaluator and the hook, and both build
+    cfg.merge_from_dict({'test_evaluator.regions': ['paper', 'grid'],
+                         'custom_hooks.0.mode': 'random', 'custom_hooks.0.ranking': None})
+    metric = METRICS.build(cfg.test_evaluator)
+    assert metric.region_names[-1] == 'cell_2_2'
+    hook = HOOKS.build(cfg.custom_hooks[0])
+    assert type(hook).__name__ == 'ChannelRemovalHook' and hook.num_channels == 100
+
+
+def test_segformer_zoo_sliding_window_falls_back_to_full_forwards(synthetic_root):
+    """With the zoo's slide mode the split is slow, says why, and still predicts correctly."""
+    options = dict(_tiny_data_options(synthetic_root), **{'model.test_cfg.mode': 'slide'})
+    torch.manual_seed(0)
+    model, cfg = load_segmentor(ARCHITECTURES['segformer_b0']['config'], None,
+                                cfg_options=options)
+    diversify(model)
+    split = FeatureSplit(model, resolve_layer(model, default_layer(model)))
+    assert not split.fast and 'slide' in split.why_slow
+    inputs, samples = _first_batch(model, cfg, num_images=1)
+    channels = list(range(0, 256, 4))
+    with torch.no_grad():
+        slow = split.predict_full(inputs, samples, channels)
+        with ChannelRemoval(model, 'backbone:3', channels):
+            expected = _labels(model.predict(inputs, samples))
+        clean = _labels(model.predict(inputs, samples))
+    assert any(not torch.equal(e, c) for e, c in zip(expected, clean))
+    for got, want in zip(slow, expected):
+        assert torch.equal(got, want)
+
+
+def test_hrnet_resize_concat_head_defaults_to_its_last_branch(synthetic_root):
+    """HRNet's FCN head concatenates four resized branches: the default is branch 3."""
+    torch.manual_seed(0)
+    model, cfg = load_segmentor('mmseg::hrnet/fcn_hr18s_4xb2-80k_cityscapes-512x1024.py', None,
+                                cfg_options=_tiny_data_options(synthetic_root))
+    diversify(model)
+    assert default_layer(model) == 'backbone:3'
+    ref = resolve_layer(model, 'backbone:3')
+    split = FeatureSplit(model, ref, exact=True)
+    assert split.fast
+    inputs, samples = _first_batch(model, cfg, num_images=1)
+    channels = list(range(0, 144, 3))
+    with torch.no_grad():
+        feats = split.prefix(inputs)
+        assert split.attacked(feats).shape[1] == 144
+        fast = split.predict_from(feats, inputs, samples, channels)
+        with ChannelRemoval(model, ref.name, channels):
+            expected = _labels(model.predict(inputs, samples))
+        clean = _labels(model.predict(inputs, samples))
+    assert any(not torch.equal(e, c) for e, c in zip(expected, clean))
+    for got, want in zip(fast, expected):
+        assert torch.equal(got, want)
