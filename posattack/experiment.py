@@ -8,7 +8,7 @@ import glob
 import hashlib
 import os
 import os.path as osp
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import List, Optional, Sequence
 
 import numpy as np
@@ -165,7 +165,10 @@ def _overlay_request(settings: List[AttackSetting], num_total: int,
 def run_attack(opts: AttackOptions) -> dict:
     """Run the experiment; returns the results dict (also written to the work dir)."""
     logger = MMLogger.get_current_instance()
-    validate_region_specs(opts.regions)
+    specs = [opts.regions] if isinstance(opts.regions, (str, dict)) else list(opts.regions)
+    if 'full' not in validate_region_specs(specs):
+        # As RegionIoUMetric does: mIoU/aAcc/mAcc are the full image's, and reports plot them.
+        opts = replace(opts, regions=['full'] + specs)
     if opts.ablation not in ('zero', 'mean'):
         raise ValueError(f"ablation must be 'zero' or 'mean', got {opts.ablation!r}.")
     model, cfg = load_segmentor(opts.config, opts.checkpoint, cfg_options=opts.cfg_options,
@@ -205,7 +208,7 @@ def run_attack(opts: AttackOptions) -> dict:
     results = dict(format=RESULTS_FORMAT, config=opts.config, checkpoint=opts.checkpoint,
                    layer=layer, num_images=num_images, num_channels_total=num_total,
                    class_names=list(model.dataset_meta['classes']),
-                   regions=build_region_masks(opts.regions, 8, 8)[0],
+                   regions=validate_region_specs(opts.regions),
                    fingerprint=fingerprint, settings=list(done.values()))
     if not pending:
         print_log(f'nothing left to do: all {len(settings)} settings are in {results_path}.',

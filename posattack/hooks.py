@@ -20,7 +20,7 @@ from mmseg.registry import HOOKS
 
 from .layers import default_layer, resolve_layer, unwrap_model
 from .ranking import ChannelRanking
-from .removal import (ABLATIONS, SELECTION_MODES, ChannelRemoval, is_integer_at_least, channel_means,
+from .removal import (ABLATIONS, SELECTION_MODES, ChannelRemoval, channel_means, is_integer_at_least,
                       select_channels, validate_selection_args)
 
 __all__ = ['ChannelRemovalHook']

@@ -232,7 +232,7 @@ def summarize_confusion(conf: np.ndarray, names: Sequence[str], class_names: Seq
             (class_name, OrderedDict((key, _percent(value[class_index], decimals))
                                      for key, value in scores.items() if key != 'aAcc'))
             for class_index, class_name in enumerate(class_names))
-    if 'periphery' in names and 'center' in names:
+    if 'periphery' in names and 'center' in names and 'mIoU' in iou_metrics:
         difference = flat['periphery.mIoU'] - flat['center.mIoU']
         flat['periphery_minus_center.mIoU'] = (float(np.round(difference, decimals))
                                                if decimals is not None else difference)

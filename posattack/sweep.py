@@ -25,7 +25,7 @@ from .feature_split import FeatureSplit
 from .identify import FlipDifferenceAccumulator, flip_images, global_average_pool
 from .metrics import region_confusion
 from .ranking import ChannelRanking
-from .regions import build_region_masks
+from .regions import build_region_masks, validate_region_specs
 from .removal import select_channels
 from .settings import AttackSetting
 
@@ -155,7 +155,7 @@ def run_sweep(split: FeatureSplit, dataloader, settings: Sequence[AttackSetting]
     if any(s.mode == 'targeted' for s in settings) and ranking is None and not identify:
         raise ValueError('targeted settings need a ranking: pass one or identify on the fly.')
     state = SweepState(ranking=ranking)
-    num_regions = len(build_region_masks(region_specs, 8, 8)[0])
+    num_regions = len(validate_region_specs(region_specs))
     conf_shape = (num_regions, num_classes, num_classes)
     need_means = ablation == 'mean'
 

@@ -221,13 +221,13 @@ class _SceneSampler:
             lateral = (rng.uniform(self.facade_left + 0.8, self.road_left - 0.8) if side_left
                        else rng.uniform(self.road_right + 0.8, self.facade_right - 0.5))
             objects.append((rng.uniform(6, 60), 'tree', lateral))
-        depth = rng.uniform(5, 10)
+        depth = rng.uniform(6, 12)
         while depth < 60:  # street furniture along the right curb, some on the left
             kind = rng.choice(['sign', 'sign', 'light', 'lamp'])
             lateral = (self.road_right + 0.35 if rng.random() < 0.8
                        else self.road_left - 0.35)
             objects.append((depth, kind, lateral))
-            depth += rng.uniform(8, 20)
+            depth += rng.uniform(7, 16)
         for _ in range(rng.integers(1, 5)):  # pedestrians, mostly on the sidewalk
             lateral = (rng.uniform(self.road_right + 0.5, self.facade_right - 0.4)
                        if rng.random() < 0.75
@@ -281,20 +281,21 @@ class _SceneSampler:
                       self.ground_row(depth) - (trunk_height + crown * 0.8) * ppm)
             self._ellipse(centre, (crown * ppm, crown * 0.9 * ppm), VEGETATION, green)
         elif kind in ('sign', 'light', 'lamp'):
-            pole_height = rng.uniform(3.0, 4.5) if kind != 'lamp' else rng.uniform(5.0, 7.0)
+            # Signs and lights hang at 2.5-3.5 m, where a driver sees them; lamps are taller.
+            pole_height = rng.uniform(5.0, 7.0) if kind == 'lamp' else rng.uniform(2.4, 3.3)
             self._rectangle(self._box(lateral, depth, 0.25, 0, pole_height), POLE,
                             _grey_colour(rng, 100, 150, 5))
             if kind == 'sign':
                 face = [(230, 200, 30), (235, 235, 235), (40, 80, 200), (200, 40, 40)][
                     rng.integers(4)]
-                self._rectangle(self._box(lateral, depth, 0.8, pole_height - 0.1,
-                                          pole_height + 0.7), TRAFFIC_SIGN, face)
+                self._rectangle(self._box(lateral, depth, 0.8, pole_height - 0.2,
+                                          pole_height + 0.6), TRAFFIC_SIGN, face)
             elif kind == 'light':
-                self._rectangle(self._box(lateral, depth, 0.45, pole_height - 0.1,
+                self._rectangle(self._box(lateral, depth, 0.5, pole_height - 0.2,
                                           pole_height + 1.0), TRAFFIC_LIGHT, (35, 35, 30))
                 lamp = [(230, 40, 30), (240, 180, 30), (40, 220, 90)][rng.integers(3)]
-                self._rectangle(self._box(lateral, depth, 0.22, pole_height + 0.1,
-                                          pole_height + 0.35), TRAFFIC_LIGHT, lamp)
+                self._rectangle(self._box(lateral, depth, 0.25, pole_height + 0.1,
+                                          pole_height + 0.4), TRAFFIC_LIGHT, lamp)
         elif kind == 'person':
             height = rng.uniform(1.55, 1.95)
             shirt = rng.uniform(30, 230, 3)

@@ -51,6 +51,37 @@ def diversify(model: nn.Module, seed: int = 0) -> nn.Module:
     return model.eval()
 
 
+TINY_CONFIG = """\
+# The demo config on a tiny synthetic dataset: 64x128 images, batch size 2.
+_base_ = {demo!r}
+data_root = {data_root!r}
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(128, 64), keep_ratio=True),
+    dict(type='LoadAnnotations'),
+    dict(type='PackSegInputs'),
+]
+model = dict(data_preprocessor=dict(size=(64, 128)))
+test_dataloader = dict(batch_size=2, dataset=dict(data_root=data_root, pipeline=test_pipeline))
+"""
+
+
+def write_tiny_config(path, data_root) -> str:
+    """A user-style config file over the demo config (for the CLI, which reads files)."""
+    demo = osp.join(REPO_ROOT, 'configs', 'demo', 'deeplabv3_r18-tiny_synthetic-cityscapes.py')
+    with open(str(path), 'w') as f:
+        f.write(TINY_CONFIG.format(demo=demo, data_root=str(data_root)))
+    return str(path)
+
+
+def make_checkpoint(config: str, path, seed: int = 0) -> str:
+    """A diversified random-weight checkpoint for the model ``config`` builds."""
+    from posattack.builder import load_segmentor
+    torch.manual_seed(seed)
+    model, _ = load_segmentor(config)
+    return save_checkpoint(diversify(model, seed), path)
+
+
 def save_checkpoint(model: nn.Module, path) -> str:
     """A checkpoint the way the brief suggests: weights only, empty meta."""
     torch.save({'state_dict': model.state_dict(), 'meta': {}}, str(path))

@@ -66,12 +66,16 @@ def main(out_path):
         with open(tmp_path, 'w') as stream:
             json.dump(dict(world_size=world_size, metrics=metrics), stream)
         os.replace(tmp_path, out_path)
-    print(f'rank {rank} before barrier', file=sys.stderr, flush=True)
     dist.barrier()
-    print(f'rank {rank} before destroy', file=sys.stderr, flush=True)
     dist.destroy_process_group()
-    print(f'rank {rank} destroyed', file=sys.stderr, flush=True)
 
 
 if __name__ == '__main__':
     main(sys.argv[1])
+    # Now and then the interpreter's own teardown aborts in a gloo/c10d thread destructor
+    # ("terminate called without an active exception") after all work is done and the
+    # group destroyed; skip that teardown so the exit status reflects the test alone.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+

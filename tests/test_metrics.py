@@ -217,7 +217,7 @@ CLASSES = [f'class_{k}' for k in range(6)]
 
 
 @pytest.mark.parametrize('iou_metrics, nan_to_num', [
-    (['mIoU'], None), (['mIoU'], 0), (['mIoU', 'mDice', 'mFscore'], None)])
+    (['mIoU'], None), (['mIoU'], 0), (['mIoU', 'mDice', 'mFscore'], None), (['mDice'], None)])
 def test_full_image_equals_mmseg_iou_metric(iou_metrics, nan_to_num):
     # class 5 never appears: NaN in both metrics (or 0 with nan_to_num)
     samples = random_samples(5, 32, 48, num_classes=5, seed=3)
@@ -225,6 +225,7 @@ def test_full_image_equals_mmseg_iou_metric(iou_metrics, nan_to_num):
     mmseg_scores = evaluate(dict(type='IoUMetric', **common), samples, CLASSES)
     ours = evaluate(dict(type='RegionIoUMetric', regions=REGION_SET, **common), samples, CLASSES)
     assert set(mmseg_scores) <= set(ours)
+    assert ('periphery_minus_center.mIoU' in ours) == ('mIoU' in iou_metrics)
     for key, value in mmseg_scores.items():
         # mmseg sums float32 histograms; both round to 2 decimals
         assert abs(ours[key] - float(value)) <= 0.01 + 1e-9, key

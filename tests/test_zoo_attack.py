@@ -112,10 +112,15 @@ def zoo_run(request, synthetic_root, tmp_path_factory):
     assert code == 0, stderr
     with open(work_dir / 'results.json') as f:
         results = json.load(f)
+    # What several checks share, computed once: the batch, its features, clean predictions.
     inputs, samples = _first_batch(model, cfg)
+    with torch.no_grad():
+        feats = tuple(model.backbone(inputs))
+        clean = _labels(model.predict(inputs, samples))
     yield SimpleNamespace(name=request.param, arch=arch, model=model, cfg=cfg,
                           results=results, work_dir=work_dir, calls=calls,
                           num_removed=num_removed, inputs=inputs, samples=samples,
+                          feats=feats, clean=clean,
                           ranking=ChannelRanking.load(str(work_dir / 'ranking.json')))
 
 
@@ -154,11 +159,11 @@ def test_results_hold_every_setting_with_sane_metrics(zoo_run):
 def test_clean_scores_equal_mmseg_iou_metric(zoo_run):
     """The clean full-image mIoU/aAcc are what mmseg's IoUMetric gives on model.predict."""
     from mmseg.evaluation import IoUMetric
-    with torch.no_grad():
-        predicted = zoo_run.model.predict(zoo_run.inputs, zoo_run.samples)
     metric = IoUMetric(iou_metrics=['mIoU'])
     metric.dataset_meta = zoo_run.model.dataset_meta
-    metric.process({}, [sample.to_dict() for sample in predicted])
+    metric.process({}, [dict(pred_sem_seg=dict(data=label[None]),
+                             gt_sem_seg=dict(data=sample.gt_sem_seg.data))
+                        for label, sample in zip(zoo_run.clean, zoo_run.samples)])
     expected = metric.compute_metrics(metric.results)
     clean = zoo_run.results['settings'][0]['metrics']
     assert clean['mIoU'] == pytest.approx(expected['mIoU'], abs=0.011)
@@ -174,7 +179,7 @@ def test_fast_path_was_used(zoo_run):
     assert zoo_run.calls == {'predict_from': 3, 'predict_full': 0}
     # The shortcut caches convolutions; whether any reads the attacked tensor itself shows
     # on the first setting of a batch.
-    feats = split.prefix(zoo_run.inputs)
+    feats = zoo_run.feats
     read_attacked = []
     handles = [conv.register_forward_pre_hook(
         lambda module, args: read_attacked.append(module)
@@ -194,18 +199,18 @@ def test_exact_predict_from_equals_hooked_predict(zoo_run):
     channels = zoo_run.ranking.top('overall', zoo_run.num_removed)
     split = FeatureSplit(model, ref, exact=True)
     with torch.no_grad():
+        # prefix here, not the fixture's features: the fast path as the sweep runs it
         fast = split.predict_from(split.prefix(zoo_run.inputs), zoo_run.inputs,
                                   zoo_run.samples, channels)
         with ChannelRemoval(model, ref.name, channels):
             hooked_labels = _labels(model.predict(zoo_run.inputs, zoo_run.samples))
-        clean_labels = _labels(model.predict(zoo_run.inputs, zoo_run.samples))
+        # The linear shortcut (the sweep's default) agrees up to float rounding.
+        approx = FeatureSplit(model, ref).predict_from(zoo_run.feats, zoo_run.inputs,
+                                                       zoo_run.samples, channels)
     # The removal must matter, or equality would prove nothing.
-    assert any(not torch.equal(h, c) for h, c in zip(hooked_labels, clean_labels))
+    assert any(not torch.equal(h, c) for h, c in zip(hooked_labels, zoo_run.clean))
     for got, expected in zip(fast, hooked_labels):
         assert got.dtype == expected.dtype and torch.equal(got, expected)
-    # The linear shortcut (the sweep's default) agrees up to float rounding.
-    approx = FeatureSplit(model, ref).predict_from(
-        split.prefix(zoo_run.inputs), zoo_run.inputs, zoo_run.samples, channels)
     agreement = np.mean([(a == e).float().mean().item() for a, e in zip(approx, hooked_labels)])
     assert agreement > 0.999
 
@@ -214,7 +219,7 @@ def test_ranking_is_the_flip_difference(zoo_run):
     """ranking.json's overall scores: mean over images of |GAP(z(x)) - GAP(z(hflip x))|."""
     model, ref = zoo_run.model, resolve_layer(zoo_run.model, zoo_run.arch['layer'])
     with torch.no_grad():
-        pooled = model.backbone(zoo_run.inputs)[ref.index].double().mean(dim=(2, 3))
+        pooled = zoo_run.feats[ref.index].double().mean(dim=(2, 3))
         flipped = model.backbone(zoo_run.inputs.flip(-1))[ref.index].double().mean(dim=(2, 3))
     expected = (pooled - flipped).abs().mean(dim=0)
     ranking = zoo_run.ranking

@@ -1,0 +1,70 @@
+"""tools/dist_attack.sh: two processes (torchrun, gloo on CPU) give the one-process numbers.
+
+3 images over 2 processes: shards of 2 and 1, so an image counted twice (padding) or lost
+would change the confusions. Both runs use batch size 1 and one thread, so every image goes
+through the same float operations in both and the comparison can be exact.
+"""
+import json
+import os
+import os.path as osp
+import socket
+import subprocess
+import sys
+
+import torch
+from attack_helpers import (DIST_ATTACK, REPO_ROOT, load_cli, make_checkpoint, run_cli,
+                            write_tiny_config)
+
+ARGS = ['--num-channels', '8', '16', '--seeds', '2', '--max-images', '3', '--batch-size', '1',
+        '--num-overlays', '2']
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def _load(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def test_two_processes_give_the_one_process_numbers(synthetic_root, tmp_path):
+    config = write_tiny_config(tmp_path / 'tiny.py', synthetic_root)
+    checkpoint = make_checkpoint(config, tmp_path / 'model.pth')
+
+    single_dir = tmp_path / 'single'
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # what torchrun gives each worker (OMP_NUM_THREADS=1)
+    try:
+        code, stderr = run_cli(load_cli(), [config, checkpoint, '--work-dir', single_dir] + ARGS)
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0, stderr
+
+    dist_dir = tmp_path / 'dist'
+    env = dict(os.environ, PYTHON=sys.executable, PORT=str(_free_port()), OMP_NUM_THREADS='1',
+               PYTHONPATH=os.pathsep.join(filter(None, [REPO_ROOT, os.environ.get('PYTHONPATH')])))
+    completed = subprocess.run(['bash', DIST_ATTACK, config, checkpoint, '2', '--work-dir',
+                                str(dist_dir)] + ARGS, cwd=str(tmp_path), env=env,
+                               capture_output=True, text=True, timeout=180)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+
+    single, dist = _load(single_dir / 'results.json'), _load(dist_dir / 'results.json')
+    assert dist['num_images'] == single['num_images'] == 3
+    assert [s['key'] for s in dist['settings']] == [s['key'] for s in single['settings']]
+    assert len(dist['settings']) == 7
+    for ours, theirs in zip(dist['settings'], single['settings']):
+        assert ours['metrics'] == theirs['metrics'], ours['key']
+        assert ours['per_class'] == theirs['per_class'], ours['key']
+
+    single_ranking = _load(single_dir / 'ranking.json')
+    dist_ranking = _load(dist_dir / 'ranking.json')
+    assert dist_ranking['num_images'] == 3  # both shards, each image once
+    assert dist_ranking['orders'] == single_ranking['orders']
+
+    # rank 0 gathered every process's candidates: the same two overlay panels
+    assert sorted(os.listdir(dist_dir / 'overlays')) == sorted(os.listdir(single_dir / 'overlays'))
+    assert len(os.listdir(dist_dir / 'overlays')) == 2
+    assert osp.isfile(dist_dir / 'report.md')
