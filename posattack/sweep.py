@@ -55,6 +55,15 @@ def _batches(model, dataloader):
         yield data['inputs'], data['data_samples']
 
 
+def _shard_size(dataloader) -> int:
+    """Images this process evaluates (under a launcher, rank 0's progress bar counts its own
+    shard: shards differ in size, so counting others' as equal to ours overshoots)."""
+    try:
+        return len(dataloader.sampler)
+    except (AttributeError, TypeError):
+        return len(dataloader.dataset)
+
+
 def _channels_for(setting: AttackSetting, num_total: int,
                   ranking: Optional[ChannelRanking]) -> List[int]:
     if setting.mode == 'clean':
@@ -172,7 +181,7 @@ def run_sweep(split: FeatureSplit, dataloader, settings: Sequence[AttackSetting]
     overlay_pass = None
     if overlay is not None:
         overlay_pass = 1 if overlay.targeted in first else 2
-    rank, world = dist.get_dist_info()
+    rank = dist.get_rank()
 
     def run_pass(pass_settings, collect: bool, count_keys, overlay_here):
         extra = []
@@ -187,7 +196,7 @@ def run_sweep(split: FeatureSplit, dataloader, settings: Sequence[AttackSetting]
         accumulator = FlipDifferenceAccumulator(num_total) if collect and identify else None
         mean_sum = torch.zeros(num_total, dtype=torch.float64)
         count = 0
-        bar = ProgressBar(len(dataloader.dataset)) if progress and rank == 0 else None
+        bar = ProgressBar(_shard_size(dataloader)) if progress and rank == 0 else None
         with torch.no_grad():
             for inputs, samples in _batches(split.model, dataloader):
                 feats = split.prefix(inputs)
@@ -210,7 +219,7 @@ def run_sweep(split: FeatureSplit, dataloader, settings: Sequence[AttackSetting]
                 count += len(samples)
                 runner.evaluate(feats, inputs, samples)
                 if bar is not None:
-                    for _ in range(len(samples) * world):
+                    for _ in samples:
                         bar.update()
         if bar is not None:
             print()

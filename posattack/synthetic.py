@@ -111,6 +111,7 @@ class _SceneSampler:
         self.verge_colour = self._verge_colour()
         self.texture = _noise_field(rng, height, width, max(2, width // 32))
         self.grain = rng.normal(0, 1, (height, width)).astype(np.float32)
+        self.plaster = _noise_field(rng, height, width, max(2, width // 64))
 
     def _verge_colour(self) -> np.ndarray:
         # Paving / dry grass tones, kept clearly apart from the sky-and-road grey.
@@ -191,11 +192,10 @@ class _SceneSampler:
                 continue
             self.canvas.label[mask] = label_id
             self.canvas.rgb[mask] = np.broadcast_to(colour[None], self.canvas.rgb.shape)[mask]
-            # Courses every ~0.5 m and panel joints every 3 m, drawn in world units so they
-            # converge to the vanishing point like real masonry.
-            course = np.mod(height_above_ground, 0.55) < 0.09
-            joint = (np.mod(depth, 3.0) < 0.18)[None, :]
-            self.canvas.rgb[mask & (course | joint)] *= 0.82
+            # Weathered plaster: blotches with no direction. Oriented detail (masonry
+            # courses converging to the vanishing point) would tell the side locally and
+            # spare the network from knowing where it is.
+            self.canvas.rgb[mask] *= (1 + 0.18 * self.plaster[mask])[:, None]
 
     def paint_fence(self) -> None:
         if self.rng.random() < 0.35:
@@ -223,7 +223,7 @@ class _SceneSampler:
             objects.append((rng.uniform(6, 60), 'tree', lateral))
         depth = rng.uniform(6, 12)
         while depth < 60:  # street furniture along the right curb, some on the left
-            kind = rng.choice(['sign', 'sign', 'light', 'lamp'])
+            kind = rng.choice(['sign', 'light', 'lamp'])
             lateral = (self.road_right + 0.35 if rng.random() < 0.8
                        else self.road_left - 0.35)
             objects.append((depth, kind, lateral))
@@ -288,14 +288,14 @@ class _SceneSampler:
             if kind == 'sign':
                 face = [(230, 200, 30), (235, 235, 235), (40, 80, 200), (200, 40, 40)][
                     rng.integers(4)]
-                self._rectangle(self._box(lateral, depth, 0.8, pole_height - 0.2,
-                                          pole_height + 0.6), TRAFFIC_SIGN, face)
+                self._rectangle(self._box(lateral, depth, 0.9, pole_height - 0.2,
+                                          pole_height + 0.7), TRAFFIC_SIGN, face)
             elif kind == 'light':
-                self._rectangle(self._box(lateral, depth, 0.5, pole_height - 0.2,
-                                          pole_height + 1.0), TRAFFIC_LIGHT, (35, 35, 30))
+                self._rectangle(self._box(lateral, depth, 0.7, pole_height - 0.2,
+                                          pole_height + 1.2), TRAFFIC_LIGHT, (35, 35, 30))
                 lamp = [(230, 40, 30), (240, 180, 30), (40, 220, 90)][rng.integers(3)]
-                self._rectangle(self._box(lateral, depth, 0.25, pole_height + 0.1,
-                                          pole_height + 0.4), TRAFFIC_LIGHT, lamp)
+                self._rectangle(self._box(lateral, depth, 0.3, pole_height + 0.2,
+                                          pole_height + 0.5), TRAFFIC_LIGHT, lamp)
         elif kind == 'person':
             height = rng.uniform(1.55, 1.95)
             shirt = rng.uniform(30, 230, 3)

@@ -12,10 +12,12 @@ import contextlib
 import copy
 import importlib.util
 import io
+import os
 import os.path as osp
 from typing import Optional
 
 import numpy as np
+import pytest
 import torch
 from mmengine.evaluator import BaseMetric
 from mmseg.registry import METRICS
@@ -26,6 +28,20 @@ from posattack.metrics import RegionIoUMetric
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 ATTACK_CLI = osp.join(REPO_ROOT, 'tools', 'attack.py')
 DIST_ATTACK = osp.join(REPO_ROOT, 'tools', 'dist_attack.sh')
+
+
+@pytest.fixture(scope='module', autouse=True)
+def one_torch_thread():
+    """One intra-op thread while a module's tests run (import it to use it).
+
+    On the shared 2-core machine two threads per process are many times slower than one
+    (the second thread mostly waits for a core), and one thread is what torchrun gives each
+    worker, so in-process and distributed runs do the same float operations.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def diversify(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -106,7 +122,6 @@ def run_cli(cli, argv):
 
 def snapshot(folder) -> dict:
     """Every file under ``folder`` with its bytes: to show that nothing changed."""
-    import os
     files = {}
     for root, _, names in os.walk(str(folder)):
         for name in names:

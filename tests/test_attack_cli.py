@@ -3,6 +3,7 @@
 The CLI runs in this process (its ``main(argv)``), so a run costs no interpreter start and
 the tests can spy on what the sweep is asked to evaluate.
 """
+import csv
 import json
 import os
 import os.path as osp
@@ -12,15 +13,15 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 import pytest
-from attack_helpers import (load_cli, make_checkpoint, run_cli, run_mmseg_test, snapshot,
-                            write_tiny_config)
+from attack_helpers import (load_cli, make_checkpoint, one_torch_thread,  # noqa: F401
+                            run_cli, run_mmseg_test, snapshot, write_tiny_config)
 
 import posattack.experiment as experiment
 import posattack.sweep as sweep
 from posattack.ranking import ChannelRanking
 
 CLI = load_cli()
-# 3 images (batches of 2 and 1), N in {8, 16} of 128 channels, 2 random seeds: 9 settings
+# 3 images (batches of 2 and 1), N in {8, 16} of 128 channels, 2 random seeds: 7 settings
 SWEEP_ARGS = ['--num-channels', 8, 16, '--seeds', 2, '--max-images', 3]
 ALL_KEYS = ['clean', 'targeted/overall/N=8', 'random/N=8/seed=0', 'random/N=8/seed=1',
             'targeted/overall/N=16', 'random/N=16/seed=0', 'random/N=16/seed=1']
@@ -79,21 +80,21 @@ def spy(monkeypatch):
 
 
 def _temp_files(folder):
-    return [name for name in snapshot(folder) if '.tmp' in name or osp.basename(name).startswith('.')]
+    return [name for name in snapshot(folder)
+            if '.tmp' in name or osp.basename(name).startswith('.')]
 
 
 # ----------------------------------------------------------------------------- outputs
 def test_outputs_follow_the_schema(files, full_run):
     results = _results(full_run)
+    by_key = _by_key(results)
     assert results['format'] == 'posattack.results/1'
     assert results['config'] == files.config and results['checkpoint'] == files.checkpoint
     assert results['layer'] == 'backbone:3' and results['num_images'] == 3
     assert results['num_channels_total'] == 128 and len(results['class_names']) == 19
     assert results['regions'] == ['full', 'left', 'right', 'center', 'periphery',
                                   'band_0', 'band_1', 'band_2', 'band_3']
-    assert [s['key'] for s in results['settings']] == [
-        'clean', 'targeted/overall/N=8', 'random/N=8/seed=0', 'random/N=8/seed=1',
-        'targeted/overall/N=16', 'random/N=16/seed=0', 'random/N=16/seed=1']
+    assert [s['key'] for s in results['settings']] == ALL_KEYS
     for setting in results['settings']:
         assert {'mode', 'num_channels', 'seed', 'attack_region', 'metrics',
                 'per_class'} <= set(setting)
@@ -104,15 +105,20 @@ def test_outputs_follow_the_schema(files, full_run):
             metrics['periphery.mIoU'] - metrics['center.mIoU'], abs=0.011)
         assert set(setting['per_class']) == set(results['regions'])
         assert set(setting['per_class']['full']) == set(results['class_names'])
-    by_key = _by_key(results)
     assert by_key['targeted/overall/N=16']['attack_region'] == 'overall'
     assert by_key['random/N=8/seed=1']['seed'] == 1 and by_key['clean']['num_channels'] == 0
 
-    with open(osp.join(full_run, 'results.csv')) as f:
-        header = f.readline().strip().split(',')
-    assert header[:6] == ['mode', 'num_channels', 'fraction', 'seed', 'attack_region',
-                          'eval_region']
-    report = open(osp.join(full_run, 'report.md')).read()
+    with open(osp.join(full_run, 'results.csv'), newline='') as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ['mode', 'num_channels', 'fraction', 'seed', 'attack_region',
+                             'eval_region', 'class', 'iou', 'acc']
+    # per setting and region: a mean row and one row per class
+    assert len(rows) == len(ALL_KEYS) * len(results['regions']) * (1 + 19)
+    periphery = [r for r in rows if r['eval_region'] == 'periphery' and r['class'] == 'mIoU'
+                 and r['mode'] == 'targeted' and r['num_channels'] == '16']
+    assert len(periphery) == 1 and float(periphery[0]['iou']) == pytest.approx(
+        by_key['targeted/overall/N=16']['metrics']['periphery.mIoU'])
+    report = (full_run / 'report.md').read_text()
     assert 'targeted' in report and 'random' in report and 'periphery' in report
     for plot in ('miou_vs_channels.png', 'iou_vs_border_distance.png', 'class_drop_heatmap.png'):
         image = cv2.imread(osp.join(full_run, plot))
@@ -122,7 +128,7 @@ def test_outputs_follow_the_schema(files, full_run):
     assert cv2.imread(osp.join(full_run, 'overlays', overlays[0])) is not None
 
     ranking = ChannelRanking.load(osp.join(full_run, 'ranking.json'))
-    assert json.load(open(osp.join(full_run, 'ranking.json')))['format'] == 'posattack.ranking/1'
+    assert json.loads((full_run / 'ranking.json').read_text())['format'] == 'posattack.ranking/1'
     assert ranking.layer == 'backbone:3' and ranking.num_channels == 128
     assert ranking.num_images == 3 and ranking.method == 'flip_difference'
     assert set(ranking.regions) == {'overall', 'left', 'right', 'top', 'bottom'}
@@ -147,13 +153,13 @@ def test_clean_scores_equal_region_metric_in_mmseg_test_loop(files, full_run):
 def test_resume_with_nothing_left_evaluates_nothing(files, full_run, spy, tmp_path):
     work_dir = tmp_path / 'work'
     shutil.copytree(full_run, work_dir)
-    before = open(work_dir / 'results.json', 'rb').read()
+    before = (work_dir / 'results.json').read_bytes()
     code, stderr = run_cli(CLI, [files.config, files.checkpoint, '--work-dir', work_dir,
                                  '--resume', '--num-overlays', 2] + SWEEP_ARGS)
     assert code == 0, stderr
     assert spy.sweeps == []
     assert any(line.startswith('nothing left to do') for line in spy.logs)
-    assert open(work_dir / 'results.json', 'rb').read() == before
+    assert (work_dir / 'results.json').read_bytes() == before
 
 
 def test_resume_evaluates_only_new_settings(files, full_run, spy, tmp_path):
@@ -231,8 +237,22 @@ def test_interrupted_run_keeps_finished_pass_and_resume_finishes(files, full_run
     assert [s['key'] for s in results['settings']] == ALL_KEYS
     for key, setting in _by_key(results).items():
         assert _scores(setting) == _scores(_by_key(reference)[key]), key
-    assert open(work_dir / 'ranking.json').read() == open(full_run / 'ranking.json').read()
+    assert (work_dir / 'ranking.json').read_bytes() == (full_run / 'ranking.json').read_bytes()
     assert os.path.isfile(work_dir / 'report.md') and not _temp_files(work_dir)
+
+
+def test_fresh_run_replaces_the_ranking_of_an_earlier_run(files, full_run, tmp_path):
+    """Without --resume a work dir is started over: a ranking.json left there must not
+    survive, or a later --resume would pair the new results with the old ranking."""
+    work_dir = tmp_path / 'work'
+    shutil.copytree(full_run, work_dir)
+    other = make_checkpoint(files.config, tmp_path / 'other.pth', seed=1)
+    code, stderr = run_cli(CLI, [files.config, other, '--work-dir', work_dir, '--no-overlays',
+                                 '--num-channels', 8, '--seeds', 0, '--max-images', 2])
+    assert code == 0, stderr
+    ranking = ChannelRanking.load(work_dir / 'ranking.json')
+    assert ranking.num_images == 2
+    assert ranking.model['checkpoint_sha256'] == experiment.file_sha256(other)
 
 
 # ----------------------------------------------------------------------------- options

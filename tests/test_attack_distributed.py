@@ -2,7 +2,8 @@
 
 3 images over 2 processes: shards of 2 and 1, so an image counted twice (padding) or lost
 would change the confusions. Both runs use batch size 1 and one thread, so every image goes
-through the same float operations in both and the comparison can be exact.
+through the same float operations in both and the comparison can be exact. A probe
+(tests/dist_probe/sitecustomize.py) records which images each worker evaluated.
 """
 import json
 import os
@@ -12,9 +13,10 @@ import subprocess
 import sys
 
 import torch
-from attack_helpers import (DIST_ATTACK, REPO_ROOT, load_cli, make_checkpoint, run_cli,
-                            write_tiny_config)
+from attack_helpers import (DIST_ATTACK, REPO_ROOT, load_cli, make_checkpoint,  # noqa: F401
+                            one_torch_thread, run_cli, write_tiny_config)
 
+PROBE_DIR = osp.join(osp.dirname(osp.abspath(__file__)), 'dist_probe')
 ARGS = ['--num-channels', '8', '16', '--seeds', '2', '--max-images', '3', '--batch-size', '1',
         '--num-overlays', '2']
 
@@ -35,21 +37,28 @@ def test_two_processes_give_the_one_process_numbers(synthetic_root, tmp_path):
     checkpoint = make_checkpoint(config, tmp_path / 'model.pth')
 
     single_dir = tmp_path / 'single'
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # what torchrun gives each worker (OMP_NUM_THREADS=1)
-    try:
-        code, stderr = run_cli(load_cli(), [config, checkpoint, '--work-dir', single_dir] + ARGS)
-    finally:
-        torch.set_num_threads(threads)
+    assert torch.get_num_threads() == 1  # one_torch_thread: as each torchrun worker has
+    code, stderr = run_cli(load_cli(), [config, checkpoint, '--work-dir', single_dir] + ARGS)
     assert code == 0, stderr
 
     dist_dir = tmp_path / 'dist'
+    shard_log = str(tmp_path / 'shards')
+    python_path = [PROBE_DIR, REPO_ROOT, os.environ.get('PYTHONPATH')]
     env = dict(os.environ, PYTHON=sys.executable, PORT=str(_free_port()), OMP_NUM_THREADS='1',
-               PYTHONPATH=os.pathsep.join(filter(None, [REPO_ROOT, os.environ.get('PYTHONPATH')])))
+               POSATTACK_SHARD_LOG=shard_log,
+               PYTHONPATH=os.pathsep.join(filter(None, python_path)))
     completed = subprocess.run(['bash', DIST_ATTACK, config, checkpoint, '2', '--work-dir',
                                 str(dist_dir)] + ARGS, cwd=str(tmp_path), env=env,
                                capture_output=True, text=True, timeout=180)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+
+    # two workers; in each pass (identification, then targeted) every image exactly once
+    shards = [_load(f'{shard_log}.{rank}') for rank in (0, 1)]
+    assert [shard['world_size'] for shard in shards] == ['2', '2']
+    assert len(shards[0]['passes']) == len(shards[1]['passes']) == 2
+    for first, second in zip(shards[0]['passes'], shards[1]['passes']):
+        assert (len(first), len(second)) == (2, 1)
+        assert len(set(first) | set(second)) == 3
 
     single, dist = _load(single_dir / 'results.json'), _load(dist_dir / 'results.json')
     assert dist['num_images'] == single['num_images'] == 3
@@ -68,3 +77,18 @@ def test_two_processes_give_the_one_process_numbers(synthetic_root, tmp_path):
     assert sorted(os.listdir(dist_dir / 'overlays')) == sorted(os.listdir(single_dir / 'overlays'))
     assert len(os.listdir(dist_dir / 'overlays')) == 2
     assert osp.isfile(dist_dir / 'report.md')
+
+
+def test_channel_probe_works_on_a_process_with_an_empty_shard(demo_cfg, tiny_segmentor):
+    """With more processes than images a shard is empty; the channel count (and so every
+    rank's settings) must still come out, or that rank fails and the others wait forever."""
+    from mmengine.dataset import pseudo_collate
+    from torch.utils.data import DataLoader
+
+    from posattack.experiment import _num_channels, build_test_dataloader
+    from posattack.feature_split import FeatureSplit
+    from posattack.layers import resolve_layer
+    dataset = build_test_dataloader(demo_cfg, None, 1).dataset
+    empty_shard = DataLoader(dataset, batch_size=2, sampler=[], collate_fn=pseudo_collate)
+    split = FeatureSplit(tiny_segmentor, resolve_layer(tiny_segmentor, 'backbone:3'))
+    assert _num_channels(split, empty_shard) == 128

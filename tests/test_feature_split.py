@@ -3,8 +3,10 @@
 The expectation is independent of the split: mmseg's test loop (MMEngine Runner) on the same
 checkpoint with posattack's ChannelRemovalHook, one Runner per setting.
 """
+import pytest
 import torch
-from attack_helpers import diversify, run_mmseg_test, save_checkpoint
+from attack_helpers import (diversify, one_torch_thread, run_mmseg_test,  # noqa: F401
+                            save_checkpoint)
 
 from posattack.builder import load_segmentor
 from posattack.experiment import build_test_dataloader
@@ -12,8 +14,6 @@ from posattack.feature_split import FeatureSplit
 from posattack.layers import resolve_layer
 from posattack.ranking import ChannelRanking
 from posattack.removal import select_channels
-
-import pytest
 
 NUM_TOTAL = 128  # channels of the demo backbone's last stage
 

@@ -6,7 +6,8 @@ import tracemalloc
 import numpy as np
 import pytest
 import torch
-from attack_helpers import diversify, run_mmseg_test, save_checkpoint
+from attack_helpers import (diversify, one_torch_thread, run_mmseg_test,  # noqa: F401
+                            save_checkpoint)
 
 from posattack.builder import load_segmentor
 from posattack.experiment import build_test_dataloader
@@ -22,6 +23,7 @@ NUM_TOTAL = 128
 NUM_CLASSES = 19
 REGIONS = ['paper', dict(type='border', bands=2)]
 NUM_REGIONS = 7  # full, left, right, center, periphery, band_0, band_1
+CONF_SHAPE = (NUM_REGIONS, NUM_CLASSES, NUM_CLASSES)
 CLEAN = AttackSetting('clean')
 TARGETED = AttackSetting('targeted', 24, attack_region='overall')
 RANDOM = AttackSetting('random', 24, seed=1)
@@ -65,7 +67,7 @@ def test_confusions_equal_region_iou_metric_in_mmseg_test_loop(demo_cfg, checkpo
              RANDOM.key: dict(mode='random', num_channels=24, seed=1)}
     for key, hook in hooks.items():
         _, confusion, _ = run_mmseg_test(demo_cfg, checkpoint, hook, regions=REGIONS)
-        assert confusion.shape == state.confusions[key].shape == (NUM_REGIONS, NUM_CLASSES, NUM_CLASSES)
+        assert confusion.shape == state.confusions[key].shape == CONF_SHAPE
         assert np.array_equal(state.confusions[key], confusion), key
     assert not np.array_equal(state.confusions[CLEAN.key], state.confusions[TARGETED.key])
 
@@ -164,7 +166,7 @@ def test_memory_stays_flat_as_the_dataset_grows(demo_cfg, tiny_segmentor):
     assert set(vars(large)) == {f.name for f in SweepState.__dataclass_fields__.values()}
     assert sorted(large.confusions) == sorted(s.key for s in settings)
     for confusion in large.confusions.values():
-        assert confusion.shape == (NUM_REGIONS, NUM_CLASSES, NUM_CLASSES) and confusion.dtype == np.int64
+        assert confusion.shape == CONF_SHAPE and confusion.dtype == np.int64
     assert large_live == small_live  # no label map, logit or image kept per batch
     # one label map is 64 KiB; keeping one per image and setting would add > 1 MiB here
     assert large_peak - small_peak < 256 * 1024, (small_peak, large_peak)

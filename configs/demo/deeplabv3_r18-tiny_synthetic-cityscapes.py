@@ -52,6 +52,11 @@ model = dict(
         num_classes=num_classes,
         norm_cfg=norm_cfg,
         align_corners=False,
+        # Online hard example mining: the loss concentrates on pixels not yet learnt, mostly
+        # the thin, rare classes (pole, traffic light, traffic sign, person), so that a few
+        # hundred iterations learn them too. (class_weight would do it too, but mmseg 1.2.2
+        # crashes on it when labels contain the ignore index 255.)
+        sampler=dict(type='OHEMPixelSampler', thresh=0.7, min_kept=20000),
         loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),
     train_cfg=dict(),
     test_cfg=dict(mode='whole'))

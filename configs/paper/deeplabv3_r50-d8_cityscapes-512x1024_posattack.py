@@ -10,8 +10,8 @@
 # or with mmseg's own tools/test.py (RegionIoUMetric as the evaluator; add
 # configs/_base_/posattack/channel_removal.py in a child config to remove channels there).
 #
-# Weights (zoo mIoU 79.32): https://download.openmmlab.com/mmsegmentation/v0.5/deeplabv3/
-#   deeplabv3_r50-d8_512x1024_80k_cityscapes/deeplabv3_r50-d8_512x1024_80k_cityscapes_20200606_113404-b92cfdd4.pth
+# Weights (zoo mIoU 79.32):
+#   https://download.openmmlab.com/mmsegmentation/v0.5/deeplabv3/deeplabv3_r50-d8_512x1024_80k_cityscapes/deeplabv3_r50-d8_512x1024_80k_cityscapes_20200606_113404-b92cfdd4.pth
 #
 # Not the paper's network: the paper's DeepLabv3-R50 has output stride 16, mmseg's
 # R50-D8 has output stride 8 (dilated stages 3 and 4). mmseg ships no R50-D16 Cityscapes

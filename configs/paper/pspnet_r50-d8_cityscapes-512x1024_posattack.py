@@ -5,8 +5,8 @@
 #       pspnet_r50-d8_512x1024_80k_cityscapes_20200606_112131-2376f12b.pth \
 #       --cfg-options test_dataloader.dataset.data_root=data/cityscapes
 #
-# Weights (zoo mIoU 78.55): https://download.openmmlab.com/mmsegmentation/v0.5/pspnet/
-#   pspnet_r50-d8_512x1024_80k_cityscapes/pspnet_r50-d8_512x1024_80k_cityscapes_20200606_112131-2376f12b.pth
+# Weights (zoo mIoU 78.55):
+#   https://download.openmmlab.com/mmsegmentation/v0.5/pspnet/pspnet_r50-d8_512x1024_80k_cityscapes/pspnet_r50-d8_512x1024_80k_cityscapes_20200606_112131-2376f12b.pth
 #
 # A second architecture on the paper's backbone: PSPNet pools the attacked tensor at four
 # scales (1, 2, 3, 6) before its convolutions, so global pooling, the paper's subject, sits

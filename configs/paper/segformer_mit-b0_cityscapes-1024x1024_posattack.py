@@ -6,8 +6,8 @@
 #       segformer_mit-b0_8x1_1024x1024_160k_cityscapes_20211208_101857-e7f88502.pth \
 #       --cfg-options test_dataloader.dataset.data_root=data/cityscapes
 #
-# Weights (zoo mIoU 76.54, sliding window): https://download.openmmlab.com/mmsegmentation/
-#   v0.5/segformer/segformer_mit-b0_8x1_1024x1024_160k_cityscapes/segformer_mit-b0_8x1_1024x1024_160k_cityscapes_20211208_101857-e7f88502.pth
+# Weights (zoo mIoU 76.54, sliding window):
+#   https://download.openmmlab.com/mmsegmentation/v0.5/segformer/segformer_mit-b0_8x1_1024x1024_160k_cityscapes/segformer_mit-b0_8x1_1024x1024_160k_cityscapes_20211208_101857-e7f88502.pth
 #
 # Which tensor: the head consumes backbone outputs 0..3 (32, 64, 160, 256 channels); the
 # attack defaults to the deepest, 'backbone:3' (256 channels). Pick another with
