@@ -187,6 +187,15 @@ def load_state_dict_checked(model: torch.nn.Module,
     missing = [key for key in expected
                if key not in state_dict and not key.endswith('num_batches_tracked')]
     unexpected = [key for key in state_dict if key not in expected]
+    # The auxiliary head only trains; a config that drops it for testing (as attacks do
+    # to save time) still loads a checkpoint trained with one, as mmseg's init_model does.
+    ignored = [key for key in unexpected if key.startswith('auxiliary_head.')
+               and getattr(model, 'auxiliary_head', None) is None]
+    if ignored:
+        print_log(f"Checkpoint '{path}': ignoring {len(ignored)} auxiliary_head weights "
+                  '(the config builds no auxiliary head).', logger='current')
+        unexpected = [key for key in unexpected if key not in ignored]
+        state_dict = {k: v for k, v in state_dict.items() if k not in ignored}
     if missing or unexpected:
         problems = []
         if missing:

@@ -9,14 +9,10 @@ Two pure helpers serve code that evaluates outside an Evaluator (the attack swee
 `region_confusion` (one image -> (R, K, K) counts) and `summarize_confusion`
 (counts -> flat metrics and per-class tables).
 """
-import json
-import os
 import os.path as osp
-import tempfile
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-import cv2
 import numpy as np
 import torch
 from mmengine.dist import is_main_process
@@ -28,6 +24,7 @@ from prettytable import PrettyTable
 
 from mmseg.registry import METRICS
 
+from .fileio import write_image_atomic, write_json_atomic
 from .regions import (RegionLayout, RegionSpec, build_region_layout, layout_of_masks,
                       validate_region_specs)
 
@@ -240,44 +237,6 @@ def summarize_confusion(conf: np.ndarray, names: Sequence[str], class_names: Seq
 
 
 # -------------------------------------------------------------------------- output
-def _json_ready(value):
-    """NaN -> None (JSON null), numpy scalars -> Python, recursively."""
-    if isinstance(value, dict):
-        return {str(key): _json_ready(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(item) for item in value]
-    if isinstance(value, (np.floating, float)):
-        return None if np.isnan(value) else float(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
-
-
-def write_json_atomic(path: str, payload: dict) -> None:
-    """Write JSON to `path` via a temporary file in the same folder and os.replace."""
-    folder = osp.dirname(osp.abspath(path))
-    mkdir_or_exist(folder)
-    handle, tmp_path = tempfile.mkstemp(prefix='.tmp-', suffix='.json', dir=folder)
-    try:
-        with os.fdopen(handle, 'w', encoding='utf-8') as stream:
-            json.dump(_json_ready(payload), stream, indent=2, allow_nan=False, default=repr)
-        os.replace(tmp_path, path)
-    except BaseException:
-        if osp.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
-
-
-def _write_png_atomic(path: str, image: np.ndarray) -> None:
-    ok, encoded = cv2.imencode('.png', image)
-    if not ok:
-        raise RuntimeError(f'OpenCV could not encode {path!r} as PNG.')
-    tmp_path = f'{path}.tmp-{os.getpid()}'
-    with open(tmp_path, 'wb') as stream:
-        stream.write(encoded.tobytes())
-    os.replace(tmp_path, path)
-
-
 def _format(value: float) -> str:
     return 'nan' if np.isnan(value) else f'{value:.2f}'
 
@@ -325,7 +284,11 @@ class RegionIoUMetric(BaseMetric):
                  format_only: bool = False,
                  prefix: Optional[str] = None,
                  out_file: Optional[str] = None,
-                 collect_dir: Optional[str] = None) -> None:
+                 collect_dir: Optional[str] = None,
+                 keep_results: bool = False) -> None:
+        # keep_results: mmseg's tools/test.py --out sets it on any test evaluator; like
+        # mmseg's IoUMetric we accept it (per-image results are confusion matrices here,
+        # and --out's predictions come from the test loop's own dump).
         super().__init__(collect_device=collect_device, prefix=prefix, collect_dir=collect_dir)
         specs = [regions] if isinstance(regions, (str, dict)) else list(regions)
         names = validate_region_specs(specs)
@@ -380,7 +343,7 @@ class RegionIoUMetric(BaseMetric):
         labels = _label_map(pred, 'pred')
         if _get(data_sample, 'reduce_zero_label'):
             labels = labels + 1  # back to the dataset's own label ids, like mmseg
-        _write_png_atomic(osp.abspath(osp.join(self.output_dir, f'{basename}.png')),
+        write_image_atomic(osp.abspath(osp.join(self.output_dir, f'{basename}.png')),
                           labels.astype(np.uint8))
 
     def compute_metrics(self, results: list) -> Dict[str, float]:

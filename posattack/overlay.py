@@ -18,11 +18,12 @@ Usage::
 import heapq
 import math
 import os
-import tempfile
 from typing import Any, Hashable, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
+
+from .fileio import write_image_atomic
 
 # Drawing colours, RGB. None of them is a Cityscapes class colour.
 CHANGED_OUTLINE = (255, 0, 255)   # magenta: the border of changed areas
@@ -331,18 +332,4 @@ def save_panel(path: str, panel: np.ndarray) -> str:
     if panel.ndim != 3 or panel.shape[2] != 3 or panel.dtype != np.uint8:
         raise ValueError(f'a panel is an (H, W, 3) uint8 RGB image; '
                          f'got {panel.shape} {panel.dtype}')
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix=extension,
-                                    dir=directory)
-    os.close(fd)
-    try:
-        if not cv2.imwrite(tmp_path, cv2.cvtColor(panel, cv2.COLOR_RGB2BGR)):
-            raise OSError(f'OpenCV could not write {path!r} (unsupported extension '
-                          f'{extension!r}? use .png or .jpg)')
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
-    return path
+    return write_image_atomic(path, cv2.cvtColor(panel, cv2.COLOR_RGB2BGR))

@@ -12,9 +12,9 @@ Usage::
     plot_iou_vs_border_distance(results, 'work_dirs/attack/iou_vs_border_distance.png')
     plot_class_drop_heatmap(results, 'work_dirs/attack/class_drop_heatmap.png')
 """
+import io
 import logging
 import os
-import tempfile
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import matplotlib
@@ -23,6 +23,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from mmengine.logging import print_log
 
+from .fileio import write_bytes_atomic
 from .report import aggregate, border_bands, group_miou, present_regions, setting_label
 
 CLEAN_STYLE = dict(color='black', linestyle='--', linewidth=1.2)
@@ -39,17 +40,9 @@ def save_figure(fig: Figure, path: str, dpi: int = 120) -> str:
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     FigureCanvasAgg(fig)  # attach an Agg canvas: no pyplot, no GUI
-    fd, tmp_path = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix=extension,
-                                    dir=directory)
-    os.close(fd)
-    try:
-        fig.savefig(tmp_path, dpi=dpi, format=extension[1:])
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
-    return path
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=dpi, format=extension[1:])
+    return write_bytes_atomic(path, buffer.getvalue())
 
 
 def _groups_by_mode(results):

@@ -33,10 +33,11 @@ import math
 import operator
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
+
+from .fileio import write_text_atomic
 
 __all__ = [
     'AUTHORS_LAYER', 'ChannelRanking', 'FLIP_DIFFERENCE_RULES', 'FORMAT_TAG', 'order_by_score',
@@ -103,22 +104,6 @@ def resolve_channel_count(num_total: int, num_channels: Optional[int] = None,
         raise ValueError(f'fraction={fraction!r} is out of range: it must lie in (0, 1] '
                          f'(e.g. 0.05 for 5 % of the {num_total} channels).')
     return max(1, int(round(value * num_total)))
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace``: never half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    try:
-        with os.fdopen(fd, 'w', encoding='utf-8') as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise
 
 
 def _dumps_two_levels(data: dict) -> str:
@@ -318,7 +303,7 @@ class ChannelRanking:
         """Write the ranking as JSON, atomically (a crash never leaves half a file). Returns the path."""
         self.validate()
         path = Path(path)
-        _atomic_write_text(path, _dumps_two_levels(self.to_dict()))
+        write_text_atomic(path, _dumps_two_levels(self.to_dict()))
         return path
 
     @classmethod

@@ -30,10 +30,11 @@ import json
 import math
 import os
 import re
-import tempfile
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
+
+from .fileio import write_json_atomic, write_text_atomic
 
 MODES = ('clean', 'targeted', 'random')
 # Regions the paper scores, in the order its tables show them.
@@ -48,56 +49,6 @@ GroupKey = Tuple[str, int, Optional[str]]
 
 
 # ----------------------------------------------------------------------------- files
-def _json_safe(obj: Any) -> Any:
-    """Plain JSON types; NaN/inf become None so the file is strict JSON (null)."""
-    if isinstance(obj, Mapping):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _json_safe(obj.tolist())
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        value = float(obj)
-        return value if math.isfinite(value) else None
-    if hasattr(obj, 'item') and callable(obj.item):  # 0-d torch tensors and kin
-        return _json_safe(obj.item())
-    return obj
-
-
-def _atomic_write_text(path: str, text: str) -> str:
-    """Write ``text`` to a temporary file beside ``path``, then rename it into place."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp',
-                                    dir=directory)
-    try:
-        with os.fdopen(fd, 'w', encoding='utf-8', newline='') as f:
-            f.write(text)
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
-    return path
-
-
-def write_json_atomic(path: str, obj: Any) -> str:
-    """Write ``obj`` as strict JSON (NaN -> null) atomically; returns ``path``.
-
-    Usage::
-
-        write_json_atomic('work_dirs/attack/results.json', results)
-        results = read_json('work_dirs/attack/results.json')
-    """
-    text = json.dumps(_json_safe(obj), indent=2, allow_nan=False) + '\n'
-    return _atomic_write_text(path, text)
-
-
 def read_json(path: str) -> Any:
     """Read a JSON file, with an error that names the file when it is missing or broken."""
     path = os.fspath(path)
@@ -305,7 +256,7 @@ def write_results_csv(path: str, results: Mapping[str, Any]) -> str:
     writer.writeheader()
     for row in results_to_rows(results):
         writer.writerow({k: ('' if v is None else v) for k, v in row.items()})
-    return _atomic_write_text(path, buffer.getvalue())
+    return write_text_atomic(path, buffer.getvalue())
 
 
 # ----------------------------------------------------------------------------- report
@@ -573,7 +524,7 @@ def write_markdown_report(path: str, results: Mapping[str, Any],
         write_markdown_report('work_dirs/attack/report.md', results, plots=plots)
     """
     text = build_markdown_report(results, plots=plots, overlays=overlays, report_path=path)
-    return _atomic_write_text(path, text)
+    return write_text_atomic(path, text)
 
 
 def format_summary_table(results: Mapping[str, Any]) -> str:

@@ -39,18 +39,28 @@ PAPER_REGIONS = ['full', 'left', 'right', 'center', 'periphery',
 ARCHITECTURES = {
     'deeplabv3_r50': dict(
         config=osp.join(PAPER, 'deeplabv3_r50-d8_cityscapes-512x1024_posattack.py'),
-        layer='backbone:3', channels=2048, shortcut=True, options={}),
+        layer='backbone:3', channels=2048, shortcut=True, auxiliary=True, options={}),
     # PSPNet pools before every convolution: no shortcut, the fast path still skips the
-    # backbone. Its auxiliary head is dropped here (the other two keep theirs).
+    # backbone. Its auxiliary head is dropped here (DeepLabv3 keeps its; SegFormer has none).
     'pspnet_r50': dict(
         config=osp.join(PAPER, 'pspnet_r50-d8_cityscapes-512x1024_posattack.py'),
-        layer='backbone:3', channels=2048, shortcut=False,
+        layer='backbone:3', channels=2048, shortcut=False, auxiliary=False,
         options={'model.auxiliary_head': None}),
     # A head reading four backbone outputs: the default is the deepest, output 3.
     'segformer_b0': dict(
         config=osp.join(PAPER, 'segformer_mit-b0_cityscapes-1024x1024_posattack.py'),
-        layer='backbone:3', channels=256, shortcut=True, options={}),
+        layer='backbone:3', channels=256, shortcut=True, auxiliary=False, options={}),
 }
+
+
+@pytest.fixture(scope='module', autouse=True)
+def one_torch_thread():
+    """One intra-op thread while this module runs: on 2 shared cores, two threads spin
+    against each other and the other jobs (the demo model runs ~6x slower with 2)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 def _tiny_data_options(root) -> dict:
@@ -156,6 +166,13 @@ def test_results_hold_every_setting_with_sane_metrics(zoo_run):
         assert (zoo_run.work_dir / name).is_file(), name
 
 
+def test_zoo_syncbn_runs_as_batchnorm(zoo_run):
+    assert zoo_run.cfg.model.decode_head.norm_cfg['type'] == 'SyncBN'  # as the zoo has it
+    norms = [m for m in zoo_run.model.modules()
+             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert norms and not any(isinstance(m, torch.nn.SyncBatchNorm) for m in norms)
+
+
 def test_clean_scores_equal_mmseg_iou_metric(zoo_run):
     """The clean full-image mIoU/aAcc are what mmseg's IoUMetric gives on model.predict."""
     from mmseg.evaluation import IoUMetric
@@ -173,12 +190,13 @@ def test_clean_scores_equal_mmseg_iou_metric(zoo_run):
 def test_fast_path_was_used(zoo_run):
     """Every setting went through predict_from; no full forward per setting."""
     model, arch = zoo_run.model, zoo_run.arch
+    assert model.with_auxiliary_head == arch['auxiliary']  # kept or dropped: same fast path
     assert default_layer(model) == arch['layer']
     split = FeatureSplit(model, resolve_layer(model, arch['layer']))
     assert split.fast, split.why_slow
     assert zoo_run.calls == {'predict_from': 3, 'predict_full': 0}
-    # The shortcut caches convolutions; whether any reads the attacked tensor itself shows
-    # on the first setting of a batch.
+    # Whether the linear shortcut has work here: some head convolution reads the attacked
+    # tensor itself (not a pooled or concatenated copy of it).
     feats = zoo_run.feats
     read_attacked = []
     handles = [conv.register_forward_pre_hook(
@@ -310,3 +328,26 @@ def test_hrnet_resize_concat_head_defaults_to_its_last_branch(synthetic_root):
     assert any(not torch.equal(e, c) for e, c in zip(expected, clean))
     for got, want in zip(fast, expected):
         assert torch.equal(got, want)
+
+
+# ------------------------------------------------------------------ tools/benchmark_attack.py
+def test_benchmark_attack_runs_and_reports_identical_exact_labels(synthetic_root, capsys):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'posattack_benchmark_attack', osp.join(REPO_ROOT, 'tools', 'benchmark_attack.py'))
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    args = benchmark.parse_args(['--model', 'demo', '--images', '1', '--num-channels', '4',
+                                 '--seeds', '1', '--threads', '1',
+                                 '--data-root', str(synthetic_root)])
+    result = benchmark.benchmark_model('demo', str(synthetic_root), args)
+    assert result['settings'] == 3 and result['channels'] == 128
+    assert result['identical'] == result['checked'] == 3  # exact path: bit-identical labels
+    assert result['shortcut_agreement'] > 0.999
+    assert all(seconds > 0 for seconds in result['seconds'].values())
+    small, large = result['memory']  # one subprocess each, on 1 and 4 images
+    assert (small['images'], large['images']) == (1, 4)
+    for run in (small, large):
+        assert 0 < run['rss_after_build_mb'] <= run['peak_rss_mb']
+    benchmark.print_report([result], args)
+    assert 'exact labels identical' in capsys.readouterr().out

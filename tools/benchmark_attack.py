@@ -18,9 +18,12 @@ on the fly as tools/attack.py does) on N and on 4N images, each run in its own s
 ``resource.getrusage(RUSAGE_SELF).ru_maxrss``, the peak resident set size (tracemalloc does
 not see torch's allocations). Flat memory means the 4N peak equals the N peak.
 
-    python tools/benchmark_attack.py --model demo
-    python tools/benchmark_attack.py --model r50 --images 1 --threads 2
+    python tools/benchmark_attack.py --model demo --threads 1
+    python tools/benchmark_attack.py --model r50 --images 2 --threads 1
     python tools/benchmark_attack.py --model both --num-channels 8 16 --seeds 2 --no-memory
+
+On a machine whose cores other jobs share, --threads 1 gives steadier figures: several torch
+threads spinning against other processes can make every path many times slower.
 """
 import argparse
 import json
@@ -120,7 +123,8 @@ def build_loader(cfg, batch_size: int, num_images: int):
     loader = build_test_dataloader(cfg, batch_size, num_images)
     if len(loader.dataset) < num_images:
         raise ValueError(f'the data folder has {len(loader.dataset)} val images, the run needs '
-                         f'{num_images}: pass another --data-root or fewer --images.')
+                         f'{num_images} (4N for the memory runs): pass another --data-root, fewer '
+                         '--images, or --no-memory.')
     return loader
 
 
@@ -284,6 +288,8 @@ def _table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
 
 def benchmark_model(model_name: str, data_root: str, args) -> dict:
     model, cfg = build_model(model_name, data_root)
+    if not args.no_memory:
+        build_loader(cfg, 1, 4 * args.images)  # fails now if the 4N run would lack images
     num_total = attacked_channels(model, cfg)
     settings = make_settings(num_total, args)
     channels = channels_of(settings, num_total)
@@ -342,6 +348,15 @@ def print_report(results: List[dict], args) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    try:
+        return run(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as error:
+        # bad input (data folder, counts, a config): say what, not a traceback
+        print(f'error: {error}', file=sys.stderr)
+        return 2
+
+
+def run(args) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     from mmengine.logging import MMLogger
