@@ -10,7 +10,8 @@ from attack_helpers import (diversify, one_torch_thread, run_mmseg_test,  # noqa
 
 from posattack.builder import load_segmentor
 from posattack.experiment import build_test_dataloader
-from posattack.feature_split import FeatureSplit
+from mmseg.structures import SegDataSample
+from posattack.feature_split import FeatureSplit, logits_to_labels
 from posattack.layers import resolve_layer
 from posattack.ranking import ChannelRanking
 from posattack.removal import select_channels
@@ -32,17 +33,28 @@ def reversed_ranking(tmp_path):
 
 
 def _split_predictions(split, dataloader, channels, ablation='zero', mean_values=None):
-    """{img_path: (labels, logits)} from prefix once + predict_from, batch by batch."""
+    """{img_path: (labels, logits)} from prefix once + predict_from, batch by batch.
+
+    The logits are what mmseg's ``inference`` returned (before post-processing), recorded
+    by wrapping the model's method, so exact and shortcut paths compare alike.
+    """
     predictions = {}
-    with torch.no_grad():
-        for batch in dataloader:
-            data = split.model.data_preprocessor(batch, False)
-            inputs, samples = data['inputs'], data['data_samples']
-            feats = split.prefix(inputs)
-            labels = split.predict_from(feats, inputs, samples, channels, ablation, mean_values)
-            for label, sample in zip(labels, samples):
-                # postprocess_result leaves the (ori_shape) logits on the sample, as in mmseg
-                predictions[sample.img_path] = (label, sample.seg_logits.data)
+    model = split.model
+    inference = model.inference
+    recorded = []
+    model.inference = lambda *args: recorded.append(inference(*args)) or recorded[-1]
+    try:
+        with torch.no_grad():
+            for batch in dataloader:
+                data = model.data_preprocessor(batch, False)
+                inputs, samples = data['inputs'], data['data_samples']
+                feats = split.prefix(inputs)
+                labels = split.predict_from(feats, inputs, samples, channels, ablation,
+                                            mean_values)
+                for i, (label, sample) in enumerate(zip(labels, samples)):
+                    predictions[sample.img_path] = (label, recorded[-1][i])
+    finally:
+        del model.inference
     return predictions
 
 
@@ -102,6 +114,23 @@ def test_linear_shortcut_agrees_with_exact(ablation, demo_cfg, tiny_segmentor, r
             total += labels.numel()
             assert not torch.equal(logits, clean[path][1])  # the removal did something
         assert same_labels / total >= 0.999
+
+
+def test_fast_labels_equal_mmseg_postprocess(demo_cfg, tiny_segmentor):
+    """logits_to_labels (the shortcut path's post-processing) gives mmseg's labels exactly,
+    also with padding and a test-time flip recorded in the metainfo."""
+    model = diversify(tiny_segmentor)
+    torch.manual_seed(0)
+    logits = torch.randn(2, 19, 20, 36)
+    metas = [dict(ori_shape=(31, 47), img_shape=(20, 34), padding_size=[0, 2, 0, 0]),
+             dict(ori_shape=(16, 32), img_shape=(20, 36), padding_size=[0, 0, 0, 0],
+                  flip=True, flip_direction='horizontal')]
+    samples = [SegDataSample(metainfo=meta) for meta in metas]
+    ours = logits_to_labels(model, logits, samples)
+    theirs = model.postprocess_result(logits.clone(), [SegDataSample(metainfo=m) for m in metas])
+    for label, sample in zip(ours, theirs):
+        assert label.shape == sample.pred_sem_seg.data[0].shape
+        assert torch.equal(label, sample.pred_sem_seg.data[0])
 
 
 def test_slow_path_gives_the_fast_path_answer(demo_cfg, tiny_segmentor):
