@@ -8,6 +8,7 @@ channels (several seeds), and scores every setting with per-region mIoU. Writes
 ranking.json, results.json/.csv, report.md, plots and overlays into the work dir.
 """
 import argparse
+import os
 import os.path as osp
 import sys
 
@@ -81,6 +82,7 @@ def parse_args(argv=None):
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, as in mmseg tools/test.py')
     parser.add_argument('--launcher', choices=LAUNCHERS, default='none')
+    parser.epilog = 'Errors print one line; set POSATTACK_DEBUG=1 to see the traceback.'
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     return parser.parse_args(argv)
 
@@ -106,6 +108,8 @@ def main(argv=None) -> int:
     except (ValueError, KeyError, IndexError, FileNotFoundError, RuntimeError) as error:
         # Bad input (files, layer names, counts, a mismatched work dir): say what and why,
         # not a traceback from deep inside mmengine. str(KeyError) would add quotes.
+        if os.environ.get('POSATTACK_DEBUG'):
+            raise
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f'error: {message}', file=sys.stderr)
         return 2
