@@ -14,6 +14,10 @@ import torch
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO_CONFIG = osp.join(REPO_ROOT, 'configs', 'demo', 'deeplabv3_r18-tiny_synthetic-cityscapes.py')
 
+# The tests' tensors are tiny: one thread per process beats two, and on a busy 2-core
+# machine (or under the 2-process distributed tests) two threads oversubscribe badly.
+torch.set_num_threads(1)
+
 # Tiny sizes keep the whole suite fast on 2 CPU cores.
 TINY_SIZE = (64, 128)  # (h, w)
 TINY_NUM_TRAIN = 4
