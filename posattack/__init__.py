@@ -13,6 +13,7 @@ from .removal import ChannelRemoval, select_channels
 from .hooks import ChannelRemovalHook
 from .regions import build_region_masks
 from .metrics import RegionIoUMetric
+from . import probes  # noqa: F401  registers GAPNet, PermuteNet, GridPatchDataset, ProbeAccuracy
 
 register_safe_globals()
 

@@ -1,17 +1,19 @@
 """Synthetic street scenes written in the real Cityscapes layout.
 
 The scenes follow Cityscapes' structure seen from a car driving on the right: sky on top, the
-road below the horizon (wider on the left, where the oncoming lane is), a sidewalk and
-buildings on the right, terrain and walls on the left, with trees, poles carrying traffic
-signs and lights, fences, cars and persons in between, all in perspective (things shrink
-toward the horizon). A void ego-vehicle bonnet and static clutter give ignored pixels.
+road below the horizon (wider on the left, where the oncoming lane is), a sidewalk and a row
+of buildings on the right, a park on the left (terrain, a low garden wall, a fence, a tree
+line), with trees, poles carrying traffic signs and lights, cars and persons in between, all
+in perspective (things shrink toward the horizon). A void ego-vehicle bonnet and static
+clutter give ignored pixels.
 
 Appearance is deliberately ambiguous so that a network has to use *where* a pixel is:
   * sky and road share one colour and texture (told apart only vertically);
   * sidewalk (right) and terrain (left) share one colour and texture, and so do buildings
-    (right) and walls (left): they are told apart only by the side of the image.
-A horizontally flipped scene is therefore a plausible image with wrong labels, which is what
-makes flip-difference channels matter (Islam et al., ICCV 2021).
+    (right) and walls (left): they are told apart only by their place in the scene.
+Because the layout is one-sided, as in a real city, a horizontally flipped scene is an
+unlikely one, and channels that know left from right change their pooled response under
+the flip: what the flip difference of Islam et al. (ICCV 2021) looks for.
 
     from posattack.synthetic import generate_cityscapes
     info = generate_cityscapes('data/synthetic_cityscapes', num_train=300, num_val=60)
@@ -151,16 +153,16 @@ class _SceneSampler:
                   & (np.mod(depth + self.rng.uniform(0, 6), 6.0) < 3.0))
         canvas.rgb[centre & (canvas.label == ROAD)] = (225, 225, 220)
 
-    def _facade_segments(self, max_height: float) -> List[Tuple[float, float, float, np.ndarray]]:
-        """(near depth, far depth, height, colour) of consecutive buildings along a street."""
+    def _street_segments(self, min_height: float, max_height: float, gap_probability: float
+                         ) -> List[Tuple[float, float, float]]:
+        """(near depth, far depth, height) of consecutive blocks along one side of the street."""
         segments, depth = [], 1.0
         while depth < 160:
             length = self.rng.uniform(8, 30)
-            if self.rng.random() < 0.15:  # an alley or gap: sky and ground show through
+            if self.rng.random() < gap_probability:  # an alley: what is behind shows through
                 depth += self.rng.uniform(3, 10)
                 continue
-            colour = _grey_colour(self.rng, 80, 200, 25)
-            segments.append((depth, depth + length, self.rng.uniform(4.0, max_height), colour))
+            segments.append((depth, depth + length, self.rng.uniform(min_height, max_height)))
             depth += length
         return segments
 
@@ -175,27 +177,33 @@ class _SceneSampler:
         height_above_ground = CAMERA_HEIGHT - self.row_below_horizon / scale[None, :]
         return depth, height_above_ground
 
-    def paint_facades(self) -> None:
-        # Buildings on the right and walls on the left come from the same generator: one
-        # colour distribution, one height distribution, one texture. Only the side differs.
+    def _paint_plane(self, side: int, plane: float, segments, label_id: int, colours) -> None:
+        """Paint blocks standing on a street-parallel plane (one colour per block)."""
+        depth, height_above_ground = self._vertical_plane(side, plane)
+        top = np.full(self.width, -1.0, np.float32)  # per column; -1: nothing there
+        colour = np.zeros((self.width, 3), np.float32)
+        for (near, far, height), block_colour in zip(segments, colours):
+            columns = (depth >= near) & (depth < far)
+            top[columns] = height
+            colour[columns] = block_colour
+        mask = (height_above_ground >= 0) & (height_above_ground <= top[None, :])
+        self.canvas.label[mask] = label_id
+        self.canvas.rgb[mask] = np.broadcast_to(colour[None], self.canvas.rgb.shape)[mask]
+        # Weathered plaster / foliage: blotches with no direction. Oriented detail (masonry
+        # courses converging to the vanishing point) would tell the side locally and spare
+        # the network from knowing where it is.
+        self.canvas.rgb[mask] *= (1 + 0.18 * self.plaster[mask])[:, None]
+
+    def paint_street_sides(self) -> None:
+        """A row of buildings on the right and a row of walls (firewalls, noise barriers,
+        yard walls) on the left, from one generator: one colour distribution, one height
+        distribution, one texture. Only the side tells a building from a wall."""
+        rng = self.rng
         for side, plane, label_id in ((1, self.facade_right, BUILDING),
                                       (-1, self.facade_left, WALL)):
-            depth, height_above_ground = self._vertical_plane(side, plane)
-            top = np.full(self.width, -1.0, np.float32)  # per column; -1: nothing there
-            colour = np.zeros((self.width, 3), np.float32)
-            for near, far, height, segment_colour in self._facade_segments(max_height=16.0):
-                columns = (depth >= near) & (depth < far)
-                top[columns] = height
-                colour[columns] = segment_colour
-            mask = (height_above_ground >= 0) & (height_above_ground <= top[None, :])
-            if not mask.any():
-                continue
-            self.canvas.label[mask] = label_id
-            self.canvas.rgb[mask] = np.broadcast_to(colour[None], self.canvas.rgb.shape)[mask]
-            # Weathered plaster: blotches with no direction. Oriented detail (masonry
-            # courses converging to the vanishing point) would tell the side locally and
-            # spare the network from knowing where it is.
-            self.canvas.rgb[mask] *= (1 + 0.18 * self.plaster[mask])[:, None]
+            blocks = self._street_segments(4.0, 16.0, gap_probability=0.15)
+            self._paint_plane(side, plane, blocks, label_id,
+                              [_grey_colour(rng, 80, 200, 25) for _ in blocks])
 
     def paint_fence(self) -> None:
         if self.rng.random() < 0.35:
@@ -216,21 +224,21 @@ class _SceneSampler:
     def sample_objects(self) -> List[Tuple[float, str, float]]:
         """(depth, kind, lateral) of every object, to be painted far to near."""
         rng, objects = self.rng, []
-        for _ in range(rng.integers(2, 6)):  # trees, mostly on the left verge
-            side_left = rng.random() < 0.7
+        for _ in range(rng.integers(2, 6)):  # trees, on either verge
+            side_left = rng.random() < 0.5
             lateral = (rng.uniform(self.facade_left + 0.8, self.road_left - 0.8) if side_left
                        else rng.uniform(self.road_right + 0.8, self.facade_right - 0.5))
             objects.append((rng.uniform(6, 60), 'tree', lateral))
         depth = rng.uniform(6, 12)
-        while depth < 60:  # street furniture along the right curb, some on the left
+        while depth < 60:  # signs and lights for right-hand traffic stand on the right
             kind = rng.choice(['sign', 'light', 'lamp'])
-            lateral = (self.road_right + 0.35 if rng.random() < 0.8
+            lateral = (self.road_right + 0.35 if kind != 'lamp' or rng.random() < 0.5
                        else self.road_left - 0.35)
             objects.append((depth, kind, lateral))
             depth += rng.uniform(7, 16)
         for _ in range(rng.integers(1, 5)):  # pedestrians, mostly on the sidewalk
             lateral = (rng.uniform(self.road_right + 0.5, self.facade_right - 0.4)
-                       if rng.random() < 0.75
+                       if rng.random() < 0.9
                        else rng.uniform(self.facade_left + 0.5, self.road_left - 0.4))
             objects.append((rng.uniform(4, 35), 'person', lateral))
         for _ in range(rng.integers(1, 5)):  # cars: ahead, oncoming, parked at the curb
@@ -327,7 +335,7 @@ class _SceneSampler:
 
     def render(self) -> Tuple[np.ndarray, np.ndarray]:
         self.paint_sky_and_ground()
-        self.paint_facades()
+        self.paint_street_sides()
         self.paint_fence()
         for depth, kind, lateral in self.sample_objects():
             self.paint_object(depth, kind, lateral)
@@ -364,6 +372,13 @@ def _write_png_atomic(path: str, array: np.ndarray) -> None:
         if osp.exists(tmp_path):
             os.remove(tmp_path)
         raise
+
+
+def _write_json_atomic(path: Path, content: Dict) -> None:
+    fd, tmp_path = tempfile.mkstemp(dir=str(path.parent), suffix='.json.tmp')
+    with os.fdopen(fd, 'w') as handle:
+        json.dump(content, handle, indent=2)
+    os.replace(tmp_path, str(path))
 
 
 def _prepare_output_dir(out_dir: Path) -> None:
@@ -417,6 +432,10 @@ def generate_cityscapes(out_dir: Union[str, os.PathLike], num_train: int, num_va
     height, width = _check_arguments(num_train, num_val, size)
     root = Path(out_dir)
     _prepare_output_dir(root)
+    # The marker goes first, so that an interrupted generation can simply be run again.
+    marker = dict(generator='posattack.synthetic.generate_cityscapes', num_train=int(num_train),
+                  num_val=int(num_val), size=[height, width], seed=int(seed))
+    _write_json_atomic(root / MARKER_FILE, dict(marker, complete=False))
     class_pixels = {}
     files = {}
     for split, count in (('train', int(num_train)), ('val', int(num_val))):
@@ -455,11 +474,6 @@ def generate_cityscapes(out_dir: Union[str, os.PathLike], num_train: int, num_va
         'classes_present': {split: [name for name in TRAINID_TO_NAME if pixels[name] > 0]
                             for split, pixels in class_pixels.items()},
     }
-    marker = {key: info[key] for key in ('num_train', 'num_val', 'size', 'seed')}
-    fd, tmp_path = tempfile.mkstemp(dir=str(root), suffix='.json.tmp')
-    with os.fdopen(fd, 'w') as handle:
-        json.dump(dict(marker, generator='posattack.synthetic.generate_cityscapes'), handle,
-                  indent=2)
-    os.replace(tmp_path, str(root / MARKER_FILE))
+    _write_json_atomic(root / MARKER_FILE, dict(marker, complete=True))
     info['files'] = files
     return info

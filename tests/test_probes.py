@@ -423,6 +423,27 @@ def test_frozen_probe_finds_channel_wise_position_and_ranks_each_cell(hand_citys
     assert removed[:, CELL_CHANNELS[7]].abs().sum() == 0 and removed[:, CELL_CHANNELS[0]].abs().sum() > 0
 
 
+def test_probe_datasets_are_normalised_as_the_segmentor_expects(tiny_segmentor, synthetic_root):
+    normalization = segmentor_normalization(tiny_segmentor)  # demo: mmseg's mean/std, bgr_to_rgb
+    assert normalization == {'mean': pytest.approx((123.675, 116.28, 103.53)),
+                             'std': pytest.approx((58.395, 57.12, 57.375)), 'to_bgr': False}
+    train_set, test_set = build_probe_datasets(tiny_segmentor, str(synthetic_root), grid_size=2,
+                                               patch_size=16, max_patches=50)
+    assert (len(train_set), len(test_set)) == (50, 50)
+    assert train_set.metainfo['patch_source'].endswith('(train)')
+    assert test_set.metainfo['patch_source'].endswith('(val)') and test_set.test_mode
+    sample = train_set[0]
+    patch = train_set.patch_set.patches[train_set.get_data_info(0)['patch_index']]
+    row, col = divmod(sample['data_samples'], 2)
+    expected = (patch[0, 0].astype(np.float32) - np.array([123.675, 116.28, 103.53])) / np.array(
+        [58.395, 57.12, 57.375])
+    assert sample['inputs'][:, 16 * row, 16 * col].numpy() == pytest.approx(expected, abs=1e-5)
+    with pytest.raises(ValueError, match='Give exactly one patch source'):
+        build_probe_datasets(tiny_segmentor)
+    with pytest.raises(ValueError, match='give test_patch_dir too'):
+        build_probe_datasets(tiny_segmentor, patch_dir=str(synthetic_root))
+
+
 def test_grid_probe_ranking_centres_weights_and_round_trips(tmp_path):
     readout = posattack.probes.frozen_probe.GridReadout(torch.zeros(3), torch.ones(3), num_classes=4)
     with torch.no_grad():
@@ -448,3 +469,194 @@ def test_grid_probe_ranking_centres_weights_and_round_trips(tmp_path):
         ChannelRanking.from_dict(data)
     with pytest.raises(ValueError, match='a 3x3 grid has 9 cells'):
         grid_probe_ranking(readout, 'backbone:3', grid_size=3)
+
+
+# ----------------------------------------------------------------------------- Table 1, reduced
+# The paper trains ResNet-18 for 20 epochs on CIFAR-10 grids; here ResNetV1c-18 at 1/4 width
+# trains 50-150 iterations on 16x16 crops of 16 synthetic scenes (seed 0, one CPU thread),
+# a few seconds per run. Image classification is reduced to two classes (road, vegetation):
+# a PermuteNet can only read class from permutation-invariant statistics of its pooled
+# channels, which takes far longer to learn for more classes (see docs/probes.md).
+@pytest.fixture(scope='module')
+def probe_scenes(tmp_path_factory):
+    from posattack.synthetic import generate_cityscapes
+    root = tmp_path_factory.mktemp('probe_scenes')
+    generate_cityscapes(root, num_train=16, num_val=8, size=(64, 128), seed=0)
+    return str(root)
+
+
+def _accuracy(rows, network, task, grid_size):
+    return rows[row_key('zero', network, task, grid_size)]['accuracy']
+
+
+@pytest.mark.parametrize('padding', ['zero', 'reflect'])
+def test_gapnet_locates_a_patch_on_a_3x3_grid(padding, probe_scenes, tmp_path):
+    cfg = configure_probe(PROBE_CONFIG, 'GAPNet', 'location', 3, padding, data_root=probe_scenes,
+                          work_dir=str(tmp_path), max_iters=50)
+    assert cfg.model.num_classes == 9 and cfg.test_dataloader.dataset.grid_size == 3
+    metrics = run_probe(cfg)
+    assert metrics['probe/accuracy'] >= 95  # the paper: 100 with every padding
+    assert metrics['probe/num_samples'] >= 300
+
+
+def test_permutenet_loses_location_and_the_table_resumes(probe_scenes, tmp_path, monkeypatch):
+    rows = run_table(PROBE_CONFIG, tmp_path, paddings=['zero'], grid_sizes=[5],
+                     tasks=['location'], data_root=probe_scenes, max_iters=60)
+    gapnet, permutenet = (_accuracy(rows, 'GAPNet', 'location', 5),
+                          _accuracy(rows, 'PermuteNet', 'location', 5))
+    assert gapnet >= permutenet + 15  # the paper: 100 vs 37.8
+    assert gapnet >= 90 and permutenet <= 40
+
+    saved = load_results(tmp_path / 'results.json')
+    assert saved == json.loads(json.dumps(rows))
+    assert saved[row_key('zero', 'GAPNet', 'location', 5)]['num_classes'] == 25
+    table = (tmp_path / 'table.md').read_text()
+    assert f'| zero | GAPNet | – (100) | {gapnet:.1f} (100) | – (100) |' in table
+    assert f'| zero | PermuteNet | – (78.8) | {permutenet:.1f} (37.8) | – (21.4) |' in table
+    assert list(tmp_path.glob('.*.tmp')) == []
+
+    def must_not_run(cfg):
+        raise AssertionError('a finished row was trained again')
+    monkeypatch.setattr('posattack.probes.table.run_probe', must_not_run)
+    again = run_table(PROBE_CONFIG, tmp_path, paddings=['zero'], grid_sizes=[5],
+                      tasks=['location'], data_root=probe_scenes, max_iters=60)
+    assert again == saved
+    with pytest.raises(AssertionError, match='trained again'):  # other settings: a new run
+        run_table(PROBE_CONFIG, tmp_path, paddings=['zero'], grid_sizes=[5],
+                  tasks=['location'], data_root=probe_scenes, max_iters=61)
+
+
+def test_permutenet_keeps_image_classification(probe_scenes, tmp_path):
+    rows = run_table(PROBE_CONFIG, tmp_path, paddings=['zero'], grid_sizes=[3],
+                     tasks=['classification'], data_root=probe_scenes, max_iters=150,
+                     cfg_options={'classification_classes': ['road', 'vegetation']})
+    gapnet, permutenet = (_accuracy(rows, 'GAPNet', 'classification', 3),
+                          _accuracy(rows, 'PermuteNet', 'classification', 3))
+    assert rows[row_key('zero', 'PermuteNet', 'classification', 3)]['num_classes'] == 2
+    assert gapnet >= 90
+    assert permutenet >= gapnet - 10  # the paper: 73.6 vs 82.6
+
+
+def test_configure_probe_switches_network_task_and_schedule(tmp_path):
+    cfg = configure_probe(PROBE_CONFIG, 'PermuteNet', 'classification', 7, 'replicate',
+                          data_root='/data/cs', max_iters=50, seed=3)
+    assert cfg.model.type == 'PermuteNet' and cfg.model.padding == 'replicate'
+    assert cfg.model.num_classes == len(cfg.classification_classes) == 6
+    for dataset in (cfg.train_dataloader.dataset, cfg.test_dataloader.dataset):
+        assert dataset.grid_size == 7 and dataset.task == 'classification'
+        assert dataset.cityscapes_root == '/data/cs' and dataset.classes == cfg.classification_classes
+    assert cfg.train_cfg.max_iters == 50 and cfg.randomness.seed == 3
+    warmup, decay = cfg.param_scheduler
+    assert (warmup.begin, warmup.end) == (0, 10) and (decay.begin, decay.end, decay.T_max) == (10, 50, 40)
+    assert cfg.default_hooks.checkpoint.interval == 50
+    location = configure_probe(cfg, 'GAPNet', 'location', 4, 'zero')
+    assert location.model.type == 'GAPNet' and 'shuffle_channels' not in location.model
+    assert location.model.num_classes == 16 and location.train_dataloader.dataset.classes is None
+    with pytest.raises(ValueError, match="Unknown network 'ViT'"):
+        configure_probe(PROBE_CONFIG, 'ViT', 'location', 3, 'zero')
+    with pytest.raises(ValueError, match='grid_size must be an integer >= 2'):
+        configure_probe(PROBE_CONFIG, 'GAPNet', 'location', 1, 'zero')
+    with pytest.raises(ValueError, match="Unknown padding mode 'same'"):
+        configure_probe(PROBE_CONFIG, 'GAPNet', 'location', 3, 'same')
+
+
+def test_format_table1_puts_the_paper_beside_ours():
+    rows = {row_key('reflect', 'GAPNet', 'classification', 7): {'accuracy': 80.04, 'seconds': 60},
+            row_key('reflect', 'PermuteNet', 'location', 3): {'accuracy': 12.5, 'seconds': 30}}
+    lines = format_table1(rows).splitlines()
+    assert lines[0] == ('| padding | network | location 3x3 | location 5x5 | location 7x7 | '
+                        'image cls 3x3 | image cls 5x5 | image cls 7x7 |')
+    assert lines[2] == '| reflect | GAPNet | – (100) | – (100) | – (100) | – (83.8) | – (83.4) | 80.0 (82.9) |'
+    assert lines[3] == '| reflect | PermuteNet | 12.5 (78.3) | – (36.3) | – (23.2) | – (71.1) | – (71.4) | – (65.7) |'
+    assert '2 runs, 1.5 min' in lines[-1]
+
+
+# ----------------------------------------------------------------------------- command line
+def _probe_cli():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('posattack_probe_cli',
+                                                  osp.join(REPO_ROOT, 'tools', 'probe.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='module')
+def segmentor_files(synthetic_root, tmp_path_factory):
+    from attack_helpers import make_checkpoint, write_tiny_config
+    root = tmp_path_factory.mktemp('probe_segmentor')
+    config = write_tiny_config(root / 'tiny.py', synthetic_root)
+    return config, make_checkpoint(config, root / 'model.pth')
+
+
+def test_frozen_probe_cli_ranking_drives_a_cell_attack(segmentor_files, synthetic_root, tmp_path):
+    from attack_helpers import load_cli, run_cli
+    config, checkpoint = segmentor_files
+    out = tmp_path / 'probe' / 'probe_ranking.json'
+    result = _probe_cli().run(['frozen', config, checkpoint, '--data-root', str(synthetic_root),
+                               '--grid-size', '3', '--patch-size', '16', '--steps', '60',
+                               '--max-patches', '100', '--out', str(out)])
+    ranking = ChannelRanking.load(out)
+    assert ranking.method == 'grid_probe' and ranking.layer == 'backbone:3'
+    assert ranking.num_channels == 128 and ranking.num_images == result.num_train == 100
+    assert ranking.regions == ['overall'] + cell_names(3)
+    assert ranking.model['tensor_shape'] == [128, 6, 6]  # 48x48 canvas, output stride 8
+    assert ranking.model['checkpoint'] == osp.abspath(checkpoint)
+    summary = json.loads((tmp_path / 'probe' / 'probe_ranking_summary.json').read_text())
+    assert summary['gapnet_readout_accuracy'] == result.gapnet_accuracy
+    assert summary['accuracy_gap'] == pytest.approx(result.gapnet_accuracy - result.permutenet_accuracy)
+    assert 0 <= result.permutenet_accuracy <= 100 and result.num_test == 100
+
+    work_dir = tmp_path / 'attack'
+    code, stderr = run_cli(load_cli(), [config, checkpoint, '--work-dir', work_dir, '--ranking', out,
+                                        '--attack-region', 'cell_0_0', '--num-channels', 8,
+                                        '--seeds', 1, '--max-images', 2, '--no-overlays',
+                                        '--regions', 'grid=3x3'])
+    assert code == 0, stderr
+    results = json.loads((work_dir / 'results.json').read_text())
+    settings = {s['key']: s for s in results['settings']}
+    assert set(settings) == {'clean', 'targeted/cell_0_0/N=8', 'random/N=8/seed=0'}
+    assert settings['targeted/cell_0_0/N=8']['attack_region'] == 'cell_0_0'
+    assert 'cell_0_0.mIoU' in settings['clean']['metrics']
+
+
+def test_probe_cli_trains_the_permutenet_config(probe_scenes, tmp_path):
+    config = osp.join(REPO_ROOT, 'configs', 'probes', 'permutenet_r18-w16_grid3-location_synthetic.py')
+    metrics = _probe_cli().run([
+        'train', config, '--work-dir', str(tmp_path), '--max-iters', '5', '--cfg-options',
+        f'train_dataloader.dataset.cityscapes_root={probe_scenes}',
+        f'test_dataloader.dataset.cityscapes_root={probe_scenes}', 'model.padding=replicate'])
+    assert 0 <= metrics['probe/accuracy'] <= 100 and metrics['probe/num_samples'] >= 300
+    assert (tmp_path / 'iter_5.pth').is_file()
+    logs = ''.join(p.read_text() for p in tmp_path.glob('*/*.log'))
+    assert "type='PermuteNet'" in logs and "padding='replicate'" in logs
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['frozen', 'CONFIG', 'missing.pth', '--data-root', 'DATA'], 'Checkpoint file not found'),
+    (['frozen', 'CONFIG', 'CHECKPOINT', '--data-root', 'DATA', '--layer', 'backbone:9'],
+     'index 9 is out of range'),
+    (['frozen', 'CONFIG', 'CHECKPOINT', '--data-root', 'DATA', '--patch-size', '20',
+      '--cell-size', '16'], 'patch_size 20 is larger than the grid cell'),
+    (['frozen', 'CONFIG', 'CHECKPOINT', '--patch-dir', 'EMPTY', '--test-patch-dir', 'EMPTY'],
+     'holds no images'),
+    (['train', 'missing_config.py'], 'Config file not found'),
+])
+def test_probe_cli_bad_input_fails_with_one_clear_line(argv, message, segmentor_files,
+                                                       synthetic_root, tmp_path, capsys):
+    (tmp_path / 'EMPTY').mkdir()
+    replacements = {'CONFIG': segmentor_files[0], 'CHECKPOINT': segmentor_files[1],
+                    'DATA': str(synthetic_root), 'EMPTY': str(tmp_path / 'EMPTY')}
+    argv = [replacements.get(a, a) for a in argv] + ['--out', str(tmp_path / 'r.json')] * (argv[0] == 'frozen')
+    assert _probe_cli().main(argv) == 2
+    stderr = capsys.readouterr().err
+    assert stderr.startswith('probe.py: error: ') and stderr.count('\n') == 1, stderr
+    assert message in stderr
+    assert not (tmp_path / 'r.json').exists()
+
+
+def test_probe_cli_rejects_a_one_cell_grid(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _probe_cli().parse_args(['table', '--grid-sizes', '3', '1'])
+    assert exit_info.value.code == 2
+    assert 'grid sizes must be at least 2' in capsys.readouterr().err

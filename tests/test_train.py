@@ -1,6 +1,7 @@
 """tools/train.py trains the demo config on synthetic Cityscapes, writes a checkpoint that
 loads under torch's weights_only default, resumes from it, and explains bad input."""
 import importlib.util
+import os
 import os.path as osp
 import subprocess
 import sys
@@ -32,7 +33,11 @@ def _train(work_dir, root, max_iters, *extra):
                '--cfg-options', *_data_root_options(root), f'train_cfg.max_iters={max_iters}',
                'train_dataloader.batch_size=2', 'val_dataloader.batch_size=2',
                'default_hooks.logger.interval=1']
-    return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    # One OpenMP thread: the suite shares 2 cores with other processes, and torch's
+    # spinning OpenMP threads slow down many times over when they do not get a core each.
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+                          env=env)
 
 
 @pytest.fixture(scope='module')

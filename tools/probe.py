@@ -32,8 +32,13 @@ def parse_args(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split('\n\n', 1)[1])
     commands = parser.add_subparsers(dest='command', required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument('--num-threads', type=int,
+                        help='torch CPU threads (default: torch\'s choice); on a shared machine '
+                        '1 is often fastest')
 
-    table = commands.add_parser('table', help="train and test every cell of the paper's Table 1")
+    table = commands.add_parser('table', parents=[common],
+                                help="train and test every cell of the paper's Table 1")
     table.add_argument('--config', default=DEFAULT_CONFIG, help='probe config (configs/probes/)')
     table.add_argument('--work-dir', default='work_dirs/probe_table')
     table.add_argument('--data-root', help='Cityscapes-layout data (default: synthetic scenes '
@@ -56,12 +61,14 @@ def parse_args(argv=None):
     table.add_argument('--cfg-options', nargs='+', action=DictAction,
                        help='override settings of the probe config')
 
-    train = commands.add_parser('train', help='train and test one probe config')
+    train = commands.add_parser('train', parents=[common], help='train and test one probe config')
     train.add_argument('config')
     train.add_argument('--work-dir', help='default: work_dirs/<config name>')
+    train.add_argument('--max-iters', type=int, help='training iterations (the schedule follows)')
     train.add_argument('--cfg-options', nargs='+', action=DictAction)
 
-    frozen = commands.add_parser('frozen', help='probe a trained segmentor with a frozen backbone')
+    frozen = commands.add_parser('frozen', parents=[common],
+                                 help='probe a trained segmentor with a frozen backbone')
     frozen.add_argument('config', help='MMSeg config of the segmentor')
     frozen.add_argument('checkpoint', help='its checkpoint')
     source = frozen.add_mutually_exclusive_group(required=True)
@@ -86,11 +93,14 @@ def parse_args(argv=None):
     frozen.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings of the segmentor config')
     args = parser.parse_args(argv)
-    for name in ('max_iters', 'num_train_scenes', 'num_val_scenes', 'steps', 'patch_size',
+    for name in ('num_threads', 'max_iters', 'num_train_scenes', 'num_val_scenes', 'steps', 'patch_size',
                  'max_patches', 'placements', 'batch_size'):
         value = getattr(args, name, None)
         if value is not None and value < 1:
             parser.error(f'--{name.replace("_", "-")} must be at least 1, got {value}.')
+    grid_sizes = getattr(args, 'grid_sizes', None) or [getattr(args, 'grid_size', 2)]
+    if any(g < 2 for g in grid_sizes):
+        parser.error(f'grid sizes must be at least 2 (a g x g grid), got {grid_sizes}.')
     if getattr(args, 'patch_dir', None) and not args.test_patch_dir:
         parser.error('--patch-dir needs --test-patch-dir: the read-outs are tested on other patches.')
     return args
@@ -137,12 +147,14 @@ def run_train(args) -> dict:
     from mmengine.logging import print_log
 
     import posattack.probes  # noqa: F401 - registers the probe models, dataset and metric
-    from posattack.probes.table import run_probe
+    from posattack.probes.table import run_probe, set_schedule_length
     if not osp.isfile(args.config):
         raise FileNotFoundError(f'Config file not found: {args.config}')
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+    if args.max_iters:
+        set_schedule_length(cfg, args.max_iters)
     cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
         'work_dirs', osp.splitext(osp.basename(args.config))[0])
     metrics = run_probe(cfg)
@@ -186,17 +198,29 @@ def run_frozen(args):
     return result
 
 
-def main(argv=None):
+def run(argv=None):
+    """Run a sub-command; returns its result (rows, metrics or FrozenProbeResult), raises on bad input."""
     args = parse_args(argv)
+    if args.num_threads:
+        import torch
+        torch.set_num_threads(args.num_threads)
     return {'table': run_table, 'train': run_train, 'frozen': run_frozen}[args.command](args)
 
 
-if __name__ == '__main__':
+def main(argv=None) -> int:
+    """The command line: exit code 0, or 2 with one line saying what is wrong."""
     from posattack.builder import ConfigError
     from posattack.checkpoint import CheckpointError
     try:
-        main()
-    except (FileNotFoundError, ValueError, KeyError, CheckpointError, ConfigError) as error:
+        run(argv)
+    except (FileNotFoundError, FileExistsError, NotADirectoryError, ValueError, KeyError,
+            IndexError, CheckpointError, ConfigError) as error:
         # Bad input: the message says what is wrong and how to fix it; no traceback needed.
-        print(f'probe.py: error: {error}', file=sys.stderr)
-        sys.exit(2)
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f'probe.py: error: {message}', file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

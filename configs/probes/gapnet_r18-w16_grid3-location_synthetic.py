@@ -79,10 +79,10 @@ test_dataloader = dict(
     dataset=test_dataset)
 test_evaluator = dict(type='ProbeAccuracy')
 
-max_iters = 300
+max_iters = 400
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=2e-3, betas=(0.9, 0.999), weight_decay=1e-4))
+    optimizer=dict(type='AdamW', lr=6e-3, betas=(0.9, 0.999), weight_decay=1e-4))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, begin=0, end=20, by_epoch=False),
     dict(type='CosineAnnealingLR', eta_min=1e-5, begin=20, end=max_iters, T_max=max_iters - 20,

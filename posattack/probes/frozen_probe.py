@@ -200,8 +200,7 @@ def pooled_layer_features(model: nn.Module, layer: Union[str, LayerRef], dataset
             pooled.append(features.float().flatten(2).mean(-1).cpu())
             labels.append(torch.as_tensor(batch['data_samples']).view(-1))
             if progress is not None:
-                for _ in range(len(features)):
-                    progress.update()
+                progress.update(len(features))
     finally:
         model.train(was_training)
     if not pooled:

@@ -16,6 +16,7 @@ Usage::
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import tempfile
@@ -30,8 +31,8 @@ from .grid_data import TASKS, check_grid_size, patch_folder_classes
 from .padding import PADDING_MODES, normalize_padding_mode
 
 __all__ = [
-    'NETWORKS', 'PAPER_TABLE1', 'configure_probe', 'format_table1', 'load_results', 'row_key',
-    'run_probe', 'run_table', 'write_text_atomic',
+    'NETWORKS', 'PAPER_TABLE1', 'config_fingerprint', 'configure_probe', 'format_table1', 'load_results', 'row_key',
+    'run_probe', 'run_table', 'set_schedule_length', 'write_text_atomic',
 ]
 
 NETWORKS = ('GAPNet', 'PermuteNet')
@@ -153,7 +154,7 @@ def configure_probe(cfg: Union[str, Config], network: str, task: str, grid_size:
                                if task == 'classification' else None)
     cfg.model.num_classes = _num_classes(cfg, task, grid_size)
     if max_iters is not None:
-        _set_schedule_length(cfg, int(max_iters))
+        set_schedule_length(cfg, int(max_iters))
     if seed is not None:
         cfg.randomness = dict(cfg.get('randomness') or {}, seed=int(seed))
     key = row_key(padding, network, task, grid_size)
@@ -163,7 +164,7 @@ def configure_probe(cfg: Union[str, Config], network: str, task: str, grid_size:
     return cfg
 
 
-def _set_schedule_length(cfg: Config, max_iters: int) -> None:
+def set_schedule_length(cfg: Config, max_iters: int) -> None:
     """Train ``max_iters`` iterations: loop, warm-up/decay schedulers and checkpoint follow."""
     if max_iters < 2:
         raise ValueError(f'max_iters must be at least 2, got {max_iters}.')
@@ -201,6 +202,25 @@ def run_probe(cfg: Config) -> dict[str, Any]:
     return dict(runner.test())
 
 
+def config_fingerprint(cfg: Config) -> str:
+    """SHA-256 of a run's settings (its config, less work dir and run name): what resume compares."""
+    settings = cfg.to_dict()
+    for key in ('work_dir', 'experiment_name'):
+        settings.pop(key, None)
+    text = json.dumps(settings, sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode('utf-8')).hexdigest()
+
+
+def _data_marker(data_root: Optional[str]) -> Optional[dict]:
+    """What generated a synthetic data root (counts, size, seed), so new data means new runs."""
+    from ..synthetic import MARKER_FILE
+    marker = Path(data_root) / MARKER_FILE if data_root else None
+    if marker is None or not marker.is_file():
+        return None
+    with open(marker, encoding='utf-8') as handle:
+        return json.load(handle)
+
+
 def load_results(path: Union[str, os.PathLike]) -> dict[str, dict]:
     """The rows already in a results JSON (``{}`` when the file does not exist yet)."""
     path = Path(path)
@@ -227,7 +247,8 @@ def run_table(config: Union[str, Config], work_dir: Union[str, os.PathLike],
     """Train and test every (padding, network, task, grid) run; returns the rows by key.
 
     After every run ``work_dir/results.json`` and ``work_dir/table.md`` are rewritten
-    atomically. With ``resume`` a run whose settings are already in results.json is skipped.
+    atomically. With ``resume`` a run already in results.json with the same settings (the
+    configured config's fingerprint, data root, options) is skipped.
     """
     work_dir = Path(work_dir)
     results_path = work_dir / 'results.json'
@@ -248,7 +269,9 @@ def run_table(config: Union[str, Config], work_dir: Union[str, os.PathLike],
                                           max_iters=max_iters, seed=seed)
                     settings = {'max_iters': cfg.train_cfg.max_iters,
                                 'seed': (cfg.get('randomness') or {}).get('seed'),
-                                'data_root': data_root, 'cfg_options': cfg_options or {}}
+                                'data_root': data_root, 'cfg_options': cfg_options or {},
+                                'config_sha256': config_fingerprint(cfg),
+                                'data_marker': _data_marker(data_root)}
                     if key in rows and rows[key].get('settings') == settings:
                         print_log(f'{key}: already done ({rows[key]["accuracy"]:.1f} %), skipped',
                                   logger='current')
