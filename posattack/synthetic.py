@@ -1,19 +1,22 @@
 """Synthetic street scenes written in the real Cityscapes layout.
 
-The scenes follow Cityscapes' structure seen from a car driving on the right: sky on top, the
-road below the horizon (wider on the left, where the oncoming lane is), a sidewalk and a row
-of buildings on the right, a park on the left (terrain, a low garden wall, a fence, a tree
-line), with trees, poles carrying traffic signs and lights, cars and persons in between, all
-in perspective (things shrink toward the horizon). A void ego-vehicle bonnet and static
-clutter give ignored pixels.
+The scenes follow Cityscapes' structure: sky on top, a two-lane road below the horizon with
+right-hand traffic (cars ahead on the right lane, oncoming ones on the left), verges on both
+sides, a row of facades behind each verge, trees, poles carrying traffic signs and lights,
+fences, cars and persons, all in perspective (things shrink toward the horizon). A void
+ego-vehicle bonnet and static clutter give ignored pixels.
 
-Appearance is deliberately ambiguous so that a network has to use *where* a pixel is:
-  * sky and road share one colour and texture (told apart only vertically);
-  * sidewalk (right) and terrain (left) share one colour and texture, and so do buildings
-    (right) and walls (left): they are told apart only by their place in the scene.
-Because the layout is one-sided, as in a real city, a horizontally flipped scene is an
-unlikely one, and channels that know left from right change their pooled response under
-the flip: what the flip difference of Islam et al. (ICCV 2021) looks for.
+Appearance is deliberately ambiguous, so that a network has to use *where* a pixel is:
+  * sky and road share one colour and texture: told apart only vertically;
+  * the right verge is sidewalk and the left one terrain, the right facades are buildings
+    and the left ones walls. Each pair shares one colour, one texture and one layout
+    distribution: told apart only by the side of the image.
+Everything else is drawn alike on both sides (only the walls leave wider gaps than the
+buildings), so a mirrored scene is nearly as likely as the scene itself, but with the labels
+of those pairs swapped. A network can label them only by knowing left from right (absolute
+position, which CNNs take from zero padding), and the channels that carry it are those whose
+pooled response changes under a horizontal flip: what the flip difference of Islam et al.
+(ICCV 2021) looks for.
 
     from posattack.synthetic import generate_cityscapes
     info = generate_cityscapes('data/synthetic_cityscapes', num_train=300, num_val=60)
@@ -99,12 +102,12 @@ class _SceneSampler:
         self.horizon = height * rng.uniform(0.36, 0.46)
         self.vanishing_x = width * rng.uniform(0.45, 0.55)
         self.focal = float(width)  # pixels; depth Z = focal * CAMERA_HEIGHT / d
-        # Driving on the right: the ego car is in the right lane, the oncoming lane is left.
-        self.road_left = -rng.uniform(4.0, 5.5)
-        self.road_right = rng.uniform(1.4, 2.0)
-        self.verge_width = rng.uniform(2.5, 4.0)  # sidewalk on the right, terrain on the left
-        self.facade_right = self.road_right + self.verge_width
-        self.facade_left = self.road_left - self.verge_width
+        # Lateral extents (metres from the camera; left negative). Both sides are drawn from
+        # the same distributions: only the labels tell the sides apart.
+        self.road_left = -rng.uniform(3.0, 4.5)
+        self.road_right = rng.uniform(3.0, 4.5)
+        self.facade_right = self.road_right + rng.uniform(2.5, 4.0)  # sidewalk in between
+        self.facade_left = self.road_left - rng.uniform(2.5, 4.0)  # terrain in between
         ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
         self.xs, self.ys = xs + 0.5, ys + 0.5
         self.row_below_horizon = self.ys - self.horizon
@@ -149,7 +152,7 @@ class _SceneSampler:
         canvas.rgb[curb] *= 0.8
         # Dashed centre line between the lanes (part of the road, as in Cityscapes).
         depth = self.focal * CAMERA_HEIGHT / np.maximum(d, 0.5)
-        centre = (ground & (np.abs(lateral + 1.6) < 0.08)
+        centre = (ground & (np.abs(lateral) < 0.08)
                   & (np.mod(depth + self.rng.uniform(0, 6), 6.0) < 3.0))
         canvas.rgb[centre & (canvas.label == ROAD)] = (225, 225, 220)
 
@@ -195,20 +198,23 @@ class _SceneSampler:
         self.canvas.rgb[mask] *= (1 + 0.18 * self.plaster[mask])[:, None]
 
     def paint_street_sides(self) -> None:
-        """A row of buildings on the right and a row of walls (firewalls, noise barriers,
-        yard walls) on the left, from one generator: one colour distribution, one height
-        distribution, one texture. Only the side tells a building from a wall."""
-        rng = self.rng
-        for side, plane, label_id in ((1, self.facade_right, BUILDING),
-                                      (-1, self.facade_left, WALL)):
-            blocks = self._street_segments(4.0, 16.0, gap_probability=0.15)
+        """A row of facades on each side: buildings on the right, walls (firewalls, noise
+        barriers, yard walls) on the left, from one generator (one colour and height
+        distribution, one texture). Only the side tells a building from a wall. The walls
+        leave wider gaps onto open ground than the buildings do, as in a real street."""
+        for side, plane, label_id, gaps in ((1, self.facade_right, BUILDING, 0.15),
+                                            (-1, self.facade_left, WALL, 0.55)):
+            blocks = self._street_segments(4.0, 16.0, gap_probability=gaps)
             self._paint_plane(side, plane, blocks, label_id,
-                              [_grey_colour(rng, 80, 200, 25) for _ in blocks])
+                              [_grey_colour(self.rng, 80, 200, 25) for _ in blocks])
 
     def paint_fence(self) -> None:
+        """Sometimes a fence in front of the facades, on either side."""
         if self.rng.random() < 0.35:
             return
-        depth, height_above_ground = self._vertical_plane(-1, self.facade_left + 0.4)
+        side = 1 if self.rng.random() < 0.5 else -1
+        plane = self.facade_right - 0.4 if side == 1 else self.facade_left + 0.4
+        depth, height_above_ground = self._vertical_plane(side, plane)
         near = self.rng.uniform(2, 15)
         far = near + self.rng.uniform(10, 40)
         top = self.rng.uniform(1.2, 2.2)
@@ -224,32 +230,34 @@ class _SceneSampler:
     def sample_objects(self) -> List[Tuple[float, str, float]]:
         """(depth, kind, lateral) of every object, to be painted far to near."""
         rng, objects = self.rng, []
-        for _ in range(rng.integers(2, 6)):  # trees, on either verge
+        for _ in range(rng.integers(2, 6)):  # trees on either verge
             side_left = rng.random() < 0.5
             lateral = (rng.uniform(self.facade_left + 0.8, self.road_left - 0.8) if side_left
                        else rng.uniform(self.road_right + 0.8, self.facade_right - 0.5))
             objects.append((rng.uniform(6, 60), 'tree', lateral))
         depth = rng.uniform(6, 12)
-        while depth < 60:  # signs and lights for right-hand traffic stand on the right
+        while depth < 60:  # street furniture at the curbs
             kind = rng.choice(['sign', 'light', 'lamp'])
-            lateral = (self.road_right + 0.35 if kind != 'lamp' or rng.random() < 0.5
-                       else self.road_left - 0.35)
+            lateral = (self.road_right + 0.35 if rng.random() < 0.5 else self.road_left - 0.35)
             objects.append((depth, kind, lateral))
             depth += rng.uniform(7, 16)
-        for _ in range(rng.integers(1, 5)):  # pedestrians, mostly on the sidewalk
+        for _ in range(rng.integers(1, 5)):  # pedestrians on the verges
             lateral = (rng.uniform(self.road_right + 0.5, self.facade_right - 0.4)
-                       if rng.random() < 0.9
+                       if rng.random() < 0.5
                        else rng.uniform(self.facade_left + 0.5, self.road_left - 0.4))
             objects.append((rng.uniform(4, 35), 'person', lateral))
-        for _ in range(rng.integers(1, 5)):  # cars: ahead, oncoming, parked at the curb
+        for _ in range(rng.integers(1, 5)):  # cars: ahead (right lane), oncoming, parked
             lane = rng.choice(['ahead', 'oncoming', 'parked'])
-            lateral = {'ahead': rng.uniform(-0.4, 0.4),
-                       'oncoming': rng.uniform(self.road_left + 1.1, -2.0),
-                       'parked': self.road_right - 1.0}[lane]
+            lateral = {'ahead': rng.uniform(1.0, self.road_right - 1.1),
+                       'oncoming': rng.uniform(self.road_left + 1.1, -1.0),
+                       'parked': (self.road_right - 1.0 if rng.random() < 0.5
+                                  else self.road_left + 1.0)}[lane]
             objects.append((rng.uniform(6, 60), 'car', lateral))
         if rng.random() < 0.5:  # a litter bin: static clutter, ignored in evaluation
-            objects.append((rng.uniform(4, 20), 'bin',
-                            rng.uniform(self.road_right + 0.5, self.facade_right - 0.3)))
+            lateral = (rng.uniform(self.road_right + 0.5, self.facade_right - 0.3)
+                       if rng.random() < 0.5
+                       else rng.uniform(self.facade_left + 0.3, self.road_left - 0.5))
+            objects.append((rng.uniform(4, 20), 'bin', lateral))
         return sorted(objects, key=lambda item: -item[0])
 
     def _box(self, lateral: float, depth: float, width_m: float, bottom_m: float,
