@@ -189,7 +189,7 @@ def test_street_structure_and_ambiguous_looks(val20_root):
     road, sidewalk, building, wall, terrain, sky = 0, 1, 2, 3, 9, 10
     assert _mean_position(labels, sky)[0] < _mean_position(labels, building)[0] \
         < _mean_position(labels, road)[0]
-    # Driving on the right: sidewalk and buildings on the right, terrain and walls on the left.
+    # Sidewalk and buildings lie on the right, terrain and walls (of the same looks) on the left.
     assert _mean_position(labels, sidewalk)[1] > 0.6 * width
     assert _mean_position(labels, building)[1] > 0.6 * width
     assert _mean_position(labels, terrain)[1] < 0.4 * width
