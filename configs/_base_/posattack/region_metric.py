@@ -17,8 +17,7 @@
 # cannot parse dicts; write `dict(type='grid', rows=5, cols=5)` specs in a config):
 #   --cfg-options test_evaluator.regions=[paper,grid]
 # `out_file='region_miou.json'` also writes every region's scores, per class, as JSON.
-# mmseg's tools/test.py --out sets `keep_results`, an IoUMetric-only argument: use
-# out_file (above) with RegionIoUMetric instead of --out.
+# mmseg's tools/test.py --out sets `keep_results`; RegionIoUMetric accepts it, as IoUMetric does.
 region_metric = dict(
     type='posattack.metrics.RegionIoUMetric',
     regions=['paper', dict(type='border', bands=4)],
