@@ -24,7 +24,6 @@ pooled response changes under a horizontal flip: what the flip difference of Isl
 """
 import json
 import os
-import os.path as osp
 import shutil
 import tempfile
 from pathlib import Path
@@ -35,6 +34,7 @@ import numpy as np
 
 from .cityscapes_labels import (ID_TO_COLOR, ID_TO_TRAINID, IGNORE_INDEX, NAME_TO_ID,
                                 TRAINID_TO_NAME)
+from .fileio import write_image_atomic
 
 # Real Cityscapes city names, so the file names look exactly like the dataset's.
 CITIES = {
@@ -367,21 +367,6 @@ def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), SPLIT_CODES[split], int(index)])
 
 
-def _write_png_atomic(path: str, array: np.ndarray) -> None:
-    ok, encoded = cv2.imencode('.png', array)
-    if not ok:
-        raise RuntimeError(f'OpenCV could not encode {path} as PNG')
-    fd, tmp_path = tempfile.mkstemp(dir=osp.dirname(path), suffix='.png.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as handle:
-            handle.write(encoded.tobytes())
-        os.replace(tmp_path, path)
-    except BaseException:
-        if osp.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
-
-
 def _write_json_atomic(path: Path, content: Dict) -> None:
     fd, tmp_path = tempfile.mkstemp(dir=str(path.parent), suffix='.json.tmp')
     with os.fdopen(fd, 'w') as handle:
@@ -462,10 +447,10 @@ def generate_cityscapes(out_dir: Union[str, os.PathLike], num_train: int, num_va
             colour = np.concatenate(
                 [ID_TO_COLOR[label_ids], np.full((height, width, 1), 255, np.uint8)], axis=2)
             image_path = str(image_dir / f'{stem}_leftImg8bit.png')
-            _write_png_atomic(image_path, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-            _write_png_atomic(str(label_dir / f'{stem}_gtFine_labelIds.png'), label_ids)
-            _write_png_atomic(str(label_dir / f'{stem}_gtFine_labelTrainIds.png'), train_ids)
-            _write_png_atomic(str(label_dir / f'{stem}_gtFine_color.png'),
+            write_image_atomic(image_path, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+            write_image_atomic(str(label_dir / f'{stem}_gtFine_labelIds.png'), label_ids)
+            write_image_atomic(str(label_dir / f'{stem}_gtFine_labelTrainIds.png'), train_ids)
+            write_image_atomic(str(label_dir / f'{stem}_gtFine_color.png'),
                               cv2.cvtColor(colour, cv2.COLOR_RGBA2BGRA))
             counts += np.bincount(train_ids.ravel(), minlength=256)
             files[split].append(image_path)

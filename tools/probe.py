@@ -169,7 +169,7 @@ def run_frozen(args):
 
     from posattack.builder import load_segmentor
     from posattack.probes.frozen_probe import build_probe_datasets, frozen_grid_probe
-    from posattack.probes.table import write_text_atomic
+    from posattack.fileio import write_text_atomic
     for path, what in ((args.config, 'Config'), (args.checkpoint, 'Checkpoint')):
         if not osp.isfile(path):
             raise FileNotFoundError(f'{what} file not found: {path}')

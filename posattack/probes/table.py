@@ -19,7 +19,6 @@ import copy
 import hashlib
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence, Union
@@ -27,12 +26,13 @@ from typing import Any, Iterable, Optional, Sequence, Union
 from mmengine.config import Config
 from mmengine.logging import print_log
 
+from ..fileio import write_text_atomic
 from .grid_data import TASKS, check_grid_size, patch_folder_classes
 from .padding import PADDING_MODES, normalize_padding_mode
 
 __all__ = [
     'NETWORKS', 'PAPER_TABLE1', 'config_fingerprint', 'configure_probe', 'format_table1', 'load_results', 'row_key',
-    'run_probe', 'run_table', 'set_schedule_length', 'write_text_atomic',
+    'run_probe', 'run_table', 'set_schedule_length',
 ]
 
 NETWORKS = ('GAPNet', 'PermuteNet')
@@ -55,22 +55,6 @@ PAPER_TABLE1: dict[tuple[str, str], dict[str, dict[int, float]]] = {
 }
 
 _NETWORK_ONLY_KEYS = {'GAPNet': ('head_kernel_size', ), 'PermuteNet': ('shuffle_channels', )}
-
-
-def write_text_atomic(path: Union[str, os.PathLike], text: str) -> Path:
-    """Write ``text`` through a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    try:
-        with os.fdopen(fd, 'w', encoding='utf-8') as handle:
-            handle.write(text)
-        os.replace(tmp_name, path)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise
-    return path
 
 
 def row_key(padding: str, network: str, task: str, grid_size: int) -> str:
