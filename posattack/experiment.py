@@ -11,7 +11,6 @@ import os.path as osp
 from dataclasses import dataclass, field, replace
 from typing import List, Optional, Sequence
 
-import numpy as np
 import torch
 from mmengine import dist
 from mmengine.logging import MMLogger, print_log
@@ -23,7 +22,7 @@ from .layers import default_layer, resolve_layer
 from .metrics import summarize_confusion
 from .overlay import OverlaySelector, render_panel, save_panel
 from .ranking import FLIP_DIFFERENCE_RULES, ChannelRanking
-from .regions import build_region_masks, validate_region_specs
+from .regions import validate_region_specs
 from .report import format_summary_table, read_json, write_json_atomic, write_report
 from .settings import AttackSetting, build_settings
 from .sweep import OverlayRequest, run_sweep
@@ -239,7 +238,6 @@ def _sweep(opts, split, dataloader, pending, num_total, ranking, overlay, result
     model = split.model
     class_names = results['class_names']
     region_names = results['regions']
-    by_key = {s.key: s for s in pending}
     rank = dist.get_rank()
 
     def on_pass_done(state, finished):
@@ -258,12 +256,11 @@ def _sweep(opts, split, dataloader, pending, num_total, ranking, overlay, result
     ranking_info = dict(config=osp.basename(opts.config), checkpoint_sha256=checkpoint_sha,
                         num_classes=len(class_names))
     ignore_index = getattr(model.decode_head, 'ignore_index', 255)
-    state = run_sweep(split, dataloader, [by_key[k] for k in by_key], num_total,
-                      opts.regions, len(class_names), ignore_index, ranking=ranking,
-                      ablation=opts.ablation, identify=ranking is None and any(
-                          s.mode == 'targeted' for s in pending),
-                      overlay=overlay, ranking_info=ranking_info,
-                      on_pass_done=on_pass_done, progress=opts.progress)
+    run_sweep(split, dataloader, pending, num_total, opts.regions, len(class_names),
+              ignore_index, ranking=ranking, ablation=opts.ablation,
+              identify=ranking is None and any(s.mode == 'targeted' for s in pending),
+              overlay=overlay, ranking_info=ranking_info, on_pass_done=on_pass_done,
+              progress=opts.progress)
     if overlay is not None:
         _write_overlays(opts.show_dir, overlay, ignore_index, model)
 

@@ -23,6 +23,7 @@ from torch import nn
 
 from .layers import (LayerRef, StopForward, default_layer, replace_output, resolve_layer, select_output,
                      unwrap_model)
+from .ranking import resolve_channel_count
 
 __all__ = [
     'ABLATIONS', 'SELECTION_MODES', 'ChannelRemoval', 'channel_means', 'count_from_fraction',
@@ -322,10 +323,10 @@ def channel_means(model: nn.Module, layer: Optional[Union[str, LayerRef]], datal
 # ----------------------------------------------------------------------------- selection
 def count_from_fraction(fraction: float, num_total: int) -> int:
     """``round(fraction * C)``, at least 1: the rule the rankings and the sweep share."""
-    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0 < fraction <= 1:
+    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real):
         raise ValueError(f'fraction must lie in (0, 1] (a share of the {num_total} channels), '
                          f'got {fraction!r}.')
-    return max(1, int(round(fraction * num_total)))
+    return resolve_channel_count(num_total, fraction=fraction)
 
 
 def random_channels(num_total: int, num_channels: int, seed: int = 0) -> list[int]:

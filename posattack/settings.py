@@ -2,6 +2,8 @@
 from dataclasses import asdict, dataclass
 from typing import List, Optional, Sequence
 
+from .ranking import resolve_channel_count
+
 
 @dataclass(frozen=True)
 class AttackSetting:
@@ -39,17 +41,6 @@ class AttackSetting:
         return f'random N={self.num_channels} seed={self.seed}'
 
 
-def counts_from_fractions(fractions: Sequence[float], num_total: int) -> List[int]:
-    """Channel counts for fractions of ``num_total`` (at least one channel each)."""
-    counts = []
-    for fraction in fractions:
-        if not 0 < fraction <= 1:
-            raise ValueError(f'fraction {fraction} is outside (0, 1]: pass fractions such '
-                             f'as 0.01 0.05 0.1 (of the {num_total} channels).')
-        counts.append(max(1, int(round(fraction * num_total))))
-    return counts
-
-
 def build_settings(num_total: int,
                    num_channels: Optional[Sequence[int]] = None,
                    fractions: Optional[Sequence[float]] = None,
@@ -66,7 +57,7 @@ def build_settings(num_total: int,
     if num_seeds < 0:
         raise ValueError(f'num_seeds must be >= 0, got {num_seeds}.')
     if fractions is not None:
-        counts = counts_from_fractions(fractions, num_total)
+        counts = [resolve_channel_count(num_total, fraction=f) for f in fractions]
         fraction_of = dict(zip(counts, fractions))
     else:
         counts = [int(n) for n in num_channels]
