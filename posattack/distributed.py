@@ -4,6 +4,10 @@ MMEngine's ``init_dist('pytorch')`` calls ``torch.cuda.set_device`` and fails on
 CPU-only torch, so without CUDA we start gloo ourselves from torchrun's environment;
 mmengine's ``all_reduce``, ``get_dist_info`` and ``collect_results`` then work over it.
 """
+import atexit
+import os
+import sys
+
 import torch
 import torch.distributed as torch_dist
 from mmengine.dist import init_dist
@@ -27,3 +31,23 @@ def init_launcher(launcher: str) -> bool:
         raise RuntimeError(f'launcher {launcher!r} needs CUDA here; on CPU use '
                            '--launcher pytorch with torchrun (tools/dist_attack.sh).')
     return True
+
+
+def exit_process(code: int) -> None:
+    """Exit a command-line tool; under a launcher, tear the process group down first.
+
+    With gloo, a process that leaves the group to the interpreter's shutdown sometimes
+    aborts at exit ("terminate called without an active exception", SIGABRT) after all its
+    work is done, and torchrun then reports the whole run as failed. So we destroy the
+    group ourselves, run the atexit functions, and skip the rest of the interpreter's
+    teardown (outputs are flushed; every file we write is already closed and in place).
+    """
+    # After a failure, other ranks may be waiting in a collective: leave to torchrun.
+    if code == 0 and torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.barrier()
+        torch_dist.destroy_process_group()
+        atexit._run_exitfuncs()  # what Python would run at exit (loggers, user hooks)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)

@@ -15,7 +15,7 @@ import sys
 from mmengine.config import DictAction
 from mmengine.logging import MMLogger
 
-from posattack.distributed import LAUNCHERS, init_launcher
+from posattack.distributed import LAUNCHERS, exit_process, init_launcher
 from posattack.experiment import AttackOptions, run_attack
 
 
@@ -121,4 +121,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    exit_process(main())
