@@ -1,20 +1,24 @@
 # Two commands do everything from a fresh clone (see README.md):
 #   make demo   the main job on the embedded default (synthetic Cityscapes + tiny model)
 #   make test   the test suite
+#   make aug-shift-demo   AugShift vs plain training on the embedded default (about 15 min)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA ?= data/synthetic_cityscapes
 WORK ?= work_dirs/demo
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test aug-shift-demo clean
 setup:
 	@bash tools/setup_env.sh
 
 demo: setup
 	@bash tools/run_demo.sh
 
+aug-shift-demo: setup
+	@bash tools/run_aug_shift_demo.sh
+
 test: setup
 	$(PY) -m pytest -q tests
 
 clean:
-	rm -rf $(WORK) $(DATA)
+	rm -rf $(WORK) work_dirs/aug_shift $(DATA)

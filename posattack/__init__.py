@@ -13,14 +13,18 @@ from .removal import ChannelRemoval, select_channels
 from .hooks import ChannelRemovalHook
 from .regions import build_region_masks
 from .metrics import RegionIoUMetric
+from .shift_crops import AugShiftPair, ShiftConsistencyPairs
+from .shift_consistency import ShiftConsistencyMetric, ShiftPairTTAModel
+from .aug_shift import AugShiftDataPreProcessor, AugShiftEncoderDecoder
 from . import probes  # noqa: F401  registers GAPNet, PermuteNet, GridPatchDataset, ProbeAccuracy
 
 register_safe_globals()
 
 __version__ = '0.1.0'
 __all__ = [
-    'ChannelRanking', 'ChannelRemoval', 'ChannelRemovalHook', 'FlipDifferenceAccumulator',
-    'RegionIoUMetric', 'build_region_masks', 'default_layer', 'identify_channels',
-    'list_layer_names', 'load_checkpoint', 'register_safe_globals', 'resolve_layer',
-    'select_channels',
+    'AugShiftDataPreProcessor', 'AugShiftEncoderDecoder', 'AugShiftPair', 'ChannelRanking',
+    'ChannelRemoval', 'ChannelRemovalHook', 'FlipDifferenceAccumulator', 'RegionIoUMetric',
+    'ShiftConsistencyMetric', 'ShiftConsistencyPairs', 'ShiftPairTTAModel',
+    'build_region_masks', 'default_layer', 'identify_channels', 'list_layer_names',
+    'load_checkpoint', 'register_safe_globals', 'resolve_layer', 'select_channels',
 ]

@@ -17,28 +17,7 @@ from mmengine.logging import MMLogger
 
 from posattack.distributed import LAUNCHERS, exit_process, init_launcher
 from posattack.experiment import AttackOptions, run_attack
-
-
-def parse_region_arg(text: str):
-    """'paper' | 'halves' | 'border[=K]' | 'grid[=RxC]' | 'frame[=F]' -> a region spec."""
-    name, _, value = text.partition('=')
-    if name in ('paper', 'halves') and not value:
-        return name
-    try:
-        if name == 'border':
-            return dict(type='border', bands=int(value or 4))
-        if name == 'grid':
-            rows, _, cols = (value or '3x3').partition('x')
-            return dict(type='grid', rows=int(rows), cols=int(cols or rows))
-        if name == 'frame':
-            value = value or '0.1'
-            thickness = int(value) if value.isdigit() else float(value)
-            return dict(type='frame', thickness=thickness)
-    except ValueError:
-        pass
-    raise argparse.ArgumentTypeError(
-        f'bad region {text!r}: use paper, halves, border=K, grid=RxC or frame=F '
-        '(F a fraction of the shorter side in (0, 1), or a whole number of pixels).')
+from posattack.regions import parse_region_arg
 
 
 def parse_args(argv=None):

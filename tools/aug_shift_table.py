@@ -1,0 +1,45 @@
+"""Compare models on accuracy, shift consistency and dependence on position channels.
+
+    python tools/aug_shift_table.py --run demo CONS.json RESULTS.json \
+        --run augshift CONS2.json RESULTS2.json [--fraction 0.1] [--out table.md]
+
+Each --run names a model, its tools/consistency.py output (consistency.json) and its
+tools/attack.py output (results.json). Prints a Markdown table (the paper's Table 2 for
+segmentation, plus targeted-minus-random and periphery-minus-center drops at the channel
+count nearest --fraction of the layer) and writes it, with the numbers as JSON, when --out
+is given.
+"""
+import argparse
+import os.path as osp
+import sys
+
+from posattack.aug_shift_report import comparison_rows, markdown_table
+from posattack.fileio import write_json_atomic, write_text_atomic
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--run', nargs=3, action='append', required=True,
+                        metavar=('NAME', 'CONSISTENCY_JSON', 'RESULTS_JSON'))
+    parser.add_argument('--fraction', type=float, default=0.1,
+                        help='compare removals of this fraction of the channels (nearest N)')
+    parser.add_argument('--out', help='write the table here (and the numbers beside it as '
+                        '.json)')
+    args = parser.parse_args(argv)
+    try:
+        rows = comparison_rows([tuple(run) for run in args.run], args.fraction)
+    except (ValueError, KeyError, FileNotFoundError) as error:
+        print(f'error: {error}', file=sys.stderr)
+        return 2
+    shifts = sorted({int(key.split('.')[1]) for row in rows for key in row['consistency']
+                     if key.startswith('Cons.') and key.count('.') == 1})
+    table = markdown_table(rows, shifts)
+    print(table)
+    if args.out:
+        write_text_atomic(args.out, table)
+        write_json_atomic(osp.splitext(args.out)[0] + '.json', rows)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Shift consistency of a segmentor: Cons.8 / Cons.16, overall and per region.
+
+    python tools/consistency.py CONFIG CHECKPOINT [--max-shift 8 16] [--trials T] [--seed S]
+
+For each test image, `trials` pairs of crops per max shift s, offset by (dy, dx) with
+|dy|, |dx| <= s (crops are (H - s) x (W - s) of the network input); Cons.s is the percentage
+of the pixels both crops see whose predicted label agrees, agreement_mIoU.s the mIoU of one
+crop's labels against the other's there, each also per region (center vs periphery...).
+The same seed gives the same crops. Writes consistency.json (settings and metrics) and
+consistency_details.json (pixels and per-class agreement IoU per region) into the work dir.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+from mmengine.config import DictAction
+from mmengine.dist import get_dist_info, is_main_process
+from mmengine.evaluator import Evaluator
+from mmengine.logging import MMLogger, print_log
+from mmengine.utils import ProgressBar
+import torch
+
+from posattack.builder import load_segmentor
+from posattack.distributed import LAUNCHERS, exit_process, init_launcher
+from posattack.experiment import build_test_dataloader, file_sha256
+from posattack.fileio import write_json_atomic
+from posattack.regions import parse_region_arg
+from posattack.shift_consistency import ShiftConsistencyMetric, ShiftPairTTAModel
+from posattack.shift_crops import ShiftConsistencyPairs
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0].strip(),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('config', help='MMSeg config file')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--max-shift', type=int, nargs='+', default=[8, 16],
+                        help='largest |dy|, |dx| in pixels of the network input, one '
+                        'measurement each (default: 8 16, the paper\'s Cons.8 and Cons.16)')
+    parser.add_argument('--trials', type=int, default=1,
+                        help='crop pairs per image and max shift (default 1)')
+    parser.add_argument('--seed', type=int, default=0, help='seed of the crop positions')
+    parser.add_argument('--regions', nargs='+', type=parse_region_arg, default=['paper'],
+                        help='regions scored besides the full image: paper, halves, '
+                        'border[=K], grid[=RxC], frame[=F] (default: paper)')
+    parser.add_argument('--work-dir', help='where results go '
+                        '(default: ./work_dirs/<config name>/consistency)')
+    parser.add_argument('--max-images', type=int, help='use the first N test images')
+    parser.add_argument('--batch-size', type=int, help='override the test batch size')
+    parser.add_argument('--trust-checkpoint', action='store_true',
+                        help='load a checkpoint that needs globals outside the allowlist '
+                        '(runs arbitrary code from the file: only for files you trust)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, as in mmseg tools/test.py')
+    parser.add_argument('--launcher', choices=LAUNCHERS, default='none')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    parser.epilog = 'Errors print one line; set POSATTACK_DEBUG=1 to see the traceback.'
+    return parser.parse_args(argv)
+
+
+def run_consistency(args) -> dict:
+    """Measure, write consistency.json; returns its content."""
+    # the transform checks max shifts, trials and seed before anything heavy happens
+    views = ShiftConsistencyPairs(max_shifts=args.max_shift, trials=args.trials, seed=args.seed)
+    metric = ShiftConsistencyMetric(regions=args.regions,
+                                    out_file=osp.join(args.work_dir,
+                                                      'consistency_details.json'))
+    segmentor, cfg = load_segmentor(args.config, args.checkpoint, args.cfg_options,
+                                    trust_checkpoint=args.trust_checkpoint)
+    cfg.test_dataloader.dataset.pipeline = list(cfg.test_dataloader.dataset.pipeline) + [
+        dict(type=ShiftConsistencyPairs, max_shifts=views.max_shifts, trials=views.trials,
+             seed=views.seed)]
+    dataloader = build_test_dataloader(cfg, args.batch_size, args.max_images)
+    model = ShiftPairTTAModel(module=segmentor).eval()
+    evaluator = Evaluator(metric)
+    evaluator.dataset_meta = segmentor.dataset_meta
+    if is_main_process():
+        os.makedirs(args.work_dir, exist_ok=True)
+    rank, world_size = get_dist_info()
+    progress = ProgressBar(len(dataloader.dataset) // world_size) if rank == 0 else None
+    with torch.no_grad():
+        for data in dataloader:
+            evaluator.process(model.test_step(data), data)
+            if progress is not None:
+                for _ in range(len(data['data_samples'][0])):
+                    progress.update()
+    metrics = evaluator.evaluate(len(dataloader.dataset))
+    result = dict(config=osp.abspath(args.config), checkpoint=osp.abspath(args.checkpoint),
+                  checkpoint_sha256=file_sha256(args.checkpoint),
+                  max_shifts=views.max_shifts, trials=views.trials, seed=views.seed,
+                  regions=metric.region_specs, num_images=len(dataloader.dataset),
+                  metrics=metrics)
+    if is_main_process():
+        write_json_atomic(osp.join(args.work_dir, 'consistency.json'), result)
+        summary = ', '.join(f'Cons.{s} {metrics[f"Cons.{s}"]:.2f}' for s in views.max_shifts)
+        print_log(f'{summary}; written to {osp.join(args.work_dir, "consistency.json")}',
+                  'posattack')
+    return result
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    init_launcher(args.launcher)
+    args.work_dir = args.work_dir or osp.join(
+        'work_dirs', osp.splitext(osp.basename(args.config))[0], 'consistency')
+    MMLogger.get_instance('posattack', log_level='INFO')
+    try:
+        run_consistency(args)
+    except (ValueError, KeyError, IndexError, FileNotFoundError, RuntimeError) as error:
+        if os.environ.get('POSATTACK_DEBUG'):
+            raise
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f'error: {message}', file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == '__main__':
+    exit_process(main())
