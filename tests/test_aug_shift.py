@@ -25,7 +25,8 @@ from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 
 from posattack.aug_shift import (AugShiftDataPreProcessor, AugShiftEncoderDecoder,
-                                 dense_disagreement, pooled_latent_distance)
+                                 dense_disagreement, overlap_disagreement,
+                                 pooled_latent_distance)
 from posattack.shift_crops import AugShiftPair, crop_packed_sample
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -191,6 +192,48 @@ def test_dense_disagreement_zero_only_for_agreeing_logits():
     other = logits.clone()
     other[1, 2, 3] += 1.0  # one logit of one pixel
     assert dense_disagreement(logits, other).item() > 1e-4
+
+
+def _ramp_logits(origin, cells, stride, slope=0.3):
+    """Logits a stride-`stride` head gives a crop at `origin` when class 0's logit is linear
+    in the SOURCE column (class 1's in the source row): cell j sits at crop pixel
+    (j + 0.5) * stride - 0.5, as mmseg's bilinear resize (align_corners=False) places it."""
+    rows, cols = cells
+    y = (torch.arange(rows) + 0.5) * stride - 0.5 + origin[0]
+    x = (torch.arange(cols) + 0.5) * stride - 0.5 + origin[1]
+    return torch.stack([slope * x.view(1, cols).expand(rows, cols),
+                        slope * y.view(rows, 1).expand(rows, cols),
+                        torch.zeros(rows, cols)]).unsqueeze(0)
+
+
+@pytest.mark.parametrize('shift', [(0, 2), (2, 0), (4, 4), (-2, 6)])
+def test_overlap_disagreement_aligns_cells_at_a_stride(shift):
+    # A consistent model on a linear logit field: B's map sampled at A's cells reproduces A's
+    # values exactly only if cells are placed where mmseg's resize puts them (bilinear
+    # interpolation is exact on linear functions), including shifts of half a cell.
+    stride, crop, cells = 4, (12, 20), (3, 5)
+    origin_a, origin_b = (6, 6), (6 + shift[0], 6 + shift[1])
+    a, b = _ramp_logits(origin_a, cells, stride), _ramp_logits(origin_b, cells, stride)
+    assert overlap_disagreement(a, b, [origin_a], [origin_b], [crop]).item() < 1e-10
+    # a map that ignores the offset (a position-dependent model) disagrees
+    assert overlap_disagreement(a, a, [origin_a], [origin_b], [crop]).item() > 1e-3
+
+
+def test_overlap_disagreement_ignores_the_padding():
+    # the batch was padded from 12x20 to 16x24 (4x6 cells): the cells over the padding hold
+    # garbage the crops never saw, and the value is that of the unpadded maps
+    stride, crop, origin_a, origin_b = 4, (12, 20), (0, 0), (2, 4)
+    padded_a = _ramp_logits(origin_a, (4, 6), stride)
+    padded_b = _ramp_logits(origin_b, (4, 6), stride)
+    padded_b[..., 3:, :] = 50.0
+    padded_b[..., :, 5:] = -50.0
+    value = overlap_disagreement(padded_a, padded_b, [origin_a], [origin_b], [crop],
+                                 input_shape=(16, 24))
+    assert value.item() < 1e-10
+    # and a disagreement inside the crops still counts
+    padded_b[0, 0, 1, 1] += 5.0
+    assert overlap_disagreement(padded_a, padded_b, [origin_a], [origin_b], [crop],
+                                input_shape=(16, 24)).item() > 1e-3
 
 
 # ----------------------------------------------------------------------------- the data path
