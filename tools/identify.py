@@ -17,7 +17,7 @@ from mmengine.config import DictAction
 
 from posattack.builder import ConfigError
 from posattack.checkpoint import CheckpointError
-from posattack.distributed import LAUNCHERS, init_launcher
+from posattack.distributed import LAUNCHERS, exit_process, init_launcher
 
 
 def parse_args(argv=None):
@@ -132,3 +132,5 @@ if __name__ == '__main__':
         # Bad input: the message says what is wrong and how to fix it; no traceback needed.
         print(f'identify.py: error: {error}', file=sys.stderr)
         sys.exit(2)
+    # under torchrun, leave the gloo group before exit (a rank can abort in teardown)
+    exit_process(0)
