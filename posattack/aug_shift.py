@@ -93,8 +93,13 @@ def dense_disagreement(logits_a: torch.Tensor, logits_b: torch.Tensor) -> torch.
     0.5 * (KL(p_a || p_b) + KL(p_b || p_a)) = 0.5 * sum_k (p_a - p_b)(log p_a - log p_b), per
     pixel, averaged over pixels: zero exactly when the two predictions agree everywhere.
     """
-    log_a, log_b = F.log_softmax(logits_a, dim=0), F.log_softmax(logits_b, dim=0)
-    return 0.5 * ((log_a.exp() - log_b.exp()) * (log_a - log_b)).sum(dim=0).mean()
+    return _symmetric_kl(logits_a, logits_b, dim=0).mean()
+
+
+def _symmetric_kl(logits_p: torch.Tensor, logits_q: torch.Tensor, dim: int) -> torch.Tensor:
+    """Per-pixel 0.5 * (KL(p || q) + KL(q || p)) of the softmaxes along `dim`."""
+    log_p, log_q = F.log_softmax(logits_p, dim=dim), F.log_softmax(logits_q, dim=dim)
+    return 0.5 * ((log_p.exp() - log_q.exp()) * (log_p - log_q)).sum(dim=dim)
 
 
 def _cell_positions(cells: int, pixels: int, align_corners: bool) -> torch.Tensor:
@@ -148,8 +153,7 @@ def overlap_disagreement(logits_a: torch.Tensor, logits_b: torch.Tensor,
                             _to_grid(y, height, align_corners).expand(-1, -1, cols)], dim=-1)
         sampled = F.grid_sample(other, grid.to(other), mode='bilinear', padding_mode='border',
                                 align_corners=align_corners)
-        log_p, log_q = F.log_softmax(source, dim=1), F.log_softmax(sampled, dim=1)
-        per_cell = 0.5 * ((log_p.exp() - log_q.exp()) * (log_p - log_q)).sum(dim=1)
+        per_cell = _symmetric_kl(source, sampled, dim=1)
         return per_cell[seen].mean() if seen.any() else per_cell.sum() * 0
 
     return 0.5 * (one_way(logits_a, logits_b, shifts) + one_way(logits_b, logits_a, -shifts))
