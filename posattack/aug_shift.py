@@ -25,7 +25,7 @@ from mmseg.models.segmentors import EncoderDecoder
 from mmseg.registry import MODELS
 from mmseg.utils import add_prefix
 
-from .shift_crops import SHIFT_CROP_KEY, overlap_slices
+from .shift_crops import SHIFT_CROP_KEY
 
 __all__ = ['AugShiftDataPreProcessor', 'AugShiftEncoderDecoder', 'dense_disagreement',
            'overlap_disagreement', 'pooled_latent_distance']

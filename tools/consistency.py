@@ -14,12 +14,12 @@ import os
 import os.path as osp
 import sys
 
+import torch
 from mmengine.config import DictAction
 from mmengine.dist import get_dist_info, is_main_process
 from mmengine.evaluator import Evaluator
 from mmengine.logging import MMLogger, print_log
 from mmengine.utils import ProgressBar
-import torch
 
 from posattack.builder import load_segmentor
 from posattack.distributed import LAUNCHERS, exit_process, init_launcher
