@@ -1,7 +1,7 @@
 # Two commands do everything from a fresh clone (see README.md):
 #   make demo   the main job on the embedded default (synthetic Cityscapes + tiny model)
 #   make test   the test suite
-#   make aug-shift-demo   AugShift vs plain training on the embedded default (about 15 min)
+#   make aug-shift-demo   AugShift vs plain training on the embedded default (about 45 min)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA ?= data/synthetic_cityscapes
