@@ -44,7 +44,7 @@ class ShiftPairTTAModel(BaseTTAModel):
     """Runs the segmentor on every shifted view and pairs the predictions up per image.
 
     Each returned data sample carries ``shift_pairs``: one dict per (max shift, trial) with
-    both crops' corners, the crop size, the source image size and both label maps.
+    both crops' corners, the source image size and both label maps.
     """
 
     def merge_preds(self, data_samples_list: List[List[SegDataSample]]) -> List[SegDataSample]:
@@ -115,8 +115,9 @@ class ShiftConsistencyMetric(BaseMetric):
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None,
                  collect_dir: Optional[str] = None,
-                 **kwargs) -> None:
-        # kwargs: mmseg's tools/test.py sets keep_results etc. on any test evaluator
+                 keep_results: bool = False) -> None:
+        # keep_results: mmseg's tools/test.py --out sets it on any test evaluator; per-image
+        # results here are confusion matrices, so there is nothing more to keep
         super().__init__(collect_device=collect_device, prefix=prefix, collect_dir=collect_dir)
         specs = [regions] if isinstance(regions, (str, dict)) else list(regions)
         names = validate_region_specs(specs)
