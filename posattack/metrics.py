@@ -241,6 +241,16 @@ def _format(value: float) -> str:
     return 'nan' if np.isnan(value) else f'{value:.2f}'
 
 
+def dataset_classes(metric: BaseMetric) -> List[str]:
+    """The class names a metric scores, from the dataset_meta MMEngine's Evaluator sets."""
+    meta = metric.dataset_meta or {}
+    if 'classes' not in meta:
+        raise RuntimeError(f'{type(metric).__name__} needs dataset_meta["classes"]: run it '
+                           'through an MMEngine Evaluator/Runner, or set metric.dataset_meta = '
+                           'dict(classes=[...]).')
+    return list(meta['classes'])
+
+
 def _get(sample, key: str):
     """Field of a data sample given as a dict (from the Evaluator) or a SegDataSample."""
     if isinstance(sample, BaseDataElement):
@@ -311,12 +321,7 @@ class RegionIoUMetric(BaseMetric):
 
     @property
     def class_names(self) -> List[str]:
-        meta = self.dataset_meta or {}
-        if 'classes' not in meta:
-            raise RuntimeError('RegionIoUMetric needs dataset_meta["classes"]: run it through '
-                               "an MMEngine Evaluator/Runner, or set metric.dataset_meta = "
-                               "dict(classes=[...]).")
-        return list(meta['classes'])
+        return dataset_classes(self)
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
         """Append one (R, K, K) int64 confusion per image to ``self.results``."""

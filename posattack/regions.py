@@ -40,7 +40,6 @@ a 64x64 probe image unless ``register_region(..., names=fn(**kwargs) -> list)`` 
 
 Masks are built once per (specs, height, width) and cached (read-only arrays).
 """
-import argparse
 import functools
 import inspect
 import json
@@ -498,26 +497,3 @@ def mask_image_regions(height: int, width: int, path, name,
         return {name: nonzero}
     values = np.unique(image)
     return {region: image == value for region, value in zip(names, values)}
-
-
-# --------------------------------------------------------------------- command lines
-def parse_region_arg(text: str):
-    """'paper' | 'halves' | 'border[=K]' | 'grid[=RxC]' | 'frame[=F]' -> a region spec."""
-    name, _, value = text.partition('=')
-    if name in ('paper', 'halves') and not value:
-        return name
-    try:
-        if name == 'border':
-            return dict(type='border', bands=int(value or 4))
-        if name == 'grid':
-            rows, _, cols = (value or '3x3').partition('x')
-            return dict(type='grid', rows=int(rows), cols=int(cols or rows))
-        if name == 'frame':
-            value = value or '0.1'
-            thickness = int(value) if value.isdigit() else float(value)
-            return dict(type='frame', thickness=thickness)
-    except ValueError:
-        pass
-    raise argparse.ArgumentTypeError(
-        f'bad region {text!r}: use paper, halves, border=K, grid=RxC or frame=F '
-        '(F a fraction of the shorter side in (0, 1), or a whole number of pixels).')

@@ -32,7 +32,7 @@ from mmseg.structures import SegDataSample
 from prettytable import PrettyTable
 
 from .fileio import write_json_atomic
-from .metrics import region_confusion, summarize_confusion
+from .metrics import dataset_classes, region_confusion, summarize_confusion
 from .regions import RegionSpec, build_region_layout, validate_region_specs
 from .shift_crops import SHIFT_CROP_KEY, overlap_slices
 
@@ -131,12 +131,7 @@ class ShiftConsistencyMetric(BaseMetric):
 
     @property
     def class_names(self) -> List[str]:
-        meta = self.dataset_meta or {}
-        if 'classes' not in meta:
-            raise RuntimeError('ShiftConsistencyMetric needs dataset_meta["classes"]: run it '
-                               'through an MMEngine Evaluator/Runner, or set '
-                               'metric.dataset_meta = dict(classes=[...]).')
-        return list(meta['classes'])
+        return dataset_classes(self)
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
         """Append one {(max shift, trial): (R, K, K) confusion} per image."""

@@ -12,8 +12,10 @@ import contextlib
 import copy
 import importlib.util
 import io
+import json
 import os
 import os.path as osp
+import socket
 from typing import Optional
 
 import numpy as np
@@ -26,7 +28,6 @@ from torch import nn
 from posattack.metrics import RegionIoUMetric
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-ATTACK_CLI = osp.join(REPO_ROOT, 'tools', 'attack.py')
 DIST_ATTACK = osp.join(REPO_ROOT, 'tools', 'dist_attack.sh')
 
 
@@ -104,12 +105,30 @@ def save_checkpoint(model: nn.Module, path) -> str:
     return str(path)
 
 
-def load_cli():
-    """tools/attack.py as a module, so tests call its main() in-process (no import cost)."""
-    spec = importlib.util.spec_from_file_location('posattack_attack_cli', ATTACK_CLI)
+def load_tool(name: str):
+    """tools/<name>.py as a module, so tests call its main() in-process (no import cost)."""
+    spec = importlib.util.spec_from_file_location(f'posattack_tools_{name}',
+                                                  osp.join(REPO_ROOT, 'tools', f'{name}.py'))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_cli():
+    """tools/attack.py as a module."""
+    return load_tool('attack')
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now, for torchrun's rendezvous."""
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def load_json(path):
+    with open(path) as f:
+        return json.load(f)
 
 
 def run_cli(cli, argv):

@@ -48,22 +48,29 @@ def _set_pipeline_sizes(pipeline, height, width):
             transform['crop_size'] = (height, width)
 
 
+def point_dataloaders_at_tiny_data(cfg, root) -> None:
+    """Every dataloader of `cfg` on the dataset at `root`: TINY_SIZE pipelines, batch size 2,
+    no worker processes."""
+    height, width = TINY_SIZE
+    cfg.data_root = str(root)
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg[key]
+        loader.batch_size = 2
+        loader.num_workers = 0
+        loader.persistent_workers = False
+        loader.dataset.data_root = str(root)
+        _set_pipeline_sizes(loader.dataset.pipeline, height, width)
+
+
 @pytest.fixture
 def demo_cfg(_demo_cfg_template, synthetic_root, tmp_path):
     """A fresh copy of the demo Config on `synthetic_root`: 64x128 pipelines, batch size 2,
     no worker processes, work_dir in this test's tmp_path."""
     cfg = copy.deepcopy(_demo_cfg_template)
     height, width = TINY_SIZE
-    cfg.data_root = str(synthetic_root)
+    point_dataloaders_at_tiny_data(cfg, synthetic_root)
     cfg.crop_size = (height, width)
     cfg.image_scale = (width, height)
-    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        loader = cfg[key]
-        loader.batch_size = 2
-        loader.num_workers = 0
-        loader.persistent_workers = False
-        loader.dataset.data_root = str(synthetic_root)
-        _set_pipeline_sizes(loader.dataset.pipeline, height, width)
     for pipeline_key in ('train_pipeline', 'test_pipeline'):
         _set_pipeline_sizes(cfg[pipeline_key], height, width)
     cfg.model.data_preprocessor.size = (height, width)

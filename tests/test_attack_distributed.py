@@ -5,31 +5,19 @@ would change the confusions. Both runs use batch size 1 and one thread, so every
 through the same float operations in both and the comparison can be exact. A probe
 (tests/dist_probe/sitecustomize.py) records which images each worker evaluated.
 """
-import json
 import os
 import os.path as osp
-import socket
 import subprocess
 import sys
 
 import torch
-from attack_helpers import (DIST_ATTACK, REPO_ROOT, load_cli, make_checkpoint,  # noqa: F401
-                            one_torch_thread, run_cli, write_tiny_config)
+from attack_helpers import (DIST_ATTACK, REPO_ROOT, free_port, load_cli,  # noqa: F401
+                            load_json, make_checkpoint, one_torch_thread, run_cli,
+                            write_tiny_config)
 
 PROBE_DIR = osp.join(osp.dirname(osp.abspath(__file__)), 'dist_probe')
 ARGS = ['--num-channels', '8', '16', '--seeds', '2', '--max-images', '3', '--batch-size', '1',
         '--num-overlays', '2']
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
-def _load(path):
-    with open(path) as f:
-        return json.load(f)
 
 
 def test_two_processes_give_the_one_process_numbers(synthetic_root, tmp_path):
@@ -44,7 +32,7 @@ def test_two_processes_give_the_one_process_numbers(synthetic_root, tmp_path):
     dist_dir = tmp_path / 'dist'
     shard_log = str(tmp_path / 'shards')
     python_path = [PROBE_DIR, REPO_ROOT, os.environ.get('PYTHONPATH')]
-    env = dict(os.environ, PYTHON=sys.executable, PORT=str(_free_port()), OMP_NUM_THREADS='1',
+    env = dict(os.environ, PYTHON=sys.executable, PORT=str(free_port()), OMP_NUM_THREADS='1',
                POSATTACK_SHARD_LOG=shard_log,
                PYTHONPATH=os.pathsep.join(filter(None, python_path)))
     completed = subprocess.run(['bash', DIST_ATTACK, config, checkpoint, '2', '--work-dir',
@@ -53,14 +41,14 @@ def test_two_processes_give_the_one_process_numbers(synthetic_root, tmp_path):
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
 
     # two workers; in each pass (identification, then targeted) every image exactly once
-    shards = [_load(f'{shard_log}.{rank}') for rank in (0, 1)]
+    shards = [load_json(f'{shard_log}.{rank}') for rank in (0, 1)]
     assert [shard['world_size'] for shard in shards] == ['2', '2']
     assert len(shards[0]['passes']) == len(shards[1]['passes']) == 2
     for first, second in zip(shards[0]['passes'], shards[1]['passes']):
         assert (len(first), len(second)) == (2, 1)
         assert len(set(first) | set(second)) == 3
 
-    single, dist = _load(single_dir / 'results.json'), _load(dist_dir / 'results.json')
+    single, dist = load_json(single_dir / 'results.json'), load_json(dist_dir / 'results.json')
     assert dist['num_images'] == single['num_images'] == 3
     assert [s['key'] for s in dist['settings']] == [s['key'] for s in single['settings']]
     assert len(dist['settings']) == 7
@@ -68,8 +56,8 @@ def test_two_processes_give_the_one_process_numbers(synthetic_root, tmp_path):
         assert ours['metrics'] == theirs['metrics'], ours['key']
         assert ours['per_class'] == theirs['per_class'], ours['key']
 
-    single_ranking = _load(single_dir / 'ranking.json')
-    dist_ranking = _load(dist_dir / 'ranking.json')
+    single_ranking = load_json(single_dir / 'ranking.json')
+    dist_ranking = load_json(dist_dir / 'ranking.json')
     assert dist_ranking['num_images'] == 3  # both shards, each image once
     assert dist_ranking['orders'] == single_ranking['orders']
 

@@ -266,14 +266,19 @@ def test_segmentor_swaps_in_the_pair_preprocessor():
 
 
 # ----------------------------------------------------------------------------- the loss
-def test_identical_crops_give_zero_loss_on_the_demo_model(demo_cfg):
+def _demo_model(demo_cfg):
+    """The demo model as an AugShiftEncoderDecoder, seeded random weights, eval mode."""
     cfg = copy.deepcopy(demo_cfg.model)
     cfg.type = 'AugShiftEncoderDecoder'
     init_default_scope('mmseg')
     torch.manual_seed(0)
     model = MODELS.build(cfg)
     model.init_weights()
-    model.eval()  # dropout off: in train mode it alone makes two identical crops disagree
+    return model.eval()  # dropout off: in train mode it alone makes identical crops disagree
+
+
+def test_identical_crops_give_zero_loss_on_the_demo_model(demo_cfg):
+    model = _demo_model(demo_cfg)
     np.random.seed(0)
     pair = AugShiftPair(max_shift=0)(_packed(64, 128, seed=0))
     losses = _losses(model, [pair])
@@ -284,13 +289,7 @@ def test_identical_crops_give_zero_loss_on_the_demo_model(demo_cfg):
 
 def test_shifted_crops_disagree_on_the_demo_model(demo_cfg):
     # a zero-padded, strided ResNet is not shift-equivariant: both terms are positive
-    cfg = copy.deepcopy(demo_cfg.model)
-    cfg.type = 'AugShiftEncoderDecoder'
-    init_default_scope('mmseg')
-    torch.manual_seed(0)
-    model = MODELS.build(cfg)
-    model.init_weights()
-    model.eval()
+    model = _demo_model(demo_cfg)
     np.random.seed(3)
     pair = AugShiftPair(max_shift=8)(_packed(64, 128, seed=0))
     a, b = (s.metainfo['shift_crop']['origin'] for s in pair['data_samples'])
@@ -417,17 +416,9 @@ def test_bad_settings_are_refused(kwargs, words):
 def _tiny_config(path, synthetic_root, work_dir):
     """`path` on the tiny synthetic data, as conftest's demo_cfg does for the demo config
     (64x128 images, batch 2, no workers), the AugShiftPair left at the pipeline's end."""
-    from conftest import TINY_SIZE, _set_pipeline_sizes
+    from conftest import point_dataloaders_at_tiny_data
     cfg = Config.fromfile(path)
-    height, width = TINY_SIZE
-    cfg.data_root = str(synthetic_root)
-    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        loader = cfg[key]
-        loader.batch_size = 2
-        loader.num_workers = 0
-        loader.persistent_workers = False
-        loader.dataset.data_root = str(synthetic_root)
-        _set_pipeline_sizes(loader.dataset.pipeline, height, width)
+    point_dataloaders_at_tiny_data(cfg, synthetic_root)
     cfg.work_dir = str(work_dir)
     return cfg
 

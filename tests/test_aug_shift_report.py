@@ -3,17 +3,15 @@
 The attack results are test_report's hand-built dict (128 channels; N=10: targeted 50 vs
 random 66/68/70; N=20: targeted 58 vs random 60/64/68; clean 70, center 75, periphery 60).
 """
-import importlib.util
 import json
-import os.path as osp
 
 import pytest
+from attack_helpers import load_tool
 from test_report import hand_results  # noqa: F401  (the fixture)
 
 from posattack.aug_shift_report import comparison_row, markdown_table
 from posattack.fileio import write_json_atomic
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONSISTENCY = {'metrics': {'Cons.8': 91.25, 'Cons.16': 88.5, 'agreement_mIoU.8': 80.0,
                            'center.Cons.8': 95.0, 'periphery.Cons.8': 87.5,
                            'periphery_minus_center.Cons.8': -7.5}}
@@ -53,10 +51,7 @@ def test_markdown_table(hand_results):  # noqa: F811
 
 
 def test_table_tool_writes_table_and_numbers(hand_results, tmp_path):  # noqa: F811
-    spec = importlib.util.spec_from_file_location(
-        'aug_shift_table', osp.join(REPO_ROOT, 'tools', 'aug_shift_table.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool('aug_shift_table')
     consistency = write_json_atomic(str(tmp_path / 'consistency.json'), CONSISTENCY)
     results = write_json_atomic(str(tmp_path / 'results.json'), hand_results)
     out = tmp_path / 'table.md'

@@ -9,7 +9,6 @@ weights and the first 2 synthetic val images (64x128). Its numbers are checked a
   it (``tta_model.module = model; model = tta_model``) and ``load_from`` a checkpoint.
 """
 import glob
-import importlib.util
 import json
 import os.path as osp
 from types import SimpleNamespace
@@ -18,8 +17,8 @@ import mmcv
 import numpy as np
 import pytest
 import torch
-from attack_helpers import (REPO_ROOT, make_checkpoint, one_torch_thread,  # noqa: F401
-                            run_cli, write_tiny_config)
+from attack_helpers import (load_tool, make_checkpoint,  # noqa: F401
+                            one_torch_thread, run_cli, write_tiny_config)
 from mmseg.structures import SegDataSample
 
 from posattack.builder import load_segmentor
@@ -31,15 +30,7 @@ RUN_ARGS = ['--max-images', NUM_IMAGES, '--max-shift', *MAX_SHIFTS, '--seed', 3]
 PAPER_PREFIXES = ('', 'left.', 'right.', 'center.', 'periphery.')
 
 
-def _load_consistency_cli():
-    spec = importlib.util.spec_from_file_location(
-        'posattack_consistency_cli', osp.join(REPO_ROOT, 'tools', 'consistency.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-CLI = _load_consistency_cli()
+CLI = load_tool('consistency')
 
 
 @pytest.fixture(scope='module')

@@ -3,29 +3,16 @@
 3 images over 2 processes: shards of 2 and 1, so an image counted twice or lost would change
 the counts. Corners are keyed by image, not by process, so every pair is the same in both.
 """
-import json
 import os
-import socket
 import subprocess
 import sys
 
-from attack_helpers import REPO_ROOT, make_checkpoint, one_torch_thread  # noqa: F401
-from attack_helpers import run_cli, write_tiny_config
-from test_consistency_cli import CLI
+from attack_helpers import (REPO_ROOT, free_port, load_json, load_tool,  # noqa: F401
+                            make_checkpoint, one_torch_thread, run_cli, write_tiny_config)
 
 CONSISTENCY = os.path.join(REPO_ROOT, 'tools', 'consistency.py')
+CLI = load_tool('consistency')
 ARGS = ['--max-images', '3', '--max-shift', '4', '8', '--trials', '2', '--batch-size', '1']
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
-def _load(path):
-    with open(path) as f:
-        return json.load(f)
 
 
 def test_two_processes_give_the_one_process_numbers(synthetic_root, tmp_path):
@@ -39,17 +26,17 @@ def test_two_processes_give_the_one_process_numbers(synthetic_root, tmp_path):
                PYTHONPATH=os.pathsep.join(filter(None, [REPO_ROOT, os.environ.get('PYTHONPATH')])))
     completed = subprocess.run(
         [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
-         f'--master_port={_free_port()}', CONSISTENCY, str(config), str(checkpoint),
+         f'--master_port={free_port()}', CONSISTENCY, str(config), str(checkpoint),
          '--launcher', 'pytorch', '--work-dir', str(dist_dir)] + ARGS,
         cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=180)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
 
-    single = _load(single_dir / 'consistency.json')
-    dist = _load(dist_dir / 'consistency.json')
+    single = load_json(single_dir / 'consistency.json')
+    dist = load_json(dist_dir / 'consistency.json')
     assert dist['num_images'] == single['num_images'] == 3
     assert dist['metrics'] == single['metrics']
-    details = _load(dist_dir / 'consistency_details.json')
+    details = load_json(dist_dir / 'consistency_details.json')
     assert details['num_images'] == 3  # every image once, none padded in
-    assert details == _load(single_dir / 'consistency_details.json')
+    assert details == load_json(single_dir / 'consistency_details.json')
     # (had both processes scored all 3 images, collect_results would have interleaved their
     # lists into images 0, 0, 1 and the numbers would differ)

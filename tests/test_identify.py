@@ -14,13 +14,13 @@ e.g. channel 1: the block's ramp weights sum to 2*(7+6+5+4)/7 = 44/7, flipped 2*
 12/7, so z(x) - z(hflip x) = b*(44/7 - 12/7)/32 = b/7.
 """
 import hashlib
-import importlib.util
 import json
 import os.path as osp
 import shutil
 
 import pytest
 import torch
+from attack_helpers import load_tool
 from torch import nn
 
 from posattack.identify import (FlipDifferenceAccumulator, build_split_dataloader, flip_images,
@@ -263,11 +263,7 @@ def test_demo_model_matches_direct_computation(demo_cfg, tiny_segmentor):
 
 
 def load_cli():
-    spec = importlib.util.spec_from_file_location(
-        'posattack_tools_identify', osp.join(REPO_ROOT, 'tools', 'identify.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('identify')
 
 
 @pytest.fixture

@@ -8,16 +8,15 @@ channels (several seeds), and scores every setting with per-region mIoU. Writes
 ranking.json, results.json/.csv, report.md, plots and overlays into the work dir.
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
 from mmengine.config import DictAction
 from mmengine.logging import MMLogger
 
+from posattack.cli import BAD_INPUT_ERRORS, parse_region_arg, report_bad_input
 from posattack.distributed import LAUNCHERS, exit_process, init_launcher
 from posattack.experiment import AttackOptions, run_attack
-from posattack.regions import parse_region_arg
 
 
 def parse_args(argv=None):
@@ -84,14 +83,8 @@ def main(argv=None) -> int:
         trust_checkpoint=args.trust_checkpoint)
     try:
         run_attack(opts)
-    except (ValueError, KeyError, IndexError, FileNotFoundError, RuntimeError) as error:
-        # Bad input (files, layer names, counts, a mismatched work dir): say what and why,
-        # not a traceback from deep inside mmengine. str(KeyError) would add quotes.
-        if os.environ.get('POSATTACK_DEBUG'):
-            raise
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f'error: {message}', file=sys.stderr)
-        return 2
+    except BAD_INPUT_ERRORS as error:
+        return report_bad_input(error)
     except KeyboardInterrupt:
         print('interrupted: finished settings are kept in results.json; '
               'rerun with --resume to go on.', file=sys.stderr)

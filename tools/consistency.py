@@ -12,7 +12,6 @@ consistency_details.json (pixels and per-class agreement IoU per region) into th
 import argparse
 import os
 import os.path as osp
-import sys
 
 import torch
 from mmengine.config import DictAction
@@ -22,10 +21,10 @@ from mmengine.logging import MMLogger, print_log
 from mmengine.utils import ProgressBar
 
 from posattack.builder import load_segmentor
+from posattack.cli import BAD_INPUT_ERRORS, parse_region_arg, report_bad_input
 from posattack.distributed import LAUNCHERS, exit_process, init_launcher
 from posattack.experiment import build_test_dataloader, file_sha256
 from posattack.fileio import write_json_atomic
-from posattack.regions import parse_region_arg
 from posattack.shift_consistency import ShiftConsistencyMetric, ShiftPairTTAModel
 from posattack.shift_crops import ShiftConsistencyPairs
 
@@ -107,12 +106,8 @@ def main(argv=None) -> int:
     MMLogger.get_instance('posattack', log_level='INFO')
     try:
         run_consistency(args)
-    except (ValueError, KeyError, IndexError, FileNotFoundError, RuntimeError) as error:
-        if os.environ.get('POSATTACK_DEBUG'):
-            raise
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f'error: {message}', file=sys.stderr)
-        return 2
+    except BAD_INPUT_ERRORS as error:
+        return report_bad_input(error)
     return 0
 
 
