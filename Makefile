@@ -2,17 +2,21 @@
 #   make demo   the main job on the embedded default (synthetic Cityscapes + tiny model)
 #   make test   the test suite
 #   make aug-shift-demo   AugShift vs plain training on the embedded default (about 45 min)
+#   make demo-seeds   the demo over SEEDS training seeds (default 3), pooled tests and claims
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA ?= data/synthetic_cityscapes
 WORK ?= work_dirs/demo
 
-.PHONY: setup demo test aug-shift-demo clean
+.PHONY: setup demo demo-seeds test aug-shift-demo clean
 setup:
 	@bash tools/setup_env.sh
 
 demo: setup
 	@bash tools/run_demo.sh
+
+demo-seeds: setup
+	@bash tools/run_demo_seeds.sh
 
 aug-shift-demo: setup
 	@bash tools/run_aug_shift_demo.sh

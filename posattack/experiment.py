@@ -2,14 +2,18 @@
 
 Work-dir contract (every file is written atomically; ``resume=True`` keeps finished
 settings and refuses a work dir made from another config, checkpoint or layer):
-ranking.json, results.json, results.csv, report.md, plots, overlays/.
+ranking.json, per_image.npz (what the bootstrap resamples), results.json (with the
+``statistics`` and ``tests`` of :mod:`posattack.significance`), results.csv, report.md,
+plots, overlays/. per_image.npz is written before results.json, so a setting listed in
+results.json always has its per-image counts; one without them (a work dir from before
+per-image statistics) is evaluated again on --resume.
 """
 import glob
 import hashlib
 import os
 import os.path as osp
 from dataclasses import dataclass, field, replace
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Union
 
 import torch
 from mmengine import dist
@@ -21,14 +25,18 @@ from .feature_split import FeatureSplit
 from .layers import default_layer, resolve_layer
 from .metrics import summarize_confusion
 from .overlay import OverlaySelector, render_panel, save_panel
+from .per_image import PerImageCounts, per_image_path
 from .ranking import FLIP_DIFFERENCE_RULES, ChannelRanking
 from .regions import validate_region_specs
 from .report import format_summary_table, read_json, write_json_atomic, write_report
 from .settings import AttackSetting, build_settings
+from .significance import build_statistics
 from .sweep import OverlayRequest, run_sweep
 
 DEFAULT_REGIONS = ('paper', dict(type='border', bands=4))
 DEFAULT_NUM_CHANNELS_FRACTIONS = (0.01, 0.05, 0.1, 0.2)
+DEFAULT_SEEDS = 5
+DEFAULT_BOOTSTRAP = 2000
 RESULTS_FORMAT = 'posattack.results/1'
 OVERLAY_TILE_WIDTH = 512  # a 2048-wide frame would make a 10,000-pixel panel
 
@@ -42,10 +50,12 @@ class AttackOptions:
     layer: Optional[str] = None
     ranking: Optional[str] = None
     ranking_format: str = 'auto'
-    attack_region: str = 'overall'
+    attack_region: Union[str, Sequence[str]] = 'overall'
     num_channels: Optional[Sequence[int]] = None
     fractions: Optional[Sequence[float]] = None
-    seeds: int = 5
+    seeds: int = DEFAULT_SEEDS
+    bootstrap: int = DEFAULT_BOOTSTRAP
+    bootstrap_seed: int = 0
     ablation: str = 'zero'
     regions: Sequence = field(default_factory=lambda: list(DEFAULT_REGIONS))
     show_dir: Optional[str] = None
@@ -196,13 +206,25 @@ def run_attack(opts: AttackOptions) -> dict:
         fractions, counts = list(DEFAULT_NUM_CHANNELS_FRACTIONS), None
     else:
         fractions, counts = opts.fractions, opts.num_channels
-    settings = build_settings(num_total, counts, fractions, opts.seeds, opts.attack_region)
+    attack_regions = _attack_regions(opts.attack_region)
+    settings = build_settings(num_total, counts, fractions, opts.seeds, attack_regions)
     if any(s.mode == 'targeted' for s in settings):
-        _check_attack_region(opts.attack_region, ranking)
+        for attack_region in attack_regions:
+            _check_attack_region(attack_region, ranking)
+    if opts.bootstrap < 1:
+        raise ValueError(f'--bootstrap must be >= 1 resample, got {opts.bootstrap} '
+                         '(2000 is the default).')
     # Only now that the input checked out: a refused run leaves no work dir behind.
     os.makedirs(opts.work_dir, exist_ok=True)
 
     done = {s['key']: s for s in (previous or {}).get('settings', [])}
+    per_image = _previous_per_image(opts.work_dir) if previous is not None else None
+    without_counts = [key for key in done if per_image is None or key not in per_image.tp]
+    if without_counts:
+        # From a run before per-image statistics: no bootstrap is possible on them.
+        print_log(f'{len(without_counts)} finished settings have no per-image counts (a work '
+                  'dir from an older posattack): evaluating them again.', logger)
+        done = {key: s for key, s in done.items() if key not in without_counts}
     pending = [s for s in settings if s.key not in done]
     results = dict(format=RESULTS_FORMAT, config=opts.config, checkpoint=opts.checkpoint,
                    layer=layer, num_images=num_images, num_channels_total=num_total,
@@ -217,9 +239,13 @@ def run_attack(opts: AttackOptions) -> dict:
                   f'(layer {layer}, {num_total} channels); {len(done)} already done.', logger)
         overlay = _overlay_request(settings, num_total, opts.num_overlays) \
             if opts.show_dir else None
-        _sweep(opts, split, dataloader, pending, num_total, ranking, overlay, results,
-               results_path, ranking_path, checkpoint_sha)
+        per_image = _sweep(opts, split, dataloader, pending, num_total, ranking, overlay,
+                           results, results_path, ranking_path, checkpoint_sha, per_image)
     results['settings'] = _ordered(results['settings'], settings)
+    # Every process computes the same statistics from the same gathered counts; only rank 0
+    # writes them.
+    results['statistics'], results['tests'] = build_statistics(
+        results['settings'], per_image, num_resamples=opts.bootstrap, seed=opts.bootstrap_seed)
     if rank == 0:
         overlays = sorted(glob.glob(osp.join(opts.show_dir, '*.png'))) if opts.show_dir else []
         write_report(opts.work_dir, results, overlays=overlays)
@@ -228,13 +254,26 @@ def run_attack(opts: AttackOptions) -> dict:
     return results
 
 
+def _attack_regions(attack_region: Union[str, Sequence[str]]) -> List[str]:
+    regions = [attack_region] if isinstance(attack_region, str) else list(attack_region)
+    if not regions:
+        raise ValueError('--attack-region needs at least one ranking order, e.g. overall.')
+    return list(dict.fromkeys(regions))
+
+
+def _previous_per_image(work_dir: str) -> Optional[PerImageCounts]:
+    path = per_image_path(work_dir)
+    return PerImageCounts.load(path) if osp.exists(path) else None
+
+
 def _ordered(finished: List[dict], settings: List[AttackSetting]) -> List[dict]:
     order = {s.key: i for i, s in enumerate(settings)}
     return sorted(finished, key=lambda s: order.get(s['key'], len(order)))
 
 
 def _sweep(opts, split, dataloader, pending, num_total, ranking, overlay, results,
-           results_path, ranking_path, checkpoint_sha) -> None:
+           results_path, ranking_path, checkpoint_sha, previous_per_image
+           ) -> PerImageCounts:
     model = split.model
     class_names = results['class_names']
     region_names = results['regions']
@@ -250,9 +289,12 @@ def _sweep(opts, split, dataloader, pending, num_total, ranking, overlay, result
                                                   region_names, class_names)
             results['settings'].append(dict(
                 setting.to_dict(), key=setting.key, metrics=flat, per_class=per_class))
-        if rank == 0:
+        merged[0] = state.per_image.merged(merged[0])
+        if rank == 0:  # counts first: a setting in results.json always has its counts
+            merged[0].save(per_image_path(opts.work_dir))
             write_json_atomic(results_path, results)
 
+    merged = [previous_per_image]
     ranking_info = dict(config=osp.basename(opts.config), checkpoint_sha256=checkpoint_sha,
                         num_classes=len(class_names))
     ignore_index = getattr(model.decode_head, 'ignore_index', 255)
@@ -263,6 +305,7 @@ def _sweep(opts, split, dataloader, pending, num_total, ranking, overlay, result
               progress=opts.progress)
     if overlay is not None:
         _write_overlays(opts.show_dir, overlay, ignore_index, model)
+    return merged[0]
 
 
 def _write_overlays(show_dir: str, overlay: OverlayRequest, ignore_index: int, model) -> None:

@@ -79,14 +79,37 @@ def _curve(groups: Sequence[Mapping[str, Any]], region: str, clean_value: Option
     return x, mean, std
 
 
+def _ci_band(results: Mapping[str, Any], groups: Sequence[Mapping[str, Any]], region: str,
+             clean_value: Optional[float]):
+    """x, low, high of the image-bootstrap 95% interval of each group's mIoU (clean at N=0
+    as a point), from results['statistics']; None when the results carry no statistics."""
+    statistics = results.get('statistics') or {}
+    points = [(0, clean_value, clean_value)] if clean_value is not None else []
+    for g in sorted(groups, key=lambda g: g['num_channels']):
+        if g['mode'] == 'random':
+            values = statistics.get('random_groups', {}).get(str(g['num_channels']), {})
+        else:
+            key = f'targeted/{g["attack_region"]}/N={g["num_channels"]}'
+            values = statistics.get('settings', {}).get(key, {})
+        interval = values.get(region, {}).get('miou', {}).get('ci95')
+        if interval is not None:
+            points.append((g['num_channels'], interval[0], interval[1]))
+    if len(points) < 2:
+        return None
+    return tuple(np.asarray(v, dtype=float) for v in zip(*points))
+
+
 def plot_miou_vs_channels(results: Mapping[str, Any], path: str,
                           regions: Sequence[str] = ('full', 'center', 'periphery')
                           ) -> Optional[str]:
     """mIoU against the number of channels removed, one subplot per region.
 
     Targeted removal is a line per attack region (ranking order), random removal its mean over
-    seeds with a ±1 sample-std band, clean a dashed horizontal line. Curves start at N=0 with
-    the clean value. Regions missing from the results are skipped with a logged note.
+    seeds with a ±1 sample-std band (spread of the draws), clean a dashed horizontal line.
+    Where the results carry statistics, each curve also gets its image-bootstrap 95%
+    interval: a light band for targeted, dotted lines for the random mean. Curves start at
+    N=0 with the clean value. Regions missing from the results are skipped with a logged
+    note.
 
     Usage::
 
@@ -115,11 +138,20 @@ def plot_miou_vs_channels(results: Mapping[str, Any], path: str,
                     label='random (mean ± std, '
                           f'{_seeds_text(g["num_settings"] for g in randoms)})')
             ax.fill_between(x, mean - std, mean + std, color=RANDOM_COLOR, alpha=0.25, linewidth=0)
+            band = _ci_band(results, randoms, region, clean_value)
+            if band is not None:
+                ax.plot(band[0], band[1], linestyle=':', color=RANDOM_COLOR, linewidth=1,
+                        label='random mean, 95% CI (images)')
+                ax.plot(band[0], band[2], linestyle=':', color=RANDOM_COLOR, linewidth=1)
         for color, (attack_region, groups) in zip(TARGETED_COLORS * 4, targeted.items()):
             curve = _curve(groups, region, clean_value)
             if curve is not None:
                 ax.plot(curve[0], curve[1], marker='o', markersize=4, color=color,
                         label=f'targeted ({attack_region})')
+                band = _ci_band(results, groups, region, clean_value)
+                if band is not None:
+                    ax.fill_between(band[0], band[1], band[2], color=color, alpha=0.15,
+                                    linewidth=0, label=f'targeted ({attack_region}), 95% CI')
         ax.set_title(f'{region} region')
         ax.set_xlabel('channels removed (N)')
         ax.set_ylabel('mIoU (%)')

@@ -35,6 +35,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from .fileio import write_json_atomic, write_text_atomic
+from .report_statistics import tests_markdown
+from .statistics import compare_with_draws
 
 MODES = ('clean', 'targeted', 'random')
 # Regions the paper scores, in the order its tables show them.
@@ -344,12 +346,17 @@ def compare_targeted_random(results: Mapping[str, Any], region: str = 'full'
                             ) -> List[Dict[str, Any]]:
     """Does targeted removal lower mIoU more than random removal of as many channels?
 
-    For every targeted group with a random group of the same N: ``extra_drop`` = random mean
-    mIoU - targeted mIoU (positive: targeted hurts more), ``random_std`` (ddof=1, None with
-    one seed), ``num_std`` = extra_drop / random_std and ``beyond_2_std``: True/False, or None
-    when the std is undefined (one seed) or a value is missing.
+    The random draws as a distribution (:func:`posattack.statistics.compare_with_draws`), from
+    the settings' (rounded) metrics alone, so it also works on results without per-image
+    counts. For every targeted group with a random group of the same N: ``extra_drop``
+    (the gap) = random mean mIoU - targeted mIoU (positive: targeted hurts more),
+    ``random_std`` (ddof=1), ``num_std`` (z = gap / random std), the 95% t
+    ``prediction_interval`` of one more random draw's drop, the empirical ``p_value``
+    (None below two draws) and ``beyond_prediction_interval``.
     """
     groups = aggregate(results)
+    clean = _clean_group(groups)
+    clean_miou = group_miou(clean, region)['mean'] if clean is not None else None
     randoms = {g['num_channels']: g for g in groups.values() if g['mode'] == 'random'}
     comparisons = []
     for group in groups.values():
@@ -360,17 +367,22 @@ def compare_targeted_random(results: Mapping[str, Any], region: str = 'full'
         entry = {'num_channels': group['num_channels'], 'attack_region': group['attack_region'],
                  'region': region, 'targeted': targeted_miou, 'random_mean': None,
                  'random_std': None, 'num_seeds': 0, 'extra_drop': None, 'num_std': None,
-                 'beyond_2_std': None}
+                 'prediction_interval': None, 'p_value': None,
+                 'beyond_prediction_interval': None}
         if random is not None:
             stat = group_miou(random, region)
             entry.update(random_mean=stat['mean'], random_std=stat['std'], num_seeds=stat['n'])
             if stat['mean'] is not None and targeted_miou is not None:
-                extra = stat['mean'] - targeted_miou
-                entry['extra_drop'] = extra
-                if stat['std'] is not None:
-                    if stat['std'] > 0:
-                        entry['num_std'] = extra / stat['std']
-                    entry['beyond_2_std'] = bool(extra > 2 * stat['std'])
+                entry['extra_drop'] = stat['mean'] - targeted_miou
+            if clean_miou is not None and targeted_miou is not None:
+                draws = [clean_miou - region_miou(s['metrics'], region)
+                         for s in _setting_members(results, random)
+                         if region_miou(s['metrics'], region) is not None]
+                compared = compare_with_draws(clean_miou - targeted_miou, draws)
+                entry.update(num_std=compared['z'],
+                             prediction_interval=compared['prediction_interval'],
+                             p_value=compared['p_value'],
+                             beyond_prediction_interval=compared['beyond_prediction_interval'])
         comparisons.append(entry)
     return comparisons
 
@@ -387,15 +399,18 @@ def _comparison_sentence(entry: Mapping[str, Any]) -> str:
     amount = f'by {abs(extra):.2f} {"more" if extra >= 0 else "less"} than random'
     seeds = entry['num_seeds']
     sentence = (f'{head}{who} lowers {region} mIoU {amount} '
-                f'(mean over {seeds} seed{"s" if seeds != 1 else ""}), ')
-    if entry['random_std'] is None:
-        return sentence + ('but the std of random removal is undefined with a single seed: '
-                           'beyond 2 std: cannot tell (run more random seeds).')
-    if entry['random_std'] == 0:
-        return sentence + ('and random removal gave the same mIoU for every seed (std 0): '
-                           f'beyond 2 std: {"yes" if entry["beyond_2_std"] else "no"}.')
-    return sentence + (f'which is {abs(entry["num_std"]):.2f} std: beyond 2 std: '
-                       f'{"yes" if entry["beyond_2_std"] else "no"}.')
+                f'(mean over {seeds} draw{"s" if seeds != 1 else ""}), ')
+    if entry['prediction_interval'] is None:
+        return sentence + ('but one random draw is no distribution: no prediction interval and '
+                           'no p-value (run more random seeds).')
+    low, high = entry['prediction_interval']
+    z = 'z undefined (the draws did not vary)' if entry['num_std'] is None \
+        else f'z = {entry["num_std"]:.2f}'
+    return sentence + (f'{z}; 95% prediction interval of one random draw\'s drop '
+                       f'[{low:.2f}, {high:.2f}]: beyond it: '
+                       f'{"yes" if entry["beyond_prediction_interval"] else "no"}; empirical '
+                       f'p = {entry["p_value"]:.3f} (floor {1 / (1 + seeds):.3f} with {seeds} '
+                       'draws).')
 
 
 def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> List[str]:
@@ -495,6 +510,8 @@ def build_markdown_report(results: Mapping[str, Any],
     else:
         lines.append('No targeted setting in the results.')
     lines.append('')
+    if comparisons:
+        lines += tests_markdown(results)
 
     if plots:
         lines += ['## Plots', '']
@@ -514,8 +531,9 @@ def write_markdown_report(path: str, results: Mapping[str, Any],
     """Write the Markdown report (atomic) and return its path.
 
     Tables of mIoU per region for clean / targeted / random (mean ± std over seeds) per N,
-    the drop from clean with the periphery-minus-center drop, a verdict per N on whether
-    targeted removal beats random beyond 2 std, and links to plots (``{title: path}``) and
+    the drop from clean with the periphery-minus-center drop, the targeted-vs-random and
+    periphery-vs-center tests with their intervals (:mod:`posattack.report_statistics`), and
+    links to plots (``{title: path}``) and
     overlay panels (paths), made relative to the report's folder.
 
     Usage::

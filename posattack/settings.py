@@ -1,6 +1,6 @@
 """The settings an attack sweep evaluates: clean, targeted top-N, random N per seed."""
 from dataclasses import asdict, dataclass
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Union
 
 from .ranking import resolve_channel_count
 
@@ -45,12 +45,15 @@ def build_settings(num_total: int,
                    num_channels: Optional[Sequence[int]] = None,
                    fractions: Optional[Sequence[float]] = None,
                    num_seeds: int = 5,
-                   attack_region: str = 'overall') -> List[AttackSetting]:
-    """Clean, then targeted and random settings for every channel count.
+                   attack_region: Union[str, Sequence[str]] = 'overall'
+                   ) -> List[AttackSetting]:
+    """Clean, then targeted (one per ranking order in ``attack_region``) and random
+    settings for every channel count.
 
     Exactly one of ``num_channels`` and ``fractions`` gives the counts. Random settings use
     seeds ``0 .. num_seeds-1``, so a longer run contains every setting of a shorter one.
     """
+    attack_regions = [attack_region] if isinstance(attack_region, str) else list(attack_region)
     if (num_channels is None) == (fractions is None):
         raise ValueError('give channel counts either as num_channels or as fractions, '
                          'not both and not neither.')
@@ -69,8 +72,9 @@ def build_settings(num_total: int,
     counts = sorted(set(counts))
     settings = [AttackSetting('clean')]
     for count in counts:
-        settings.append(AttackSetting('targeted', count, fraction_of.get(count),
-                                      attack_region=attack_region))
+        for region in attack_regions:
+            settings.append(AttackSetting('targeted', count, fraction_of.get(count),
+                                          attack_region=region))
         for seed in range(num_seeds):
             settings.append(AttackSetting('random', count, fraction_of.get(count), seed=seed))
     return settings

@@ -9,8 +9,10 @@
 * pass 2, only when needed, evaluates the settings that waited for the ranking or the means.
 
 Each setting feeds its own (regions x classes x classes) confusion matrix, summed over
-images and, under a distributed launcher, over processes. Nothing is cached across
-batches, so memory stays flat as the dataset grows.
+images and, under a distributed launcher, over processes. Per image, only what the
+statistical tests resample is kept (per class intersections and areas in the test regions,
+:mod:`posattack.per_image`); nothing else is cached across batches, so memory stays flat as
+the dataset grows.
 """
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
@@ -24,6 +26,7 @@ from mmengine.utils import ProgressBar
 from .feature_split import FeatureSplit
 from .identify import FlipDifferenceAccumulator, flip_images, global_average_pool
 from .metrics import region_confusion
+from .per_image import PerImageCounts, PerImageRecorder
 from .ranking import ChannelRanking
 from .regions import build_region_masks, validate_region_specs
 from .removal import select_channels
@@ -46,6 +49,7 @@ class SweepState:
     ranking: Optional[ChannelRanking] = None
     mean_values: Optional[torch.Tensor] = None
     num_images: int = 0
+    per_image: Optional[PerImageCounts] = None
 
 
 def _batches(model, dataloader):
@@ -81,7 +85,8 @@ class _Pass:
     def __init__(self, split: FeatureSplit, settings: Sequence[AttackSetting],
                  channels: Dict[str, List[int]], region_specs, num_classes: int,
                  ignore_index: int, ablation: str, mean_values: Optional[torch.Tensor],
-                 overlay: Optional[OverlayRequest], count_keys: Sequence[str]):
+                 overlay: Optional[OverlayRequest], count_keys: Sequence[str],
+                 recorder: Optional[PerImageRecorder] = None):
         self.split = split
         self.settings = list(settings)
         self.channels = channels
@@ -92,6 +97,7 @@ class _Pass:
         self.mean_values = mean_values if ablation == 'mean' else None
         self.overlay = overlay
         self.count_keys = set(count_keys)
+        self.recorder = recorder
         self.confusions: Dict[str, np.ndarray] = {}
 
     def evaluate(self, feats, inputs, samples) -> None:
@@ -117,6 +123,8 @@ class _Pass:
             gt = sample.gt_sem_seg.data[0].cpu().numpy()
             _, masks = build_region_masks(self.region_specs, *gt.shape)
             conf = region_confusion(label, gt, masks, self.num_classes, self.ignore_index)
+            if self.recorder is not None:
+                self.recorder.add(key, sample.img_path, conf)
             if key in self.confusions:
                 self.confusions[key] += conf
             else:
@@ -154,12 +162,13 @@ def run_sweep(split: FeatureSplit, dataloader, settings: Sequence[AttackSetting]
               overlay: Optional[OverlayRequest] = None,
               ranking_info: Optional[dict] = None,
               on_pass_done: Optional[Callable[[SweepState, List[AttackSetting]], None]] = None,
-              progress: bool = True) -> SweepState:
+              progress: bool = True, record_per_image: bool = True) -> SweepState:
     """Evaluate ``settings`` on ``dataloader``; see the module docstring for the passes.
 
     ``on_pass_done(state, finished_settings)`` is called after each pass, on every rank,
     with reduced confusions: the caller writes results there, so that an interrupted run
-    keeps every finished pass.
+    keeps every finished pass. ``record_per_image=False`` keeps no per-image counts (then
+    ``state.per_image`` stays None and no bootstrap is possible; benchmarks use it).
     """
     if any(s.mode == 'targeted' for s in settings) and ranking is None and not identify:
         raise ValueError('targeted settings need a ranking: pass one or identify on the fly.')
@@ -190,9 +199,11 @@ def run_sweep(split: FeatureSplit, dataloader, settings: Sequence[AttackSetting]
                      if s not in pass_settings]
         evaluated = list(pass_settings) + extra
         channels = {s.key: _channels_for(s, num_total, state.ranking) for s in evaluated}
+        recorder = PerImageRecorder(validate_region_specs(region_specs)) \
+            if record_per_image else None
         runner = _Pass(split, evaluated, channels, region_specs, num_classes, ignore_index,
                        ablation, state.mean_values, overlay if overlay_here else None,
-                       count_keys)
+                       count_keys, recorder)
         accumulator = FlipDifferenceAccumulator(num_total) if collect and identify else None
         mean_sum = torch.zeros(num_total, dtype=torch.float64)
         count = 0
@@ -237,6 +248,8 @@ def run_sweep(split: FeatureSplit, dataloader, settings: Sequence[AttackSetting]
                                                        ranking_info or {})
         keys = [s.key for s in pass_settings]
         state.confusions.update(_all_reduce_confusions(runner.confusions, keys, conf_shape))
+        if recorder is not None:
+            state.per_image = recorder.gather(keys).merged(state.per_image)
         if on_pass_done is not None:
             on_pass_done(state, list(pass_settings))
 

@@ -56,6 +56,11 @@ def test_two_processes_give_the_one_process_numbers(synthetic_root, tmp_path):
         assert ours['metrics'] == theirs['metrics'], ours['key']
         assert ours['per_class'] == theirs['per_class'], ours['key']
 
+    # the per-image counts are gathered and ordered by image, so the bootstrap resamples the
+    # same images in the same order: every interval and verdict is exactly the one-process one
+    assert dist['tests'] == single['tests'] and len(dist['tests']) > 0
+    assert dist['statistics'] == single['statistics']
+
     single_ranking = load_json(single_dir / 'ranking.json')
     dist_ranking = load_json(dist_dir / 'ranking.json')
     assert dist_ranking['num_images'] == 3  # both shards, each image once

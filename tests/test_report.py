@@ -94,12 +94,20 @@ def test_aggregate_groups_seeds(hand_results):
 
 def test_compare_targeted_random_verdicts(hand_results):
     by_n = {c['num_channels']: c for c in compare_targeted_random(hand_results)}
+    # N=10: targeted drop 20 vs random drops 4, 2, 0 (mean 2, sd 2): gap 18, z 9;
+    # 95% prediction interval 2 ± t(0.975, 2) * 2 * sqrt(1 + 1/3); p = (1 + 0) / (1 + 3)
+    half_10 = 4.302652729911275 * 2 * math.sqrt(4 / 3)
     assert by_n[10]['extra_drop'] == 18.0 and by_n[10]['num_std'] == 9.0
-    assert by_n[10]['beyond_2_std'] is True
+    assert by_n[10]['prediction_interval'] == pytest.approx([2 - half_10, 2 + half_10])
+    assert by_n[10]['beyond_prediction_interval'] is True
+    assert by_n[10]['p_value'] == pytest.approx(0.25)
+    # N=20: targeted drop 12 vs 10, 6, 2 (mean 6, sd 4): z 1.5, inside 6 ± 19.87
     assert by_n[20]['extra_drop'] == 6.0 and by_n[20]['num_std'] == 1.5
-    assert by_n[20]['beyond_2_std'] is False
+    assert by_n[20]['beyond_prediction_interval'] is False
+    assert by_n[20]['p_value'] == pytest.approx(0.25)
+    # N=30: one draw is no distribution
     assert by_n[30]['extra_drop'] == 25.0 and by_n[30]['random_std'] is None
-    assert by_n[30]['beyond_2_std'] is None
+    assert by_n[30]['beyond_prediction_interval'] is None and by_n[30]['p_value'] is None
 
 
 def test_markdown_report_numbers_and_verdicts(hand_results, tmp_path):
@@ -125,12 +133,17 @@ def test_markdown_report_numbers_and_verdicts(hand_results, tmp_path):
     # Border bands: clean band_0 = 60 - 5, band_1 = 75 - 3.
     assert '| clean | 0 | 55.00 | 72.00 |' in text
     assert ('N=10: targeted (overall) lowers full-image mIoU by 18.00 more than random '
-            '(mean over 3 seeds), which is 9.00 std: beyond 2 std: yes.') in text
+            '(mean over 3 draws), z = 9.00; 95% prediction interval of one random draw\'s '
+            'drop [-7.94, 11.94]: beyond it: yes; empirical p = 0.250 (floor 0.250 with 3 '
+            'draws).') in text
     assert ('N=20: targeted (overall) lowers full-image mIoU by 6.00 more than random '
-            '(mean over 3 seeds), which is 1.50 std: beyond 2 std: no.') in text
+            '(mean over 3 draws), z = 1.50; 95% prediction interval of one random draw\'s '
+            'drop [-13.87, 25.87]: beyond it: no;') in text
     n30 = [line for line in text.splitlines() if line.startswith('- N=30:')]
-    assert len(n30) == 1 and 'by 25.00 more than random (mean over 1 seed)' in n30[0]
-    assert 'undefined with a single seed: beyond 2 std: cannot tell' in n30[0]
+    assert len(n30) == 1 and 'by 25.00 more than random (mean over 1 draw)' in n30[0]
+    assert 'one random draw is no distribution: no prediction interval and no p-value' in n30[0]
+    # results without per-image counts say so instead of printing intervals
+    assert 'Not computed: these results carry no per-image counts' in text
     assert '![mIoU vs channels removed](plots/miou_vs_channels.png)' in text
 
 
@@ -139,7 +152,7 @@ def test_markdown_says_when_targeted_is_weaker(hand_results, tmp_path):
     hand_results['settings'][1]['metrics']['full.mIoU'] = 72.0
     text = open(write_markdown_report(str(tmp_path / 'r.md'), hand_results)).read()
     assert ('N=10: targeted (overall) lowers full-image mIoU by 4.00 less than random '
-            '(mean over 3 seeds), which is 2.00 std: beyond 2 std: no.') in text
+            '(mean over 3 draws), z = -2.00;') in text
 
 
 def test_summary_table(hand_results):

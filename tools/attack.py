@@ -1,11 +1,15 @@
 """The position attack in one command.
 
     python tools/attack.py CONFIG CHECKPOINT [--work-dir DIR] [--num-channels 25 50 100]
+    python tools/attack.py CONFIG CKPT_SEED0 CKPT_SEED1 CKPT_SEED2   # pooled over models
 
 Identifies position-encoding channels of the tensor the decode head consumes (flip
 difference, Islam et al. ICCV 2021), removes the top N and, as the baseline, N random
-channels (several seeds), and scores every setting with per-region mIoU. Writes
-ranking.json, results.json/.csv, report.md, plots and overlays into the work dir.
+channels (several seeds), and scores every setting with per-region mIoU, with tests that
+carry their uncertainty over random draws and images. Writes ranking.json, per_image.npz,
+results.json/.csv, report.md, plots and overlays into the work dir. With several checkpoints
+of the config (training seeds), each model goes to <work-dir>/models/<name>/ and the work dir
+gets summary.json and report.md pooled over models.
 """
 import argparse
 import os.path as osp
@@ -16,14 +20,18 @@ from mmengine.logging import MMLogger
 
 from posattack.cli import BAD_INPUT_ERRORS, parse_region_arg, report_bad_input
 from posattack.distributed import LAUNCHERS, exit_process, init_launcher
-from posattack.experiment import AttackOptions, run_attack
+from posattack.experiment import DEFAULT_BOOTSTRAP, DEFAULT_SEEDS, AttackOptions, run_attack
+from posattack.multi_model import run_attacks
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0].strip(),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('config', help='MMSeg config file')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('checkpoint', nargs='+',
+                        help='checkpoint file; several (of the same config) are pooled')
+    parser.add_argument('--model-names', nargs='+',
+                        help='folder names of the pooled models (default: from the paths)')
     parser.add_argument('--work-dir', help='where results go '
                         '(default: ./work_dirs/<config name>/attack)')
     parser.add_argument('--layer', help="attacked tensor, e.g. 'backbone:3' (default: the "
@@ -32,15 +40,20 @@ def parse_args(argv=None):
                         'release); default: identify on the fly with the flip difference')
     parser.add_argument('--ranking-format', default='auto',
                         choices=['auto', 'posattack', 'authors'])
-    parser.add_argument('--attack-region', default='overall',
-                        help='ranking order for targeted removal: overall, left, right, top, '
-                        'bottom, or any order the ranking has (e.g. cell_0_0)')
+    parser.add_argument('--attack-region', nargs='+', default=['overall'],
+                        help='ranking order(s) for targeted removal: overall, left, right, '
+                        'top, bottom, or any order the ranking has (e.g. cell_0_0); with '
+                        '"left right" the report tests whether each hurts its own half more')
     counts = parser.add_mutually_exclusive_group()
     counts.add_argument('--num-channels', type=int, nargs='+',
                         help='channel counts N to remove')
     counts.add_argument('--fractions', type=float, nargs='+',
                         help='fractions of the channels to remove (default 0.01 0.05 0.1 0.2)')
-    parser.add_argument('--seeds', type=int, default=5, help='random baselines per N')
+    parser.add_argument('--seeds', type=int, default=DEFAULT_SEEDS,
+                        help='random draws per N (p < 0.05 needs 19 or more)')
+    parser.add_argument('--bootstrap', type=int, default=DEFAULT_BOOTSTRAP,
+                        help='image bootstrap resamples for the confidence intervals')
+    parser.add_argument('--bootstrap-seed', type=int, default=0)
     parser.add_argument('--ablation', default='zero', choices=['zero', 'mean'])
     parser.add_argument('--regions', nargs='+', type=parse_region_arg,
                         default=['paper', dict(type='border', bands=4)],
@@ -73,16 +86,22 @@ def main(argv=None) -> int:
     show_dir = None if args.no_overlays else (args.show_dir or osp.join(work_dir, 'overlays'))
     MMLogger.get_instance('posattack', log_level='INFO')
     opts = AttackOptions(
-        config=args.config, checkpoint=args.checkpoint, work_dir=work_dir, layer=args.layer,
+        config=args.config, checkpoint=args.checkpoint[0], work_dir=work_dir, layer=args.layer,
         ranking=args.ranking, ranking_format=args.ranking_format,
         attack_region=args.attack_region, num_channels=args.num_channels,
-        fractions=args.fractions, seeds=args.seeds, ablation=args.ablation,
+        fractions=args.fractions, seeds=args.seeds, bootstrap=args.bootstrap,
+        bootstrap_seed=args.bootstrap_seed, ablation=args.ablation,
         regions=args.regions, show_dir=show_dir,
         num_overlays=args.num_overlays, max_images=args.max_images,
         batch_size=args.batch_size, resume=args.resume, cfg_options=args.cfg_options,
         trust_checkpoint=args.trust_checkpoint)
     try:
-        run_attack(opts)
+        if len(args.checkpoint) > 1:
+            run_attacks(opts, args.checkpoint, args.model_names)
+        elif args.model_names:
+            raise ValueError('--model-names is for pooled runs (several checkpoints); drop it.')
+        else:
+            run_attack(opts)
     except BAD_INPUT_ERRORS as error:
         return report_bad_input(error)
     except KeyboardInterrupt:

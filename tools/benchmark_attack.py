@@ -13,6 +13,11 @@ It prints exact/full and shortcut/full; the target is <= 0.5. The three paths al
 by batch, so a noisy, shared machine slows them alike; compare ratios within one run only.
 Preprocessing and metrics are left out of every path (they cost the same in each).
 
+Then the cost of more random draws: the whole default run (``run_sweep`` identifying on the
+fly, every setting, then the bootstrap statistics of ``posattack.significance``) with each
+``--compare-seeds`` count, against today's run before per-image statistics (5 seeds, no
+per-image counts, no bootstrap). Rounds alternate the order, and the ratios share one run.
+
 Then peak memory of the sweep itself (``posattack.sweep.run_sweep``, identifying the channels
 on the fly as tools/attack.py does) on N and on 4N images, each run in its own subprocess:
 ``resource.getrusage(RUSAGE_SELF).ru_maxrss``, the peak resident set size (tracemalloc does
@@ -21,6 +26,7 @@ not see torch's allocations). Flat memory means the 4N peak equals the N peak.
     python tools/benchmark_attack.py --model demo --threads 1
     python tools/benchmark_attack.py --model r50 --images 2 --threads 1
     python tools/benchmark_attack.py --model both --num-channels 8 16 --seeds 2 --no-memory
+    python tools/benchmark_attack.py --model demo --images 8 --compare-seeds 5 10 20 --only-draws
 
 On a machine whose cores other jobs share, --threads 1 gives steadier figures: several torch
 threads spinning against other processes can make every path many times slower.
@@ -81,6 +87,10 @@ def parse_args(argv=None):
     parser.add_argument('--data-root', help='a Cityscapes-layout folder with at least 4N val '
                         'images (default: synthetic scenes in a temporary folder)')
     parser.add_argument('--no-memory', action='store_true', help='skip the memory runs')
+    parser.add_argument('--compare-seeds', type=int, nargs='+', default=[5, 20],
+                        help='random draws per N to time the whole run with')
+    parser.add_argument('--only-draws', action='store_true',
+                        help='time only the random-draw counts (no paths, no memory)')
     parser.add_argument('--max-ratio', type=float,
                         help='exit with status 1 when shortcut/full (CPU time) exceeds this')
     parser.add_argument('--memory-worker', action='store_true', help=argparse.SUPPRESS)
@@ -228,6 +238,43 @@ def time_paths(model, cfg, args, channel_lists: Sequence[Sequence[int]]) -> dict
                 shortcut_convs=len(splits['shortcut'].shortcut.convs))
 
 
+# ----------------------------------------------------------------------------- draws
+def time_draw_counts(model, cfg, args) -> dict:
+    """Seconds (CPU) of a whole default run per random-draw count, plus today's baseline.
+
+    Keys: ``'baseline'`` (5 draws, no per-image counts, no bootstrap: the run before
+    per-image statistics) and each ``--compare-seeds`` count (per-image counts + bootstrap).
+    """
+    from posattack.experiment import DEFAULT_BOOTSTRAP
+    from posattack.feature_split import FeatureSplit
+    from posattack.layers import default_layer, resolve_layer
+    from posattack.settings import build_settings
+    from posattack.significance import build_statistics
+    from posattack.sweep import run_sweep
+    split = FeatureSplit(model, resolve_layer(model, default_layer(model)))
+    loader = build_loader(cfg, args.batch_size, args.images)
+    num_total = attacked_channels(model, cfg)
+    fractions = args.fractions
+    if args.num_channels is None and fractions is None:
+        fractions = list(DEFAULT_FRACTIONS)
+    runs = [('baseline', 5, False)] + [(n, n, True) for n in args.compare_seeds]
+    best = {name: float('inf') for name, _, _ in runs}
+    num_classes = len(model.dataset_meta['classes'])
+    for round_index in range(args.repeat + 1):   # round 0 warms up and is not counted
+        order = runs if round_index % 2 else runs[::-1]
+        for name, seeds, statistics in order:
+            settings = build_settings(num_total, args.num_channels, fractions, seeds)
+            start = time.process_time()
+            state = run_sweep(split, loader, settings, num_total, MEMORY_REGIONS, num_classes,
+                              identify=True, progress=False, record_per_image=statistics)
+            if statistics:
+                build_statistics([dict(s.to_dict(), key=s.key) for s in settings],
+                                 state.per_image, num_resamples=DEFAULT_BOOTSTRAP)
+            if round_index:
+                best[name] = min(best[name], time.process_time() - start)
+    return best
+
+
 # ----------------------------------------------------------------------------- memory
 def _current_rss_mb() -> float:
     with open('/proc/self/status') as f:
@@ -288,6 +335,9 @@ def _table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
 
 def benchmark_model(model_name: str, data_root: str, args) -> dict:
     model, cfg = build_model(model_name, data_root)
+    if args.only_draws:
+        return dict(model=model_name, images=args.images,
+                    draws=time_draw_counts(model, cfg, args))
     if not args.no_memory:
         build_loader(cfg, 1, 4 * args.images)  # fails now if the 4N run would lack images
     num_total = attacked_channels(model, cfg)
@@ -297,7 +347,7 @@ def benchmark_model(model_name: str, data_root: str, args) -> dict:
     counts = sorted({s.num_channels for s in settings if s.mode != 'clean'})
     result = dict(model=model_name, size=BENCHMARK_MODELS[model_name]['size'],
                   channels=num_total, counts=counts, settings=len(settings),
-                  images=args.images, **timing)
+                  images=args.images, draws=time_draw_counts(model, cfg, args), **timing)
     if not args.no_memory:
         del model  # the workers measure their own processes; keep this one small meanwhile
         result['memory'] = [measure_memory(model_name, n, data_root, args)
@@ -305,9 +355,26 @@ def benchmark_model(model_name: str, data_root: str, args) -> dict:
     return result
 
 
+def print_draws(results: List[dict]) -> None:
+    rows = []
+    for r in results:
+        base = r['draws']['baseline']
+        for name, seconds in r['draws'].items():
+            label = '5 (before per-image statistics)' if name == 'baseline' else \
+                f'{name} (with bootstrap)'
+            rows.append([r['model'], r['images'], label, f'{seconds:.2f}',
+                         f'{seconds / base:.2f}'])
+    print('\nWhole default run (identify + every setting [+ statistics]) per random-draw '
+          'count,\nCPU seconds, ratio to the run before per-image statistics:')
+    print(_table(['model', 'images', 'draws per N', 'CPU s', 'ratio'], rows))
+
+
 def print_report(results: List[dict], args) -> None:
     print(f'\ntorch threads: {torch.get_num_threads()}   batch size: {args.batch_size}   '
           f'timing rounds: {args.repeat} (fastest counts)')
+    print_draws(results)
+    if args.only_draws:
+        return
     for r in results:
         print(f"{r['model']}: {r['size'][0]}x{r['size'][1]} inputs, {r['channels']} channels "
               f"attacked, N in {r['counts']}, {r['settings']} settings")
@@ -372,12 +439,14 @@ def run(args) -> int:
             if data_root is None:
                 from posattack.synthetic import generate_cityscapes
                 data_root = osp.join(tmp, name)
-                num_val = args.images * (1 if args.no_memory else 4)
+                num_val = args.images * (1 if args.no_memory or args.only_draws else 4)
                 generate_cityscapes(data_root, num_train=0, num_val=num_val,
                                     size=BENCHMARK_MODELS[name]['size'], seed=0)
             print(f'benchmarking {name} ...', flush=True)
             results.append(benchmark_model(name, data_root, args))
     print_report(results, args)
+    if args.only_draws:
+        return 0
     worst = max(r['seconds']['shortcut', 'cpu'] / r['seconds']['full', 'cpu'] for r in results)
     if args.max_ratio is not None and worst > args.max_ratio:
         print(f'shortcut/full ratio {worst:.3f} exceeds --max-ratio {args.max_ratio}')

@@ -1,0 +1,152 @@
+"""tools/attack.py's statistics end to end: tests in results.json, resume, pooled models.
+
+The tiny demo model with random weights on 4 synthetic images: the numbers mean nothing,
+but every statistic must agree with what the run's own metrics say, and bad input must be
+refused before any image is read.
+"""
+import os
+import os.path as osp
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from attack_helpers import (load_cli, load_json, make_checkpoint, one_torch_thread,  # noqa: F401
+                            run_cli, write_tiny_config)
+
+from posattack.per_image import PerImageCounts
+
+CLI = load_cli()
+ARGS = ['--num-channels', 8, 16, '--seeds', 3, '--max-images', 4, '--no-overlays',
+        '--bootstrap', 200]
+
+
+@pytest.fixture(scope='module')
+def files(synthetic_root, tmp_path_factory):
+    root = tmp_path_factory.mktemp('attack_statistics')
+    config = write_tiny_config(root / 'tiny.py', synthetic_root)
+    return SimpleNamespace(root=root, config=config,
+                           checkpoint=make_checkpoint(config, root / 'model.pth'),
+                           other=make_checkpoint(config, root / 'other' / 'model.pth', seed=1)
+                           if os.makedirs(root / 'other', exist_ok=True) is None else None)
+
+
+@pytest.fixture(scope='module')
+def run(files):
+    work_dir = files.root / 'run'
+    code, stderr = run_cli(CLI, [files.config, files.checkpoint, '--work-dir', work_dir]
+                           + ARGS + ['--attack-region', 'overall', 'left', 'right'])
+    assert code == 0, stderr
+    return work_dir
+
+
+def _tests(results, kind, **match):
+    return [t for t in results['tests'] if t['kind'] == kind
+            and all(t[k] == v for k, v in match.items())]
+
+
+def test_tests_agree_with_the_runs_own_metrics(run):
+    results = load_json(run / 'results.json')
+    by_key = {s['key']: s['metrics'] for s in results['settings']}
+    clean = by_key['clean']['mIoU']
+    for n in (8, 16):
+        draws = _tests(results, 'targeted_vs_random_draws', num_channels=n,
+                       attack_region='overall')[0]
+        random = [by_key[f'random/N={n}/seed={s}']['mIoU'] for s in range(3)]
+        targeted = by_key[f'targeted/overall/N={n}']['mIoU']
+        # the metrics are rounded to 2 decimals, the tests are not
+        assert draws['targeted_drop'] == pytest.approx(clean - targeted, abs=0.011)
+        assert draws['random_mean'] == pytest.approx(clean - np.mean(random), abs=0.011)
+        assert draws['num_draws'] == 3 and draws['p_value_floor'] == pytest.approx(0.25)
+        gap = _tests(results, 'targeted_minus_random', num_channels=n,
+                     attack_region='overall')[0]
+        assert gap['estimate'] == pytest.approx(draws['estimate'])
+        low, high = gap['ci95']
+        assert low <= gap['estimate'] <= high
+        pc = _tests(results, 'periphery_minus_center', num_channels=n, mode='targeted',
+                    attack_region='overall')[0]
+        metrics = by_key[f'targeted/overall/N={n}']
+        expected = (by_key['clean']['periphery.mIoU'] - metrics['periphery.mIoU']) - (
+            by_key['clean']['center.mIoU'] - metrics['center.mIoU'])
+        assert pc['estimate'] == pytest.approx(expected, abs=0.03)
+    # left and right orders are each tested on their own half against the other
+    halves = _tests(results, 'own_half_minus_other_half')
+    assert sorted((t['attack_region'], t['eval_region']) for t in halves if
+                  t['num_channels'] == 8) == [('left', 'left-right'), ('right', 'right-left')]
+    report = (run / 'report.md').read_text()
+    assert '### Targeted vs random removal (full image, drops in mIoU points)' in report
+    assert '### Region-specific orders' in report and "### The paper's claims" in report
+    counts = PerImageCounts.load(str(run / 'per_image.npz'))
+    assert len(counts.images) == 4 and set(counts.keys) == set(by_key)
+
+
+def test_same_run_same_intervals_and_old_work_dirs_resume(files, run, tmp_path):
+    first = load_json(run / 'results.json')
+    # a work dir from before per-image statistics: its settings are evaluated again
+    old = tmp_path / 'old'
+    code, stderr = run_cli(CLI, [files.config, files.checkpoint, '--work-dir', old] + ARGS
+                           + ['--attack-region', 'overall', 'left', 'right'])
+    assert code == 0, stderr
+    os.remove(old / 'per_image.npz')
+    code, stderr = run_cli(CLI, [files.config, files.checkpoint, '--work-dir', old, '--resume']
+                           + ARGS + ['--attack-region', 'overall', 'left', 'right'])
+    assert code == 0, stderr
+    again = load_json(old / 'results.json')
+    assert again['tests'] == first['tests'] and again['statistics'] == first['statistics']
+
+
+def test_one_random_draw_is_not_a_distribution(files, tmp_path):
+    args = [a if a != 3 else 1 for a in ARGS]
+    code, stderr = run_cli(CLI, [files.config, files.checkpoint, '--work-dir', tmp_path] + args)
+    assert code == 0, stderr
+    results = load_json(tmp_path / 'results.json')
+    draws = _tests(results, 'targeted_vs_random_draws')
+    assert draws and all(t['verdict'] == 'not computed' and t['p_value'] is None
+                         for t in draws)
+    report = (tmp_path / 'report.md').read_text()
+    assert 'one random draw is no distribution (no p-value, no interval)' in report
+
+
+def test_pooled_run_over_two_models(files, tmp_path):
+    work_dir = tmp_path / 'pooled'
+    code, stderr = run_cli(CLI, [files.config, files.checkpoint, files.other, '--work-dir',
+                                 work_dir] + ARGS)
+    assert code == 0, stderr
+    summary = load_json(work_dir / 'summary.json')
+    # both file names are model.pth: the folder names tell the models apart
+    names = [m['model'] for m in summary['models']]
+    assert sorted(os.listdir(work_dir / 'models')) == sorted(names) and len(names) == 2
+    per_model = [load_json(work_dir / 'models' / n / 'results.json') for n in names]
+    pooled = next(t for t in summary['pooled_tests'] if t['kind'] == 'targeted_minus_random'
+                  and t['num_channels'] == 16)
+    gaps = [next(t for t in r['tests'] if t['kind'] == 'targeted_minus_random'
+                 and t['num_channels'] == 16)['estimate'] for r in per_model]
+    assert [m['estimate'] for m in pooled['per_model']] == gaps
+    assert pooled['mean'] == pytest.approx(np.mean(gaps))
+    assert pooled['std'] == pytest.approx(np.std(gaps, ddof=1))
+    assert [c['verdict'] in ('holds', 'does not hold', 'inconclusive')
+            for c in summary['claims']] == [True, True]
+    report = (work_dir / 'report.md').read_text()
+    assert "The paper's claims" in report and f'(models/{names[0]}/report.md)' in report
+
+
+def test_pooled_run_refuses_a_checkpoint_of_another_class_count(files, tmp_path):
+    import torch
+    state = torch.load(files.checkpoint, weights_only=True)
+    seg = 'decode_head.conv_seg'
+    state['state_dict'][f'{seg}.weight'] = state['state_dict'][f'{seg}.weight'][:5]
+    state['state_dict'][f'{seg}.bias'] = state['state_dict'][f'{seg}.bias'][:5]
+    five = str(tmp_path / 'five_classes.pth')
+    torch.save(state, five)
+    work_dir = tmp_path / 'refused'
+    code, stderr = run_cli(CLI, [files.config, files.checkpoint, five, '--work-dir',
+                                 work_dir] + ARGS)
+    assert code == 2
+    assert 'error: ' in stderr and 'five_classes.pth' in stderr
+    assert 'decode_head.conv_seg.weight' in stderr
+    assert not osp.exists(work_dir)     # refused before any model was attacked
+
+
+def test_pooled_run_refuses_the_same_checkpoint_twice(files, tmp_path):
+    code, stderr = run_cli(CLI, [files.config, files.checkpoint, files.checkpoint,
+                                 '--work-dir', tmp_path / 'twice'] + ARGS)
+    assert code == 2 and 'the same checkpoint is given twice' in stderr

@@ -1,0 +1,267 @@
+"""Every statistic behind a verdict, against an independent computation.
+
+Hand-worked values (counted or computed on paper), scipy, and mmseg's own IoU code on the
+same confusions: never the function under test run a second way.
+"""
+import math
+
+import numpy as np
+import pytest
+import torch
+from mmseg.evaluation.metrics import IoUMetric
+from scipy import stats as scipy_stats
+
+from posattack.metrics import region_confusion
+from posattack.per_image import (PairedBootstrap, PerImageCounts, PerImageRecorder,
+                                 miou_from_counts, resample_weights)
+from posattack.pooling import paper_claims, pool_tests
+from posattack.significance import build_statistics, draws_test
+from posattack.statistics import (bootstrap_p_value, compare_with_draws, empirical_p_value,
+                                  one_sample_t, percentile_interval, prediction_interval,
+                                  verdict_from_interval)
+
+
+# ------------------------------------------------------------------ random draws
+def test_empirical_p_value_counts_draws_at_or_above_the_targeted_drop():
+    # draws >= 5.0: 6.0 and 5.0 -> (1 + 2) / (1 + 5)
+    assert empirical_p_value(5.0, [1.0, 2.0, 6.0, 0.5, 5.0]) == pytest.approx(3 / 6)
+    # none above: the floor 1 / (1 + 19) with 19 draws
+    assert empirical_p_value(100.0, list(range(19))) == pytest.approx(1 / 20)
+    # one draw is no distribution
+    assert empirical_p_value(3.0, [1.0]) is None
+
+
+def test_prediction_interval_by_hand():
+    # draws 1, 2, 3, 4: mean 2.5, sd sqrt(5/3); t(0.975, 3) = 3.182446305284263
+    low, high = prediction_interval([1.0, 2.0, 3.0, 4.0])
+    half = 3.182446305284263 * math.sqrt(5 / 3) * math.sqrt(1 + 1 / 4)
+    assert (low, high) == pytest.approx((2.5 - half, 2.5 + half))
+    assert prediction_interval([1.0]) is None
+
+
+def test_compare_with_draws_gap_z_and_verdict_inputs():
+    out = compare_with_draws(10.0, [1.0, 2.0, 3.0, 4.0])
+    assert out['gap'] == pytest.approx(7.5)
+    assert out['z'] == pytest.approx(7.5 / math.sqrt(5 / 3))
+    assert out['p_value'] == pytest.approx(1 / 5) and out['p_value_floor'] == pytest.approx(0.2)
+    assert out['beyond_prediction_interval'] is True   # 10 > 2.5 + 6.40
+    single = compare_with_draws(10.0, [1.0])
+    assert single['gap'] == 9.0 and single['p_value'] is None and single['z'] is None
+
+
+def test_draws_test_with_one_draw_says_why_not():
+    test = draws_test(8, 'overall', 5.0, [1.0])
+    assert test['verdict'] == 'not computed' and test['p_value'] is None
+    assert '--seeds 2 or more' in test['reason']
+
+
+# ------------------------------------------------------------------ images
+def test_miou_from_counts_equals_mmseg_iou_metric():
+    rng = np.random.default_rng(3)
+    num_classes = 5
+    conf = rng.integers(0, 50, size=(num_classes, num_classes))
+    conf[3, :] = 0   # class 3 absent from labels ...
+    conf[:, 3] = 0   # ... and predictions: left out of the mean
+    tp, gt, pred = np.diag(conf), conf.sum(axis=1), conf.sum(axis=0)
+    union = gt + pred - tp
+    metrics = IoUMetric.total_area_to_metrics(
+        *(torch.as_tensor(a, dtype=torch.float64) for a in (tp, union, pred, gt)), ['mIoU'])
+    expected = 100 * np.nanmean(metrics['IoU'])
+    assert miou_from_counts(tp, gt, pred) == pytest.approx(expected)
+
+
+def _counts(gt, tp, pred):
+    """PerImageCounts of one region ('full') from per-image lists of class vectors."""
+    as_array = lambda rows: np.asarray(rows, dtype=np.uint32)[:, None, :]  # noqa: E731
+    return PerImageCounts([f'img{i}' for i in range(len(gt))], ['full'], as_array(gt),
+                          {k: as_array(v) for k, v in tp.items()},
+                          {k: as_array(v) for k, v in pred.items()})
+
+
+def test_paired_bootstrap_with_a_fixed_resample_by_hand():
+    # 3 images, 2 classes; resample A = images (0, 0, 1), resample B = images (2, 2, 2)
+    counts = _counts(gt=[[10, 0], [0, 10], [5, 5]],
+                     tp={'clean': [[10, 0], [0, 8], [5, 5]]},
+                     pred={'clean': [[12, 0], [0, 8], [5, 5]]})
+    weights = np.array([[2.0, 1.0, 0.0], [0.0, 0.0, 3.0]])
+    boot = PairedBootstrap(counts, num_resamples=2, weights=weights)
+    point, samples = boot.miou('clean', 'full')
+    # all images: class 0 tp 15 / (15 + 17 - 15) = 15/17; class 1: 13 / (15 + 13 - 13) = 13/15
+    assert point == pytest.approx(100 * (15 / 17 + 13 / 15) / 2)
+    # A: class 0 tp 20 / (20 + 24 - 20) = 20/24; class 1: 8 / (10 + 8 - 8) = 0.8
+    # B: every class perfect
+    assert samples == pytest.approx([100 * (20 / 24 + 0.8) / 2, 100.0])
+
+
+def test_resample_weights_are_seeded_multiplicities():
+    a, b = resample_weights(7, 50, seed=4), resample_weights(7, 50, seed=4)
+    assert np.array_equal(a, b) and (a.sum(axis=1) == 7).all()
+    assert not np.array_equal(a, resample_weights(7, 50, seed=5))
+
+
+def test_recorder_keeps_what_the_summed_confusion_has():
+    rng = np.random.default_rng(0)
+    masks = np.zeros((2, 4, 6), dtype=bool)
+    masks[0] = True             # full
+    masks[1, :, :3] = True      # left
+    recorder = PerImageRecorder(['full', 'left'])
+    total = np.zeros((2, 3, 3), dtype=np.int64)
+    for image in ('b.png', 'a.png'):
+        gt, pred = rng.integers(0, 3, (4, 6)), rng.integers(0, 3, (4, 6))
+        conf = region_confusion(pred, gt, masks, 3, 255)
+        recorder.add('clean', image, conf)
+        total += conf
+    counts = recorder.gather(['clean'])
+    assert counts.images == ['a.png', 'b.png']     # sorted, whatever the order seen
+    assert np.array_equal(counts.tp['clean'].sum(axis=0), np.diagonal(total, axis1=1, axis2=2))
+    assert np.array_equal(counts.gt.sum(axis=0), total.sum(axis=2))
+    assert np.array_equal(counts.pred['clean'].sum(axis=0), total.sum(axis=1))
+
+
+def test_per_image_counts_round_trip(tmp_path):
+    counts = _counts(gt=[[1, 2]], tp={'clean': [[1, 1]], 'random/N=1/seed=0': [[0, 2]]},
+                     pred={'clean': [[1, 2]], 'random/N=1/seed=0': [[1, 2]]})
+    loaded = PerImageCounts.load(counts.save(str(tmp_path / 'per_image.npz')))
+    assert loaded.images == counts.images and loaded.keys == counts.keys
+    assert all(np.array_equal(loaded.tp[k], counts.tp[k]) for k in counts.keys)
+    (tmp_path / 'junk.npz').write_bytes(b'not a zip')
+    with pytest.raises(ValueError, match='junk.npz.*delete it and rerun'):
+        PerImageCounts.load(str(tmp_path / 'junk.npz'))
+
+
+def test_percentile_interval_and_bootstrap_p():
+    samples = np.arange(1, 1001, dtype=float)      # 1..1000
+    assert percentile_interval(samples) == pytest.approx(
+        list(np.percentile(samples, [2.5, 97.5])))
+    assert bootstrap_p_value(samples) == 0.0
+    assert bootstrap_p_value(np.array([-1.0, 1.0, 2.0, 3.0])) == pytest.approx(0.5)
+    assert percentile_interval(np.full(10, np.nan)) is None
+    assert verdict_from_interval([0.1, 2]) == 'holds'
+    assert verdict_from_interval([-2, -0.1]) == 'does not hold'
+    assert verdict_from_interval([-1, 1]) == 'inconclusive'
+    assert verdict_from_interval(None) == 'not computed'
+
+
+# ------------------------------------------------------------------ one model's tests
+def _two_region_counts(num_images=8):
+    """Per image: 2 classes, regions full/center/periphery. Targeted loses half the
+    periphery's class-1 pixels; random draws lose a little everywhere."""
+    regions = ['full', 'center', 'periphery']
+    gt = np.zeros((num_images, 3, 2), np.uint32)
+    gt[:, 1] = [50, 50]
+    gt[:, 2] = [50, 50]
+    gt[:, 0] = gt[:, 1] + gt[:, 2]
+
+    def setting(center_lost, periphery_lost):
+        tp = gt.copy()
+        tp[:, 1, 1] -= center_lost
+        tp[:, 2, 1] -= periphery_lost
+        tp[:, 0] = tp[:, 1] + tp[:, 2]
+        pred = gt.astype(np.int64)    # lost class-1 pixels are predicted as class 0
+        pred[:, 1, 0] += center_lost
+        pred[:, 1, 1] -= center_lost
+        pred[:, 2, 0] += periphery_lost
+        pred[:, 2, 1] -= periphery_lost
+        pred[:, 0] = pred[:, 1] + pred[:, 2]
+        return tp, pred.astype(np.uint32)
+
+    tp, pred = {}, {}
+    for key, lost in (('clean', (0, 0)), ('targeted/overall/N=2', (0, 25)),
+                      ('random/N=2/seed=0', (1, 1)), ('random/N=2/seed=1', (2, 1)),
+                      ('random/N=2/seed=2', (1, 2))):
+        tp[key], pred[key] = setting(*lost)
+    images = [f'img{i:02d}' for i in range(num_images)]
+    settings = [dict(key='clean', mode='clean', num_channels=0, attack_region=None),
+                dict(key='targeted/overall/N=2', mode='targeted', num_channels=2,
+                     attack_region='overall')]
+    settings += [dict(key=f'random/N=2/seed={s}', mode='random', num_channels=2,
+                      attack_region=None, seed=s) for s in range(3)]
+    return PerImageCounts(images, regions, gt, tp, pred), settings
+
+
+def test_build_statistics_on_a_constructed_attack():
+    counts, settings = _two_region_counts()
+    statistics, tests = build_statistics(settings, counts, num_resamples=200, seed=0)
+    by_kind = {(t['kind'], t['mode']): t for t in tests}
+    # periphery, class 0: tp 50, gt 50, pred 75 -> 50/75; class 1: 25/50 -> mIoU 58.33
+    periphery_drop = 100 - 100 * (50 / 75 + 25 / 50) / 2
+    pc = by_kind['periphery_minus_center', 'targeted']
+    assert pc['estimate'] == pytest.approx(periphery_drop)     # the center does not drop
+    # every image is alike, so every resample gives the same value: a zero-width interval
+    assert pc['ci95'] == pytest.approx([periphery_drop] * 2) and pc['verdict'] == 'holds'
+    draws = by_kind['targeted_vs_random_draws', 'targeted']
+    assert draws['num_draws'] == 3 and draws['p_value'] == pytest.approx(1 / 4)
+    assert draws['verdict'] == 'holds'
+    gap = by_kind['targeted_minus_random', 'targeted']
+    full_drop = statistics['settings']['targeted/overall/N=2']['full']['drop']['estimate']
+    random_drop = statistics['random_groups']['2']['full']['drop']['estimate']
+    assert gap['estimate'] == pytest.approx(full_drop - random_drop)
+    assert gap['verdict'] == 'holds'
+
+
+def test_bootstrap_test_on_an_empty_region_is_not_computed():
+    counts, settings = _two_region_counts()
+    counts.gt[:, 1] = 0
+    for key in counts.keys:
+        counts.tp[key][:, 1] = 0
+        counts.pred[key][:, 1] = 0
+    _, tests = build_statistics(settings, counts, num_resamples=50, seed=0)
+    pc = next(t for t in tests if t['kind'] == 'periphery_minus_center'
+              and t['mode'] == 'targeted')
+    assert pc['verdict'] == 'not computed' and pc['ci95'] is None
+    assert 'no labelled pixel' in pc['reason']
+
+
+def test_bootstrap_intervals_are_seeded():
+    counts, settings = _two_region_counts()
+    counts.tp['targeted/overall/N=2'][::2, 2, 1] -= 10   # images now differ
+    first = build_statistics(settings, counts, num_resamples=100, seed=1)[1]
+    again = build_statistics(settings, counts, num_resamples=100, seed=1)[1]
+    other = build_statistics(settings, counts, num_resamples=100, seed=2)[1]
+    assert first == again and first != other
+
+
+# ------------------------------------------------------------------ across models
+def test_one_sample_t_against_scipy_and_by_hand():
+    values = [2.42 - 1.01, 3.48 - 1.87, 3.75 - 0.96]
+    out = one_sample_t(values)
+    expected = scipy_stats.ttest_1samp(values, 0.0)
+    assert out['t'] == pytest.approx(expected.statistic)
+    assert out['p_value'] == pytest.approx(expected.pvalue)
+    mean, sd = np.mean(values), np.std(values, ddof=1)
+    half = 4.302652729911275 * sd / math.sqrt(3)     # t(0.975, 2)
+    assert out['ci95'] == pytest.approx([mean - half, mean + half])
+    assert one_sample_t([1.0])['ci95'] is None
+    assert one_sample_t([1.0, 1.0])['t'] is None    # no spread: undefined
+
+
+def _model(gap, pc, total=20):
+    tests = [dict(kind='targeted_minus_random', mode='targeted', num_channels=2,
+                  attack_region='overall', eval_region='full', estimate=gap, ci95=[gap - 1,
+                                                                                   gap + 1],
+                  p_value=0.01, method='m', verdict=verdict_from_interval([gap - 1, gap + 1])),
+             dict(kind='periphery_minus_center', mode='targeted', num_channels=2,
+                  attack_region='overall', eval_region='periphery-center', estimate=pc,
+                  ci95=[pc - 1, pc + 1], p_value=0.01, method='m',
+                  verdict=verdict_from_interval([pc - 1, pc + 1]))]
+    settings = [dict(key='targeted/overall/N=2', mode='targeted', num_channels=2,
+                     attack_region='overall', metrics={})]
+    return dict(tests=tests, settings=settings, num_channels_total=total)
+
+
+def test_pooled_claims_read_the_t_interval_over_models():
+    models = [('a', _model(3.0, 0.5)), ('b', _model(4.0, -0.5)), ('c', _model(5.0, 0.2))]
+    pooled = {t['kind']: t for t in pool_tests(models)}
+    assert pooled['targeted_minus_random']['num_models_holding'] == 3
+    assert pooled['targeted_minus_random']['p_value'] == pytest.approx(
+        scipy_stats.ttest_1samp([3.0, 4.0, 5.0], 0).pvalue)
+    claims = paper_claims(models)
+    assert [c['verdict'] for c in claims] == ['holds', 'inconclusive']
+    assert 'N=2 of 20 channels' in claims[0]['claim']
+
+
+def test_single_model_claim_needs_both_draws_and_images():
+    results = _model(3.0, 2.0)
+    results['tests'].append(draws_test(2, 'overall', 5.0, [1.0, 2.0, 6.0]))
+    verdicts = [c['verdict'] for c in paper_claims([('m', results)])]
+    assert verdicts == ['inconclusive', 'holds']   # the draws do not separate at 3 draws

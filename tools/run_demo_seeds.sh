@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The embedded default over several training seeds, pooled: the demo model trained with
+# seeds 0..SEEDS-1 (same data, config and iterations), each attacked as `make demo` does,
+# then the across-model tests and the paper's two claims (tools/attack.py with several
+# checkpoints). Writes work_dirs/demo/seeds/pooled/{summary.json,report.md} and the table
+# the README quotes, docs/tables/demo_pooled.md, stamped with date, machine and time taken.
+# Steps whose outputs exist are skipped (each attack resumes), so a rerun is cheap.
+#   SEEDS=5 make demo-seeds
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${POSATTACK_VENV:-.venv}/bin/python"
+DATA="${DATA:-data/synthetic_cityscapes}"
+SEEDS="${SEEDS:-3}"
+WORK="${WORK:-work_dirs/demo/seeds}"
+TABLE="${TABLE:-docs/tables/demo_pooled.md}"
+CONFIG=configs/demo/deeplabv3_r18-tiny_synthetic-cityscapes.py
+DATA_OPTS="train_dataloader.dataset.data_root=$DATA val_dataloader.dataset.data_root=$DATA test_dataloader.dataset.data_root=$DATA"
+start=$(date +%s)
+
+if [ ! -f "$DATA/.complete" ]; then
+  "$PY" tools/make_synthetic_cityscapes.py "$DATA" --num-train 300 --num-val 60 --size 128 256 --seed 0
+  touch "$DATA/.complete"
+fi
+CKPTS=()
+NAMES=()
+for seed in $(seq 0 $((SEEDS - 1))); do
+  dir="$WORK/seed$seed/train"
+  if [ ! -f "$dir/last_checkpoint" ]; then
+    "$PY" tools/train.py "$CONFIG" --work-dir "$dir" --cfg-options $DATA_OPTS randomness.seed=$seed
+  fi
+  CKPTS+=("$(cat "$dir/last_checkpoint")")
+  NAMES+=("seed$seed")
+done
+"$PY" tools/attack.py "$CONFIG" "${CKPTS[@]}" --model-names "${NAMES[@]}" \
+  --work-dir "$WORK/pooled" --resume --no-overlays --cfg-options $DATA_OPTS
+"$PY" tools/pooled_table.py "$WORK/pooled/summary.json" --out "$TABLE" \
+  --command "SEEDS=$SEEDS make demo-seeds" --seconds $(( $(date +%s) - start ))
+echo "[demo-seeds] pooled report: $WORK/pooled/report.md; table: $TABLE"
