@@ -121,10 +121,12 @@ def test_fast_labels_equal_mmseg_postprocess(demo_cfg, tiny_segmentor):
     also with padding and a test-time flip recorded in the metainfo."""
     model = diversify(tiny_segmentor)
     torch.manual_seed(0)
-    logits = torch.randn(2, 19, 20, 36)
+    logits = torch.randn(3, 19, 20, 36)
     metas = [dict(ori_shape=(31, 47), img_shape=(20, 34), padding_size=[0, 2, 0, 0]),
              dict(ori_shape=(16, 32), img_shape=(20, 36), padding_size=[0, 0, 0, 0],
-                  flip=True, flip_direction='horizontal')]
+                  flip=True, flip_direction='horizontal'),
+             # already at ori_shape: the resize that mmseg still runs is skipped
+             dict(ori_shape=(20, 36), img_shape=(20, 36), padding_size=[0, 0, 0, 0])]
     samples = [SegDataSample(metainfo=meta) for meta in metas]
     ours = logits_to_labels(model, logits, samples)
     theirs = model.postprocess_result(logits.clone(), [SegDataSample(metainfo=m) for m in metas])
