@@ -26,6 +26,7 @@ from .layers import default_layer, resolve_layer
 from .metrics import summarize_confusion
 from .overlay import OverlaySelector, render_panel, save_panel
 from .per_image import PerImageCounts, per_image_path
+from .pooling import paper_claims
 from .ranking import FLIP_DIFFERENCE_RULES, ChannelRanking
 from .regions import validate_region_specs
 from .report import format_summary_table, read_json, write_json_atomic, write_report
@@ -253,6 +254,8 @@ def run_attack(opts: AttackOptions) -> dict:
         overlays = sorted(glob.glob(osp.join(opts.show_dir, '*.png'))) if opts.show_dir else []
         write_report(opts.work_dir, results, overlays=overlays)
         logger.info('\n' + format_summary_table(results))
+        for claim in paper_claims([('this model', results)]):
+            logger.info(f'{claim["claim"]}: {claim["verdict"]} ({claim["evidence"]})')
         logger.info(f'report: {osp.join(opts.work_dir, "report.md")}')
     return results
 

@@ -99,5 +99,7 @@ def run_attacks(opts: AttackOptions, checkpoints: Sequence[str],
         write_json_atomic(osp.join(opts.work_dir, 'summary.json'), summary)
         links = {name: f'models/{name}/report.md' for name in names}
         write_text_atomic(osp.join(opts.work_dir, 'report.md'), summary_markdown(summary, links))
+        for claim in summary['claims']:
+            print_log(f'{claim["claim"]}: {claim["verdict"]} ({claim["evidence"]})', 'current')
         print_log(f'pooled report: {osp.join(opts.work_dir, "report.md")}', 'current')
     return summary
