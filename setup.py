@@ -21,6 +21,7 @@ setup(
         'opencv-python',
         'numpy',
         'matplotlib',
+        'scipy',
     ],
     extras_require={'tests': ['pytest']},
     license='MIT',
