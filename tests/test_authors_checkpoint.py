@@ -97,6 +97,29 @@ def test_backbone_convolutions_match_torchvision_layer_for_layer(reference):
     assert isinstance(model.backbone.maxpool, torch.nn.MaxPool2d)
 
 
+def test_config_is_the_papers_setting():
+    """ImageNet mean/std on 0..255 with BGR->RGB, mmseg's whole-image Cityscapes test at
+    1024x2048, 19 classes, align_corners=False, per-region mIoU, short type names."""
+    from mmengine.config import Config
+    from mmseg.registry import METRICS
+
+    from posattack.metrics import RegionIoUMetric
+    cfg = Config.fromfile(CONFIG)
+    assert cfg.custom_imports['imports'] == ['posattack'] and cfg.default_scope == 'mmseg'
+    preprocessor = cfg.model.data_preprocessor
+    assert preprocessor.mean == [0.485 * 255, 0.456 * 255, 0.406 * 255]
+    assert preprocessor.std == pytest.approx([0.229 * 255, 0.224 * 255, 0.225 * 255])
+    assert preprocessor.bgr_to_rgb and 'size' not in preprocessor  # no test-time padding
+    head = cfg.model.decode_head
+    assert (head.type, head.num_classes, head.align_corners) == (
+        'TorchvisionDeepLabHead', 19, False)
+    assert cfg.model.test_cfg.mode == 'whole'
+    dataset = cfg.test_dataloader.dataset
+    assert dataset.type == 'CityscapesDataset' and dataset.data_prefix.img_path == 'leftImg8bit/val'
+    assert dataset.pipeline[1] == dict(type='Resize', scale=(2048, 1024), keep_ratio=True)
+    assert isinstance(METRICS.build(cfg.test_evaluator), RegionIoUMetric)
+
+
 def test_every_authors_key_maps_and_fc_does_not():
     assert map_authors_key('backbone.layer4.0.downsample.1.running_var') == \
         'backbone.layer4.0.downsample.1.running_var'
