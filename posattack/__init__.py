@@ -17,6 +17,7 @@ from .shift_crops import AugShiftPair, ShiftConsistencyPairs
 from .shift_consistency import ShiftConsistencyMetric, ShiftPairTTAModel
 from .aug_shift import AugShiftDataPreProcessor, AugShiftEncoderDecoder
 from . import probes  # noqa: F401  registers GAPNet, PermuteNet, GridPatchDataset, ProbeAccuracy
+from .authors_deeplab_head import TorchvisionDeepLabHead  # the paper's own DeepLabv3 head
 
 register_safe_globals()
 
@@ -25,6 +26,7 @@ __all__ = [
     'AugShiftDataPreProcessor', 'AugShiftEncoderDecoder', 'AugShiftPair', 'ChannelRanking',
     'ChannelRemoval', 'ChannelRemovalHook', 'FlipDifferenceAccumulator', 'RegionIoUMetric',
     'ShiftConsistencyMetric', 'ShiftConsistencyPairs', 'ShiftPairTTAModel',
-    'build_region_masks', 'default_layer', 'identify_channels', 'list_layer_names',
-    'load_checkpoint', 'register_safe_globals', 'resolve_layer', 'select_channels',
+    'TorchvisionDeepLabHead', 'build_region_masks', 'default_layer', 'identify_channels',
+    'list_layer_names', 'load_checkpoint', 'register_safe_globals', 'resolve_layer',
+    'select_channels',
 ]

@@ -91,3 +91,9 @@ def tiny_segmentor(demo_cfg):
     model.init_weights()
     model.cfg = demo_cfg
     return model.eval()
+
+
+def pytest_configure(config):
+    # Tests that run a whole tool on a real-size network (seconds to a minute each on CPU):
+    # `pytest -m "not slow"` leaves them out.
+    config.addinivalue_line('markers', 'slow: runs a tool end to end on a large network')
