@@ -28,6 +28,7 @@ from .overlay import OverlaySelector, render_panel, save_panel
 from .per_image import PerImageCounts, per_image_path
 from .pooling import paper_claims
 from .ranking import FLIP_DIFFERENCE_RULES, ChannelRanking
+from .ranking_comparison import compare_rankings
 from .regions import validate_region_specs
 from .report import format_summary_table, read_json, write_json_atomic, write_report
 from .settings import AttackSetting, build_settings
@@ -70,6 +71,8 @@ class AttackOptions:
     cfg_options: Optional[dict] = None
     trust_checkpoint: bool = False
     progress: bool = True
+    compare_ranking: Optional[str] = None
+    compare_ranking_format: str = 'auto'
 
 
 class ResumeMismatchError(RuntimeError):
@@ -206,6 +209,7 @@ def run_attack(opts: AttackOptions) -> dict:
     ranking = _load_ranking(opts, ranking_path)
     if ranking is not None:
         ranking.check_compatible(num_total)
+    other_ranking = _load_other_ranking(opts, num_total)
     if opts.num_channels is None and opts.fractions is None:
         fractions, counts = list(DEFAULT_NUM_CHANNELS_FRACTIONS), None
     else:
@@ -244,12 +248,19 @@ def run_attack(opts: AttackOptions) -> dict:
         overlay = _overlay_request(settings, num_total, opts.num_overlays) \
             if opts.show_dir else None
         per_image = _sweep(opts, split, dataloader, pending, num_total, ranking, overlay,
-                           results, results_path, ranking_path, checkpoint_sha, per_image)
+                           results, results_path, ranking_path, checkpoint_sha, per_image,
+                           identify_anyway=other_ranking is not None)
     results['settings'] = _ordered(results['settings'], settings)
     # Every process computes the same statistics from the same gathered counts; only rank 0
     # writes them.
     results['statistics'], results['tests'] = build_statistics(
         results['settings'], per_image, num_resamples=opts.bootstrap, seed=opts.bootstrap_seed)
+    if other_ranking is not None:
+        # Cheap: recomputed on every run, resumed or not, from the ranking this run used.
+        used = ranking if ranking is not None else ChannelRanking.load(ranking_path)
+        results['ranking_comparison'] = dict(
+            compare_rankings(used, other_ranking),
+            names=dict(a='this run', b=osp.basename(opts.compare_ranking.rstrip('/'))))
     if rank == 0:
         overlays = sorted(glob.glob(osp.join(opts.show_dir, '*.png'))) if opts.show_dir else []
         write_report(opts.work_dir, results, overlays=overlays)
@@ -267,6 +278,19 @@ def _attack_regions(attack_region: Union[str, Sequence[str]]) -> List[str]:
     return list(dict.fromkeys(regions))
 
 
+def _load_other_ranking(opts: AttackOptions, num_total: int) -> Optional[ChannelRanking]:
+    """The ranking to compare with (--compare-ranking), checked before any work."""
+    if not opts.compare_ranking:
+        return None
+    fmt = opts.compare_ranking_format
+    if fmt == 'auto':
+        fmt = 'authors' if 'positional_encoding_neurons' in osp.basename(
+            opts.compare_ranking.rstrip('/')) or osp.isdir(opts.compare_ranking) else 'posattack'
+    other = ChannelRanking.load(opts.compare_ranking, format=fmt)
+    other.check_compatible(num_total)
+    return other
+
+
 def _previous_per_image(work_dir: str) -> Optional[PerImageCounts]:
     path = per_image_path(work_dir)
     return PerImageCounts.load(path) if osp.exists(path) else None
@@ -278,8 +302,8 @@ def _ordered(finished: List[dict], settings: List[AttackSetting]) -> List[dict]:
 
 
 def _sweep(opts, split, dataloader, pending, num_total, ranking, overlay, results,
-           results_path, ranking_path, checkpoint_sha, previous_per_image
-           ) -> PerImageCounts:
+           results_path, ranking_path, checkpoint_sha, previous_per_image,
+           identify_anyway: bool = False) -> PerImageCounts:
     model = split.model
     class_names = results['class_names']
     region_names = results['regions']
@@ -306,7 +330,8 @@ def _sweep(opts, split, dataloader, pending, num_total, ranking, overlay, result
     ignore_index = getattr(model.decode_head, 'ignore_index', 255)
     run_sweep(split, dataloader, pending, num_total, opts.regions, len(class_names),
               ignore_index, ranking=ranking, ablation=opts.ablation,
-              identify=ranking is None and any(s.mode == 'targeted' for s in pending),
+              identify=ranking is None and (identify_anyway or any(
+                  s.mode == 'targeted' for s in pending)),
               overlay=overlay, ranking_info=ranking_info, on_pass_done=on_pass_done,
               progress=opts.progress)
     if overlay is not None:

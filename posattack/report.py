@@ -35,6 +35,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from .fileio import write_json_atomic, write_text_atomic
+from .ranking_comparison import comparison_markdown
 from .report_statistics import tests_markdown
 from .statistics import compare_with_draws
 
@@ -512,6 +513,12 @@ def build_markdown_report(results: Mapping[str, Any],
     lines.append('')
     if comparisons:
         lines += tests_markdown(results)
+
+    comparison = results.get('ranking_comparison')
+    if comparison:
+        names = comparison.get('names', {})
+        lines += ['## Ranking comparison', '',
+                  comparison_markdown(comparison, names.get('a', 'A'), names.get('b', 'B')), '']
 
     if plots:
         lines += ['## Plots', '']

@@ -150,3 +150,31 @@ def test_pooled_run_refuses_the_same_checkpoint_twice(files, tmp_path):
     code, stderr = run_cli(CLI, [files.config, files.checkpoint, files.checkpoint,
                                  '--work-dir', tmp_path / 'twice'] + ARGS)
     assert code == 2 and 'the same checkpoint is given twice' in stderr
+
+
+def test_compare_ranking_in_the_report(files, run, tmp_path):
+    """The same weights and images identify the same ranking: rho 1, every overlap 1."""
+    work_dir = tmp_path / 'compared'
+    code, stderr = run_cli(CLI, [files.config, files.checkpoint, '--work-dir', work_dir,
+                                 '--compare-ranking', run / 'ranking.json'] + ARGS)
+    assert code == 0, stderr
+    comparison = load_json(work_dir / 'results.json')['ranking_comparison']
+    assert set(comparison['orders']) >= {'overall', 'left', 'right', 'top', 'bottom'}
+    for values in comparison['orders'].values():
+        assert values['spearman'] == pytest.approx(1.0)
+        assert set(values['top_k_overlap'].values()) == {1.0}
+    assert comparison['names'] == {'a': 'this run', 'b': 'ranking.json'}
+    assert '## Ranking comparison' in (work_dir / 'report.md').read_text()
+
+
+def test_compare_ranking_of_another_width_is_refused_before_work(files, run, tmp_path):
+    from posattack.ranking import ChannelRanking
+    other = tmp_path / 'other_width.json'
+    # a valid ranking of a 64-channel tensor: the attacked one has 128
+    order = np.random.default_rng(0).permutation(64).tolist()
+    ChannelRanking(layer='backbone:3', num_channels=64, method='hand', num_images=None,
+                   orders={'overall': order}).save(str(other))
+    code, stderr = run_cli(CLI, [files.config, files.checkpoint, '--work-dir',
+                                 tmp_path / 'w', '--compare-ranking', other] + ARGS)
+    assert code == 2 and '64' in stderr and '128' in stderr
+    assert not osp.exists(tmp_path / 'w')

@@ -40,6 +40,11 @@ def parse_args(argv=None):
                         'release); default: identify on the fly with the flip difference')
     parser.add_argument('--ranking-format', default='auto',
                         choices=['auto', 'posattack', 'authors'])
+    parser.add_argument('--compare-ranking', help='a second ranking (e.g. the authors\' '
+                        'release) to compare with the one this run uses: Spearman and top-k '
+                        'overlap per order, in the report')
+    parser.add_argument('--compare-ranking-format', default='auto',
+                        choices=['auto', 'posattack', 'authors'])
     parser.add_argument('--attack-region', nargs='+', default=['overall'],
                         help='ranking order(s) for targeted removal: overall, left, right, '
                         'top, bottom, or any order the ranking has (e.g. cell_0_0); with '
@@ -94,6 +99,8 @@ def main(argv=None) -> int:
         regions=args.regions, show_dir=show_dir,
         num_overlays=args.num_overlays, max_images=args.max_images,
         batch_size=args.batch_size, resume=args.resume, cfg_options=args.cfg_options,
+        compare_ranking=args.compare_ranking,
+        compare_ranking_format=args.compare_ranking_format,
         trust_checkpoint=args.trust_checkpoint)
     try:
         if len(args.checkpoint) > 1:
