@@ -11,10 +11,10 @@ import argparse
 import os.path as osp
 import sys
 
-from mmengine.config import DictAction
 from mmengine.logging import MMLogger
 
-from posattack.cli import BAD_INPUT_ERRORS, parse_region_arg, report_bad_input
+from posattack.cli import (BAD_INPUT_ERRORS, CfgOptionsAction, parse_region_arg,
+                           report_bad_input)
 from posattack.distributed import LAUNCHERS, exit_process, init_launcher
 from posattack.experiment import AttackOptions, run_attack
 
@@ -32,6 +32,8 @@ def parse_args(argv=None):
                         'release); default: identify on the fly with the flip difference')
     parser.add_argument('--ranking-format', default='auto',
                         choices=['auto', 'posattack', 'authors'])
+    parser.add_argument('--allow-ranking-layer-mismatch', action='store_true',
+                        help='use a --ranking made for another layer than --layer')
     parser.add_argument('--attack-region', default='overall',
                         help='ranking order for targeted removal: overall, left, right, top, '
                         'bottom, or any order the ranking has (e.g. cell_0_0)')
@@ -57,7 +59,7 @@ def parse_args(argv=None):
     parser.add_argument('--trust-checkpoint', action='store_true',
                         help='load a checkpoint that needs globals outside the allowlist '
                         '(runs arbitrary code from the file: only for files you trust)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction,
                         help='override config settings, as in mmseg tools/test.py')
     parser.add_argument('--launcher', choices=LAUNCHERS, default='none')
     parser.epilog = 'Errors print one line; set POSATTACK_DEBUG=1 to see the traceback.'
@@ -67,7 +69,10 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    init_launcher(args.launcher)
+    try:  # outside torchrun, --launcher pytorch is bad input, not a traceback
+        init_launcher(args.launcher)
+    except BAD_INPUT_ERRORS as error:
+        return report_bad_input(error)
     work_dir = args.work_dir or osp.join(
         'work_dirs', osp.splitext(osp.basename(args.config))[0], 'attack')
     show_dir = None if args.no_overlays else (args.show_dir or osp.join(work_dir, 'overlays'))
@@ -80,7 +85,8 @@ def main(argv=None) -> int:
         regions=args.regions, show_dir=show_dir,
         num_overlays=args.num_overlays, max_images=args.max_images,
         batch_size=args.batch_size, resume=args.resume, cfg_options=args.cfg_options,
-        trust_checkpoint=args.trust_checkpoint)
+        trust_checkpoint=args.trust_checkpoint,
+        allow_ranking_layer_mismatch=args.allow_ranking_layer_mismatch)
     try:
         run_attack(opts)
     except BAD_INPUT_ERRORS as error:
