@@ -14,6 +14,8 @@ import os
 import os.path as osp
 from typing import List, Optional, Sequence
 
+from mmengine import dist
+
 from .fileio import write_json_atomic
 
 __all__ = ['MANIFEST_NAME', 'overlays_up_to_date', 'read_overlay_manifest',
@@ -87,7 +89,18 @@ def reported_overlays(work_dir: str, show_dir: Optional[str]) -> List[str]:
 
 
 def overlays_up_to_date(work_dir: str, show_dir: str, request) -> bool:
-    """Whether the panels of ``request`` are all on disk in ``show_dir``."""
+    """Whether the panels of ``request`` are all on disk in ``show_dir``.
+
+    Rank 0's answer on every process: rank 0 writes the manifest, and a process that read
+    it a moment earlier would start a pass alone and wait forever in its collectives.
+    """
+    answer = [_overlays_on_disk(work_dir, show_dir, request) if dist.get_rank() == 0
+              else None]
+    dist.broadcast_object_list(answer)  # a no-op outside a launcher
+    return bool(answer[0])
+
+
+def _overlays_on_disk(work_dir: str, show_dir: str, request) -> bool:
     manifest = read_overlay_manifest(work_dir)
     if manifest is None or manifest.get('show_dir') != _relative_show_dir(work_dir, show_dir):
         return False
