@@ -187,6 +187,55 @@ def test_a_locked_work_dir_is_refused_and_free_after_kill_9(files, tmp_path):
     assert not (work_dir / '.lock').exists()
 
 
+# The attack tool in a process of its own that stops for good once pass 1 is written (its
+# targeted settings wait in pass 2): the moment a kill -9 is most likely to land.
+_STALLED_ATTACK = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+import posattack.sweep as sweep
+evaluate = sweep._Pass.evaluate
+def stalled(self, *args):
+    if any(s.mode == 'targeted' for s in self.settings):
+        time.sleep(600)
+    return evaluate(self, *args)
+sweep._Pass.evaluate = stalled
+import importlib.util
+spec = importlib.util.spec_from_file_location('attack', sys.argv[2])
+attack = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(attack)
+attack.main(sys.argv[3:])
+"""
+
+
+def test_kill_9_then_resume_gives_the_uninterrupted_bytes(files, reference, tmp_path):
+    import subprocess
+    import sys
+    import time
+    work_dir = tmp_path / 'work'
+    argv = [files.config, files.checkpoint, '--work-dir', work_dir, '--num-overlays', 2] + SMALL
+    process = subprocess.Popen(
+        [sys.executable, '-c', _STALLED_ATTACK, REPO_ROOT, osp.join(REPO_ROOT, 'tools',
+                                                                     'attack.py')]
+        + [str(a) for a in argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=dict(os.environ, OMP_NUM_THREADS='1'))
+    try:
+        deadline = time.time() + 300
+        while not (work_dir / 'results.json').exists():
+            assert process.poll() is None and time.time() < deadline, 'no pass 1'
+            time.sleep(0.2)
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+    assert (work_dir / '.lock').read_text().strip() == str(process.pid)  # left behind
+    assert len(_results(work_dir)['settings']) == 2  # clean and random: pass 1
+    code, stderr = run_cli(CLI, argv + ['--resume'])
+    assert code == 0, stderr
+    resumed, expected = snapshot(work_dir), snapshot(reference)
+    assert sorted(resumed) == sorted(expected)  # the stale .lock is gone too
+    for name, data in expected.items():
+        assert resumed[name] == data, name
+
+
 # ----------------------------------------------------------------------------- 3. stale files
 def _report_images(work_dir):
     text = (work_dir / 'report.md').read_text()
