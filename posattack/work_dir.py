@@ -78,6 +78,15 @@ def check_output_dir(path: str, option: str) -> List[str]:
     return created
 
 
+def _take_lock(work_dir: str) -> WorkDirLock:
+    try:
+        return WorkDirLock(work_dir).acquire()
+    except OSError as error:  # a file system without flock, say: one line, not a traceback
+        raise ValueError(f'--work-dir {work_dir}: its lock file cannot be taken '
+                         f'({error.strerror or error}); use a work dir on a local file '
+                         'system.') from None
+
+
 @contextmanager
 def claim_work_dir(work_dir: str, show_dir: Optional[str] = None):
     """Check, create and lock the run's folders on rank 0; every rank fails alike."""
@@ -87,7 +96,7 @@ def claim_work_dir(work_dir: str, show_dir: Optional[str] = None):
             created = check_output_dir(work_dir, '--work-dir')
             if show_dir:
                 created += check_output_dir(show_dir, '--show-dir')
-            lock = WorkDirLock(work_dir).acquire()
+            lock = _take_lock(work_dir)
         except (ValueError, WorkDirBusyError) as error:
             _remove_empty(created)
             problem = error
