@@ -106,7 +106,7 @@ def layers_read_by_head(model: nn.Module) -> List[str]:
 
 
 def _first_sample(dataloader):
-    """The dataset's first image as a one-image batch, through the data preprocessor.
+    """The dataset's first image as a collated one-image batch.
 
     Not the first batch of this process's shard: with more processes than images it is empty.
     """
