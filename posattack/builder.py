@@ -153,7 +153,10 @@ def _shape_mismatch_message(path: str, mismatched: list[tuple[str, tuple, tuple]
         lines.append(f'  {key}: checkpoint {list(ckpt_shape)}, model {list(model_shape)}')
     if len(mismatched) > _MAX_KEYS_SHOWN:
         lines.append(f'  ... ({len(mismatched)} parameters differ in all)')
-    class_layers = [m for m in mismatched if m[0].endswith(('conv_seg.weight', 'conv_seg.bias'))]
+    # Only a classifier whose *output* count differs means another class count; one whose
+    # input width differs (same classes) points at the head's width, as any other layer.
+    class_layers = [m for m in mismatched if m[0].endswith(('conv_seg.weight', 'conv_seg.bias'))
+                    and m[1][0] != m[2][0]]
     if class_layers:
         key, ckpt_shape, model_shape = class_layers[0]
         head = key.rsplit('.conv_seg.', 1)[0]
@@ -162,8 +165,11 @@ def _shape_mismatch_message(path: str, mismatched: list[tuple[str, tuple, tuple]
             f'builds {model_shape[0]} ({key}). Use the config the checkpoint was trained with, '
             f'or set the class count, e.g. --cfg-options model.{head}.num_classes={ckpt_shape[0]}.')
     else:
-        lines.append('Likely cause: the checkpoint belongs to a different architecture or '
-                     'width; use the config it was trained with.')
+        # Same class count: name the first layer that differs, which is what to set.
+        key, ckpt_shape, model_shape = mismatched[0]
+        lines.append(f'Likely cause: the checkpoint belongs to a different architecture or '
+                     f'width (first difference: {key}, {list(ckpt_shape)} in the checkpoint, '
+                     f'{list(model_shape)} in the model); use the config it was trained with.')
     return '\n'.join(lines)
 
 

@@ -64,10 +64,13 @@ IGNORE_INDEX = 255
 # black, like cityscapesScripts' own conversion does for unknown ids.
 ID_TO_TRAINID = np.full(256, IGNORE_INDEX, dtype=np.uint8)
 ID_TO_COLOR = np.zeros((256, 3), dtype=np.uint8)
+# Classes whose objects are counted one by one in `_instanceIds` (person, car, ...).
+ID_HAS_INSTANCES = np.zeros(256, dtype=bool)
 for _label in LABELS:
     if _label.id >= 0:
         ID_TO_TRAINID[_label.id] = _label.trainId if _label.trainId >= 0 else IGNORE_INDEX
         ID_TO_COLOR[_label.id] = _label.color
+        ID_HAS_INSTANCES[_label.id] = _label.hasInstances
 del _label
 
 # The 19 evaluated classes in trainId order: the order of mmseg's CityscapesDataset.METAINFO.

@@ -1,6 +1,7 @@
 """What the command-line tools share: parsing region arguments, reporting bad input.
 
     parser.add_argument('--regions', nargs='+', type=parse_region_arg)
+    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction)
     try:
         run(args)
     except BAD_INPUT_ERRORS as error:
@@ -10,7 +11,9 @@ import argparse
 import os
 import sys
 
-__all__ = ['BAD_INPUT_ERRORS', 'parse_region_arg', 'report_bad_input']
+from mmengine.config import DictAction
+
+__all__ = ['BAD_INPUT_ERRORS', 'CfgOptionsAction', 'parse_region_arg', 'report_bad_input']
 
 # What bad input (files, layer names, counts, settings, a mismatched work dir) raises.
 BAD_INPUT_ERRORS = (ValueError, KeyError, IndexError, FileNotFoundError, RuntimeError)
@@ -38,6 +41,29 @@ def parse_region_arg(text: str):
         '(F a fraction of the shorter side in (0, 1), or a whole number of pixels).')
 
 
+class CfgOptionsAction(DictAction):
+    """mmengine's DictAction, with a usage error instead of a traceback for a pair that is
+    not KEY=VALUE (DictAction unpacks ``kv.split('=')`` unchecked)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        for pair in values or []:
+            key, equals, _ = pair.partition('=')
+            if not equals or not key:
+                raise argparse.ArgumentError(
+                    self, f'{pair!r} is not KEY=VALUE: write e.g. '
+                    '--cfg-options test_dataloader.batch_size=1')
+        super().__call__(parser, namespace, values, option_string)
+
+
+def _original_message(message: str) -> str:
+    """The last line of an error re-raised from a DataLoader worker (torch wraps it in a
+    'Caught ... in DataLoader worker process' header and the worker's traceback)."""
+    if 'Original Traceback' not in message:
+        return message
+    last = [line for line in message.splitlines() if line.strip()][-1]
+    return last.split(': ', 1)[1] if ': ' in last else last
+
+
 def report_bad_input(error: BaseException) -> int:
     """Print one line that says what is wrong (no traceback from deep inside mmengine) and
     return exit status 2; with POSATTACK_DEBUG set, re-raise instead."""
@@ -45,5 +71,5 @@ def report_bad_input(error: BaseException) -> int:
         raise error
     # str(KeyError) would add quotes
     message = error.args[0] if isinstance(error, KeyError) and error.args else error
-    print(f'error: {message}', file=sys.stderr)
+    print(f'error: {_original_message(str(message))}', file=sys.stderr)
     return 2

@@ -13,6 +13,7 @@ import torch.distributed as torch_dist
 from mmengine.dist import init_dist
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
+TORCHRUN_VARIABLES = ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT')
 
 
 def init_launcher(launcher: str) -> bool:
@@ -23,6 +24,13 @@ def init_launcher(launcher: str) -> bool:
         return False
     if torch_dist.is_available() and torch_dist.is_initialized():
         return True
+    if launcher == 'pytorch':
+        missing = [name for name in TORCHRUN_VARIABLES if name not in os.environ]
+        if missing:  # init_process_group would fail deep in its env:// rendezvous
+            raise ValueError(
+                f'--launcher pytorch needs the environment torchrun sets ({", ".join(missing)} '
+                'missing): start the tool with torchrun (python -m torch.distributed.run '
+                '--nproc_per_node=N ..., or tools/dist_attack.sh), or drop --launcher.')
     if torch.cuda.is_available():
         init_dist(launcher)
     elif launcher == 'pytorch':

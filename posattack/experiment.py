@@ -8,7 +8,6 @@ plots, overlays/. per_image.npz is written before results.json, so a setting lis
 results.json always has its per-image counts; one without them (a work dir from before
 per-image statistics) is evaluated again on --resume.
 """
-import glob
 import hashlib
 import os
 import os.path as osp
@@ -34,6 +33,14 @@ from .report import format_summary_table, read_json, write_json_atomic, write_re
 from .settings import AttackSetting, build_settings
 from .significance import build_statistics
 from .sweep import OverlayRequest, run_sweep
+# issue 13: nothing silently wrong (see docs/reliability.md)
+from .attack_checks import check_ranking_layer, check_segmentor_config, probe_attack
+from .dataset_errors import name_unreadable_files
+from .overlay_manifest import overlays_up_to_date, reported_overlays, write_overlay_manifest
+from .run_fingerprint import (content_fingerprint, describe_mismatch,
+                              outdated_fingerprint_message, ranking_provenance,
+                              ranking_provenance_problem)
+from .work_dir import claim_work_dir, clear_earlier_outputs
 
 DEFAULT_REGIONS = ('paper', dict(type='border', bands=4))
 DEFAULT_NUM_CHANNELS_FRACTIONS = (0.01, 0.05, 0.1, 0.2)
@@ -73,6 +80,7 @@ class AttackOptions:
     progress: bool = True
     compare_ranking: Optional[str] = None
     compare_ranking_format: str = 'auto'
+    allow_ranking_layer_mismatch: bool = False
 
 
 class ResumeMismatchError(RuntimeError):
@@ -92,6 +100,8 @@ def build_test_dataloader(cfg, batch_size: Optional[int], max_images: Optional[i
     loader_cfg = cfg.test_dataloader.copy()
     loader_cfg['sampler'] = dict(type='DefaultSampler', shuffle=False, round_up=False)
     if batch_size is not None:
+        if batch_size < 1:  # else the DataLoader's complaint is blamed on data_root below
+            raise ValueError(f'--batch-size must be >= 1, got {batch_size}.')
         loader_cfg['batch_size'] = batch_size
     if max_images is not None:
         if max_images < 1:
@@ -110,6 +120,7 @@ def build_test_dataloader(cfg, batch_size: Optional[int], max_images: Optional[i
                          f'({error}): {fix}') from error
     if len(dataloader.dataset) == 0:
         raise ValueError(f'the test dataset is empty (data_root={root!r}): {fix}')
+    name_unreadable_files(dataloader.dataset)  # a corrupt PNG fails naming the file
     return dataloader
 
 
@@ -123,9 +134,12 @@ def _fingerprint(opts: AttackOptions, checkpoint_sha: str, layer: str, num_image
 def _load_previous(path: str, fingerprint: dict) -> dict:
     previous = read_json(path)
     theirs = previous.get('fingerprint', {})
+    outdated = outdated_fingerprint_message(path, theirs)
+    if outdated:
+        raise ResumeMismatchError(outdated)
     different = [k for k in fingerprint if theirs.get(k) != fingerprint[k]]
     if different:
-        lines = ', '.join(f'{k}: {theirs.get(k)!r} there vs {fingerprint[k]!r} now'
+        lines = ', '.join(describe_mismatch(k, theirs.get(k), fingerprint[k])
                           for k in different)
         raise ResumeMismatchError(
             f'--resume refused: {path} comes from a different experiment ({lines}). '
@@ -180,6 +194,12 @@ def _overlay_request(settings: List[AttackSetting], num_total: int,
 
 def run_attack(opts: AttackOptions) -> dict:
     """Run the experiment; returns the results dict (also written to the work dir)."""
+    # Before any compute: folders usable, and this run the only one in the work dir.
+    with claim_work_dir(opts.work_dir, opts.show_dir):
+        return _run_attack_claimed(opts)
+
+
+def _run_attack_claimed(opts: AttackOptions) -> dict:
     logger = MMLogger.get_current_instance()
     specs = [opts.regions] if isinstance(opts.regions, (str, dict)) else list(opts.regions)
     if 'full' not in validate_region_specs(specs):
@@ -187,6 +207,7 @@ def run_attack(opts: AttackOptions) -> dict:
         opts = replace(opts, regions=['full'] + specs)
     if opts.ablation not in ('zero', 'mean'):
         raise ValueError(f"ablation must be 'zero' or 'mean', got {opts.ablation!r}.")
+    check_segmentor_config(opts.config, opts.cfg_options)  # a probe config: say so
     model, cfg = load_segmentor(opts.config, opts.checkpoint, cfg_options=opts.cfg_options,
                                 trust_checkpoint=opts.trust_checkpoint)
     layer = opts.layer or default_layer(model)
@@ -202,11 +223,17 @@ def run_attack(opts: AttackOptions) -> dict:
     ranking_path = osp.join(opts.work_dir, 'ranking.json')
     checkpoint_sha = file_sha256(opts.checkpoint)
     fingerprint = _fingerprint(opts, checkpoint_sha, layer, num_images)
+    fingerprint.update(content_fingerprint(cfg, dataloader.dataset, opts.ranking))
     previous = None
     if opts.resume and osp.exists(results_path):
         previous = _load_previous(results_path, fingerprint)
 
     ranking = _load_ranking(opts, ranking_path)
+    check_ranking_layer(model, ranking, layer, opts.ranking, opts.allow_ranking_layer_mismatch)
+    if ranking is not None and not opts.ranking:  # ranking.json left by an earlier run
+        problem = ranking_provenance_problem(ranking.model, fingerprint, ranking_path)
+        if problem:
+            raise ResumeMismatchError(problem)
     if ranking is not None:
         ranking.check_compatible(num_total)
     other_ranking = _load_other_ranking(opts, num_total)
@@ -222,8 +249,11 @@ def run_attack(opts: AttackOptions) -> dict:
     if opts.bootstrap < 1:
         raise ValueError(f'--bootstrap must be >= 1 resample, got {opts.bootstrap} '
                          '(2000 is the default).')
+    probe_attack(split, dataloader, num_total)  # finite logits; the tensor reaches them
     # Only now that the input checked out: a refused run leaves no work dir behind.
     os.makedirs(opts.work_dir, exist_ok=True)
+    if not opts.resume and rank == 0:
+        clear_earlier_outputs(opts.work_dir, opts.show_dir, keep=[opts.ranking])
 
     done = {s['key']: s for s in (previous or {}).get('settings', [])}
     per_image = _previous_per_image(opts.work_dir) if previous is not None else None
@@ -250,6 +280,7 @@ def run_attack(opts: AttackOptions) -> dict:
         per_image = _sweep(opts, split, dataloader, pending, num_total, ranking, overlay,
                            results, results_path, ranking_path, checkpoint_sha, per_image,
                            identify_anyway=other_ranking is not None)
+    _render_missing_overlays(opts, split, dataloader, settings, num_total, ranking, results)
     results['settings'] = _ordered(results['settings'], settings)
     # Every process computes the same statistics from the same gathered counts; only rank 0
     # writes them.
@@ -262,7 +293,7 @@ def run_attack(opts: AttackOptions) -> dict:
             compare_rankings(used, other_ranking),
             names=dict(a='this run', b=osp.basename(opts.compare_ranking.rstrip('/'))))
     if rank == 0:
-        overlays = sorted(glob.glob(osp.join(opts.show_dir, '*.png'))) if opts.show_dir else []
+        overlays = reported_overlays(opts.work_dir, opts.show_dir)
         write_report(opts.work_dir, results, overlays=overlays)
         logger.info('\n' + format_summary_table(results))
         for claim in paper_claims([('this model', results)]):
@@ -326,7 +357,8 @@ def _sweep(opts, split, dataloader, pending, num_total, ranking, overlay, result
 
     merged = [previous_per_image]
     ranking_info = dict(config=osp.basename(opts.config), checkpoint_sha256=checkpoint_sha,
-                        num_classes=len(class_names))
+                        num_classes=len(class_names),
+                        identified_on=ranking_provenance(results['fingerprint']))
     ignore_index = getattr(model.decode_head, 'ignore_index', 255)
     run_sweep(split, dataloader, pending, num_total, opts.regions, len(class_names),
               ignore_index, ranking=ranking, ablation=opts.ablation,
@@ -335,8 +367,28 @@ def _sweep(opts, split, dataloader, pending, num_total, ranking, overlay, result
               overlay=overlay, ranking_info=ranking_info, on_pass_done=on_pass_done,
               progress=opts.progress)
     if overlay is not None:
-        _write_overlays(opts.show_dir, overlay, ignore_index, model)
+        written = _write_overlays(opts.show_dir, overlay, ignore_index, model)
+        if rank == 0:
+            write_overlay_manifest(opts.work_dir, opts.show_dir, written, overlay)
     return merged[0]
+
+
+def _render_missing_overlays(opts, split, dataloader, settings, num_total, ranking,
+                             results) -> None:
+    """Draw the overlays a finished run lacks (killed after results.json, before them)."""
+    overlay = _overlay_request(settings, num_total, opts.num_overlays) \
+        if opts.show_dir else None
+    if overlay is None or overlays_up_to_date(opts.work_dir, opts.show_dir, overlay):
+        return
+    print_log('overlays missing from the work dir: rendering them.', 'current')
+    ignore_index = getattr(split.model.decode_head, 'ignore_index', 255)
+    shown = [overlay.clean, overlay.targeted, overlay.random]
+    run_sweep(split, dataloader, shown, num_total, opts.regions, len(results['class_names']),
+              ignore_index, ranking=ranking, ablation=opts.ablation, identify=ranking is None,
+              overlay=overlay, progress=opts.progress, record_per_image=False)
+    written = _write_overlays(opts.show_dir, overlay, ignore_index, split.model)
+    if dist.get_rank() == 0:
+        write_overlay_manifest(opts.work_dir, opts.show_dir, written, overlay)
 
 
 def _write_overlays(show_dir: str, overlay: OverlayRequest, ignore_index: int, model) -> None:
@@ -344,11 +396,12 @@ def _write_overlays(show_dir: str, overlay: OverlayRequest, ignore_index: int, m
     import mmcv
     gathered = dist.all_gather_object(overlay.selector.selected())
     if dist.get_rank() != 0:
-        return
+        return []
     best = sorted((item for part in gathered for item in part),
                   key=lambda item: (-item[0], item[1]))[:overlay.selector.k]
     os.makedirs(show_dir, exist_ok=True)
     palette = model.dataset_meta['palette']
+    written = []
     for score, key, payload in best:
         image = mmcv.imread(payload['img_path'], channel_order='rgb')
         width = payload['gt'].shape[1]
@@ -356,6 +409,7 @@ def _write_overlays(show_dir: str, overlay: OverlayRequest, ignore_index: int, m
                              ignore_index=ignore_index, periphery=(width // 4, 3 * width // 4),
                              tile_width=min(width, OVERLAY_TILE_WIDTH))
         name = osp.splitext(osp.basename(payload['img_path']))[0]
-        save_panel(osp.join(show_dir, f'{name}.png'), panel)
+        written.append(save_panel(osp.join(show_dir, f'{name}.png'), panel))
     print_log(f'{len(best)} overlays in {show_dir}', 'current')
+    return written
 

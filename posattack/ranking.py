@@ -386,6 +386,10 @@ def _read_json(path: Path) -> Any:
             return json.load(handle)
     except json.JSONDecodeError as error:
         raise ValueError(f'{path}: not valid JSON ({error}).') from None
+    except UnicodeDecodeError:  # binary junk: the codec's message would not name the file
+        raise ValueError(f'{path}: not a ranking file (binary content, not UTF-8 JSON); pass '
+                         'the ranking JSON that tools/identify.py or tools/attack.py '
+                         'wrote.') from None
 
 
 def _authors_files(path: Union[PathLike, Sequence[PathLike]]) -> list[Path]:

@@ -50,6 +50,19 @@ def crop_size_for(source_shape: Sequence[int], max_shift: int) -> Tuple[int, int
     return height - max_shift, width - max_shift
 
 
+def _check_pairs_overlap(source_shape: Sequence[int], max_shift: int) -> None:
+    """Two crops offset by up to s pixels share pixels for every draw only when s < H - s:
+    fail on the first image, with the largest shift that works, not on some later pair."""
+    shorter = min(int(source_shape[0]), int(source_shape[1]))
+    if 2 * max_shift >= shorter:
+        raise ValueError(
+            f'max shift {max_shift} on a {source_shape[0]}x{source_shape[1]} network input: '
+            f'two crops of (H - {max_shift}) x (W - {max_shift}) pixels offset by up to '
+            f'{max_shift} need not overlap, and consistency is measured where they do. Use '
+            f'--max-shift {(shorter - 1) // 2} or less, or larger images (the shift counts '
+            'pixels after the pipeline\'s Resize).')
+
+
 def overlap_slices(origin_a: Origin, origin_b: Origin, crop_shape: Sequence[int]):
     """Where crops A and B (same size, top-left corners in the source image) overlap.
 
@@ -196,6 +209,7 @@ class ShiftConsistencyPairs(BaseTransform):
         samples: List[SegDataSample] = []
         for max_shift in self.max_shifts:
             crop_shape = crop_size_for(source_shape, max_shift)
+            _check_pairs_overlap(source_shape, max_shift)
             corners = shift_origins(self.seed, key, max_shift, self.trials)
             for trial in range(self.trials):
                 for member in range(2):

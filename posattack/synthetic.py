@@ -32,8 +32,8 @@ from typing import Dict, List, Tuple, Union
 import cv2
 import numpy as np
 
-from .cityscapes_labels import (ID_TO_COLOR, ID_TO_TRAINID, IGNORE_INDEX, NAME_TO_ID,
-                                TRAINID_TO_NAME)
+from .cityscapes_labels import (ID_HAS_INSTANCES, ID_TO_COLOR, ID_TO_TRAINID, IGNORE_INDEX,
+                                NAME_TO_ID, TRAINID_TO_NAME)
 from .fileio import write_image_atomic
 
 # Real Cityscapes city names, so the file names look exactly like the dataset's.
@@ -62,16 +62,35 @@ def cityscapes_stem(city: str, index: int) -> str:
 
 
 class _Canvas:
-    """An RGB float image and its labelIds map, painted together so that they always agree."""
+    """An RGB float image, its labelIds map and which object owns each pixel, painted
+    together so that they always agree."""
 
     def __init__(self, height: int, width: int):
         self.height, self.width = height, width
         self.rgb = np.zeros((height, width, 3), np.float32)
         self.label = np.zeros((height, width), np.uint8)
+        # The painted object (tree, car, person...) each pixel belongs to, -1 for none:
+        # instance ids follow from it, and a nearer object painted later occludes it.
+        self.owner = np.full((height, width), -1, np.int32)
+        self.current_object = -1
 
     def paint(self, mask: np.ndarray, label_id: int, colour) -> None:
         self.label[mask] = label_id
         self.rgb[mask] = colour
+        self.owner[mask] = self.current_object
+
+    def instance_ids(self) -> np.ndarray:
+        """Cityscapes' `_instanceIds` (uint16): labelId * 1000 + the object's number among
+        the visible objects of its class (0, 1, ... in painting order) for classes with
+        instances (person, car, ...), the plain labelId everywhere else."""
+        ids = self.label.astype(np.uint16)
+        for label_id in np.unique(self.label):
+            if not ID_HAS_INSTANCES[label_id]:
+                continue
+            of_class = self.label == label_id
+            for number, owner in enumerate(np.unique(self.owner[of_class])):
+                ids[of_class & (self.owner == owner)] = int(label_id) * 1000 + number
+        return ids
 
     def paint_shape(self, draw, label_id: int, colour) -> None:
         """`draw(mask)` draws a filled OpenCV shape with value 1 into a blank uint8 mask."""
@@ -278,6 +297,7 @@ class _SceneSampler:
             return
         self.canvas.label[y0:y1 + 1, x0:x1 + 1] = label_id
         self.canvas.rgb[y0:y1 + 1, x0:x1 + 1] = colour
+        self.canvas.owner[y0:y1 + 1, x0:x1 + 1] = self.canvas.current_object
 
     def _ellipse(self, centre, axes, label_id, colour) -> None:
         centre = tuple(int(round(v)) for v in centre)
@@ -286,6 +306,11 @@ class _SceneSampler:
                                 label_id, colour)
 
     def paint_object(self, depth: float, kind: str, lateral: float) -> None:
+        """One object; its pixels are owned by a new object number (see instance_ids)."""
+        self.canvas.current_object += 1
+        self._paint_object_parts(depth, kind, lateral)
+
+    def _paint_object_parts(self, depth: float, kind: str, lateral: float) -> None:
         rng, ppm = self.rng, self.pixels_per_metre(depth)
         if kind == 'tree':
             trunk_height = rng.uniform(2.0, 3.5)
@@ -336,12 +361,17 @@ class _SceneSampler:
 
     def paint_ego_vehicle(self) -> None:
         # The bonnet of the recording car, void in Cityscapes (labelId 1 -> trainId 255).
+        self.canvas.current_object = -1
         bonnet = self.height * self.rng.uniform(0.05, 0.09)
         bulge = 1 - 0.5 * ((self.xs - self.width / 2) / (self.width / 2)) ** 2
         mask = self.ys > self.height - bonnet * bulge
         self.canvas.paint(mask, EGO_VEHICLE, _grey_colour(self.rng, 20, 50, 5))
 
     def render(self) -> Tuple[np.ndarray, np.ndarray]:
+        rgb, label, _ = self.render_with_instances()
+        return rgb, label
+
+    def render_with_instances(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         self.paint_sky_and_ground()
         self.paint_street_sides()
         self.paint_fence()
@@ -353,13 +383,20 @@ class _SceneSampler:
         rgb += 4.0 * self.grain[..., None]
         # One light and white balance per image, so colours vary between scenes.
         rgb *= self.rng.uniform(0.8, 1.15) * self.rng.uniform(0.93, 1.07, 3)
-        return np.clip(rgb, 0, 255).astype(np.uint8), self.canvas.label
+        return (np.clip(rgb, 0, 255).astype(np.uint8), self.canvas.label,
+                self.canvas.instance_ids())
 
 
 def render_street_scene(rng: np.random.Generator, height: int, width: int
                         ) -> Tuple[np.ndarray, np.ndarray]:
     """One scene: (RGB image (H, W, 3) uint8, Cityscapes labelIds (H, W) uint8)."""
     return _SceneSampler(rng, height, width).render()
+
+
+def render_street_scene_with_instances(rng: np.random.Generator, height: int, width: int
+                                       ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One scene and its Cityscapes instanceIds (H, W) uint16 (see _Canvas.instance_ids)."""
+    return _SceneSampler(rng, height, width).render_with_instances()
 
 
 def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
@@ -414,6 +451,8 @@ def generate_cityscapes(out_dir: Union[str, os.PathLike], num_train: int, num_va
     gtFine/{split}/{city}/{city}_{seq:06d}_000019_gtFine_labelIds.png    (official ids)
     gtFine/{split}/{city}/..._gtFine_labelTrainIds.png                   (0..18, 255)
     gtFine/{split}/{city}/..._gtFine_color.png                           (official RGBA)
+    gtFine/{split}/{city}/..._gtFine_instanceIds.png  (16-bit: labelId * 1000 + instance
+                                                       for person, car...; labelId elsewhere)
 
     Image i of a split depends only on (seed, split, i). Returns a summary dict with the root,
     the counts, and per split the pixel count of every train class.
@@ -442,7 +481,8 @@ def generate_cityscapes(out_dir: Union[str, os.PathLike], num_train: int, num_va
             label_dir = root / 'gtFine' / split / city
             image_dir.mkdir(parents=True, exist_ok=True)
             label_dir.mkdir(parents=True, exist_ok=True)
-            rgb, label_ids = render_street_scene(scene_rng(seed, split, index), height, width)
+            rgb, label_ids, instance_ids = render_street_scene_with_instances(
+                scene_rng(seed, split, index), height, width)
             train_ids = ID_TO_TRAINID[label_ids]
             colour = np.concatenate(
                 [ID_TO_COLOR[label_ids], np.full((height, width, 1), 255, np.uint8)], axis=2)
@@ -452,6 +492,7 @@ def generate_cityscapes(out_dir: Union[str, os.PathLike], num_train: int, num_va
             write_image_atomic(str(label_dir / f'{stem}_gtFine_labelTrainIds.png'), train_ids)
             write_image_atomic(str(label_dir / f'{stem}_gtFine_color.png'),
                               cv2.cvtColor(colour, cv2.COLOR_RGBA2BGRA))
+            write_image_atomic(str(label_dir / f'{stem}_gtFine_instanceIds.png'), instance_ids)
             counts += np.bincount(train_ids.ravel(), minlength=256)
             files[split].append(image_path)
         class_pixels[split] = {name: int(counts[train_id])

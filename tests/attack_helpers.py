@@ -126,6 +126,30 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# A process that takes a work dir's lock and sleeps: the stand-in for a second run. It
+# loads posattack/work_dir_lock.py by path (stdlib only), so it starts in a blink.
+_LOCK_HOLDER = """
+import importlib.util, sys, time
+spec = importlib.util.spec_from_file_location('work_dir_lock', sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+module.WorkDirLock(sys.argv[2]).acquire()
+print('locked', flush=True)
+time.sleep(600)
+"""
+
+
+def start_lock_holder(work_dir):
+    """A live process holding ``work_dir``'s lock (kill it with ``.kill()``)."""
+    import subprocess
+    import sys
+    module = osp.join(REPO_ROOT, 'posattack', 'work_dir_lock.py')
+    holder = subprocess.Popen([sys.executable, '-c', _LOCK_HOLDER, module, str(work_dir)],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == 'locked'
+    return holder
+
+
 def load_json(path):
     with open(path) as f:
         return json.load(f)

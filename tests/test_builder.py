@@ -123,6 +123,21 @@ def test_class_count_mismatch_names_file_parameter_and_shapes(tiny_segmentor, de
     assert 'model.decode_head.num_classes=19' in message
 
 
+def test_head_width_mismatch_does_not_blame_the_class_count(tiny_segmentor, demo_cfg,
+                                                            tmp_path):
+    """The classifier reads another width but has 19 outputs on both sides: the hint used to
+    say 'trained with 19 classes, the config builds 19'."""
+    path = _save({'state_dict': tiny_segmentor.state_dict()}, tmp_path / 'wide.pth')
+    channels = tiny_segmentor.decode_head.conv_seg.weight.shape[1]
+    with pytest.raises(CheckpointMismatchError) as error:
+        load_segmentor(demo_cfg, path, cfg_options={'model.decode_head.channels': 2 * channels})
+    message = str(error.value)
+    assert 'classes' not in message
+    assert f'checkpoint [19, {channels}, 1, 1], model [19, {2 * channels}, 1, 1]' in message
+    assert 'Likely cause: the checkpoint belongs to a different architecture or width ' \
+        '(first difference: decode_head.' in message
+
+
 def test_missing_and_unexpected_keys_strict_and_lenient(tiny_segmentor, demo_cfg, tmp_path):
     state = dict(tiny_segmentor.state_dict())
     dropped = [key for key in state if key.startswith('decode_head.conv_seg')]

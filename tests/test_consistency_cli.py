@@ -174,3 +174,43 @@ def test_zero_trials_exit_2_naming_trials(files, tmp_path):
     assert code == 2
     lines = stderr.strip().splitlines()  # refused before anything is loaded: one line
     assert len(lines) == 1 and lines[0].startswith('error: ') and 'trials' in lines[0]
+
+
+# ----------------------------------------------------------------------------- issue 13
+def test_crops_that_need_not_overlap_exit_2_with_the_largest_shift_that_works(files,
+                                                                             tmp_path):
+    """On a 64x128 input, crops of 32x96 offset by up to 32 rows may share no row."""
+    code, stderr = run_cli(CLI, [files.config, files.checkpoint, '--work-dir', tmp_path,
+                                 '--max-images', 1, '--max-shift', 32])
+    assert code == 2
+    assert stderr.startswith('error: ') and stderr.count('\n') == 1, stderr
+    assert 'max shift 32 on a 64x128 network input' in stderr
+    assert 'Use --max-shift 31 or less' in stderr
+
+
+def test_nan_checkpoint_exits_2_naming_the_module(files, tmp_path):
+    checkpoint = torch.load(files.checkpoint, map_location='cpu')
+    checkpoint['state_dict']['decode_head.conv_seg.bias'][0] = float('inf')
+    path = str(tmp_path / 'inf.pth')
+    torch.save(checkpoint, path)
+    code, stderr = run_cli(CLI, [files.config, path, '--work-dir', tmp_path / 'w',
+                                 '--max-images', 1, '--max-shift', 4])
+    assert code == 2
+    assert stderr.startswith('error: ') and stderr.count('\n') == 1, stderr
+    assert 'the model produces NaN/inf logits on the first test batch' in stderr
+    assert 'first in module decode_head.conv_seg (Conv2d)' in stderr
+    assert 'decode_head.conv_seg.bias' in stderr
+    assert not osp.exists(tmp_path / 'w' / 'consistency.json')
+
+
+def test_launcher_outside_torchrun_and_bad_cfg_options(files, tmp_path, monkeypatch, capsys):
+    for name in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT'):
+        monkeypatch.delenv(name, raising=False)
+    code, stderr = run_cli(CLI, [files.config, files.checkpoint, '--work-dir', tmp_path,
+                                 '--launcher', 'pytorch'])
+    assert code == 2 and stderr.count('\n') == 1
+    assert '--launcher pytorch needs the environment torchrun sets' in stderr
+    with pytest.raises(SystemExit) as exit_info:
+        CLI.main([files.config, files.checkpoint, '--cfg-options', 'model.x'])
+    assert exit_info.value.code == 2
+    assert "'model.x' is not KEY=VALUE" in capsys.readouterr().err

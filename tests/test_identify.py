@@ -188,6 +188,15 @@ def test_layer_never_reached_is_an_error():
         forward_to_layer(model, 'auxiliary_head', torch.zeros(1, 3, 4, 8))
 
 
+def test_non_finite_activations_are_refused_not_ranked():
+    """NaN scores would sort anywhere, and the ranking would look like any other."""
+    image = blob_image(1.0)
+    image[0, 1, 2] = float('nan')
+    with pytest.raises(ValueError, match='z holds NaN or infinite values: the model output '
+                       'is not finite'):
+        identify_channels(ToySegmentor(), [mmseg_batch([image])], progress=False)
+
+
 def test_empty_loader_is_an_error():
     with pytest.raises(ValueError, match='no images'):
         identify_channels(ToySegmentor(), [], progress=False)

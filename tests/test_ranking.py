@@ -127,6 +127,12 @@ def test_load_missing_or_invalid_file(tmp_path):
     (tmp_path / 'theirs.json').write_text(json.dumps({'overall': [1, 0]}))
     with pytest.raises(ValueError, match="format='authors'"):
         ChannelRanking.load(tmp_path / 'theirs.json')
+    junk = tmp_path / 'junk.json'
+    junk.write_bytes(bytes(range(256)))  # not UTF-8: used to raise the codec's message
+    for fmt in ('posattack', 'auto', 'authors'):
+        with pytest.raises(ValueError) as error:
+            ChannelRanking.load(junk, format=fmt)
+        assert str(error.value).startswith(f'{junk}: not a ranking file (binary content')
 
 
 def test_check_compatible():

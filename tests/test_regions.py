@@ -180,6 +180,14 @@ def test_layout_pieces_rebuild_every_mask(specs):
 
 
 # ------------------------------------------------------------------------ bad input
+@register_region('test_left_third', names=lambda: ['left'], force=True)
+def _left_third(height, width):
+    """A region named like the paper's 'left' but drawn differently: a true name clash."""
+    mask = np.zeros((height, width), dtype=bool)
+    mask[:, :width // 3] = True
+    return {'left': mask}
+
+
 @pytest.mark.parametrize('specs, message', [
     ('nonsense', "Unknown region type 'nonsense'. Known types: border, frame, full, grid"),
     (dict(type='border', bands=0), 'bands" must be a positive integer'),
@@ -193,8 +201,7 @@ def test_layout_pieces_rebuild_every_mask(specs):
     (dict(type='frame', thickness=True), 'must be an int (pixels) or a float'),
     (dict(type='border', band=4), "unexpected keyword argument 'band'"),
     (dict(type='mask', path='/no/such/file.png', name='x'), 'does not exist'),
-    (['paper', 'halves'], "Region name 'left' is made twice"),
-    (['paper', 'full'], "Region name 'full' is made twice"),
+    (['paper', 'test_left_third'], "Region name 'left' is made twice, with different masks"),
     ([], 'non-empty list'),
     ([42], 'a type name (str) or a dict'),
     (42, 'must be a non-empty list'),
@@ -203,6 +210,27 @@ def test_bad_specs_fail_before_any_image(specs, message):
     with pytest.raises((ValueError, TypeError, FileNotFoundError)) as error:
         validate_region_specs(specs)
     assert message in str(error.value)
+
+
+def test_identical_duplicates_are_made_once():
+    """The README's --regions paper border=4 grid=3x3 frame=0.1 halves: 'paper' and
+    'halves' both make left and right, with the same masks; each is scored once."""
+    specs = ['paper', dict(type='border', bands=4), dict(type='grid', rows=3, cols=3),
+             dict(type='frame', thickness=0.1), 'halves', 'full']
+    names = validate_region_specs(specs)
+    assert names == ['full', 'left', 'right', 'center', 'periphery',
+                     'band_0', 'band_1', 'band_2', 'band_3'] \
+        + [f'cell_{r}_{c}' for r in range(3) for c in range(3)] \
+        + ['frame', 'interior', 'top', 'bottom']
+    built, masks = build_region_masks(specs, 37, 53)
+    assert built == names
+    left = np.zeros((37, 53), dtype=bool)
+    left[:, :26] = True  # columns [0, W/2) as the README defines 'left'
+    np.testing.assert_array_equal(masks[names.index('left')], left)
+    np.testing.assert_array_equal(masks[names.index('right')], ~left)
+    top = np.zeros((37, 53), dtype=bool)
+    top[:18] = True
+    np.testing.assert_array_equal(masks[names.index('top')], top)
 
 
 def test_prefix_resolves_name_clash():

@@ -10,6 +10,7 @@ import re
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from posattack.synthetic import generate_cityscapes
 
@@ -29,7 +30,11 @@ OFFICIAL_VOID_COLOURS = {0: (0, 0, 0), 1: (0, 0, 0), 2: (0, 0, 0), 3: (0, 0, 0),
                          16: (150, 120, 90), 18: (153, 153, 153), 29: (0, 0, 90),
                          30: (0, 0, 110)}
 IMAGE_NAME = re.compile(r'^(?P<city>[a-z]+)_(?P<seq>\d{6})_(?P<frame>\d{6})_leftImg8bit\.png$')
-GT_SUFFIXES = ('_gtFine_labelIds.png', '_gtFine_labelTrainIds.png', '_gtFine_color.png')
+GT_SUFFIXES = ('_gtFine_labelIds.png', '_gtFine_labelTrainIds.png', '_gtFine_color.png',
+               '_gtFine_instanceIds.png')
+# cityscapesScripts' hasInstances column: person, rider, car, truck, bus, caravan, trailer,
+# train, motorcycle, bicycle.
+OFFICIAL_INSTANCE_IDS = (24, 25, 26, 27, 28, 29, 30, 31, 32, 33)
 
 
 def _official_colour(label_id, palette):
@@ -73,7 +78,7 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path):
     generate_cityscapes(second, 2, 2, size=(64, 128), seed=3)
     generate_cityscapes(other, 2, 2, size=(64, 128), seed=4)
     files = _all_files(first)
-    assert len(files) == 4 * 4  # 4 images, each with 3 gtFine files
+    assert len(files) == 4 * 5  # 4 images, each with 4 gtFine files
     assert files == _all_files(second) == _all_files(other)
     for name in files:
         assert filecmp.cmp(first / name, second / name, shallow=False), name
@@ -160,6 +165,53 @@ def test_mmseg_cityscapes_dataset_reads_it(synthetic_root, demo_cfg):
         np.testing.assert_array_equal(gt, expected)
     train_dataset = DATASETS.build(demo_cfg.train_dataloader.dataset)
     assert len(train_dataset) == 4
+
+
+def test_instance_ids_follow_cityscapes(val20_root):
+    """`_instanceIds`: 16-bit, labelId * 1000 + k (k = 0, 1, ...) on classes with instances,
+    the labelId elsewhere, as in the real dataset."""
+    root, _ = val20_root
+    instances = 0
+    for path in _image_paths(root, 'val'):
+        label = _read(_gt_path(path, '_gtFine_labelIds.png'))
+        ids = _read(_gt_path(path, '_gtFine_instanceIds.png'))
+        assert ids.dtype == np.uint16 and ids.shape == label.shape
+        thing = np.isin(label, OFFICIAL_INSTANCE_IDS)
+        np.testing.assert_array_equal(ids[~thing], label[~thing])
+        np.testing.assert_array_equal(ids[thing] // 1000, label[thing])
+        for class_id in np.unique(label[thing]):
+            numbers = np.unique(ids[label == class_id] % 1000)
+            assert numbers.tolist() == list(range(len(numbers)))  # 0..n-1, none skipped
+            instances += len(numbers)
+    assert instances >= 20  # cars and persons in 20 scenes, most scenes have several
+
+
+def test_mmseg_cityscapes_metric_runs_on_it(synthetic_root, tmp_path, monkeypatch):
+    """mmseg's own CityscapesMetric (cityscapesScripts' evaluation, iIoU included) reads
+    the synthetic gtFine folder; ground truth as the prediction scores 100."""
+    pytest.importorskip('cityscapesscripts', reason='cityscapesscripts is not installed')
+    from mmengine.structures import PixelData
+    from mmseg.evaluation import CityscapesMetric
+    from mmseg.structures import SegDataSample
+    if not hasattr(np, 'in1d'):  # numpy >= 2.4 removed it; cityscapesScripts' iIoU calls it
+        monkeypatch.setattr(np, 'in1d', _in1d, raising=False)
+    metric = CityscapesMetric(output_dir=str(tmp_path / 'preds'), keep_results=True)
+    for path in _image_paths(synthetic_root, 'val'):
+        train_ids = _read(_gt_path(path, '_gtFine_labelTrainIds.png')).astype(np.int64)
+        prediction = np.where(train_ids == 255, 0, train_ids)  # void pixels are not scored
+        sample = SegDataSample(metainfo=dict(img_path=path, seg_map_path=_gt_path(
+            path, '_gtFine_labelTrainIds.png')))
+        sample.pred_sem_seg = PixelData(data=torch.from_numpy(prediction)[None])
+        metric.process({}, [sample.to_dict()])
+    scores = metric.compute_metrics(metric.results)
+    assert scores['averageScoreCategories'] == pytest.approx(1.0)
+    assert scores['averageScoreInstCategories'] == pytest.approx(1.0)  # iIoU: instanceIds
+
+
+def _in1d(values, test_values, assume_unique=False, invert=False):
+    """numpy's removed in1d (a flat np.isin), for cityscapesScripts under numpy >= 2.4."""
+    return np.isin(np.asarray(values).ravel(), test_values, assume_unique=assume_unique,
+                   invert=invert)
 
 
 def test_val_split_covers_at_least_12_classes(val20_root):

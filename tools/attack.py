@@ -15,10 +15,10 @@ import argparse
 import os.path as osp
 import sys
 
-from mmengine.config import DictAction
 from mmengine.logging import MMLogger
 
-from posattack.cli import BAD_INPUT_ERRORS, parse_region_arg, report_bad_input
+from posattack.cli import (BAD_INPUT_ERRORS, CfgOptionsAction, parse_region_arg,
+                           report_bad_input)
 from posattack.distributed import LAUNCHERS, exit_process, init_launcher
 from posattack.experiment import DEFAULT_BOOTSTRAP, DEFAULT_SEEDS, AttackOptions, run_attack
 from posattack.multi_model import run_attacks
@@ -49,6 +49,8 @@ def parse_args(argv=None):
                         help='ranking order(s) for targeted removal: overall, left, right, '
                         'top, bottom, or any order the ranking has (e.g. cell_0_0); with '
                         '"left right" the report tests whether each hurts its own half more')
+    parser.add_argument('--allow-ranking-layer-mismatch', action='store_true',
+                        help='use a --ranking made for another layer than --layer')
     counts = parser.add_mutually_exclusive_group()
     counts.add_argument('--num-channels', type=int, nargs='+',
                         help='channel counts N to remove')
@@ -75,7 +77,7 @@ def parse_args(argv=None):
     parser.add_argument('--trust-checkpoint', action='store_true',
                         help='load a checkpoint that needs globals outside the allowlist '
                         '(runs arbitrary code from the file: only for files you trust)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction,
                         help='override config settings, as in mmseg tools/test.py')
     parser.add_argument('--launcher', choices=LAUNCHERS, default='none')
     parser.epilog = 'Errors print one line; set POSATTACK_DEBUG=1 to see the traceback.'
@@ -85,7 +87,10 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    init_launcher(args.launcher)
+    try:  # outside torchrun, --launcher pytorch is bad input, not a traceback
+        init_launcher(args.launcher)
+    except BAD_INPUT_ERRORS as error:
+        return report_bad_input(error)
     work_dir = args.work_dir or osp.join(
         'work_dirs', osp.splitext(osp.basename(args.config))[0], 'attack')
     show_dir = None if args.no_overlays else (args.show_dir or osp.join(work_dir, 'overlays'))
@@ -101,7 +106,8 @@ def main(argv=None) -> int:
         batch_size=args.batch_size, resume=args.resume, cfg_options=args.cfg_options,
         compare_ranking=args.compare_ranking,
         compare_ranking_format=args.compare_ranking_format,
-        trust_checkpoint=args.trust_checkpoint)
+        trust_checkpoint=args.trust_checkpoint,
+        allow_ranking_layer_mismatch=args.allow_ranking_layer_mismatch)
     try:
         if len(args.checkpoint) > 1:
             run_attacks(opts, args.checkpoint, args.model_names)

@@ -14,17 +14,18 @@ import os
 import os.path as osp
 
 import torch
-from mmengine.config import DictAction
 from mmengine.dist import get_dist_info, is_main_process
 from mmengine.evaluator import Evaluator
 from mmengine.logging import MMLogger, print_log
 from mmengine.utils import ProgressBar
 
 from posattack.builder import load_segmentor
-from posattack.cli import BAD_INPUT_ERRORS, parse_region_arg, report_bad_input
+from posattack.cli import (BAD_INPUT_ERRORS, CfgOptionsAction, parse_region_arg,
+                           report_bad_input)
 from posattack.distributed import LAUNCHERS, exit_process, init_launcher
 from posattack.experiment import build_test_dataloader, file_sha256
 from posattack.fileio import write_json_atomic
+from posattack.non_finite import NonFiniteWatch
 from posattack.shift_consistency import ShiftConsistencyMetric, ShiftPairTTAModel
 from posattack.shift_crops import ShiftConsistencyPairs
 
@@ -50,7 +51,7 @@ def parse_args(argv=None):
     parser.add_argument('--trust-checkpoint', action='store_true',
                         help='load a checkpoint that needs globals outside the allowlist '
                         '(runs arbitrary code from the file: only for files you trust)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction,
                         help='override config settings, as in mmseg tools/test.py')
     parser.add_argument('--launcher', choices=LAUNCHERS, default='none')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
@@ -78,9 +79,17 @@ def run_consistency(args) -> dict:
         os.makedirs(args.work_dir, exist_ok=True)
     rank, world_size = get_dist_info()
     progress = ProgressBar(len(dataloader.dataset) // world_size) if rank == 0 else None
+    first_batch = True
     with torch.no_grad():
         for data in dataloader:
-            evaluator.process(model.test_step(data), data)
+            if first_batch:  # NaN logits agree with themselves everywhere: Cons.s = 100
+                with NonFiniteWatch(segmentor) as watch:
+                    outputs = model.test_step(data)
+                watch.raise_if_logits_non_finite('the first test batch')
+                first_batch = False
+            else:
+                outputs = model.test_step(data)
+            evaluator.process(outputs, data)
             if progress is not None:
                 for _ in range(len(data['data_samples'][0])):
                     progress.update()
@@ -100,7 +109,10 @@ def run_consistency(args) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    init_launcher(args.launcher)
+    try:  # outside torchrun, --launcher pytorch is bad input, not a traceback
+        init_launcher(args.launcher)
+    except BAD_INPUT_ERRORS as error:
+        return report_bad_input(error)
     args.work_dir = args.work_dir or osp.join(
         'work_dirs', osp.splitext(osp.basename(args.config))[0], 'consistency')
     MMLogger.get_instance('posattack', log_level='INFO')

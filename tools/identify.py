@@ -13,9 +13,9 @@ import hashlib
 import os.path as osp
 import sys
 
-from mmengine.config import DictAction
 
 from posattack.builder import ConfigError
+from posattack.cli import CfgOptionsAction
 from posattack.checkpoint import CheckpointError
 from posattack.distributed import LAUNCHERS, exit_process, init_launcher
 
@@ -43,7 +43,7 @@ def parse_args(argv=None):
     parser.add_argument('--trust-checkpoint', action='store_true',
                         help='load a checkpoint that needs globals outside the allowlist '
                         '(runs arbitrary code from the file: only for files you trust)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction,
                         help='override config settings, as in mmseg tools/test.py')
     parser.add_argument('--launcher', choices=LAUNCHERS, default='none',
                         help='distributed launcher (torchrun: pytorch)')
