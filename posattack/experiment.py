@@ -1,12 +1,15 @@
 """The whole position attack as one call: identify, sweep, report (what tools/attack.py runs).
 
 Work-dir contract (every file is written atomically; ``resume=True`` keeps finished
-settings and refuses a work dir made from another config, checkpoint or layer):
-ranking.json, per_image.npz (what the bootstrap resamples), results.json (with the
-``statistics`` and ``tests`` of :mod:`posattack.significance`), results.csv, report.md,
-plots, overlays/. per_image.npz is written before results.json, so a setting listed in
-results.json always has its per-image counts; one without them (a work dir from before
-per-image statistics) is evaluated again on --resume.
+settings and refuses a work dir made from another config, checkpoint, layer, test images
+or ranking, :mod:`posattack.run_fingerprint`): ranking.json, per_image.npz (what the
+bootstrap resamples), results.json (with the ``statistics`` and ``tests`` of
+:mod:`posattack.significance`), results.csv, report.md, plots, overlays/ with
+overlays.json (the panels of this run, :mod:`posattack.overlay_manifest`), and .lock (one
+run at a time, :mod:`posattack.work_dir_lock`). A fresh run first removes what an earlier
+run wrote (:mod:`posattack.work_dir`). per_image.npz is written before results.json, so a
+setting listed in results.json always has its per-image counts; one without them (a work
+dir from before per-image statistics) is evaluated again on --resume.
 """
 import hashlib
 import os
