@@ -28,7 +28,6 @@ Usage::
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections import OrderedDict
@@ -38,7 +37,7 @@ from typing import Optional
 import torch
 
 from .checkpoint import CheckpointError, load_checkpoint
-from .fileio import atomic_open
+from .fileio import atomic_open, file_sha256
 
 __all__ = ['AUTHORS_STATE_KEY', 'AuthorsCheckpointError', 'authors_state_dict',
            'convert_authors_checkpoint', 'convert_authors_state_dict', 'map_authors_key']
@@ -142,14 +141,6 @@ def convert_authors_state_dict(authors_state: Mapping, model_state: Mapping,
     return OrderedDict((key, converted[key].detach().clone()) for key in model_state)
 
 
-def _file_sha256(path: str, chunk_size: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as handle:
-        for chunk in iter(lambda: handle.read(chunk_size), b''):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def convert_authors_checkpoint(in_path: str, out_path: str, config: str,
                                trust_checkpoint: bool = False) -> dict:
     """Read the authors' file safely, map it onto ``config``'s model, write ``out_path``.
@@ -168,7 +159,7 @@ def convert_authors_checkpoint(in_path: str, out_path: str, config: str,
     authors = authors_state_dict(loaded, in_path)
     model, _ = load_segmentor(config)  # random weights: only names and shapes are used
     state_dict = convert_authors_state_dict(authors, model.state_dict(), in_path)
-    source_sha256 = _file_sha256(in_path)
+    source_sha256 = file_sha256(in_path)
     meta = {
         'converted_from': os.path.basename(in_path),
         'source_sha256': source_sha256,

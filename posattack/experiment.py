@@ -11,7 +11,6 @@ run wrote (:mod:`posattack.work_dir`). per_image.npz is written before results.j
 setting listed in results.json always has its per-image counts; one without them (a work
 dir from before per-image statistics) is evaluated again on --resume.
 """
-import hashlib
 import os
 import os.path as osp
 from dataclasses import dataclass, field, replace
@@ -24,6 +23,7 @@ from mmengine.runner import Runner
 
 from .builder import load_segmentor
 from .feature_split import FeatureSplit
+from .fileio import file_sha256
 from .layers import default_layer, resolve_layer
 from .metrics import summarize_confusion
 from .overlay import OverlaySelector, render_panel, save_panel
@@ -88,14 +88,6 @@ class AttackOptions:
 
 class ResumeMismatchError(RuntimeError):
     """The work dir holds results of a different experiment."""
-
-
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def build_test_dataloader(cfg, batch_size: Optional[int], max_images: Optional[int]):

@@ -2,7 +2,9 @@
 
 Every output of posattack (rankings, results, reports, plots, overlays, synthetic data)
 goes through here, so an interrupted run (Ctrl-C, a killed job) leaves no corrupt file.
+Also the one file hash the fingerprints use (:func:`file_sha256`).
 """
+import hashlib
 import json
 import math
 import os
@@ -91,3 +93,12 @@ def write_image_atomic(path: str, image: np.ndarray) -> str:
         raise ValueError(f'OpenCV could not encode an image of shape {image.shape} as '
                          f'{extension!r} for {path}.')
     return write_bytes_atomic(path, encoded.tobytes())
+
+
+def file_sha256(path: str, chunk_size: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in chunks (checkpoints are hundreds of MB)."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as handle:
+        for chunk in iter(lambda: handle.read(chunk_size), b''):
+            digest.update(chunk)
+    return digest.hexdigest()

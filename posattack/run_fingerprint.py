@@ -20,6 +20,8 @@ import os
 import os.path as osp
 from typing import Mapping, Optional
 
+from .fileio import file_sha256
+
 __all__ = ['CONTENT_KEYS', 'PROVENANCE_KEYS', 'config_sha256', 'content_fingerprint',
            'describe_mismatch', 'images_sha256', 'outdated_fingerprint_message',
            'ranking_provenance', 'ranking_provenance_problem', 'ranking_source_sha256']
@@ -42,14 +44,6 @@ _WHAT_DIFFERS = {
 
 def _sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode('utf-8')).hexdigest()
-
-
-def _file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b''):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _plain(value):
@@ -105,8 +99,8 @@ def ranking_source_sha256(path: Optional[str]) -> Optional[str]:
     if osp.isdir(path):
         names = sorted(name for name in os.listdir(path) if name.endswith('.json'))
         return _sha256_text(json.dumps(
-            [[name, _file_sha256(osp.join(path, name))] for name in names]))
-    return _file_sha256(path) if osp.isfile(path) else None
+            [[name, file_sha256(osp.join(path, name))] for name in names]))
+    return file_sha256(path) if osp.isfile(path) else None
 
 
 def content_fingerprint(cfg, dataset, ranking_path: Optional[str]) -> dict:

@@ -23,8 +23,8 @@ from posattack.builder import load_segmentor
 from posattack.cli import (BAD_INPUT_ERRORS, CfgOptionsAction, parse_region_arg,
                            report_bad_input)
 from posattack.distributed import LAUNCHERS, exit_process, init_launcher
-from posattack.experiment import build_test_dataloader, file_sha256
-from posattack.fileio import write_json_atomic
+from posattack.experiment import build_test_dataloader
+from posattack.fileio import file_sha256, write_json_atomic
 from posattack.non_finite import NonFiniteWatch
 from posattack.shift_consistency import ShiftConsistencyMetric, ShiftPairTTAModel
 from posattack.shift_crops import ShiftConsistencyPairs

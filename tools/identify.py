@@ -9,7 +9,6 @@ globally pooled activation (Islam et al., ICCV 2021): orders overall, left, righ
 bottom, saved as a ranking JSON that tools/attack.py and ChannelRemovalHook read.
 """
 import argparse
-import hashlib
 import os.path as osp
 import sys
 
@@ -18,6 +17,7 @@ from posattack.builder import ConfigError
 from posattack.cli import CfgOptionsAction
 from posattack.checkpoint import CheckpointError
 from posattack.distributed import LAUNCHERS, exit_process, init_launcher
+from posattack.fileio import file_sha256
 
 
 def parse_args(argv=None):
@@ -55,15 +55,6 @@ def parse_args(argv=None):
     if args.top < 0:
         parser.error('--top must be non-negative.')
     return args
-
-
-def file_sha256(path: str, chunk_size: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in chunks (checkpoints are hundreds of MB)."""
-    digest = hashlib.sha256()
-    with open(path, 'rb') as handle:
-        for chunk in iter(lambda: handle.read(chunk_size), b''):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def format_summary(ranking, top: int) -> str:
