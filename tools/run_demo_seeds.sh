@@ -36,3 +36,4 @@ done
 "$PY" tools/pooled_table.py "$WORK/pooled/summary.json" --out "$TABLE" \
   --command "SEEDS=$SEEDS make demo-seeds" --seconds $(( $(date +%s) - start ))
 echo "[demo-seeds] pooled report: $WORK/pooled/report.md; table: $TABLE"
+"$PY" tools/include_tables.py README.md
