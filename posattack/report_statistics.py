@@ -116,16 +116,16 @@ def tests_markdown(results: Mapping[str, Any]) -> List[str]:
         lines += _table(['order', 'N', 'own - other', 'drop difference [95% CI]', 'verdict'],
                         rows) + ['']
 
-    lines += claims_markdown(paper_claims([('this model', results)]))
+    lines += claims_markdown(paper_claims([('this model', results)]), level='###')
     lines += ['### Every test in words', '']
     lines += [f'- {sentence(t)}' for t in tests] + ['']
     return lines
 
 
-def claims_markdown(claims: Sequence[Mapping]) -> List[str]:
+def claims_markdown(claims: Sequence[Mapping], level: str = '##') -> List[str]:
     if not claims:
         return []
-    lines = ['### The paper\'s claims', '']
+    lines = [f'{level} The paper\'s claims', '']
     lines += [f'- **{c["claim"]}: {c["verdict"]}.** {c["evidence"]}.' for c in claims]
     return lines + ['']
 
