@@ -104,8 +104,8 @@ def tests_markdown(results: Mapping[str, Any]) -> List[str]:
                  else 'random (mean of draws)', str(t['num_channels']),
                  f'{_num(t["estimate"], sign=True)} {_ci(t["ci95"])}', _p(t['p_value']),
                  t['verdict']] for t in pcs]
-        lines += _table(['setting', 'N', 'periphery - center [95% CI]', 'p (bootstrap)',
-                         'verdict'], rows) + ['']
+        lines += _table(['setting', 'N', 'periphery - center [95% CI]',
+                         'p (bootstrap, >= 1/resamples)', 'verdict'], rows) + ['']
 
     halves = _by_kind(tests, 'own_half_minus_other_half')
     if halves:

@@ -110,7 +110,8 @@ def percentile_interval(samples: np.ndarray, level: float = LEVEL) -> Optional[l
 def bootstrap_p_value(samples: np.ndarray) -> Optional[float]:
     """Two-sided bootstrap p-value of "the statistic is 0": twice the smaller tail share.
 
-    With B resamples its resolution is 1/B; it is 2 * min(share <= 0, share >= 0), capped at 1.
+    It is 2 * min(share <= 0, share >= 0), capped at 1. With B resamples nothing below 1/B
+    can be told apart, so 0 is reported as 1/B (read it as "p <= 1/B"), never as 0.
     """
     samples = np.asarray(samples, dtype=np.float64)
     finite = samples[np.isfinite(samples)]
@@ -118,7 +119,7 @@ def bootstrap_p_value(samples: np.ndarray) -> Optional[float]:
         return None
     low = np.count_nonzero(finite <= 0) / len(finite)
     high = np.count_nonzero(finite >= 0) / len(finite)
-    return float(min(1.0, 2 * min(low, high)))
+    return float(min(1.0, max(2 * min(low, high), 1 / len(finite))))
 
 
 def verdict_from_interval(interval: Optional[Sequence[float]]) -> str:
