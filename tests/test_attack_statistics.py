@@ -24,10 +24,11 @@ ARGS = ['--num-channels', 8, 16, '--seeds', 3, '--max-images', 4, '--no-overlays
 def files(synthetic_root, tmp_path_factory):
     root = tmp_path_factory.mktemp('attack_statistics')
     config = write_tiny_config(root / 'tiny.py', synthetic_root)
+    # a second "training run": another folder, the same file name, as Runner work dirs are
+    os.makedirs(root / 'other')
     return SimpleNamespace(root=root, config=config,
                            checkpoint=make_checkpoint(config, root / 'model.pth'),
-                           other=make_checkpoint(config, root / 'other' / 'model.pth', seed=1)
-                           if os.makedirs(root / 'other', exist_ok=True) is None else None)
+                           other=make_checkpoint(config, root / 'other' / 'model.pth', seed=1))
 
 
 @pytest.fixture(scope='module')
@@ -177,4 +178,19 @@ def test_compare_ranking_of_another_width_is_refused_before_work(files, run, tmp
     code, stderr = run_cli(CLI, [files.config, files.checkpoint, '--work-dir',
                                  tmp_path / 'w', '--compare-ranking', other] + ARGS)
     assert code == 2 and '64' in stderr and '128' in stderr
+    assert not osp.exists(tmp_path / 'w')
+
+
+def test_zero_bootstrap_resamples_are_refused_before_work(files, tmp_path):
+    args = ARGS[:ARGS.index('--bootstrap')] + ['--bootstrap', 0]
+    code, stderr = run_cli(CLI, [files.config, files.checkpoint, '--work-dir', tmp_path / 'w']
+                           + args)
+    assert code == 2 and '--bootstrap must be >= 1 resample' in stderr
+    assert not osp.exists(tmp_path / 'w')
+
+
+def test_model_names_must_match_the_checkpoints(files, tmp_path):
+    code, stderr = run_cli(CLI, [files.config, files.checkpoint, files.other, '--work-dir',
+                                 tmp_path / 'w', '--model-names', 'a'] + ARGS)
+    assert code == 2 and '--model-names gives 1 names for 2 checkpoints' in stderr
     assert not osp.exists(tmp_path / 'w')
