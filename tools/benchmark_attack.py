@@ -372,8 +372,8 @@ def print_draws(results: List[dict]) -> None:
 def print_report(results: List[dict], args) -> None:
     print(f'\ntorch threads: {torch.get_num_threads()}   batch size: {args.batch_size}   '
           f'timing rounds: {args.repeat} (fastest counts)')
-    print_draws(results)
     if args.only_draws:
+        print_draws(results)
         return
     for r in results:
         print(f"{r['model']}: {r['size'][0]}x{r['size'][1]} inputs, {r['channels']} channels "
@@ -411,6 +411,7 @@ def print_report(results: List[dict], args) -> None:
                 print(f"{r['model']}: peak RSS {small['peak_rss_mb']:.0f} MB on "
                       f"{small['images']} images, {large['peak_rss_mb']:.0f} MB on "
                       f"{large['images']} ({large['peak_rss_mb'] - small['peak_rss_mb']:+.0f} MB)")
+    print_draws(results)
 
 
 def main(argv=None) -> int:
