@@ -250,25 +250,34 @@ def _resolve_layers(model, inputs, requested: Optional[Sequence[str]]) -> tuple:
 
 def run_profile(opts: ProfileOptions) -> dict:
     """Profile the layers; returns the profile dict (also profile.json in the work dir)."""
+    _check_options(opts)
+    model, cfg = load_segmentor(opts.config, opts.checkpoint, cfg_options=opts.cfg_options,
+                                trust_checkpoint=opts.trust_checkpoint)
+    return profile_model(model, cfg, opts)
+
+
+def profile_model(model, cfg, opts: ProfileOptions) -> dict:
+    """:func:`run_profile` on a model already built (``cfg`` gives the test dataloader)."""
     from .profile_report import write_profile_report
     logger = MMLogger.get_current_instance()
     _check_options(opts)
     specs = [opts.regions] if isinstance(opts.regions, (str, dict)) else list(opts.regions)
     if 'full' not in validate_region_specs(specs):
         opts = replace(opts, regions=['full'] + specs)
-    model, cfg = load_segmentor(opts.config, opts.checkpoint, cfg_options=opts.cfg_options,
-                                trust_checkpoint=opts.trust_checkpoint)
+    model = unwrap_model(model).eval()
     dataloader = build_test_dataloader(cfg, opts.batch_size, opts.max_images)
     inputs = first_batch_inputs(model, dataloader)
     layers, candidates = _resolve_layers(model, inputs, opts.layers)
     num_images = len(dataloader.dataset)
-    class_names = list(model.dataset_meta['classes'])
+    meta = getattr(model, 'dataset_meta', None) or dataloader.dataset.metainfo
+    class_names = list(meta['classes'])
     for layer in layers:  # fractions that give no channel fail here, not after an hour
         channels = int(forward_channels(model, layer, inputs))
         for fraction in opts.fractions:
             resolve_channel_count(channels, fraction=float(fraction))
     base = dict(config=osp.abspath(opts.config), checkpoint=osp.abspath(opts.checkpoint),
-                checkpoint_sha256=file_sha256(opts.checkpoint), num_images=num_images)
+                checkpoint_sha256=file_sha256(opts.checkpoint) if osp.isfile(opts.checkpoint)
+                else None, num_images=num_images)
     os.makedirs(opts.work_dir, exist_ok=True)
     print_log(f'profiling {len(layers)} layers on {num_images} images: {", ".join(layers)}',
               logger)

@@ -62,7 +62,8 @@ def main(argv=None) -> int:
     init_launcher(args.launcher)
     work_dir = args.work_dir or osp.join(
         'work_dirs', osp.splitext(osp.basename(args.config))[0], 'profile')
-    MMLogger.get_instance('posattack', log_level='INFO')
+    if not MMLogger.check_instance_created('posattack'):  # a second call in one process warns
+        MMLogger.get_instance('posattack', log_level='INFO')
     opts = ProfileOptions(
         config=args.config, checkpoint=args.checkpoint, work_dir=work_dir, layers=args.layers,
         fractions=args.fractions, seeds=args.seeds, bootstrap=args.bootstrap,
