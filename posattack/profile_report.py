@@ -17,7 +17,7 @@ Usage::
     paths['markdown']      # work_dirs/profile/profile.md
 """
 import os.path as osp
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -29,6 +29,14 @@ from .report_statistics import _ci, _num, _p, _table
 
 SHARE_COLORS = ('tab:red', 'tab:orange', 'tab:olive')
 FRACTION_COLORS = ('tab:blue', 'tab:red', 'tab:green', 'tab:purple', 'tab:brown')
+CONCENTRATION_LEGEND = (
+    'Share of the total flip-difference score (mean |z(x) - z(flip x)| per channel) held by the '
+    'top 1/5/10% of channels (at least one channel), and the Gini coefficient (0: spread '
+    'evenly, (C-1)/C: one channel). h: horizontal flip, v: vertical flip.')
+ATTACK_LEGEND = (
+    'Drops are clean minus attacked mIoU (points, full image). Gap: targeted drop minus mean '
+    'random drop, with its 95% bootstrap interval over images; p: rank of the targeted drop '
+    'among the random draws; periphery - center: of the targeted removal\'s drop.')
 
 
 def _nearest_tenth(attack: Sequence[Mapping], num_channels: int) -> Optional[Mapping]:
@@ -162,18 +170,8 @@ def _share(value: Optional[float]) -> str:
     return 'n/a' if value is None else f'{value:.2f}'
 
 
-def profile_markdown(profile: Mapping[str, Any], plots: Mapping[str, str]) -> str:
-    """profile.md: concentration table, attack table, plots, how to read them."""
-    lines = [f'# Position profile of `{osp.basename(profile["config"])}`', '',
-             f'Checkpoint `{profile["checkpoint"]}`, {profile["num_images"]} test images; '
-             f'layers shallowest first. Attack: targeted (each layer\'s own flip-difference '
-             f'ranking) vs random removal of {", ".join(f"{f * 100:g}%" for f in profile["fractions"])} '
-             f'of its channels, {profile["seeds"]} random draws per N, '
-             f'{profile["bootstrap"]} image-bootstrap resamples.', '',
-             '## Where position is concentrated', '',
-             'Share of the total flip-difference score (mean |z(x) - z(flip x)| per channel) '
-             'held by the top 1/5/10% of channels, and the Gini coefficient (0: spread evenly, '
-             '(C-1)/C: one channel). h: horizontal flip, v: vertical flip.', '']
+def concentration_table(profile: Mapping[str, Any]) -> List[str]:
+    """Markdown rows: per layer, top 1/5/10% shares and Gini, horizontal and vertical."""
     header = ['layer', 'channels'] + [f'{share_key(f)} h' for f in DEFAULT_SHARE_FRACTIONS] + \
         ['Gini h'] + [f'{share_key(f)} v' for f in DEFAULT_SHARE_FRACTIONS] + ['Gini v', 'read by']
     rows = []
@@ -183,11 +181,11 @@ def profile_markdown(profile: Mapping[str, Any], plots: Mapping[str, str]) -> st
                     [_share(h[share_key(f)]) for f in DEFAULT_SHARE_FRACTIONS] + [_share(h['gini'])] +
                     [_share(v[share_key(f)]) for f in DEFAULT_SHARE_FRACTIONS] + [_share(v['gini'])] +
                     ['head' if row['path'] == 'fast' else 'next stage (hook)'])
-    lines += _table(header, rows) + ['']
-    lines += ['## Where removing them hurts', '',
-              'Drops are clean minus attacked mIoU (points, full image). Gap: targeted drop minus '
-              'mean random drop, with its 95% bootstrap interval; p: rank of the targeted drop '
-              'among the random draws; periphery - center: of the targeted removal\'s drop.', '']
+    return _table(header, rows)
+
+
+def attack_table(profile: Mapping[str, Any]) -> List[str]:
+    """Markdown rows: per layer and N, drops, gap with CI, p over draws, periphery - center."""
     header = ['layer', 'N removed', 'targeted drop', 'random drop', 'gap [95% CI]', 'p (draws)',
               'verdict', 'periphery - center [95% CI]']
     rows = []
@@ -202,7 +200,22 @@ def profile_markdown(profile: Mapping[str, Any], plots: Mapping[str, str]) -> st
                          f'{_num(gap.get("estimate"), sign=True)} {_ci(gap.get("ci95"))}',
                          _p(draws.get('p_value')), gap.get('verdict', 'not computed'),
                          f'{_num(pc.get("estimate"), sign=True)} {_ci(pc.get("ci95"))}'])
-    lines += _table(header, rows) + ['']
+    return _table(header, rows)
+
+
+def profile_markdown(profile: Mapping[str, Any], plots: Mapping[str, str]) -> str:
+    """profile.md: concentration table, attack table, plots, how to read them."""
+    lines = [f'# Position profile of `{osp.basename(profile["config"])}`', '',
+             f'Checkpoint `{profile["checkpoint"]}`, {profile["num_images"]} test images; '
+             f'layers shallowest first. Attack: targeted (each layer\'s own flip-difference '
+             f'ranking) vs random removal of {", ".join(f"{f * 100:g}%" for f in profile["fractions"])} '
+             f'of its channels, {profile["seeds"]} random draws per N, '
+             f'{profile["bootstrap"]} image-bootstrap resamples.', '',
+             '## Where position is concentrated', '',
+             CONCENTRATION_LEGEND, '']
+    lines += concentration_table(profile) + ['']
+    lines += ['## Where removing them hurts', '', ATTACK_LEGEND, '']
+    lines += attack_table(profile) + ['']
     lines += ['Layers marked "next stage (hook)" sit inside the backbone: the decode head does '
               'not read them, the next stage\'s convolutions do, so the removal edits what every '
               'later layer sees. Each layer\'s full report (per region, per class, all tests) is '

@@ -62,10 +62,11 @@ def test_unread_layer_is_refused_naming_the_read_ones(model):
 
 @pytest.mark.parametrize('layer', ['backbone.layer2', 'backbone.layer1.0.conv2',
                                    'backbone.layer3'])
-def test_replay_gives_the_labels_of_a_full_forward(model, layer):
+@pytest.mark.parametrize('exact', [True, False])
+def test_replay_gives_the_labels_of_a_full_forward(model, layer, exact):
     inputs, samples = _images(2), _samples(2)
     ref = resolve_layer(model, layer)
-    replay, plain = PrefixReplaySplit(model, ref), FeatureSplit(model, ref)
+    replay, plain = PrefixReplaySplit(model, ref, exact=exact), FeatureSplit(model, ref)
     assert not replay.fast
     replay.prefix(inputs)
     for channels in ([], [0, 3, 5], list(range(8))):
