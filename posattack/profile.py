@@ -24,8 +24,9 @@ made from another config, checkpoint, image set or settings)::
 
     identification.json      fingerprint, per layer: channels, tensor shape, scores, concentration
     rankings/<layer>.json    the layer's ChannelRanking (posattack JSON, usable by tools/attack.py)
-    layers/<layer>/          results.json, per_image.npz, results.csv, report.md, plots: the
-                             work-dir format of tools/attack.py, one per layer
+    layers/<layer>/          results.json, per_image.npz, results.csv, report.md (and with
+                             layer_plots its three plots): the work-dir format of
+                             tools/attack.py, one per layer
     profile.json, profile.md, concentration_vs_depth.png, gap_vs_depth.png,
     class_drop_by_layer.png
 
@@ -62,7 +63,7 @@ from .per_image import per_image_path
 from .prefix_replay import PrefixReplaySplit
 from .ranking import ChannelRanking, resolve_channel_count
 from .regions import validate_region_specs
-from .report import read_json, write_report
+from .report import read_json, write_markdown_report, write_report, write_results_csv
 from .settings import build_settings
 from .significance import build_statistics
 from .sweep import run_sweep
@@ -91,6 +92,7 @@ class ProfileOptions:
     cfg_options: Optional[dict] = None
     trust_checkpoint: bool = False
     progress: bool = True
+    layer_plots: bool = False   # tools/attack.py's three plots in every layer's folder
 
 
 def safe_layer_name(layer: str) -> str:
@@ -231,7 +233,12 @@ def _profile_layer(model, dataloader, layer: str, ranking: ChannelRanking, opts:
         # counts first: a layer whose results.json has tests always has its counts
         state.per_image.save(per_image_path(layer_dir))
         ranking.save(osp.join(layer_dir, 'ranking.json'))
-        write_report(layer_dir, results)
+        if opts.layer_plots:
+            write_report(layer_dir, results)
+        else:  # the profile draws its own plots; per layer the tables are enough by default
+            write_json_atomic(osp.join(layer_dir, 'results.json'), results)
+            write_results_csv(osp.join(layer_dir, 'results.csv'), results)
+            write_markdown_report(osp.join(layer_dir, 'report.md'), results)
     return results
 
 

@@ -49,6 +49,8 @@ def parse_args(argv=None):
     parser.add_argument('--bootstrap', type=int, default=2000)
     parser.add_argument('--max-images', type=int, default=20)
     parser.add_argument('--batch-size', type=int)
+    parser.add_argument('--layer-plots', action='store_true',
+                        help="the profile also draws attack.py's plots per layer")
     parser.add_argument('--rounds', type=int, default=1, help='alternating rounds; best kept')
     parser.add_argument('--threads', type=int, default=1, help='torch intra-op threads')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
@@ -69,7 +71,7 @@ def time_profile(args, layers):
                               layers=layers, fractions=args.fractions, seeds=args.seeds,
                               bootstrap=args.bootstrap, max_images=args.max_images,
                               batch_size=args.batch_size, cfg_options=args.cfg_options,
-                              progress=False)
+                              progress=False, layer_plots=args.layer_plots)
         profile, seconds = _timed(lambda: run_profile(opts))
         return [row['layer'] for row in profile['layers']], seconds
     finally:
@@ -115,7 +117,8 @@ def main(argv=None) -> int:
     ratios = {clock: best['profile'][clock] / best['attack'][clock] for clock in ('cpu', 'wall')}
     print(f'\nlayers: {" ".join(layers)}; {args.max_images} images; fractions '
           f'{" ".join(f"{f:g}" for f in args.fractions)}; {args.seeds} draws; '
-          f'{args.bootstrap} resamples; {args.threads} thread(s); best of {args.rounds}')
+          f'{args.bootstrap} resamples; {args.threads} thread(s); best of {args.rounds}; '
+          f'per-layer plots in the profile: {"yes" if args.layer_plots else "no"}')
     print('| way | CPU s | wall s |\n|---|---|---|')
     for way in ('profile', 'attack'):
         print(f'| {way} | {best[way]["cpu"]:.1f} | {best[way]["wall"]:.1f} |')

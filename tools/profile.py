@@ -44,6 +44,8 @@ def parse_args(argv=None):
                         help='evaluation regions: paper, border[=K], grid[=RxC], frame[=F], halves')
     parser.add_argument('--max-images', type=int, help='evaluate the first N test images')
     parser.add_argument('--batch-size', type=int, help='override the test batch size')
+    parser.add_argument('--layer-plots', action='store_true',
+                        help="also draw tools/attack.py's three plots in every layer's folder")
     parser.add_argument('--resume', action='store_true',
                         help='keep finished layers (and the identification) in the work dir')
     parser.add_argument('--trust-checkpoint', action='store_true',
@@ -69,7 +71,7 @@ def main(argv=None) -> int:
         fractions=args.fractions, seeds=args.seeds, bootstrap=args.bootstrap,
         bootstrap_seed=args.bootstrap_seed, regions=args.regions, max_images=args.max_images,
         batch_size=args.batch_size, resume=args.resume, cfg_options=args.cfg_options,
-        trust_checkpoint=args.trust_checkpoint)
+        trust_checkpoint=args.trust_checkpoint, layer_plots=args.layer_plots)
     try:
         run_profile(opts)
     except BAD_INPUT_ERRORS as error:
