@@ -187,7 +187,7 @@ def concentration_table(profile: Mapping[str, Any]) -> List[str]:
 def attack_table(profile: Mapping[str, Any]) -> List[str]:
     """Markdown rows: per layer and N, drops, gap with CI, p over draws, periphery - center."""
     header = ['layer', 'N removed', 'targeted drop', 'random drop', 'gap [95% CI]', 'p (draws)',
-              'verdict', 'periphery - center [95% CI]']
+              'gap verdict', 'periphery - center [95% CI]']
     rows = []
     for row in profile['layers']:
         for entry in row['attack']:
