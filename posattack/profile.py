@@ -59,7 +59,7 @@ from .fileio import write_json_atomic
 from .identify import FlipDifferenceAccumulator, flip_images, global_average_pool
 from .layers import capture, resolve_layer, unwrap_model
 from .metrics import summarize_confusion
-from .per_image import per_image_path
+from .per_image import PerImageCounts, per_image_path
 from .prefix_replay import PrefixReplaySplit
 from .ranking import ChannelRanking, resolve_channel_count
 from .regions import validate_region_specs
@@ -131,18 +131,19 @@ def _check_previous(path: str, fingerprint: dict) -> Optional[dict]:
 
 
 # ----------------------------------------------------------------------------- identification
-def identify_layers(model, dataloader, layers: Sequence[str], progress: bool = True
-                    ) -> Dict[str, FlipDifferenceAccumulator]:
+def identify_layers(model, dataloader, layers: Sequence[str], channels: Dict[str, int],
+                    progress: bool = True) -> Dict[str, FlipDifferenceAccumulator]:
     """Flip-difference sums for every layer in one pass: x, hflip, vflip run once per batch.
 
     The batch is cut where the model needs it: only ``extract_feat`` when every layer is in
-    the backbone or neck, the whole forward otherwise.
+    the backbone or neck, the whole forward otherwise. ``channels`` gives each layer's
+    channel count: a process whose shard is empty still joins the sums with zeros.
     """
     model = unwrap_model(model)
     refs = [resolve_layer(model, layer) for layer in layers]
     in_features = all(ref.module_path.split('.')[0] in ('backbone', 'neck') for ref in refs)
     run = model.extract_feat if in_features else (lambda x: model(x, None, mode='tensor'))
-    accumulators: Dict[str, FlipDifferenceAccumulator] = {}
+    accumulators = {ref.name: FlipDifferenceAccumulator(int(channels[ref.name])) for ref in refs}
     rank = dist.get_rank()
     try:
         total = len(dataloader.sampler)
@@ -163,8 +164,6 @@ def identify_layers(model, dataloader, layers: Sequence[str], progress: bool = T
                     raise RuntimeError(f'layer {ref.name!r} did not run during inference; '
                                        'profile layers on the inference path.')
                 pooled = global_average_pool(cap.output)
-                if ref.name not in accumulators:
-                    accumulators[ref.name] = FlipDifferenceAccumulator(int(pooled.shape[1]))
                 accumulators[ref.name].update(pooled[:count], pooled[count:2 * count],
                                               pooled[2 * count:])
             if bar is not None:
@@ -172,9 +171,10 @@ def identify_layers(model, dataloader, layers: Sequence[str], progress: bool = T
     if bar is not None:
         bar.file.write('\n')
     for layer in layers:
-        if layer not in accumulators:
-            raise ValueError('the dataloader yielded no images: nothing to profile.')
         accumulators[layer].all_reduce()
+        if accumulators[layer].count == 0:
+            raise ValueError('the test dataloader yielded no images: nothing to profile; '
+                             'check data_root and --max-images.')
     return accumulators
 
 
@@ -204,7 +204,7 @@ def _profile_layer(model, dataloader, layer: str, ranking: ChannelRanking, opts:
         if previous is not None and 'tests' in previous and osp.exists(per_image_path(layer_dir)) \
                 and {s.key for s in settings} <= {s['key'] for s in previous['settings']}:
             print_log(f'{layer}: finished in {layer_dir}, kept.', logger)
-            return previous
+            return _kept_layer(previous, settings, opts, layer_dir)
     split = PrefixReplaySplit(model, resolve_layer(model, layer))
     region_names = validate_region_specs(opts.regions)
     results = dict(format=RESULTS_FORMAT, config=opts.config, checkpoint=opts.checkpoint,
@@ -233,12 +233,36 @@ def _profile_layer(model, dataloader, layer: str, ranking: ChannelRanking, opts:
         # counts first: a layer whose results.json has tests always has its counts
         state.per_image.save(per_image_path(layer_dir))
         ranking.save(osp.join(layer_dir, 'ranking.json'))
-        if opts.layer_plots:
-            write_report(layer_dir, results)
-        else:  # the profile draws its own plots; per layer the tables are enough by default
-            write_json_atomic(osp.join(layer_dir, 'results.json'), results)
-            write_results_csv(osp.join(layer_dir, 'results.csv'), results)
-            write_markdown_report(osp.join(layer_dir, 'report.md'), results)
+    _write_layer(layer_dir, results, opts)
+    return results
+
+
+def _write_layer(layer_dir: str, results: dict, opts: ProfileOptions) -> None:
+    if dist.get_rank() != 0:
+        return
+    if opts.layer_plots:
+        write_report(layer_dir, results)
+    else:  # the profile draws its own plots; per layer the tables are enough by default
+        write_json_atomic(osp.join(layer_dir, 'results.json'), results)
+        write_results_csv(osp.join(layer_dir, 'results.csv'), results)
+        write_markdown_report(osp.join(layer_dir, 'report.md'), results)
+
+
+def _kept_layer(previous: dict, settings, opts: ProfileOptions, layer_dir: str) -> dict:
+    """A finished layer, cut to this run's settings; its statistics recomputed from the
+    per-image counts when the settings or the bootstrap differ from the stored ones."""
+    wanted = [s.key for s in settings]
+    stats = previous.get('statistics', {})
+    if [s['key'] for s in previous['settings']] == wanted \
+            and stats.get('num_resamples') == opts.bootstrap \
+            and stats.get('seed') == opts.bootstrap_seed:
+        return previous
+    by_key = {s['key']: s for s in previous['settings']}
+    results = dict(previous, settings=[by_key[key] for key in wanted])
+    counts = PerImageCounts.load(per_image_path(layer_dir))
+    results['statistics'], results['tests'] = build_statistics(
+        results['settings'], counts, num_resamples=opts.bootstrap, seed=opts.bootstrap_seed)
+    _write_layer(layer_dir, results, opts)
     return results
 
 
@@ -278,10 +302,10 @@ def profile_model(model, cfg, opts: ProfileOptions) -> dict:
     num_images = len(dataloader.dataset)
     meta = getattr(model, 'dataset_meta', None) or dataloader.dataset.metainfo
     class_names = list(meta['classes'])
+    channels = {layer: forward_channels(model, layer, inputs) for layer in layers}
     for layer in layers:  # fractions that give no channel fail here, not after an hour
-        channels = int(forward_channels(model, layer, inputs))
         for fraction in opts.fractions:
-            resolve_channel_count(channels, fraction=float(fraction))
+            resolve_channel_count(channels[layer], fraction=float(fraction))
     base = dict(config=osp.abspath(opts.config), checkpoint=osp.abspath(opts.checkpoint),
                 checkpoint_sha256=file_sha256(opts.checkpoint) if osp.isfile(opts.checkpoint)
                 else None, num_images=num_images)
@@ -292,15 +316,21 @@ def profile_model(model, cfg, opts: ProfileOptions) -> dict:
 
     ident_path = osp.join(opts.work_dir, 'identification.json')
     ident_fingerprint = dict(base, layers=list(layers))
-    identification = _check_previous(ident_path, ident_fingerprint) if opts.resume else None
+    identification = _check_previous(ident_path, base) if opts.resume else None
+    if identification is not None and not set(layers) <= set(
+            entry['layer'] for entry in identification['layers']):
+        identification = None  # new layers: one pass identifies them all again (cheap)
     rankings: Dict[str, ChannelRanking] = {}
     if identification is not None:
+        identification = dict(identification, layers=[
+            entry for entry in identification['layers'] if entry['layer'] in layers])
         for layer in layers:
             rankings[layer] = ChannelRanking.load(_ranking_path(opts.work_dir, layer))
         print_log(f'identification kept from {ident_path}.', logger)
     else:
         started = time.perf_counter()
-        accumulators = identify_layers(model, dataloader, layers, progress=opts.progress)
+        accumulators = identify_layers(model, dataloader, layers, channels,
+                                       progress=opts.progress)
         timings['identification'] = time.perf_counter() - started
         info = dict(config=osp.basename(opts.config), checkpoint_sha256=base['checkpoint_sha256'],
                     num_classes=len(class_names))

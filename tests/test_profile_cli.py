@@ -188,3 +188,30 @@ def test_profile_table_stamps_the_run_and_copies_the_numbers(profiled, tmp_path)
     code, stderr = run_cli(load_tool('profile_table'), [
         profiled / 'identification.json', '--out', out, '--command', 'x'])
     assert code == 2 and 'is not a profile.json' in error_line(stderr)
+
+
+def test_resume_recomputes_only_what_changed(profiled, model_files, tmp_path):
+    folder, config, checkpoint = model_files
+    work_dir = tmp_path / 'copy'
+    import shutil
+    shutil.copytree(profiled, work_dir)
+    counts = work_dir / 'layers' / 'backbone_3' / 'per_image.npz'
+    swept = os.stat(counts).st_mtime_ns
+    # another bootstrap: the statistics again from the stored per-image counts, no new sweep
+    other = [a if a != '50' else '40' for a in SETTINGS]
+    code, stderr = run_cli(load_tool('profile'), [config, checkpoint, '--work-dir', work_dir,
+                                                  '--resume', '--layers'] + LAYERS + other)
+    assert code == 0, stderr
+    assert os.stat(counts).st_mtime_ns == swept
+    results = load_json(work_dir / 'layers' / 'backbone_3' / 'results.json')
+    assert results['statistics']['num_resamples'] == 40
+    # a new layer: identification runs again for all (one pass), finished layers are kept
+    code, stderr = run_cli(load_tool('profile'), [
+        config, checkpoint, '--work-dir', work_dir, '--resume', '--layers', 'backbone.layer1']
+        + LAYERS + other)
+    assert code == 0, stderr
+    assert os.stat(counts).st_mtime_ns == swept
+    profile = load_json(work_dir / 'profile.json')
+    assert [row['layer'] for row in profile['layers']] == ['backbone.layer1'] + LAYERS
+    assert [e['layer'] for e in load_json(work_dir / 'identification.json')['layers']] == \
+        ['backbone.layer1'] + LAYERS
