@@ -71,8 +71,8 @@ def gini(scores: Sequence[float]) -> Optional[float]:
     return float((weights * values).sum() / (count * total))
 
 
-def concentration(scores: Sequence[float],
-                  fractions: Sequence[float] = DEFAULT_SHARE_FRACTIONS) -> Dict[str, Optional[float]]:
+def concentration(scores: Sequence[float], fractions: Sequence[float] = DEFAULT_SHARE_FRACTIONS
+                  ) -> Dict[str, Optional[float]]:
     """``{'top_1%': ..., 'top_5%': ..., 'top_10%': ..., 'gini': ...}`` for one score vector."""
     result: Dict[str, Optional[float]] = {share_key(f): top_share(scores, f) for f in fractions}
     result['gini'] = gini(scores)

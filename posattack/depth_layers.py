@@ -15,7 +15,8 @@ output the prediction reads, and the tensor the decode head reads.
 Usage::
 
     inputs = first_batch_inputs(model, dataloader)          # one preprocessed image
-    depth_layers(model, inputs)        # ['backbone.layer1', 'backbone.layer2', 'backbone.layer3', 'backbone:3']
+    depth_layers(model, inputs)
+    # ['backbone.layer1', 'backbone.layer2', 'backbone.layer3', 'backbone:3'] on DeepLabv3
     prediction_reads(model, 'backbone:0', inputs)           # False on DeepLabv3
 """
 from typing import Dict, List, Optional, Sequence

@@ -132,8 +132,9 @@ class _Replay:
                 del module.forward
         left = [type(module).__name__ for module, outputs in pending.items() if outputs]
         if left or fresh[self.target]:
+            names = ', '.join(left[:3]) or type(self.target).__name__
             raise RuntimeError(
-                f'prefix replay: recorded calls ({", ".join(left[:3]) or type(self.target).__name__}) '
+                f'prefix replay: recorded calls ({names}) '
                 'were not made again, so this model does not run the same modules in the same '
                 'order each time; profile this layer with tools/attack.py --layer instead.')
 

@@ -177,10 +177,11 @@ def concentration_table(profile: Mapping[str, Any]) -> List[str]:
     rows = []
     for row in profile['layers']:
         h, v = row['concentration']['horizontal'], row['concentration']['vertical']
-        rows.append([f'`{row["layer"]}`', str(row['num_channels'])] +
-                    [_share(h[share_key(f)]) for f in DEFAULT_SHARE_FRACTIONS] + [_share(h['gini'])] +
-                    [_share(v[share_key(f)]) for f in DEFAULT_SHARE_FRACTIONS] + [_share(v['gini'])] +
-                    ['head' if row['path'] == 'fast' else 'next stage (hook)'])
+        cells = [f'`{row["layer"]}`', str(row['num_channels'])]
+        for values in (h, v):
+            cells += [_share(values[share_key(f)]) for f in DEFAULT_SHARE_FRACTIONS]
+            cells.append(_share(values['gini']))
+        rows.append(cells + ['head' if row['path'] == 'fast' else 'next stage (hook)'])
     return _table(header, rows)
 
 
@@ -205,10 +206,11 @@ def attack_table(profile: Mapping[str, Any]) -> List[str]:
 
 def profile_markdown(profile: Mapping[str, Any], plots: Mapping[str, str]) -> str:
     """profile.md: concentration table, attack table, plots, how to read them."""
+    fractions = ', '.join(f'{f * 100:g}%' for f in profile['fractions'])
     lines = [f'# Position profile of `{osp.basename(profile["config"])}`', '',
              f'Checkpoint `{profile["checkpoint"]}`, {profile["num_images"]} test images; '
-             f'layers shallowest first. Attack: targeted (each layer\'s own flip-difference '
-             f'ranking) vs random removal of {", ".join(f"{f * 100:g}%" for f in profile["fractions"])} '
+             f'layers in the order profiled (by default shallowest first). Attack: targeted '
+             f'(each layer\'s own flip-difference ranking) vs random removal of {fractions} '
              f'of its channels, {profile["seeds"]} random draws per N, '
              f'{profile["bootstrap"]} image-bootstrap resamples.', '',
              '## Where position is concentrated', '',

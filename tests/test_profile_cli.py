@@ -3,6 +3,7 @@ independent runs (tools/identify.py's one-layer identification, tools/attack.py 
 layer with the profile's ranking), resume, torchrun, and the refusals."""
 import os
 import os.path as osp
+import shutil
 import subprocess
 import sys
 
@@ -193,7 +194,6 @@ def test_profile_table_stamps_the_run_and_copies_the_numbers(profiled, tmp_path)
 def test_resume_recomputes_only_what_changed(profiled, model_files, tmp_path):
     folder, config, checkpoint = model_files
     work_dir = tmp_path / 'copy'
-    import shutil
     shutil.copytree(profiled, work_dir)
     counts = work_dir / 'layers' / 'backbone_3' / 'per_image.npz'
     swept = os.stat(counts).st_mtime_ns

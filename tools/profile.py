@@ -1,7 +1,8 @@
 """Where in depth a segmentor keeps position: the position attack, layer by layer.
 
-    python tools/profile.py CONFIG CHECKPOINT [--work-dir DIR] [--layers backbone.layer1 backbone:3 | all]
-    python -m torch.distributed.run --nproc_per_node=4 tools/profile.py CONFIG CKPT --launcher pytorch
+    python tools/profile.py CONFIG CHECKPOINT [--work-dir DIR] [--layers L1 L2 ... | all]
+    python -m torch.distributed.run --nproc_per_node=4 tools/profile.py CONFIG CKPT \
+        --launcher pytorch
 
 For every layer (default: each backbone stage output, each neck output, and the tensor the
 decode head reads) writes how concentrated its flip-difference scores are and what targeted
