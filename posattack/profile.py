@@ -1,4 +1,4 @@
-"""Where in depth a segmentor keeps position: the attack, layer by layer (tools/profile.py).
+"""Where in depth a segmentor keeps position: the attack, layer by layer (tools/depth_profile.py).
 
 For every layer along the depth (by default each backbone stage output, each neck output,
 and the tensor the decode head reads; :mod:`posattack.depth_layers`) the profile gives
@@ -76,7 +76,7 @@ ALL_LAYERS = 'all'
 
 @dataclass
 class ProfileOptions:
-    """Everything tools/profile.py accepts."""
+    """Everything tools/depth_profile.py accepts."""
     config: str
     checkpoint: str
     work_dir: str

@@ -1,4 +1,4 @@
-"""tools/profile.py end to end on the tiny demo model: the files, numbers that agree with
+"""tools/depth_profile.py end to end on the tiny demo model: the files, numbers that agree with
 independent runs (tools/identify.py's one-layer identification, tools/attack.py once per
 layer with the profile's ranking), resume, torchrun, and the refusals."""
 import os
@@ -41,7 +41,7 @@ def model_files(synthetic_root, tmp_path_factory):
 def profiled(model_files):
     folder, config, checkpoint = model_files
     work_dir = folder / 'profile'
-    code, stderr = run_cli(load_tool('profile'), [config, checkpoint, '--work-dir', work_dir,
+    code, stderr = run_cli(load_tool('depth_profile'), [config, checkpoint, '--work-dir', work_dir,
                                                   '--layers'] + LAYERS + SETTINGS)
     assert code == 0, stderr
     return work_dir
@@ -114,13 +114,13 @@ def test_resume_keeps_finished_layers_and_refuses_another_image_set(profiled, mo
     folder, config, checkpoint = model_files
     results = profiled / 'layers' / 'backbone_3' / 'results.json'
     before = (os.stat(results).st_mtime_ns, load_json(profiled / 'profile.json'))
-    code, stderr = run_cli(load_tool('profile'), [config, checkpoint, '--work-dir', profiled,
+    code, stderr = run_cli(load_tool('depth_profile'), [config, checkpoint, '--work-dir', profiled,
                                                   '--resume', '--layers'] + LAYERS + SETTINGS)
     assert code == 0, stderr
     assert os.stat(results).st_mtime_ns == before[0]
     assert load_json(profiled / 'profile.json')['layers'] == before[1]['layers']
     other = [a if a != '3' else '2' for a in SETTINGS]  # --max-images 2
-    code, stderr = run_cli(load_tool('profile'), [config, checkpoint, '--work-dir', profiled,
+    code, stderr = run_cli(load_tool('depth_profile'), [config, checkpoint, '--work-dir', profiled,
                                                   '--resume', '--layers'] + LAYERS + other)
     assert code == 2
     line = error_line(stderr)
@@ -137,7 +137,7 @@ def test_resume_keeps_finished_layers_and_refuses_another_image_set(profiled, mo
 def test_bad_input_is_refused_in_one_line_before_any_work(model_files, tmp_path, args, message):
     folder, config, checkpoint = model_files
     work_dir = tmp_path / 'refused'
-    code, stderr = run_cli(load_tool('profile'), [config, checkpoint, '--work-dir', work_dir,
+    code, stderr = run_cli(load_tool('depth_profile'), [config, checkpoint, '--work-dir', work_dir,
                                                   '--max-images', '2'] + args)
     assert code == 2
     assert message in error_line(stderr)
@@ -146,7 +146,7 @@ def test_bad_input_is_refused_in_one_line_before_any_work(model_files, tmp_path,
 
 def test_unread_layer_refusal_names_the_layers_that_are_read(model_files, tmp_path):
     folder, config, checkpoint = model_files
-    code, stderr = run_cli(load_tool('profile'), [config, checkpoint, '--work-dir',
+    code, stderr = run_cli(load_tool('depth_profile'), [config, checkpoint, '--work-dir',
                                                   tmp_path / 'x', '--layers', 'backbone:1'])
     assert code == 2
     assert 'backbone.layer1 backbone.layer2 backbone.layer3 backbone:3' in error_line(stderr)
@@ -158,7 +158,7 @@ def test_two_processes_give_the_one_process_profile(profiled, model_files, tmp_p
                PYTHONPATH=os.pathsep.join(filter(None, [REPO_ROOT, os.environ.get('PYTHONPATH')])))
     completed = subprocess.run(
         [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
-         f'--master_port={free_port()}', osp.join(REPO_ROOT, 'tools', 'profile.py'), config,
+         f'--master_port={free_port()}', osp.join(REPO_ROOT, 'tools', 'depth_profile.py'), config,
          checkpoint, '--launcher', 'pytorch', '--work-dir', str(tmp_path / 'dist'),
          '--layers'] + LAYERS + SETTINGS, cwd=str(tmp_path), env=env, capture_output=True,
         text=True, timeout=300)
@@ -177,11 +177,11 @@ def test_two_processes_give_the_one_process_profile(profiled, model_files, tmp_p
 def test_profile_table_stamps_the_run_and_copies_the_numbers(profiled, tmp_path):
     out = tmp_path / 'table.md'
     code, stderr = run_cli(load_tool('profile_table'), [
-        profiled / 'profile.json', '--out', out, '--command', 'python tools/profile.py X Y',
+        profiled / 'profile.json', '--out', out, '--command', 'python tools/depth_profile.py X Y',
         '--seconds', '90'])
     assert code == 0, stderr
     text = out.read_text()
-    assert 'by `python tools/profile.py X Y`, 1.5 min; 3 test images' in text
+    assert 'by `python tools/depth_profile.py X Y`, 1.5 min; 3 test images' in text
     row = next(r for r in load_json(profiled / 'profile.json')['layers']
                if r['layer'] == 'backbone:3')
     gini = row['concentration']['horizontal']['gini']
@@ -199,14 +199,14 @@ def test_resume_recomputes_only_what_changed(profiled, model_files, tmp_path):
     swept = os.stat(counts).st_mtime_ns
     # another bootstrap: the statistics again from the stored per-image counts, no new sweep
     other = [a if a != '50' else '40' for a in SETTINGS]
-    code, stderr = run_cli(load_tool('profile'), [config, checkpoint, '--work-dir', work_dir,
+    code, stderr = run_cli(load_tool('depth_profile'), [config, checkpoint, '--work-dir', work_dir,
                                                   '--resume', '--layers'] + LAYERS + other)
     assert code == 0, stderr
     assert os.stat(counts).st_mtime_ns == swept
     results = load_json(work_dir / 'layers' / 'backbone_3' / 'results.json')
     assert results['statistics']['num_resamples'] == 40
     # a new layer: identification runs again for all (one pass), finished layers are kept
-    code, stderr = run_cli(load_tool('profile'), [
+    code, stderr = run_cli(load_tool('depth_profile'), [
         config, checkpoint, '--work-dir', work_dir, '--resume', '--layers', 'backbone.layer1']
         + LAYERS + other)
     assert code == 0, stderr

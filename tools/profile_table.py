@@ -1,7 +1,7 @@
-"""The depth-profile tables of a tools/profile.py run, stamped with when, where and how.
+"""The depth-profile tables of a tools/depth_profile.py run, stamped with when, where and how.
 
     python tools/profile_table.py work_dirs/demo/profile/profile.json \
-        --out docs/tables/demo_profile.md --command "python tools/profile.py ..." --seconds 321
+        --out docs/tables/demo_profile.md --command "python tools/depth_profile.py ..." --seconds 321
 
 Writes the concentration table and the attack table of profile.json under a line that says
 the date, the machine, the command that made the run and how long it took, so a table in
@@ -25,7 +25,7 @@ PLOTS = ('concentration_vs_depth', 'gap_vs_depth', 'class_drop_by_layer')
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('profile', help='profile.json of a tools/profile.py run')
+    parser.add_argument('profile', help='profile.json of a tools/depth_profile.py run')
     parser.add_argument('--out', required=True, help='Markdown file to write')
     parser.add_argument('--command', required=True, help='the command that made the run')
     parser.add_argument('--seconds', type=float, help='wall time the command took')
@@ -33,7 +33,7 @@ def main(argv=None) -> int:
     try:
         profile = read_json(args.profile)
         if profile.get('format') != 'posattack.profile/1':
-            raise ValueError(f'{args.profile} is not a profile.json of tools/profile.py')
+            raise ValueError(f'{args.profile} is not a profile.json of tools/depth_profile.py')
     except (ValueError, FileNotFoundError) as error:
         print(f'error: {error}', file=sys.stderr)
         return 2

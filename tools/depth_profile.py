@@ -1,7 +1,10 @@
 """Where in depth a segmentor keeps position: the position attack, layer by layer.
 
-    python tools/profile.py CONFIG CHECKPOINT [--work-dir DIR] [--layers L1 L2 ... | all]
-    python -m torch.distributed.run --nproc_per_node=4 tools/profile.py CONFIG CKPT \
+(Not tools/profile.py: a script's folder comes first on sys.path, and a profile.py there
+would shadow the standard library's ``profile``, which cProfile imports, in every tool.)
+
+    python tools/depth_profile.py CONFIG CHECKPOINT [--work-dir DIR] [--layers L1 L2 ... | all]
+    python -m torch.distributed.run --nproc_per_node=4 tools/depth_profile.py CONFIG CKPT \
         --launcher pytorch
 
 For every layer (default: each backbone stage output, each neck output, and the tensor the
