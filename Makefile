@@ -3,12 +3,13 @@
 #   make test   the test suite
 #   make aug-shift-demo   AugShift vs plain training on the embedded default (about 45 min)
 #   make demo-seeds   the demo over SEEDS training seeds (default 3), pooled tests and claims
+#   make demo-profile   the depth profile of the demo model (docs/tables/demo_profile.md)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA ?= data/synthetic_cityscapes
 WORK ?= work_dirs/demo
 
-.PHONY: setup demo demo-seeds test aug-shift-demo clean
+.PHONY: setup demo demo-seeds demo-profile test aug-shift-demo clean
 setup:
 	@bash tools/setup_env.sh
 
@@ -17,6 +18,9 @@ demo: setup
 
 demo-seeds: setup
 	@bash tools/run_demo_seeds.sh
+
+demo-profile: setup
+	@bash tools/run_demo_profile.sh
 
 aug-shift-demo: setup
 	@bash tools/run_aug_shift_demo.sh
