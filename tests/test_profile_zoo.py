@@ -21,6 +21,8 @@ EXPECTED = {
     # SegFormer's head reads all four outputs: every one on the fast path
     'segformer_b0': (['backbone:0', 'backbone:1', 'backbone:2', 'backbone:3'],
                      [32, 64, 160, 256]),
+    # HRNet's FCN head reads all four branches too
+    'fcn_hr18': (['backbone:0', 'backbone:1', 'backbone:2', 'backbone:3'], [18, 36, 72, 144]),
 }
 
 

@@ -50,6 +50,11 @@ ARCHITECTURES = {
     'segformer_b0': dict(
         config=osp.join(PAPER, 'segformer_mit-b0_cityscapes-1024x1024_posattack.py'),
         layer='backbone:3', channels=256, shortcut=True, auxiliary=False, options={}),
+    # HRNet keeps four branches to the end; the FCN head resizes and concatenates all four
+    # before its first convolution, so no convolution reads the attacked branch itself.
+    'fcn_hr18': dict(
+        config=osp.join(PAPER, 'fcn_hr18_cityscapes-512x1024_posattack.py'),
+        layer='backbone:3', channels=144, shortcut=False, auxiliary=False, options={}),
 }
 
 
