@@ -281,8 +281,9 @@ def _run_attack_claimed(opts: AttackOptions) -> dict:
     # writes them.
     results['statistics'], results['tests'] = build_statistics(
         results['settings'], per_image, num_resamples=opts.bootstrap, seed=opts.bootstrap_seed)
-    if other_ranking is not None:
-        # Cheap: recomputed on every run, resumed or not, from the ranking this run used.
+    if other_ranking is not None and rank == 0:
+        # Cheap: recomputed on every run, resumed or not, from the ranking this run used (on
+        # rank 0, which wrote ranking.json: the others have no barrier after that write).
         used = ranking if ranking is not None else ChannelRanking.load(ranking_path)
         results['ranking_comparison'] = dict(
             compare_rankings(used, other_ranking),
