@@ -2,7 +2,7 @@
 #   make demo   the main job on the embedded default (synthetic Cityscapes + tiny model)
 #   make test   the test suite
 #   make aug-shift-demo   AugShift vs plain training on the embedded default (about 45 min)
-#   make demo-seeds   the demo over SEEDS training seeds (default 3), pooled tests and claims
+#   make demo-seeds   the demo over SEEDS training seeds (default 5), pooled tests and claims
 #   make demo-profile   the depth profile of the demo model (docs/tables/demo_profile.md)
 VENV ?= .venv
 PY := $(VENV)/bin/python

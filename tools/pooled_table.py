@@ -30,7 +30,8 @@ def main(argv=None) -> int:
     except (ValueError, FileNotFoundError) as error:
         print(f'error: {error}', file=sys.stderr)
         return 2
-    took = f', {args.seconds / 60:.1f} min' if args.seconds is not None else ''
+    took = (f', {args.seconds / 60:.1f} min for this invocation (steps it found done were '
+            'skipped)' if args.seconds is not None else '')
     stamp = (f'Measured {datetime.date.today().isoformat()} on {describe_machine()} by '
              f'`{args.command}`{took}; {len(summary["models"])} models of '
              f'`{summary["config"]}`.')

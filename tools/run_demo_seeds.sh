@@ -5,12 +5,12 @@
 # checkpoints). Writes work_dirs/demo/seeds/pooled/{summary.json,report.md} and the table
 # the README quotes, docs/tables/demo_pooled.md, stamped with date, machine and time taken.
 # Steps whose outputs exist are skipped (each attack resumes), so a rerun is cheap.
-#   SEEDS=5 make demo-seeds
+#   SEEDS=3 make demo-seeds   fewer models (default 5)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${POSATTACK_VENV:-.venv}/bin/python"
 DATA="${DATA:-data/synthetic_cityscapes}"
-SEEDS="${SEEDS:-3}"
+SEEDS="${SEEDS:-5}"
 WORK="${WORK:-work_dirs/demo/seeds}"
 TABLE="${TABLE:-docs/tables/demo_pooled.md}"
 CONFIG=configs/demo/deeplabv3_r18-tiny_synthetic-cityscapes.py
