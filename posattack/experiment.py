@@ -142,13 +142,18 @@ def _load_previous(path: str, fingerprint: dict) -> dict:
     return previous
 
 
+def _load_ranking_file(path: str, fmt: str) -> ChannelRanking:
+    """A --ranking or --compare-ranking file; 'auto' knows the authors' release by its name
+    (or a folder of their files)."""
+    if fmt == 'auto':
+        fmt = 'authors' if 'positional_encoding_neurons' in osp.basename(
+            path.rstrip('/')) or osp.isdir(path) else 'posattack'
+    return ChannelRanking.load(path, format=fmt)
+
+
 def _load_ranking(opts: AttackOptions, work_ranking: str) -> Optional[ChannelRanking]:
     if opts.ranking:
-        fmt = opts.ranking_format
-        if fmt == 'auto':
-            fmt = 'authors' if 'positional_encoding_neurons' in osp.basename(
-                opts.ranking.rstrip('/')) or osp.isdir(opts.ranking) else 'posattack'
-        return ChannelRanking.load(opts.ranking, format=fmt)
+        return _load_ranking_file(opts.ranking, opts.ranking_format)
     if opts.resume and osp.exists(work_ranking):
         return ChannelRanking.load(work_ranking)
     return None
@@ -309,11 +314,7 @@ def _load_other_ranking(opts: AttackOptions, num_total: int) -> Optional[Channel
     """The ranking to compare with (--compare-ranking), checked before any work."""
     if not opts.compare_ranking:
         return None
-    fmt = opts.compare_ranking_format
-    if fmt == 'auto':
-        fmt = 'authors' if 'positional_encoding_neurons' in osp.basename(
-            opts.compare_ranking.rstrip('/')) or osp.isdir(opts.compare_ranking) else 'posattack'
-    other = ChannelRanking.load(opts.compare_ranking, format=fmt)
+    other = _load_ranking_file(opts.compare_ranking, opts.compare_ranking_format)
     other.check_compatible(num_total)
     return other
 
@@ -346,27 +347,26 @@ def _sweep(opts, split, dataloader, pending, num_total, ranking, overlay, result
                                                   region_names, class_names)
             results['settings'].append(dict(
                 setting.to_dict(), key=setting.key, metrics=flat, per_class=per_class))
-        merged[0] = state.per_image.merged(merged[0])
         if rank == 0:  # counts first: a setting in results.json always has its counts
-            merged[0].save(per_image_path(opts.work_dir))
+            # state.per_image holds every pass of this run; the earlier run's settings add on
+            state.per_image.merged(previous_per_image).save(per_image_path(opts.work_dir))
             write_json_atomic(results_path, results)
 
-    merged = [previous_per_image]
     ranking_info = dict(config=osp.basename(opts.config), checkpoint_sha256=checkpoint_sha,
                         num_classes=len(class_names),
                         identified_on=ranking_provenance(results['fingerprint']))
     ignore_index = getattr(model.decode_head, 'ignore_index', 255)
-    run_sweep(split, dataloader, pending, num_total, opts.regions, len(class_names),
-              ignore_index, ranking=ranking, ablation=opts.ablation,
-              identify=ranking is None and (identify_anyway or any(
-                  s.mode == 'targeted' for s in pending)),
-              overlay=overlay, ranking_info=ranking_info, on_pass_done=on_pass_done,
-              progress=opts.progress)
+    state = run_sweep(split, dataloader, pending, num_total, opts.regions, len(class_names),
+                      ignore_index, ranking=ranking, ablation=opts.ablation,
+                      identify=ranking is None and (identify_anyway or any(
+                          s.mode == 'targeted' for s in pending)),
+                      overlay=overlay, ranking_info=ranking_info, on_pass_done=on_pass_done,
+                      progress=opts.progress)
     if overlay is not None:
         written = _write_overlays(opts.show_dir, overlay, ignore_index, model)
         if rank == 0:
             write_overlay_manifest(opts.work_dir, opts.show_dir, written, overlay)
-    return merged[0]
+    return state.per_image.merged(previous_per_image)
 
 
 def _render_missing_overlays(opts, split, dataloader, settings, num_total, ranking,

@@ -43,23 +43,30 @@ def _interval_entry(point: float, samples: np.ndarray) -> Dict:
 
 
 class _Drops:
-    """Drop samples (clean minus setting) per (key, region), on one shared resample."""
+    """Drop samples (clean minus setting) per (keys, region), on one shared resample.
+
+    Every method takes a list of setting keys and averages over them: one key for a
+    targeted setting, a random group's keys for the mean over draws.
+    """
 
     def __init__(self, boot: PairedBootstrap):
         self.boot = boot
 
-    def miou(self, key: str, region: str) -> Tuple[float, np.ndarray]:
-        return self.boot.miou(key, region)
+    def mean_of(self, keys: Sequence[str], region: str) -> Tuple[float, np.ndarray]:
+        clean_point, clean_samples = self.boot.miou('clean', region)
+        pairs = [self.boot.miou(k, region) for k in keys]
+        return (clean_point - float(np.mean([p for p, _ in pairs])),
+                clean_samples - np.mean(np.stack([s for _, s in pairs]), axis=0))
 
     def of(self, key: str, region: str) -> Tuple[float, np.ndarray]:
-        clean_point, clean_samples = self.boot.miou('clean', region)
-        point, samples = self.boot.miou(key, region)
-        return clean_point - point, clean_samples - samples
+        return self.mean_of([key], region)
 
-    def mean_of(self, keys: Sequence[str], region: str) -> Tuple[float, np.ndarray]:
-        pairs = [self.of(k, region) for k in keys]
-        return (float(np.mean([p for p, _ in pairs])),
-                np.mean(np.stack([s for _, s in pairs]), axis=0))
+    def difference(self, keys: Sequence[str], region_a: str, region_b: str
+                   ) -> Tuple[float, np.ndarray]:
+        """Drop in ``region_a`` minus drop in ``region_b`` (e.g. periphery minus center)."""
+        a_point, a_samples = self.mean_of(keys, region_a)
+        b_point, b_samples = self.mean_of(keys, region_b)
+        return a_point - b_point, a_samples - b_samples
 
 
 def _groups(settings: Sequence[Mapping]) -> Tuple[List[Mapping], Dict[int, List[str]]]:
@@ -143,7 +150,7 @@ def build_statistics(settings: Sequence[Mapping], counts: PerImageCounts,
     for s in settings:
         per_setting[s['key']] = {}
         for region in regions:
-            miou_point, miou_samples = drops.miou(s['key'], region)
+            miou_point, miou_samples = boot.miou(s['key'], region)
             drop_point, drop_samples = drops.of(s['key'], region)
             per_setting[s['key']][region] = dict(
                 miou=_interval_entry(miou_point, miou_samples),
@@ -154,7 +161,7 @@ def build_statistics(settings: Sequence[Mapping], counts: PerImageCounts,
     for n, keys in sorted(randoms.items()):
         random_groups[str(n)] = {}
         for region in regions:
-            pairs = [drops.miou(k, region) for k in keys]
+            pairs = [boot.miou(k, region) for k in keys]
             miou_point = float(np.mean([p for p, _ in pairs]))
             miou_samples = np.mean(np.stack([s for _, s in pairs]), axis=0)
             random_groups[str(n)][region] = dict(
@@ -176,27 +183,21 @@ def build_statistics(settings: Sequence[Mapping], counts: PerImageCounts,
                 'targeted_minus_random', 'targeted', n, region_order, 'full',
                 t_point - r_point, t_samples - r_samples, method, _empty_region_reason('full')))
         if has_pc:
-            p_point, p_samples = drops.of(key, 'periphery')
-            c_point, c_samples = drops.of(key, 'center')
             tests.append(_bootstrap_test(
                 'periphery_minus_center', 'targeted', n, region_order, 'periphery-center',
-                p_point - c_point, p_samples - c_samples, method,
+                *drops.difference([key], 'periphery', 'center'), method,
                 _empty_region_reason('center or periphery')))
         other = OPPOSITE_HALF.get(region_order)
         if other is not None and region_order in regions and other in regions:
-            own_point, own_samples = drops.of(key, region_order)
-            other_point, other_samples = drops.of(key, other)
             tests.append(_bootstrap_test(
                 'own_half_minus_other_half', 'targeted', n, region_order,
-                f'{region_order}-{other}', own_point - other_point, own_samples - other_samples,
+                f'{region_order}-{other}', *drops.difference([key], region_order, other),
                 method, _empty_region_reason(f'{region_order} or {other}')))
     if has_pc:
         for n, keys in sorted(randoms.items()):
-            p_point, p_samples = drops.mean_of(keys, 'periphery')
-            c_point, c_samples = drops.mean_of(keys, 'center')
             tests.append(_bootstrap_test(
                 'periphery_minus_center', 'random', n, None, 'periphery-center',
-                p_point - c_point, p_samples - c_samples, method,
+                *drops.difference(keys, 'periphery', 'center'), method,
                 _empty_region_reason('center or periphery')))
     statistics = dict(format=STATISTICS_FORMAT, method=method, num_resamples=num_resamples,
                       seed=seed, num_images=len(counts.images), regions=regions,
