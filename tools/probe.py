@@ -2,6 +2,9 @@
 
     # Table 1: GAPNet vs PermuteNet, location 3x3/5x5/7x7 and image classification, per padding
     python tools/probe.py table --work-dir work_dirs/probe_table --paddings zero
+    # the authors' variants: GAPNet with a 3x3 class convolution, one permutation per batch
+    python tools/probe.py table --work-dir work_dirs/probe_protocol --paddings zero \
+        --gapnet-head-kernel 3 --permutation batch
     # one probe config: train, then test
     python tools/probe.py train configs/probes/gapnet_r18-w16_grid3-location_synthetic.py
     # a trained segmentor: frozen backbone, GAPNet / PermuteNet read-outs, per-cell ranking
@@ -56,6 +59,12 @@ def parse_args(argv=None):
     table.add_argument('--max-iters', type=int, help='training iterations per run '
                        '(default: the config\'s)')
     table.add_argument('--seed', type=int, help='random seed (default: the config\'s)')
+    table.add_argument('--gapnet-head-kernel', type=int,
+                       help="GAPNet's class convolution kernel (default: the config's, 1; the "
+                       "authors' GAPNet uses 3)")
+    table.add_argument('--permutation', choices=['image', 'batch'],
+                       help="PermuteNet: one permutation per image (default) or one per batch "
+                       "(the authors' code)")
     table.add_argument('--no-resume', action='store_true',
                        help='rerun rows already in WORK_DIR/results.json')
     table.add_argument('--cfg-options', nargs='+', action=DictAction,
@@ -93,6 +102,9 @@ def parse_args(argv=None):
     frozen.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings of the segmentor config')
     args = parser.parse_args(argv)
+    head_kernel = getattr(args, 'gapnet_head_kernel', None)
+    if head_kernel is not None and (head_kernel < 1 or head_kernel % 2 == 0):
+        parser.error(f'--gapnet-head-kernel must be odd and positive, got {head_kernel}.')
     for name in ('num_threads', 'max_iters', 'num_train_scenes', 'num_val_scenes', 'steps', 'patch_size',
                  'max_patches', 'placements', 'batch_size'):
         value = getattr(args, name, None)
@@ -134,7 +146,8 @@ def run_table(args) -> dict:
     rows = run_all(args.config, args.work_dir, paddings=args.paddings, networks=args.networks,
                    grid_sizes=args.grid_sizes, tasks=args.tasks, data_root=data_root,
                    max_iters=args.max_iters, seed=args.seed, resume=not args.no_resume,
-                   cfg_options=args.cfg_options)
+                   cfg_options=args.cfg_options, head_kernel_size=args.gapnet_head_kernel,
+                   permutation=args.permutation)
     table = format_table1(rows, paddings=args.paddings, networks=args.networks,
                           grid_sizes=args.grid_sizes)
     print_log(f'\n{table}\n(this call: {(time.perf_counter() - start) / 60:.1f} min; load average '

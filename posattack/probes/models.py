@@ -7,8 +7,8 @@ about *where* a patch lies must be carried by *which channel* is active:
   pooling -> logits; no fully connected layer. With the default 1x1 kernel this is a linear
   read-out of the pooled channels, so position must be encoded channel-wise to be read at all.
 * ``PermuteNet``: backbone -> global average pooling -> a fresh random permutation of the
-  channel order (drawn independently per image at every forward, in training and in test) ->
-  linear layer. Channel identity is destroyed, so position is lost while semantic content,
+  channel order (drawn at every forward, in training and in test: independently per image by
+  default, or one for the whole batch as in the authors' code) -> linear layer. Channel identity is destroyed, so position is lost while semantic content,
   which survives as the distribution of channel values, is not.
 
 Both are MMEngine ``BaseModel``\\ s registered in mmseg's MODELS: the Runner trains them with
@@ -33,26 +33,38 @@ from torch import nn
 
 from .padding import normalize_padding_mode, set_padding_mode
 
-__all__ = ['GAPNet', 'PermuteNet', 'PooledProbe', 'shuffle_channels']
+__all__ = ['GAPNet', 'PERMUTATION_KINDS', 'PermuteNet', 'PooledProbe', 'shuffle_channels']
 
 # Small enough to be cheap, large enough for stride-32 backbones to keep a 2x2 map.
 _CHANNEL_PROBE_SIZE = (64, 64)
+# 'image': an independent permutation per image; 'batch': one per forward (the authors' code).
+PERMUTATION_KINDS = ('image', 'batch')
 
 
-def shuffle_channels(pooled: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """Each row of ``pooled`` (B, C) with its C values in an independent random order.
+def shuffle_channels(pooled: torch.Tensor, generator: Optional[torch.Generator] = None,
+                     per: str = 'image') -> torch.Tensor:
+    """The C values of every row of ``pooled`` (B, C) in a random order.
+
+    ``per='image'`` draws an independent order for every row; ``per='batch'`` draws one order
+    and applies it to every row, as the authors' PermuteNet does (one ``torch.randperm`` per
+    forward). Either way each row, taken alone, gets a uniformly random permutation.
 
     Usage::
 
         shuffled = shuffle_channels(torch.arange(6.).view(2, 3))   # each row a permutation of itself
+        same_order = shuffle_channels(torch.arange(6.).view(2, 3), per='batch')
     """
     if pooled.dim() != 2:
         raise ValueError(f'shuffle_channels expects pooled activations (B, C), got {tuple(pooled.shape)}.')
+    if per not in PERMUTATION_KINDS:
+        raise ValueError(f'Unknown permutation kind {per!r}; choose one of '
+                         f'{", ".join(map(repr, PERMUTATION_KINDS))}.')
+    shape = pooled.shape if per == 'image' else (1, pooled.shape[1])
     if generator is None:
-        keys = torch.rand(pooled.shape, device=pooled.device)
+        keys = torch.rand(shape, device=pooled.device)
     else:
-        keys = torch.rand(pooled.shape, generator=generator, device=generator.device).to(pooled.device)
-    return pooled.gather(1, keys.argsort(dim=1))
+        keys = torch.rand(shape, generator=generator, device=generator.device).to(pooled.device)
+    return pooled.gather(1, keys.argsort(dim=1).expand(pooled.shape))
 
 
 def _labels_tensor(data_samples: Any, device: torch.device) -> torch.Tensor:
@@ -183,23 +195,33 @@ class GAPNet(PooledProbe):
 class PermuteNet(PooledProbe):
     """Backbone -> global average pooling -> random channel permutation -> linear layer.
 
-    The permutation is drawn afresh at every forward, independently for every image, in
-    training and in test (``shuffle_channels=False`` gives the plain GAP + FC control).
+    The permutation is drawn afresh at every forward, in training and in test (eval mode
+    shuffles too, as the authors' test does). ``permutation='image'`` (default) draws one per
+    image; ``'batch'`` draws one per forward for the whole batch, as the authors' code does.
+    Each image's logits then follow the same distribution either way, and so does the expected
+    loss; per-batch draws only correlate the images of a batch (and the noise of its gradient).
+    ``shuffle_channels=False`` gives the plain GAP + FC control.
 
     Usage::
 
         net = PermuteNet(dict(type='ResNetV1c', depth=18, base_channels=16, stem_channels=16), 25)
         net(torch.zeros(1, 3, 80, 80)).shape        # torch.Size([1, 25])
+        PermuteNet(backbone, 25, permutation='batch')  # the authors' one permutation per batch
     """
 
     def __init__(self, backbone: Union[dict, nn.Module], num_classes: int, padding: str = 'zero',
-                 shuffle_channels: bool = True, **kwargs):
+                 shuffle_channels: bool = True, permutation: str = 'image', **kwargs):
+        if permutation not in PERMUTATION_KINDS:
+            raise ValueError(f'Unknown permutation {permutation!r}; choose one of '
+                             f'{", ".join(map(repr, PERMUTATION_KINDS))} (one per image or one '
+                             f'per batch).')
         super().__init__(backbone, num_classes, padding=padding, **kwargs)
         self.shuffle = bool(shuffle_channels)
+        self.permutation = permutation
         self.fc = nn.Linear(self.in_channels, num_classes)
 
     def _logits(self, inputs: torch.Tensor) -> torch.Tensor:
         pooled = self.extract_feat(inputs).mean(dim=(2, 3))
         if self.shuffle:
-            pooled = shuffle_channels(pooled)
+            pooled = shuffle_channels(pooled, per=self.permutation)
         return self.fc(pooled)

@@ -16,6 +16,7 @@ Usage::
 from __future__ import annotations
 
 import copy
+import datetime
 import hashlib
 import json
 import os
@@ -31,8 +32,8 @@ from .grid_data import TASKS, check_grid_size, patch_folder_classes
 from .padding import PADDING_MODES, normalize_padding_mode
 
 __all__ = [
-    'NETWORKS', 'PAPER_TABLE1', 'config_fingerprint', 'configure_probe', 'format_table1', 'load_results', 'row_key',
-    'run_probe', 'run_table', 'set_schedule_length',
+    'NETWORKS', 'PAPER_TABLE1', 'config_fingerprint', 'configure_probe', 'format_runs', 'format_table1',
+    'load_results', 'network_label', 'row_key', 'run_probe', 'run_table', 'set_schedule_length',
 ]
 
 NETWORKS = ('GAPNet', 'PermuteNet')
@@ -54,7 +55,23 @@ PAPER_TABLE1: dict[tuple[str, str], dict[str, dict[int, float]]] = {
                                   'classification': {3: 72.0, 5: 71.5, 7: 71.4}},
 }
 
-_NETWORK_ONLY_KEYS = {'GAPNet': ('head_kernel_size', ), 'PermuteNet': ('shuffle_channels', )}
+_NETWORK_ONLY_KEYS = {'GAPNet': ('head_kernel_size', ), 'PermuteNet': ('shuffle_channels', 'permutation')}
+
+
+def network_label(model: dict) -> str:
+    """A model config's network name with the variant it runs, e.g. ``'GAPNet (3x3 head)'``.
+
+    Plain ``'GAPNet'`` / ``'PermuteNet'`` for the defaults (1x1 head; one permutation per image).
+    """
+    network = model['type']
+    kernel = int(model.get('head_kernel_size', 1)) if network == 'GAPNet' else 1
+    if kernel != 1:
+        return f'{network} ({kernel}x{kernel} head)'
+    if network == 'PermuteNet' and not model.get('shuffle_channels', True):
+        return f'{network} (no shuffle)'
+    if network == 'PermuteNet' and model.get('permutation', 'image') == 'batch':
+        return f'{network} (per-batch permutation)'
+    return network
 
 
 def row_key(padding: str, network: str, task: str, grid_size: int) -> str:
@@ -101,13 +118,16 @@ def _num_classes(cfg: Config, task: str, grid_size: int) -> int:
 
 def configure_probe(cfg: Union[str, Config], network: str, task: str, grid_size: int, padding: str,
                     data_root: Optional[str] = None, work_dir: Optional[str] = None,
-                    max_iters: Optional[int] = None, seed: Optional[int] = None) -> Config:
+                    max_iters: Optional[int] = None, seed: Optional[int] = None,
+                    head_kernel_size: Optional[int] = None, permutation: Optional[str] = None) -> Config:
     """A copy of a probe config set to one cell of Table 1.
 
     Sets the model type (``GAPNet``/``PermuteNet``), its padding and class count, the grid
     size and task of every dataset (classification on Cityscapes crops uses the config's
     ``classification_classes``), optionally the Cityscapes ``data_root``, the schedule length
-    and the seed.
+    and the seed. ``head_kernel_size`` (GAPNet's class convolution; the authors' is 3) and
+    ``permutation`` (PermuteNet: ``'image'`` or the authors' ``'batch'``) apply to their own
+    network only, so one call pattern serves both networks.
 
     Usage::
 
@@ -125,6 +145,10 @@ def configure_probe(cfg: Union[str, Config], network: str, task: str, grid_size:
                 cfg.model.pop(key, None)
     cfg.model.type = network
     cfg.model.padding = padding
+    if head_kernel_size is not None and network == 'GAPNet':
+        cfg.model.head_kernel_size = int(head_kernel_size)
+    if permutation is not None and network == 'PermuteNet':
+        cfg.model.permutation = str(permutation)
     for dataset in _datasets(cfg):
         dataset.grid_size = grid_size
         dataset.task = task
@@ -227,8 +251,13 @@ def run_table(config: Union[str, Config], work_dir: Union[str, os.PathLike],
               grid_sizes: Sequence[int] = GRID_SIZES, tasks: Sequence[str] = TASKS,
               data_root: Optional[str] = None, max_iters: Optional[int] = None,
               seed: Optional[int] = None, resume: bool = True,
-              cfg_options: Optional[dict] = None) -> dict[str, dict]:
+              cfg_options: Optional[dict] = None, head_kernel_size: Optional[int] = None,
+              permutation: Optional[str] = None) -> dict[str, dict]:
     """Train and test every (padding, network, task, grid) run; returns the rows by key.
+
+    ``head_kernel_size`` and ``permutation`` pick the GAPNet and PermuteNet variants (see
+    :func:`configure_probe`); each row records its ``network_label``, e.g.
+    ``'PermuteNet (per-batch permutation)'``. Keep each variant in its own ``work_dir``.
 
     After every run ``work_dir/results.json`` and ``work_dir/table.md`` are rewritten
     atomically. With ``resume`` a run already in results.json with the same settings (the
@@ -250,7 +279,8 @@ def run_table(config: Union[str, Config], work_dir: Union[str, os.PathLike],
                     key = row_key(padding, network, task, grid_size)
                     cfg = configure_probe(base, network, task, grid_size, padding,
                                           data_root=data_root, work_dir=str(work_dir / key.replace('/', '_')),
-                                          max_iters=max_iters, seed=seed)
+                                          max_iters=max_iters, seed=seed,
+                                          head_kernel_size=head_kernel_size, permutation=permutation)
                     settings = {'max_iters': cfg.train_cfg.max_iters,
                                 'seed': (cfg.get('randomness') or {}).get('seed'),
                                 'data_root': data_root, 'cfg_options': cfg_options or {},
@@ -267,7 +297,10 @@ def run_table(config: Union[str, Config], work_dir: Union[str, os.PathLike],
                                  'mean_class_accuracy': float(metrics['probe/mean_class_accuracy']),
                                  'num_test_samples': int(metrics['probe/num_samples']),
                                  'num_classes': int(cfg.model.num_classes),
+                                 'network_label': network_label(cfg.model),
                                  'seconds': round(time.perf_counter() - start, 1),
+                                 'finished_utc': datetime.datetime.now(datetime.timezone.utc).strftime(
+                                     '%Y-%m-%d %H:%M'),
                                  'load_average_at_start': round(load, 2), 'settings': settings}
                     print_log(f'{key}: {rows[key]["accuracy"]:.1f} % in {rows[key]["seconds"]:.0f} s',
                               logger='current')
@@ -281,6 +314,13 @@ def _cell(rows: dict, padding: str, network: str, task: str, grid_size: int) -> 
     paper = PAPER_TABLE1.get((padding, network), {}).get(task, {}).get(grid_size)
     ours = f'{row["accuracy"]:.1f}' if row else '–'
     return f'{ours} ({paper:g})' if paper is not None else ours
+
+
+def _label(rows: dict, padding: str, network: str) -> str:
+    """The network's label as its rows recorded it (rows of one work dir share a variant)."""
+    labels = {row.get('network_label', network) for key, row in rows.items()
+              if key.split('/')[:2] == [padding, network]}
+    return ' / '.join(sorted(labels)) or network
 
 
 def format_table1(rows: dict[str, dict], paddings: Optional[Sequence[str]] = None,
@@ -302,9 +342,42 @@ def format_table1(rows: dict[str, dict], paddings: Optional[Sequence[str]] = Non
     for padding in paddings:
         for network in networks:
             cells = [_cell(rows, padding, network, task, g) for task in TASKS for g in grid_sizes]
-            lines.append('| ' + ' | '.join([padding, network] + cells) + ' |')
+            lines.append('| ' + ' | '.join([padding, _label(rows, padding, network)] + cells) + ' |')
     seconds = [row['seconds'] for row in rows.values() if 'seconds' in row]
     lines.append('')
     lines.append('Accuracy in % on held-out patches: ours (paper, Islam et al. ICCV 2021 Table 1). '
                  f'{len(seconds)} runs, {sum(seconds) / 60:.1f} min of training and testing.')
+    return '\n'.join(lines)
+
+
+def format_runs(parts: Sequence[tuple[str, dict[str, dict]]],
+                grid_sizes: Sequence[int] = GRID_SIZES) -> str:
+    """Markdown with one line per (setting, padding, network) of several tables' rows.
+
+    ``parts`` pairs a setting's name with its rows (one work dir's ``results.json``); the
+    columns are those of :func:`format_table1` (ours, the paper's figure in brackets), after
+    the setting, the training iterations and the padding. Networks and paddings without rows
+    are left out.
+
+    Usage::
+
+        print(format_runs([('small', load_results('a/results.json')),
+                           ('full width', load_results('b/results.json'))]))
+    """
+    grids = [f'{g}x{g}' for g in grid_sizes]
+    header = (['setting', 'iterations', 'padding', 'network'] + [f'location {g}' for g in grids]
+              + [f'image cls {g}' for g in grids])
+    lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+    for setting, rows in parts:
+        for padding in PADDING_MODES:
+            for network in NETWORKS:
+                mine = {key: row for key, row in rows.items()
+                        if key.split('/')[:2] == [padding, network]}
+                if not mine:
+                    continue
+                iterations = sorted({str(row.get('settings', {}).get('max_iters', '?'))
+                                     for row in mine.values()})
+                cells = [_cell(rows, padding, network, task, g) for task in TASKS for g in grid_sizes]
+                lines.append('| ' + ' | '.join([setting, ' / '.join(iterations), padding,
+                                                _label(rows, padding, network)] + cells) + ' |')
     return '\n'.join(lines)
