@@ -23,8 +23,8 @@ from posattack.probes.grid_data import (GridPatchDataset, PackGridInputs, PlaceP
                                         cell_names, crop_cityscapes_patches, load_patch_folder)
 from posattack.probes.models import GAPNet, PermuteNet, shuffle_channels
 from posattack.probes.padding import padding_modes, set_padding_mode
-from posattack.probes.table import (configure_probe, format_table1, load_results, row_key,
-                                    run_probe, run_table)
+from posattack.probes.table import (configure_probe, format_runs, format_table1, load_results,
+                                    network_label, row_key, run_probe, run_table)
 from posattack.ranking import ChannelRanking
 from posattack.removal import ChannelRemoval, select_channels
 
@@ -308,6 +308,43 @@ def test_permutenet_shuffles_channels_afresh_for_every_image_and_forward():
     assert torch.allclose(model(x)[0], model(x)[1], atol=1e-4)
 
 
+def test_permutenet_per_batch_permutation_gives_every_row_the_same_order():
+    # row b holds 100*b + (0..5): after a shuffle, subtracting the offsets shows each row's order
+    offsets = 100. * torch.arange(8.).view(8, 1)
+    rows = offsets + torch.arange(6.)
+    orders = shuffle_channels(rows, per='batch') - offsets
+    assert (orders == orders[0]).all()  # one order for the whole batch (the authors' choice)
+    assert sorted(orders[0].tolist()) == list(range(6))  # still a permutation
+    draws = {tuple((shuffle_channels(rows, per='batch') - offsets)[0].tolist()) for _ in range(20)}
+    assert len(draws) > 10  # a fresh one at every call
+    per_image = shuffle_channels(rows, per='image') - offsets
+    assert len({tuple(order.tolist()) for order in per_image}) > 1  # rows differ (else p = 720^-7)
+    assert all(sorted(order.tolist()) == list(range(6)) for order in per_image)
+    seeded = [shuffle_channels(rows, torch.Generator().manual_seed(3), per='batch') for _ in range(2)]
+    assert torch.equal(*seeded)
+    with pytest.raises(ValueError, match="Unknown permutation kind 'pixel'"):
+        shuffle_channels(rows, per='pixel')
+
+    torch.manual_seed(0)
+    batch = PermuteNet(TINY_BACKBONE, num_classes=4, permutation='batch').eval()
+    image = PermuteNet(TINY_BACKBONE, num_classes=4).eval()
+    image.load_state_dict(batch.state_dict())
+    assert (batch.permutation, image.permutation) == ('batch', 'image')
+    x = torch.randn(1, 3, 32, 32).repeat(3, 1, 1, 1)  # the same image three times
+    logits = batch(x)
+    assert torch.allclose(logits[0], logits[1]) and torch.allclose(logits[0], logits[2])
+    assert not torch.allclose(image(x)[0], image(x)[1])
+    assert not torch.allclose(batch(x), logits)  # fresh per forward, in eval mode too
+    # each row is the FC of its pooled channels in some order: with equal weights per class
+    # (logit k = k * sum of channels) every order gives the same logits
+    with torch.no_grad():
+        batch.fc.weight.copy_(torch.arange(4.).view(4, 1).expand(4, batch.in_channels))
+        pooled = batch.backbone(x)[-1].mean(dim=(2, 3))
+    assert torch.allclose(batch(x), batch.fc(pooled), atol=1e-4)
+    with pytest.raises(ValueError, match="Unknown permutation 'pixel'"):
+        PermuteNet(TINY_BACKBONE, num_classes=4, permutation='pixel')
+
+
 class TokenBackbone(nn.Module):
     """A backbone giving tokens (B, N, C): nothing to pool over H and W."""
 
@@ -552,6 +589,15 @@ def test_configure_probe_switches_network_task_and_schedule(tmp_path):
     location = configure_probe(cfg, 'GAPNet', 'location', 4, 'zero')
     assert location.model.type == 'GAPNet' and 'shuffle_channels' not in location.model
     assert location.model.num_classes == 16 and location.train_dataloader.dataset.classes is None
+    variants = dict(head_kernel_size=3, permutation='batch')  # each reaches its own network only
+    gapnet = configure_probe(PROBE_CONFIG, 'GAPNet', 'location', 3, 'zero', **variants)
+    permutenet = configure_probe(gapnet, 'PermuteNet', 'location', 3, 'zero', **variants)
+    assert gapnet.model.head_kernel_size == 3 and 'permutation' not in gapnet.model
+    assert permutenet.model.permutation == 'batch' and 'head_kernel_size' not in permutenet.model
+    assert network_label(gapnet.model) == 'GAPNet (3x3 head)'
+    assert network_label(permutenet.model) == 'PermuteNet (per-batch permutation)'
+    assert network_label(location.model) == 'GAPNet'
+    assert network_label(configure_probe(gapnet, 'PermuteNet', 'location', 3, 'zero').model) == 'PermuteNet'
     with pytest.raises(ValueError, match="Unknown network 'ViT'"):
         configure_probe(PROBE_CONFIG, 'ViT', 'location', 3, 'zero')
     with pytest.raises(ValueError, match='grid_size must be an integer >= 2'):
@@ -569,6 +615,63 @@ def test_format_table1_puts_the_paper_beside_ours():
     assert lines[2] == '| reflect | GAPNet | – (100) | – (100) | – (100) | – (83.8) | – (83.4) | 80.0 (82.9) |'
     assert lines[3] == '| reflect | PermuteNet | 12.5 (78.3) | – (36.3) | – (23.2) | – (71.1) | – (71.4) | – (65.7) |'
     assert '2 runs, 1.5 min' in lines[-1]
+    rows[row_key('reflect', 'PermuteNet', 'location', 3)]['network_label'] = 'PermuteNet (per-batch permutation)'
+    assert format_table1(rows).splitlines()[3].startswith('| reflect | PermuteNet (per-batch permutation) | 12.5 (78.3) |')
+
+
+def test_format_runs_puts_settings_side_by_side():
+    small = {row_key('zero', 'PermuteNet', 'location', 3): {'accuracy': 33.04, 'settings': {'max_iters': 400}},
+             row_key('zero', 'PermuteNet', 'location', 5): {'accuracy': 7.8, 'settings': {'max_iters': 400}},
+             row_key('reflect', 'GAPNet', 'classification', 7): {'accuracy': 70, 'settings': {'max_iters': 400}}}
+    wide = {row_key('zero', 'GAPNet', 'location', 3): {'accuracy': 100, 'network_label': 'GAPNet (3x3 head)',
+                                                        'settings': {'max_iters': 300}}}
+    lines = format_runs([('small', small), ('wide', wide)]).splitlines()
+    assert lines[0] == ('| setting | iterations | padding | network | location 3x3 | location 5x5 | '
+                        'location 7x7 | image cls 3x3 | image cls 5x5 | image cls 7x7 |')
+    assert lines[2:] == [
+        '| small | 400 | zero | PermuteNet | 33.0 (78.8) | 7.8 (37.8) | – (21.4) | – (73.6) | – (72.2) | – (69.9) |',
+        '| small | 400 | reflect | GAPNet | – (100) | – (100) | – (100) | – (83.8) | – (83.4) | 70.0 (82.9) |',
+        '| wide | 300 | zero | GAPNet (3x3 head) | 100.0 (100) | – (100) | – (100) | – (82.6) | – (82.4) | – (82.1) |']
+
+
+def test_full_width_config_is_resnet18_width_on_96_pixel_canvases():
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(REPO_ROOT, 'configs', 'probes',
+                                   'gapnet_r18-w64-p32_grid3-location_synthetic.py'))
+    assert cfg.train_dataloader.dataset.patch_size == cfg.test_dataloader.dataset.patch_size == 32
+    cfg = configure_probe(cfg, 'PermuteNet', 'location', 3, 'zero', permutation='batch')
+    model = _build(cfg.model).eval()
+    assert model.in_channels == 512  # ResNet-18's last stage, as the authors'
+    assert [m.out_channels for m in model.backbone.stem if isinstance(m, nn.Conv2d)][-1] == 64
+    assert model(torch.zeros(2, 3, 96, 96)).shape == (2, 9)
+
+
+def test_probe_tables_md_stamps_the_tables(tmp_path):
+    from attack_helpers import load_tool
+    from posattack.machine import describe_machine
+    tool = load_tool('probe_tables_md')
+    done = tmp_path / 'done'
+    done.mkdir()
+    rows = {row_key('zero', 'GAPNet', 'location', 3): {
+        'accuracy': 99.96, 'seconds': 90, 'finished_utc': '2026-12-03 07:40',
+        'load_average_at_start': 2.5, 'network_label': 'GAPNet (3x3 head)', 'settings': {'max_iters': 400}}}
+    (done / 'results.json').write_text(json.dumps({'meta': {}, 'rows': rows}))
+    out = tmp_path / 'one.md'
+    assert tool.main(['--out', str(out), '--command', 'bash run.sh', '--seconds', '120',
+                      '--part', f'small={done}']) == 0
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith('<!-- generated by tools/probe_tables_md.py')
+    assert f'on {describe_machine()}, torch on 1 thread, by `bash run.sh`, 2.0 min for this' in lines[1]
+    assert ('1 run, 1.5 min of training and testing in all, finished 2026-12-03 07:40 to '
+            '2026-12-03 07:40 UTC, load average 2.5 to 2.5 at their starts.') in lines[1]
+    assert '| zero | GAPNet (3x3 head) | 100.0 (100) | – (100) |' in out.read_text()
+    out = tmp_path / 'two.md'
+    assert tool.main(['--out', str(out), '--command', 'c', '--part', f'small={done}',
+                      '--part', f'big={tmp_path / "missing"}', '--note', 'one seed']) == 0
+    text = out.read_text()
+    assert '| small | 400 | zero | GAPNet (3x3 head) | 100.0 (100) |' in text
+    assert f'**big: not run** (no {tmp_path / "missing" / "results.json"}).' in text
+    assert text.rstrip().endswith('one seed')
 
 
 # ----------------------------------------------------------------------------- command line
@@ -634,6 +737,20 @@ def test_probe_cli_trains_the_permutenet_config(probe_scenes, tmp_path):
     assert "type='PermuteNet'" in logs and "padding='replicate'" in logs
 
 
+def test_probe_cli_table_runs_the_authors_variants(probe_scenes, tmp_path):
+    rows = _probe_cli().run([
+        'table', '--work-dir', str(tmp_path), '--data-root', probe_scenes, '--paddings', 'zero',
+        '--grid-sizes', '3', '--tasks', 'location', '--max-iters', '4', '--gapnet-head-kernel', '3',
+        '--permutation', 'batch', '--num-threads', '1'])
+    assert rows[row_key('zero', 'GAPNet', 'location', 3)]['network_label'] == 'GAPNet (3x3 head)'
+    assert (rows[row_key('zero', 'PermuteNet', 'location', 3)]['network_label']
+            == 'PermuteNet (per-batch permutation)')
+    logs = ''.join(p.read_text() for p in tmp_path.glob('zero_*/*/*.log'))
+    assert 'head_kernel_size=3' in logs and "permutation='batch'" in logs
+    table = (tmp_path / 'table.md').read_text()
+    assert '| zero | PermuteNet (per-batch permutation) |' in table
+
+
 @pytest.mark.parametrize('argv, message', [
     (['frozen', 'CONFIG', 'missing.pth', '--data-root', 'DATA'], 'Checkpoint file not found'),
     (['frozen', 'CONFIG', 'CHECKPOINT', '--data-root', 'DATA', '--layer', 'backbone:9'],
@@ -657,8 +774,13 @@ def test_probe_cli_bad_input_fails_with_one_clear_line(argv, message, segmentor_
     assert not (tmp_path / 'r.json').exists()
 
 
-def test_probe_cli_rejects_a_one_cell_grid(capsys):
+@pytest.mark.parametrize('argv, message', [
+    (['table', '--grid-sizes', '3', '1'], 'grid sizes must be at least 2'),
+    (['table', '--gapnet-head-kernel', '2'], '--gapnet-head-kernel must be odd and positive'),
+    (['table', '--permutation', 'pixel'], "invalid choice: 'pixel'"),
+])
+def test_probe_cli_rejects_bad_table_options(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        _probe_cli().parse_args(['table', '--grid-sizes', '3', '1'])
+        _probe_cli().parse_args(argv)
     assert exit_info.value.code == 2
-    assert 'grid sizes must be at least 2' in capsys.readouterr().err
+    assert message in capsys.readouterr().err

@@ -37,7 +37,7 @@ def _rows_summary(parts) -> str:
     if not rows:
         return 'no runs yet.'
     minutes = sum(row.get('seconds', 0) for row in rows) / 60
-    text = f'{len(rows)} runs, {minutes:.1f} min of training and testing in all'
+    text = f'{len(rows)} run{"s" * (len(rows) != 1)}, {minutes:.1f} min of training and testing in all'
     finished = sorted(row['finished_utc'] for row in rows if row.get('finished_utc'))
     if finished:
         text += f', finished {finished[0]} to {finished[-1]} UTC'
