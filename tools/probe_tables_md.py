@@ -17,6 +17,7 @@ names the runs behind it.
 """
 import argparse
 import datetime
+import math
 import os.path as osp
 import sys
 
@@ -44,6 +45,12 @@ def _rows_summary(parts) -> str:
     loads = [row['load_average_at_start'] for row in rows if 'load_average_at_start' in row]
     if loads:
         text += f', load average {min(loads):.1f} to {max(loads):.1f} at their starts'
+    tests = [row['num_test_samples'] for row in rows if row.get('num_test_samples')]
+    if tests:
+        # one accuracy p on n patches: standard error 100 sqrt(p (1 - p) / n), largest at p = 1/2
+        text += (f'. One seed per run; {min(tests)} to {max(tests)} test patches per run, so one '
+                 f'accuracy has a binomial standard error of at most '
+                 f'{50 / math.sqrt(min(tests)):.1f} points (test sampling only, not training)')
     return text + '.'
 
 
