@@ -6,20 +6,20 @@
 # in its results.json with the same settings are skipped, so a rerun is cheap.
 #   table1       36 runs: 3 paddings x {GAPNet, PermuteNet} x {location, image cls} x {3,5,7}
 #                (ResNetV1c-18 at 1/4 width, 16 px patches, 400 iterations; ~15 min on 1 core)
-#   protocol     12 runs, zero padding: GAPNet with the authors' 3x3 head, PermuteNet with
-#                their one permutation per batch (~5 min)
-#   long         4 runs, zero padding, 3x3 grid: today's networks, 2000 iterations (~6 min)
 #   full_width*  3 runs, zero padding, 3x3 location: full ResNet-18 width, 32 px patches;
 #                GAPNet (3x3 head) and PermuteNet per batch, PermuteNet per image
 #                (FULL_ITERS iterations each, default 400: ~7 min each on a busy core)
+#   protocol     12 runs, zero padding: GAPNet with the authors' 3x3 head, PermuteNet with
+#                their one permutation per batch (~5 min)
+#   long         4 runs, zero padding, 3x3 grid: today's networks, 2000 iterations (~6 min)
 # Settings: WORK (default work_dirs/probe_tables), FULL_ITERS, PARTS (default all:
-# "table1 protocol long full_width"). The tables list a part that has no results as not run.
+# "table1 full_width protocol long"). The tables list a part that has no results as not run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${POSATTACK_VENV:-.venv}/bin/python"
 WORK="${WORK:-work_dirs/probe_tables}"
 FULL_ITERS="${FULL_ITERS:-400}"
-PARTS="${PARTS:-table1 protocol long full_width}"
+PARTS="${PARTS:-table1 full_width protocol long}"
 export OMP_NUM_THREADS=1
 PROBE=("$PY" tools/probe.py table --num-threads 1)
 DATA="$WORK/table1/data/synthetic_cityscapes"
@@ -35,6 +35,12 @@ fi
 if has_part table1; then
   "${PROBE[@]}" --work-dir "$WORK/table1" --data-root "$DATA"
 fi
+if has_part full_width; then
+  FULL=(--config "$FULL_CONFIG" --data-root "$DATA" --paddings zero --grid-sizes 3
+        --tasks location --max-iters "$FULL_ITERS")
+  "${PROBE[@]}" "${FULL[@]}" --work-dir "$WORK/full_width" --gapnet-head-kernel 3 --permutation batch
+  "${PROBE[@]}" "${FULL[@]}" --work-dir "$WORK/full_width_per_image" --networks PermuteNet
+fi
 if has_part protocol; then
   "${PROBE[@]}" --work-dir "$WORK/protocol" --data-root "$DATA" --paddings zero \
     --gapnet-head-kernel 3 --permutation batch
@@ -42,12 +48,6 @@ fi
 if has_part long; then
   "${PROBE[@]}" --work-dir "$WORK/long" --data-root "$DATA" --paddings zero --grid-sizes 3 \
     --max-iters 2000
-fi
-if has_part full_width; then
-  FULL=(--config "$FULL_CONFIG" --data-root "$DATA" --paddings zero --grid-sizes 3
-        --tasks location --max-iters "$FULL_ITERS")
-  "${PROBE[@]}" "${FULL[@]}" --work-dir "$WORK/full_width" --gapnet-head-kernel 3 --permutation batch
-  "${PROBE[@]}" "${FULL[@]}" --work-dir "$WORK/full_width_per_image" --networks PermuteNet
 fi
 
 seconds=$(( $(date +%s) - start ))
