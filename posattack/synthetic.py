@@ -115,8 +115,10 @@ class _SceneSampler:
     ground: a ground point at lateral offset X (metres, right positive) seen on the pixel row
     d = y - horizon lies at column x = vanishing_x + X * d / CAMERA_HEIGHT."""
 
-    def __init__(self, rng: np.random.Generator, height: int, width: int):
+    def __init__(self, rng: np.random.Generator, height: int, width: int,
+                 side_free: bool = False):
         self.rng, self.height, self.width = rng, height, width
+        self.side_free = side_free
         self.canvas = _Canvas(height, width)
         self.horizon = height * rng.uniform(0.36, 0.46)
         self.vanishing_x = width * rng.uniform(0.45, 0.55)
@@ -136,6 +138,31 @@ class _SceneSampler:
         self.texture = _noise_field(rng, height, width, max(2, width // 32))
         self.grain = rng.normal(0, 1, (height, width)).astype(np.float32)
         self.plaster = _noise_field(rng, height, width, max(2, width // 64))
+        if side_free:
+            # Drawn after everything above, so that the default scenes keep their bytes.
+            self._draw_side_free_layout()
+
+    def _draw_side_free_layout(self) -> None:
+        """Side-free scenes: each side's verge is sidewalk or terrain, each side's facades
+        buildings or walls, at random and independently, and each class has its own look
+        (paving vs grass tones; tall buildings vs low walls). Classes then follow from
+        appearance, not from the side, so a horizontally flipped scene is as likely as the
+        scene with its labels flipped along: a random flip in training is label-preserving,
+        as it is on real Cityscapes."""
+        rng = self.rng
+        self.verge_classes = {side: SIDEWALK if rng.random() < 0.5 else TERRAIN
+                              for side in (1, -1)}
+        self.facade_classes = {side: BUILDING if rng.random() < 0.5 else WALL
+                               for side in (1, -1)}
+        self.verge_colours = {SIDEWALK: self._verge_colour(), TERRAIN: self._terrain_colour()}
+
+    def _terrain_colour(self) -> np.ndarray:
+        # Grass and bare soil: greener than the paving, apart from the sky-and-road grey.
+        while True:
+            colour = np.array([self.rng.uniform(70, 130), self.rng.uniform(110, 170),
+                               self.rng.uniform(40, 90)], np.float32)
+            if np.abs(colour - self.sky_road_colour).mean() > 30:
+                return colour
 
     def _verge_colour(self) -> np.ndarray:
         # Paving / dry grass tones, kept clearly apart from the sky-and-road grey.
@@ -161,8 +188,14 @@ class _SceneSampler:
         ground = d > 0.5
         lateral = np.where(ground, (self.xs - self.vanishing_x) * CAMERA_HEIGHT
                            / np.maximum(d, 0.5), 0)
-        canvas.paint(ground & (lateral < self.road_left), TERRAIN, self.verge_colour)
-        canvas.paint(ground & (lateral > self.road_right), SIDEWALK, self.verge_colour)
+        if self.side_free:
+            for side, beyond_road in ((-1, lateral < self.road_left),
+                                      (1, lateral > self.road_right)):
+                label_id = self.verge_classes[side]
+                canvas.paint(ground & beyond_road, label_id, self.verge_colours[label_id])
+        else:
+            canvas.paint(ground & (lateral < self.road_left), TERRAIN, self.verge_colour)
+            canvas.paint(ground & (lateral > self.road_right), SIDEWALK, self.verge_colour)
         canvas.paint(ground & (lateral >= self.road_left) & (lateral <= self.road_right), ROAD,
                      self.sky_road_colour)
         # A curb: a thin darker band where the verge meets the road, on both sides alike.
@@ -220,10 +253,21 @@ class _SceneSampler:
         """A row of facades on each side: buildings on the right, walls (firewalls, noise
         barriers, yard walls) on the left, from one generator (one colour and height
         distribution, one texture). Only the side tells a building from a wall. The walls
-        leave wider gaps onto open ground than the buildings do, as in a real street."""
-        for side, plane, label_id, gaps in ((1, self.facade_right, BUILDING, 0.15),
-                                            (-1, self.facade_left, WALL, 0.55)):
-            blocks = self._street_segments(4.0, 16.0, gap_probability=gaps)
+        leave wider gaps onto open ground than the buildings do, as in a real street.
+        Side-free scenes draw each side's class at random, buildings 6-16 m tall and walls
+        1.5-4 m: there, height tells them apart."""
+        if self.side_free:
+            sides = [(side, plane, self.facade_classes[side])
+                     for side, plane in ((1, self.facade_right), (-1, self.facade_left))]
+        else:
+            sides = [(1, self.facade_right, BUILDING), (-1, self.facade_left, WALL)]
+        for side, plane, label_id in sides:
+            gaps = 0.15 if label_id == BUILDING else 0.55
+            if not self.side_free:
+                low, high = 4.0, 16.0
+            else:
+                low, high = (6.0, 16.0) if label_id == BUILDING else (1.5, 4.0)
+            blocks = self._street_segments(low, high, gap_probability=gaps)
             self._paint_plane(side, plane, blocks, label_id,
                               [_grey_colour(self.rng, 80, 200, 25) for _ in blocks])
 
@@ -387,16 +431,18 @@ class _SceneSampler:
                 self.canvas.instance_ids())
 
 
-def render_street_scene(rng: np.random.Generator, height: int, width: int
-                        ) -> Tuple[np.ndarray, np.ndarray]:
-    """One scene: (RGB image (H, W, 3) uint8, Cityscapes labelIds (H, W) uint8)."""
-    return _SceneSampler(rng, height, width).render()
+def render_street_scene(rng: np.random.Generator, height: int, width: int,
+                        side_free: bool = False) -> Tuple[np.ndarray, np.ndarray]:
+    """One scene: (RGB image (H, W, 3) uint8, Cityscapes labelIds (H, W) uint8).
+    ``side_free``: classes follow from looks, not from the side (see _draw_side_free_layout)."""
+    return _SceneSampler(rng, height, width, side_free).render()
 
 
-def render_street_scene_with_instances(rng: np.random.Generator, height: int, width: int
+def render_street_scene_with_instances(rng: np.random.Generator, height: int, width: int,
+                                       side_free: bool = False
                                        ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One scene and its Cityscapes instanceIds (H, W) uint16 (see _Canvas.instance_ids)."""
-    return _SceneSampler(rng, height, width).render_with_instances()
+    return _SceneSampler(rng, height, width, side_free).render_with_instances()
 
 
 def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
@@ -444,7 +490,8 @@ def _check_arguments(num_train, num_val, size) -> Tuple[int, int]:
 
 
 def generate_cityscapes(out_dir: Union[str, os.PathLike], num_train: int, num_val: int,
-                        size: Tuple[int, int] = (128, 256), seed: int = 0) -> Dict:
+                        size: Tuple[int, int] = (128, 256), seed: int = 0,
+                        side_free: bool = False) -> Dict:
     """Write `num_train` + `num_val` synthetic scenes in the Cityscapes layout:
 
     leftImg8bit/{split}/{city}/{city}_{seq:06d}_000019_leftImg8bit.png   (RGB)
@@ -454,7 +501,8 @@ def generate_cityscapes(out_dir: Union[str, os.PathLike], num_train: int, num_va
     gtFine/{split}/{city}/..._gtFine_instanceIds.png  (16-bit: labelId * 1000 + instance
                                                        for person, car...; labelId elsewhere)
 
-    Image i of a split depends only on (seed, split, i). Returns a summary dict with the root,
+    Image i of a split depends only on (seed, split, i). ``side_free=True`` makes scenes whose
+    classes do not depend on the side of the street (for training with random flips). Returns a summary dict with the root,
     the counts, and per split the pixel count of every train class.
 
         info = generate_cityscapes('data/synthetic_cityscapes', 300, 60, size=(128, 256))
@@ -466,7 +514,8 @@ def generate_cityscapes(out_dir: Union[str, os.PathLike], num_train: int, num_va
     _prepare_output_dir(root)
     # The marker goes first, so that an interrupted generation can simply be run again.
     marker = dict(generator='posattack.synthetic.generate_cityscapes', num_train=int(num_train),
-                  num_val=int(num_val), size=[height, width], seed=int(seed))
+                  num_val=int(num_val), size=[height, width], seed=int(seed),
+                  side_free=bool(side_free))
     _write_json_atomic(root / MARKER_FILE, dict(marker, complete=False))
     class_pixels = {}
     files = {}
@@ -482,7 +531,7 @@ def generate_cityscapes(out_dir: Union[str, os.PathLike], num_train: int, num_va
             image_dir.mkdir(parents=True, exist_ok=True)
             label_dir.mkdir(parents=True, exist_ok=True)
             rgb, label_ids, instance_ids = render_street_scene_with_instances(
-                scene_rng(seed, split, index), height, width)
+                scene_rng(seed, split, index), height, width, side_free)
             train_ids = ID_TO_TRAINID[label_ids]
             colour = np.concatenate(
                 [ID_TO_COLOR[label_ids], np.full((height, width, 1), 255, np.uint8)], axis=2)
@@ -504,6 +553,7 @@ def generate_cityscapes(out_dir: Union[str, os.PathLike], num_train: int, num_va
         'num_val': int(num_val),
         'size': [height, width],
         'seed': int(seed),
+        'side_free': bool(side_free),
         'class_pixels': class_pixels,
         'classes_present': {split: [name for name in TRAINID_TO_NAME if pixels[name] > 0]
                             for split, pixels in class_pixels.items()},
