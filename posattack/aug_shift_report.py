@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .report import aggregate, compare_targeted_random, read_json, region_drops
 
-__all__ = ['comparison_row', 'comparison_rows', 'markdown_table']
+__all__ = ['comparison_row', 'comparison_rows', 'markdown_table', 'over_seeds_table']
 
 
 def _pick_count(results: Mapping[str, Any], fraction: float) -> int:
@@ -53,6 +53,12 @@ def comparison_row(name: str, consistency: Mapping[str, Any], results: Mapping[s
         random_drop_std=random_drops['full']['std'] if random_drops else None,
         targeted_minus_random=comparison['extra_drop'], num_std=comparison['num_std'],
         periphery_minus_center=targeted_drops['periphery-center']['mean'])
+    # the image-bootstrap interval of the gap (posattack.significance), when the run has it
+    test = next((t for t in results.get('tests', [])
+                 if t['kind'] == 'targeted_minus_random' and t['mode'] == 'targeted'
+                 and t['num_channels'] == num_channels and t['eval_region'] == 'full'), None)
+    row['targeted_minus_random_ci95'] = None if test is None else test['ci95']
+    row['targeted_minus_random_verdict'] = None if test is None else test['verdict']
     return row
 
 
@@ -73,7 +79,7 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], max_shifts: Sequence[int])
     """Table 2 for segmentation, with the position-attack columns at one channel count."""
     header = (['Model', 'mIoU'] + [f'Cons.{s}' for s in max_shifts]
               + ['N removed', 'targeted drop', 'random drop (std)', 'targeted - random',
-                 'periphery - center'])
+                 'its 95% CI (images)', 'periphery - center'])
     lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
     for row in rows:
         random = (f'{_fmt(row["random_drop"])} ({_fmt(row["random_drop_std"])})'
@@ -82,7 +88,44 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], max_shifts: Sequence[int])
                  + [_fmt(row['consistency'].get(f'Cons.{s}')) for s in max_shifts]
                  + [f'{row["num_channels"]}/{row["num_channels_total"]}',
                     _fmt(row['targeted_drop']), random,
-                    _fmt(row['targeted_minus_random'], signed=True),
+                    _fmt(row['targeted_minus_random'], signed=True), _ci(row),
                     _fmt(row['periphery_minus_center'], signed=True)])
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines) + '\n'
+
+
+def _ci(row: Mapping[str, Any]) -> str:
+    interval = row.get('targeted_minus_random_ci95')
+    if interval is None:
+        return 'n/a'
+    return f'[{interval[0]:+.2f}, {interval[1]:+.2f}] {row["targeted_minus_random_verdict"]}'
+
+
+def over_seeds_table(rows: Sequence[Mapping[str, Any]], max_shifts: Sequence[int]) -> str:
+    """Rows named ``setting/seed`` summarised per setting: mean ± sample std over seeds
+    (training seeds are the unit), and how many seeds' own image interval holds."""
+    import numpy as np  # local: only this summary needs it
+    settings: Dict[str, List[Mapping[str, Any]]] = {}
+    for row in rows:
+        settings.setdefault(row['model'].rsplit('/', 1)[0], []).append(row)
+    header = (['Setting', 'seeds', 'mIoU'] + [f'Cons.{s}' for s in max_shifts]
+              + ['targeted - random', 'seeds where it holds', 'periphery - center'])
+    lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+
+    def mean_sd(values: Sequence[Optional[float]], signed: bool = False) -> str:
+        values = [v for v in values if v is not None]
+        if not values:
+            return 'n/a'
+        sd = f' ± {np.std(values, ddof=1):.2f}' if len(values) > 1 else ''
+        return _fmt(float(np.mean(values)), signed) + sd
+
+    for name, mine in settings.items():
+        holding = sum(r.get('targeted_minus_random_verdict') == 'holds' for r in mine)
+        cells = ([name, str(len(mine)), mean_sd([r['mIoU'] for r in mine])]
+                 + [mean_sd([r['consistency'].get(f'Cons.{s}') for r in mine])
+                    for s in max_shifts]
+                 + [mean_sd([r['targeted_minus_random'] for r in mine], signed=True),
+                    f'{holding}/{len(mine)}',
+                    mean_sd([r['periphery_minus_center'] for r in mine], signed=True)])
         lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines) + '\n'

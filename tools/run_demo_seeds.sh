@@ -13,6 +13,8 @@
 #   GEN_OPTS    extra options of tools/make_synthetic_cityscapes.py (e.g. --side-free)
 #   NUM_VAL     validation images (default 60)
 #   TRAIN_OPTS  extra --cfg-options for training only
+#   TRAIN_WORK  where the models are trained (default $WORK): a setting that changes only
+#               the validation images reuses the models of the setting that trained them
 #   TABLE       the table to write; README=0 leaves README.md alone
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +26,7 @@ TRAIN_OPTS="${TRAIN_OPTS:-}"
 DATA="${DATA:-data/synthetic_cityscapes}"
 SEEDS="${SEEDS:-5}"
 WORK="${WORK:-work_dirs/demo/seeds}"
+TRAIN_WORK="${TRAIN_WORK:-$WORK}"
 TABLE="${TABLE:-docs/tables/demo_pooled.md}"
 README="${README:-1}"
 COMMAND="${COMMAND:-SEEDS=$SEEDS make demo-seeds}"
@@ -39,7 +42,7 @@ fi
 CKPTS=()
 NAMES=()
 for seed in $(seq 0 $((SEEDS - 1))); do
-  dir="$WORK/seed$seed/train"
+  dir="$TRAIN_WORK/seed$seed/train"
   if [ ! -f "$dir/last_checkpoint" ]; then
     "$PY" tools/train.py "$CONFIG" --work-dir "$dir" --cfg-options $DATA_OPTS randomness.seed=$seed $TRAIN_OPTS
   fi
