@@ -116,3 +116,16 @@ def test_command_table_keeps_the_output_and_refuses_a_failed_command(tmp_path):
     assert command_table.main(['--out', str(out), '--title', 'Speed', '--',
                                sys.executable, '-c', 'import sys; sys.exit(3)']) == 3
     assert out.read_text() == before  # a failed measurement leaves the last good table
+
+
+def test_study_refuses_an_unknown_setting_before_any_training(tmp_path):
+    """A typo in a setting name costs nothing: the driver checks every name first."""
+    import os
+    import subprocess
+    from attack_helpers import REPO_ROOT
+    done = subprocess.run(['bash', os.path.join(REPO_ROOT, 'tools', 'run_study.sh'), 'default',
+                           'defualt'], capture_output=True, text=True,
+                          env=dict(os.environ, POSATTACK_VENV=str(tmp_path / 'no-venv')))
+    assert done.returncode == 2
+    assert "unknown setting 'defualt'; choose from: default default_val300" in done.stderr
+    assert '[study]' not in done.stderr  # nothing started
