@@ -25,7 +25,7 @@ from mmengine.evaluator import BaseMetric
 from mmseg.registry import METRICS
 from torch import nn
 
-from posattack.metrics import RegionIoUMetric
+from posattack.evaluation.metric import RegionIoUMetric
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DIST_ATTACK = osp.join(REPO_ROOT, 'tools', 'dist_attack.sh')
@@ -93,7 +93,7 @@ def write_tiny_config(path, data_root) -> str:
 
 def make_checkpoint(config: str, path, seed: int = 0) -> str:
     """A diversified random-weight checkpoint for the model ``config`` builds."""
-    from posattack.builder import load_segmentor
+    from posattack.models.builder import load_segmentor
     torch.manual_seed(seed)
     model, _ = load_segmentor(config)
     return save_checkpoint(diversify(model, seed), path)

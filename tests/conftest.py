@@ -27,7 +27,7 @@ TINY_NUM_VAL = 4
 @pytest.fixture(scope='session')
 def synthetic_root(tmp_path_factory):
     """Path of a generated Cityscapes-layout dataset: 4 train + 4 val images, 64x128, seed 0."""
-    from posattack.synthetic import generate_cityscapes
+    from posattack.data.synthetic import generate_cityscapes
     root = tmp_path_factory.mktemp('synthetic_cityscapes')
     generate_cityscapes(root, num_train=TINY_NUM_TRAIN, num_val=TINY_NUM_VAL, size=TINY_SIZE,
                         seed=0)
@@ -82,7 +82,7 @@ def demo_cfg(_demo_cfg_template, synthetic_root, tmp_path):
 @pytest.fixture
 def tiny_segmentor(demo_cfg):
     """The demo EncoderDecoder built from `demo_cfg`: random (seeded) weights, eval mode, CPU.
-    The config is attached as `model.cfg`, as posattack.builder.load_segmentor does."""
+    The config is attached as `model.cfg`, as posattack.models.builder.load_segmentor does."""
     from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS
     init_default_scope('mmseg')

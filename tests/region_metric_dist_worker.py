@@ -43,7 +43,7 @@ def make_samples():
 def evaluate_share(samples, rank, world_size, batch_size=2):
     """Evaluate this rank's share of `samples` and return the (collected) metrics."""
     from mmengine.evaluator import Evaluator
-    import posattack.metrics  # noqa: F401  registers RegionIoUMetric
+    import posattack.evaluation.metric  # noqa: F401  registers RegionIoUMetric
     indices = list(range(len(samples)))
     padded = indices + indices[:(-len(indices)) % world_size]
     share = [samples[i] for i in padded[rank::world_size]]

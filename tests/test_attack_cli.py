@@ -16,9 +16,9 @@ import pytest
 from attack_helpers import (load_cli, make_checkpoint, one_torch_thread,  # noqa: F401
                             run_cli, run_mmseg_test, snapshot, write_tiny_config)
 
-import posattack.experiment as experiment
-import posattack.sweep as sweep
-from posattack.ranking import ChannelRanking
+import posattack.attack.experiment as experiment
+import posattack.attack.sweep as sweep
+from posattack.channels.ranking import ChannelRanking
 
 CLI = load_cli()
 # 3 images (batches of 2 and 1), N in {8, 16} of 128 channels, 2 random seeds: 7 settings
@@ -128,7 +128,7 @@ def test_outputs_follow_the_schema(files, full_run):
     assert cv2.imread(osp.join(full_run, 'overlays', overlays[0])) is not None
 
     ranking = ChannelRanking.load(osp.join(full_run, 'ranking.json'))
-    assert json.loads((full_run / 'ranking.json').read_text())['format'] == 'posattack.ranking/1'
+    assert json.loads((full_run / 'ranking.json').read_text())['format'] == 'posattack.channels.ranking/1'
     assert ranking.layer == 'backbone:3' and ranking.num_channels == 128
     assert ranking.num_images == 3 and ranking.method == 'flip_difference'
     assert set(ranking.regions) == {'overall', 'left', 'right', 'top', 'bottom'}

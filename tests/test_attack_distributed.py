@@ -78,9 +78,9 @@ def test_channel_probe_works_on_a_process_with_an_empty_shard(demo_cfg, tiny_seg
     from mmengine.dataset import pseudo_collate
     from torch.utils.data import DataLoader
 
-    from posattack.experiment import _num_channels, build_test_dataloader
-    from posattack.feature_split import FeatureSplit
-    from posattack.layers import resolve_layer
+    from posattack.attack.experiment import _num_channels, build_test_dataloader
+    from posattack.attack.feature_split import FeatureSplit
+    from posattack.channels.layers import resolve_layer
     dataset = build_test_dataloader(demo_cfg, None, 1).dataset
     empty_shard = DataLoader(dataset, batch_size=2, sampler=[], collate_fn=pseudo_collate)
     split = FeatureSplit(tiny_segmentor, resolve_layer(tiny_segmentor, 'backbone:3'))

@@ -24,10 +24,10 @@ from mmseg.models.decode_heads import FCNHead
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 
-from posattack.aug_shift import (AugShiftDataPreProcessor, AugShiftEncoderDecoder,
+from posattack.training.aug_shift import (AugShiftDataPreProcessor, AugShiftEncoderDecoder,
                                  dense_disagreement, overlap_disagreement,
                                  pooled_latent_distance)
-from posattack.shift_crops import AugShiftPair, crop_packed_sample
+from posattack.training.shift_crops import AugShiftPair, crop_packed_sample
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 AUGSHIFT_CONFIG = osp.join(REPO_ROOT, 'configs', 'demo',

@@ -19,13 +19,13 @@ from attack_helpers import REPO_ROOT, load_cli, load_tool, one_torch_thread, run
 from mmseg.structures import SegDataSample
 from torchvision_deeplab_reference import TorchvisionDeepLabV3, normalise, randomise
 
-from posattack.authors_checkpoint import map_authors_key
-from posattack.builder import load_segmentor
-from posattack.checkpoint import load_checkpoint
-from posattack.feature_split import FeatureSplit
-from posattack.layers import default_layer, resolve_layer
-from posattack.ranking import AUTHORS_LAYER, ChannelRanking
-from posattack.removal import ChannelRemoval
+from posattack.models.authors_checkpoint import map_authors_key
+from posattack.models.builder import load_segmentor
+from posattack.utils.checkpoint import load_checkpoint
+from posattack.attack.feature_split import FeatureSplit
+from posattack.channels.layers import default_layer, resolve_layer
+from posattack.channels.ranking import AUTHORS_LAYER, ChannelRanking
+from posattack.channels import ChannelRemoval
 
 CONFIG = osp.join(REPO_ROOT, 'configs', 'paper', 'deeplabv3_r50-os16_authors_cityscapes.py')
 AUTHORS_RANKINGS = osp.join(osp.dirname(REPO_ROOT), 'shared', 'reference', 'authors_rankings')
@@ -104,7 +104,7 @@ def test_config_is_the_papers_setting():
     from mmengine.config import Config
     from mmseg.registry import METRICS
 
-    from posattack.metrics import RegionIoUMetric
+    from posattack.evaluation.metric import RegionIoUMetric
     cfg = Config.fromfile(CONFIG)
     assert cfg.custom_imports['imports'] == ['posattack'] and cfg.default_scope == 'mmseg'
     preprocessor = cfg.model.data_preprocessor

@@ -1,4 +1,4 @@
-"""posattack.builder: config + checkpoint -> segmentor, checked, compatible with mmseg."""
+"""posattack.models.builder: config + checkpoint -> segmentor, checked, compatible with mmseg."""
 import pickle
 
 import numpy as np
@@ -6,9 +6,9 @@ import pytest
 import torch
 
 import posattack  # noqa: F401  (registers the checkpoint allowlist, as users get it)
-from posattack.builder import (CheckpointMismatchError, ConfigError, load_config,
+from posattack.models.builder import (CheckpointMismatchError, ConfigError, load_config,
                                load_segmentor)
-from posattack.checkpoint import CheckpointSecurityError, load_checkpoint
+from posattack.utils.checkpoint import CheckpointSecurityError, load_checkpoint
 
 INPUT_SHAPE = (2, 3, 64, 128)
 
@@ -158,7 +158,7 @@ def test_missing_and_unexpected_keys_strict_and_lenient(tiny_segmentor, demo_cfg
 def test_unsafe_checkpoint_is_refused_by_builder(tiny_segmentor, demo_cfg, tmp_path):
     path = _save({'state_dict': tiny_segmentor.state_dict(), 'meta': {'obj': ConfigError('x')}},
                  tmp_path / 'with_object.pth')
-    with pytest.raises(CheckpointSecurityError, match='posattack.builder.ConfigError'):
+    with pytest.raises(CheckpointSecurityError, match='posattack.models.builder.ConfigError'):
         load_segmentor(demo_cfg, path)
     model, _ = load_segmentor(demo_cfg, path, trust_checkpoint=True)
     assert torch.equal(model.decode_head.conv_seg.bias, tiny_segmentor.decode_head.conv_seg.bias)

@@ -1,4 +1,4 @@
-"""posattack.checkpoint: weights_only loading with an explicit allowlist.
+"""posattack.utils.checkpoint: weights_only loading with an explicit allowlist.
 
 The Runner-made checkpoint itself is exercised in test_builder.py (training is the slow
 part); here the allowlist, the refusals and the error messages are checked on small files.
@@ -12,7 +12,7 @@ import torch
 from mmengine.logging import HistoryBuffer, MessageHub
 
 import posattack  # noqa: F401  (registers the allowlist, as users get it)
-from posattack.checkpoint import (CheckpointError, CheckpointSecurityError, load_checkpoint,
+from posattack.utils.checkpoint import (CheckpointError, CheckpointSecurityError, load_checkpoint,
                                   register_safe_globals, safe_checkpoint_globals)
 
 

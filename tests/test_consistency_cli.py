@@ -21,8 +21,8 @@ from attack_helpers import (load_tool, make_checkpoint,  # noqa: F401
                             one_torch_thread, run_cli, write_tiny_config)
 from mmseg.structures import SegDataSample
 
-from posattack.builder import load_segmentor
-from posattack.shift_crops import shift_origins
+from posattack.models.builder import load_segmentor
+from posattack.training.shift_crops import shift_origins
 
 MAX_SHIFTS = (4, 8)
 NUM_IMAGES = 2

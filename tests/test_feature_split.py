@@ -8,13 +8,13 @@ import torch
 from attack_helpers import (diversify, one_torch_thread, run_mmseg_test,  # noqa: F401
                             save_checkpoint)
 
-from posattack.builder import load_segmentor
-from posattack.experiment import build_test_dataloader
+from posattack.models.builder import load_segmentor
+from posattack.attack.experiment import build_test_dataloader
 from mmseg.structures import SegDataSample
-from posattack.feature_split import FeatureSplit, logits_to_labels
-from posattack.layers import resolve_layer
-from posattack.ranking import ChannelRanking
-from posattack.removal import select_channels
+from posattack.attack.feature_split import FeatureSplit, logits_to_labels
+from posattack.channels.layers import resolve_layer
+from posattack.channels.ranking import ChannelRanking
+from posattack.channels import select_channels
 
 NUM_TOTAL = 128  # channels of the demo backbone's last stage
 

@@ -23,9 +23,10 @@ import torch
 from attack_helpers import load_tool
 from torch import nn
 
-from posattack.identify import (FlipDifferenceAccumulator, build_split_dataloader, flip_images,
-                                forward_to_layer, identify_channels)
-from posattack.ranking import ChannelRanking
+from posattack.attack.dataloader import build_split_dataloader
+from posattack.channels.forward import forward_to_layer
+from posattack.identify import FlipDifferenceAccumulator, flip_images, identify_channels
+from posattack.channels.ranking import ChannelRanking
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -291,7 +292,7 @@ def test_cli_end_to_end(tmp_path, cli_inputs, demo_cfg, tiny_segmentor):
                                '--batch-size', '2'])
     assert osp.samefile(written, out)
     data = json.loads(out.read_text())
-    assert data['format'] == 'posattack.ranking/1' and data['num_images'] == 3
+    assert data['format'] == 'posattack.channels.ranking/1' and data['num_images'] == 3
     ranking = ChannelRanking.load(out)
     assert ranking.num_channels == 128 and ranking.layer == 'backbone:3'
     assert ranking.regions == ['overall', 'left', 'right', 'top', 'bottom']

@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from posattack.layers import (LayerRef, StopForward, capture, default_layer, list_layer_names,
+from posattack.channels.layers import (LayerRef, StopForward, capture, default_layer, list_layer_names,
                               parse_layer_name, replace_output, resolve_layer, select_output)
 
 

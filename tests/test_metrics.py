@@ -13,8 +13,8 @@ from mmengine.structures import PixelData
 from mmseg.registry import METRICS
 from mmseg.structures import SegDataSample
 
-from posattack.metrics import RegionIoUMetric, region_confusion, summarize_confusion
-from posattack.regions import build_region_masks
+from posattack.evaluation.metric import RegionIoUMetric, region_confusion, summarize_confusion
+from posattack.evaluation.regions import build_region_masks
 
 
 

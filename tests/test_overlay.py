@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from posattack.overlay import (BOX_COLOR, CHANGED_OUTLINE, OverlaySelector, changed_fraction,
+from posattack.report.overlay import (BOX_COLOR, CHANGED_OUTLINE, OverlaySelector, changed_fraction,
                                colorize_labels, panel_geometry, render_panel, save_panel)
 
 PALETTE = [(128, 64, 128), (0, 0, 142), (220, 20, 60)]  # road, car, person (Cityscapes colours)
@@ -169,6 +169,6 @@ def test_save_panel_round_trip(scene, tmp_path):
 
 
 def test_cityscapes_palette_from_mmseg():
-    from posattack.overlay import cityscapes_palette
+    from posattack.report.overlay import cityscapes_palette
     palette = cityscapes_palette()
     assert len(palette) == 19 and palette[0] == (128, 64, 128) and palette[13] == (0, 0, 142)

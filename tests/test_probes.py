@@ -17,7 +17,7 @@ from torch import nn
 
 import posattack.probes  # noqa: F401 - registers GAPNet, PermuteNet, GridPatchDataset, ...
 from posattack.probes.accuracy import ProbeAccuracy, accuracy_summary
-from posattack.probes.frozen_probe import (build_probe_datasets, frozen_grid_probe,
+from posattack.identify.grid_probe import (build_probe_datasets, frozen_grid_probe,
                                            grid_probe_ranking, segmentor_normalization)
 from posattack.probes.grid_data import (GridPatchDataset, PackGridInputs, PlacePatchInGrid,
                                         cell_names, crop_cityscapes_patches, load_patch_folder)
@@ -25,8 +25,8 @@ from posattack.probes.models import GAPNet, PermuteNet, shuffle_channels
 from posattack.probes.padding import padding_modes, set_padding_mode
 from posattack.probes.table import (configure_probe, format_table1, load_results, row_key,
                                     run_probe, run_table)
-from posattack.ranking import ChannelRanking
-from posattack.removal import ChannelRemoval, select_channels
+from posattack.channels.ranking import ChannelRanking
+from posattack.channels import ChannelRemoval, select_channels
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PROBE_CONFIG = osp.join(REPO_ROOT, 'configs', 'probes', 'gapnet_r18-w16_grid3-location_synthetic.py')
@@ -445,7 +445,7 @@ def test_probe_datasets_are_normalised_as_the_segmentor_expects(tiny_segmentor, 
 
 
 def test_grid_probe_ranking_centres_weights_and_round_trips(tmp_path):
-    readout = posattack.probes.frozen_probe.GridReadout(torch.zeros(3), torch.ones(3), num_classes=4)
+    readout = posattack.identify.grid_probe.GridReadout(torch.zeros(3), torch.ones(3), num_classes=4)
     with torch.no_grad():
         readout.conv.weight.copy_(torch.tensor([[1., 0, 2], [3, 0, 2], [1, 4, 2], [3, 0, 2]])[:, :, None, None])
     x = torch.randn(5, 3)
@@ -479,7 +479,7 @@ def test_grid_probe_ranking_centres_weights_and_round_trips(tmp_path):
 # channels, which takes far longer to learn for more classes (see docs/probes.md).
 @pytest.fixture(scope='module')
 def probe_scenes(tmp_path_factory):
-    from posattack.synthetic import generate_cityscapes
+    from posattack.data.synthetic import generate_cityscapes
     root = tmp_path_factory.mktemp('probe_scenes')
     generate_cityscapes(root, num_train=16, num_val=8, size=(64, 128), seed=0)
     return str(root)

@@ -10,9 +10,9 @@ import sys
 import numpy as np
 import pytest
 
-from posattack.builder import load_segmentor
-from posattack.concentration import concentration
-from posattack.experiment import build_test_dataloader
+from posattack.models.builder import load_segmentor
+from posattack.profile.concentration import concentration
+from posattack.attack.experiment import build_test_dataloader
 from posattack.identify import identify_channels
 
 from attack_helpers import (REPO_ROOT, free_port, load_cli, load_json, load_tool,  # noqa: F401

@@ -3,7 +3,7 @@ and against the Gini's other definition (mean absolute difference over all pairs
 import numpy as np
 import pytest
 
-from posattack.concentration import concentration, gini, share_key, top_share
+from posattack.profile.concentration import concentration, gini, share_key, top_share
 
 
 def gini_by_pairs(values):

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from posattack.profile import ProfileOptions, profile_model
+from posattack.profile.run import ProfileOptions, profile_model
 
 from attack_helpers import diversify, one_torch_thread  # noqa: F401 - fixture
 from conftest import DEMO_CONFIG

@@ -5,10 +5,10 @@ import torch
 from mmseg.structures import SegDataSample
 from torch import nn
 
-from posattack.depth_layers import check_layers_read, depth_layers, prediction_reads
-from posattack.feature_split import FeatureSplit
-from posattack.layers import resolve_layer
-from posattack.prefix_replay import PrefixReplaySplit
+from posattack.profile.depth_layers import check_layers_read, depth_layers, prediction_reads
+from posattack.attack.feature_split import FeatureSplit
+from posattack.channels.layers import resolve_layer
+from posattack.attack.prefix_replay import PrefixReplaySplit
 
 from attack_helpers import diversify, one_torch_thread  # noqa: F401 - fixture
 

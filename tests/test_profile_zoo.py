@@ -4,11 +4,11 @@ hooked full forward. Random weights, 2 synthetic images at 64x128, one fraction,
 import pytest
 import torch
 
-from posattack.builder import load_segmentor
-from posattack.feature_split import FeatureSplit
-from posattack.layers import resolve_layer
-from posattack.prefix_replay import PrefixReplaySplit
-from posattack.profile import ProfileOptions, profile_model
+from posattack.models.builder import load_segmentor
+from posattack.attack.feature_split import FeatureSplit
+from posattack.channels.layers import resolve_layer
+from posattack.attack.prefix_replay import PrefixReplaySplit
+from posattack.profile.run import ProfileOptions, profile_model
 
 from attack_helpers import diversify, one_torch_thread  # noqa: F401 - fixture
 from test_zoo_attack import ARCHITECTURES, NUM_IMAGES, _first_batch, _tiny_data_options

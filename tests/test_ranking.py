@@ -5,8 +5,8 @@ import os.path as osp
 
 import pytest
 
-import posattack.ranking as ranking_module
-from posattack.ranking import (FORMAT_TAG, ChannelRanking, order_by_score,
+import posattack.channels.ranking as ranking_module
+from posattack.channels.ranking import (FORMAT_TAG, ChannelRanking, order_by_score,
                                resolve_channel_count)
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))

@@ -10,8 +10,8 @@ import os.path as osp
 import pytest
 from attack_helpers import REPO_ROOT, load_tool
 
-from posattack.ranking import ChannelRanking
-from posattack.ranking_comparison import compare_orders, compare_rankings, comparison_markdown
+from posattack.channels.ranking import ChannelRanking
+from posattack.channels.ranking_comparison import compare_orders, compare_rankings, comparison_markdown
 
 AUTHORS_RANKINGS = osp.join(osp.dirname(REPO_ROOT), 'shared', 'reference', 'authors_rankings')
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from posattack.regions import (REGIONS, build_region_layout, build_region_masks,
+from posattack.evaluation.regions import (REGIONS, build_region_layout, build_region_masks,
                                register_region, validate_region_specs)
 
 

@@ -17,9 +17,9 @@ from attack_helpers import (REPO_ROOT, load_cli, make_checkpoint,  # noqa: F401
                             one_torch_thread, run_cli, snapshot, start_lock_holder,
                             write_tiny_config)
 
-import posattack.experiment as experiment
-from posattack.ranking import ChannelRanking
-from posattack.synthetic import generate_cityscapes
+import posattack.attack.experiment as experiment
+from posattack.channels.ranking import ChannelRanking
+from posattack.data.synthetic import generate_cityscapes
 
 CLI = load_cli()
 # 3 images, N = 8 of 128 channels, one random seed: clean, targeted, random
@@ -192,7 +192,7 @@ def test_a_locked_work_dir_is_refused_and_free_after_kill_9(files, tmp_path):
 _STALLED_ATTACK = """
 import sys, time
 sys.path.insert(0, sys.argv[1])
-import posattack.sweep as sweep
+import posattack.attack.sweep as sweep
 evaluate = sweep._Pass.evaluate
 def stalled(self, *args):
     if any(s.mode == 'targeted' for s in self.settings):

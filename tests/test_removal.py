@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from posattack.ranking import ChannelRanking
-from posattack.removal import (ChannelRemoval, channel_means, random_channels, replace_channels,
+from posattack.channels.ranking import ChannelRanking
+from posattack.channels import (ChannelRemoval, channel_means, random_channels, replace_channels,
                                select_channels)
 
 # ----------------------------------------------------------------------------- helpers

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from posattack.plots import (class_drop_matrix, plot_class_drop_heatmap,
+from posattack.report.plots import (class_drop_matrix, plot_class_drop_heatmap,
                              plot_iou_vs_border_distance, plot_miou_vs_channels)
 from posattack.report import (aggregate, compare_targeted_random, format_summary_table, read_json,
                               results_to_rows, summarize_values, write_json_atomic,

@@ -10,7 +10,7 @@ import torch
 from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 
-from posattack.shift_crops import (AugShiftPair, check_max_shift, crop_size_for,
+from posattack.training.shift_crops import (AugShiftPair, check_max_shift, crop_size_for,
                                    overlap_slices, shift_origins)
 
 H, W = 12, 16

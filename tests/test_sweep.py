@@ -9,15 +9,15 @@ import torch
 from attack_helpers import (diversify, one_torch_thread, run_mmseg_test,  # noqa: F401
                             save_checkpoint)
 
-from posattack.builder import load_segmentor
-from posattack.experiment import build_test_dataloader
-from posattack.feature_split import FeatureSplit
+from posattack.models.builder import load_segmentor
+from posattack.attack.experiment import build_test_dataloader
+from posattack.attack.feature_split import FeatureSplit
 from posattack.identify import identify_channels
-from posattack.layers import resolve_layer
-from posattack.ranking import ChannelRanking
-from posattack.removal import channel_means
-from posattack.settings import AttackSetting
-from posattack.sweep import SweepState, run_sweep
+from posattack.channels.layers import resolve_layer
+from posattack.channels.ranking import ChannelRanking
+from posattack.channels import channel_means
+from posattack.attack.settings import AttackSetting
+from posattack.attack.sweep import SweepState, run_sweep
 
 NUM_TOTAL = 128
 NUM_CLASSES = 19

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from posattack.synthetic import generate_cityscapes
+from posattack.data.synthetic import generate_cityscapes
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 

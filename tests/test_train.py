@@ -49,7 +49,7 @@ def trained_work_dir(synthetic_root, tmp_path_factory):
 
 
 def test_train_writes_checkpoint_and_validates(trained_work_dir):
-    from posattack.checkpoint import load_checkpoint
+    from posattack.utils.checkpoint import load_checkpoint
     work_dir, log = trained_work_dir
     checkpoint_path = work_dir / 'iter_4.pth'
     assert checkpoint_path.is_file()

@@ -5,7 +5,7 @@ import signal
 import pytest
 from attack_helpers import start_lock_holder
 
-from posattack.work_dir_lock import LOCK_FILE_NAME, WorkDirBusyError, WorkDirLock
+from posattack.attack.work_dir_lock import LOCK_FILE_NAME, WorkDirBusyError, WorkDirLock
 
 
 def test_a_second_taker_is_refused_with_the_holders_pid(tmp_path):

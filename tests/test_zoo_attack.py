@@ -19,13 +19,13 @@ import torch
 from attack_helpers import REPO_ROOT, diversify, load_cli, run_cli
 from mmengine.config import Config
 
-from posattack.builder import load_segmentor
-from posattack.experiment import build_test_dataloader
-from posattack.feature_split import FeatureSplit
-from posattack.layers import default_layer, resolve_layer
-from posattack.metrics import RegionIoUMetric
-from posattack.ranking import ChannelRanking
-from posattack.removal import ChannelRemoval
+from posattack.models.builder import load_segmentor
+from posattack.attack.experiment import build_test_dataloader
+from posattack.attack.feature_split import FeatureSplit
+from posattack.channels.layers import default_layer, resolve_layer
+from posattack.evaluation.metric import RegionIoUMetric
+from posattack.channels.ranking import ChannelRanking
+from posattack.channels import ChannelRemoval
 
 PAPER = osp.join(REPO_ROOT, 'configs', 'paper')
 FRAGMENTS = osp.join(REPO_ROOT, 'configs', '_base_', 'posattack')
@@ -278,7 +278,7 @@ def test_fragments_compose_with_channel_removal_on_a_zoo_config(tmp_path):
         "test_evaluator = dict(_delete_=True, **_base_.region_metric)\n")
     cfg = Config.fromfile(str(child))
     assert cfg.custom_imports['imports'] == ['posattack']
-    assert cfg.test_evaluator == dict(type='posattack.metrics.RegionIoUMetric',
+    assert cfg.test_evaluator == dict(type='posattack.evaluation.metric.RegionIoUMetric',
                                       iou_metrics=['mIoU'],
                                       regions=['paper', dict(type='border', bands=4)])
     # command-line style overrides reach the evaluator and the hook, and both build

@@ -17,11 +17,11 @@ import sys
 
 from mmengine.logging import MMLogger
 
-from posattack.cli import (BAD_INPUT_ERRORS, CfgOptionsAction, parse_region_arg,
+from posattack.utils.cli import (BAD_INPUT_ERRORS, CfgOptionsAction, parse_region_arg,
                            report_bad_input)
-from posattack.distributed import LAUNCHERS, exit_process, init_launcher
-from posattack.experiment import DEFAULT_BOOTSTRAP, DEFAULT_SEEDS, AttackOptions, run_attack
-from posattack.multi_model import run_attacks
+from posattack.utils.distributed import LAUNCHERS, exit_process, init_launcher
+from posattack.attack.experiment import DEFAULT_BOOTSTRAP, DEFAULT_SEEDS, AttackOptions, run_attack
+from posattack.attack.multi_model import run_attacks
 
 
 def parse_args(argv=None):

@@ -13,8 +13,8 @@ import argparse
 import os.path as osp
 import sys
 
-from posattack.aug_shift_report import comparison_rows, markdown_table
-from posattack.fileio import write_json_atomic, write_text_atomic
+from posattack.report.aug_shift_table import comparison_rows, markdown_table
+from posattack.utils.fileio import write_json_atomic, write_text_atomic
 
 
 def main(argv=None) -> int:

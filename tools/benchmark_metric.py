@@ -79,8 +79,8 @@ def main(argv=None):
     args = parse_args(argv)
     import posattack  # noqa: F401  registers RegionIoUMetric
     from mmseg.registry import METRICS, MODELS
-    from posattack.metrics import region_confusion
-    from posattack.regions import build_region_masks
+    from posattack.evaluation.metric import region_confusion
+    from posattack.evaluation.regions import build_region_masks
 
     cfg = Config.fromfile(args.config)
     init_default_scope(cfg.get('default_scope', 'mmseg'))

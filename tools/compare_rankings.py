@@ -37,10 +37,10 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from posattack.cli import BAD_INPUT_ERRORS, report_bad_input
-    from posattack.fileio import write_json_atomic, write_text_atomic
-    from posattack.ranking import ChannelRanking
-    from posattack.ranking_comparison import compare_rankings, comparison_markdown
+    from posattack.utils.cli import BAD_INPUT_ERRORS, report_bad_input
+    from posattack.utils.fileio import write_json_atomic, write_text_atomic
+    from posattack.channels.ranking import ChannelRanking
+    from posattack.channels.ranking_comparison import compare_rankings, comparison_markdown
     try:
         a = ChannelRanking.load(args.a, format=args.format_a)
         b = ChannelRanking.load(args.b, format=args.format_b)

@@ -19,15 +19,15 @@ from mmengine.evaluator import Evaluator
 from mmengine.logging import MMLogger, print_log
 from mmengine.utils import ProgressBar
 
-from posattack.builder import load_segmentor
-from posattack.cli import (BAD_INPUT_ERRORS, CfgOptionsAction, parse_region_arg,
+from posattack.models.builder import load_segmentor
+from posattack.utils.cli import (BAD_INPUT_ERRORS, CfgOptionsAction, parse_region_arg,
                            report_bad_input)
-from posattack.distributed import LAUNCHERS, exit_process, init_launcher
-from posattack.experiment import build_test_dataloader
-from posattack.fileio import file_sha256, write_json_atomic
-from posattack.non_finite import NonFiniteWatch
-from posattack.shift_consistency import ShiftConsistencyMetric, ShiftPairTTAModel
-from posattack.shift_crops import ShiftConsistencyPairs
+from posattack.utils.distributed import LAUNCHERS, exit_process, init_launcher
+from posattack.attack.experiment import build_test_dataloader
+from posattack.utils.fileio import file_sha256, write_json_atomic
+from posattack.attack.non_finite import NonFiniteWatch
+from posattack.evaluation.shift_consistency import ShiftConsistencyMetric, ShiftPairTTAModel
+from posattack.training.shift_crops import ShiftConsistencyPairs
 
 
 def parse_args(argv=None):

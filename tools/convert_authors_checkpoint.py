@@ -34,8 +34,8 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from posattack.authors_checkpoint import convert_authors_checkpoint
-    from posattack.cli import BAD_INPUT_ERRORS, report_bad_input
+    from posattack.models.authors_checkpoint import convert_authors_checkpoint
+    from posattack.utils.cli import BAD_INPUT_ERRORS, report_bad_input
     try:
         summary = convert_authors_checkpoint(args.input, args.output, args.config,
                                              trust_checkpoint=args.trust_checkpoint)

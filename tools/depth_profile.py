@@ -20,9 +20,9 @@ import sys
 from mmengine.config import DictAction
 from mmengine.logging import MMLogger
 
-from posattack.cli import BAD_INPUT_ERRORS, parse_region_arg, report_bad_input
-from posattack.distributed import LAUNCHERS, exit_process, init_launcher
-from posattack.profile import (DEFAULT_BOOTSTRAP, DEFAULT_FRACTIONS, DEFAULT_SEEDS,
+from posattack.utils.cli import BAD_INPUT_ERRORS, parse_region_arg, report_bad_input
+from posattack.utils.distributed import LAUNCHERS, exit_process, init_launcher
+from posattack.profile.run import (DEFAULT_BOOTSTRAP, DEFAULT_FRACTIONS, DEFAULT_SEEDS,
                                ProfileOptions, run_profile)
 
 

@@ -16,7 +16,7 @@ import os.path as osp
 import re
 import sys
 
-from posattack.fileio import write_text_atomic
+from posattack.utils.fileio import write_text_atomic
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 BLOCK = re.compile(r'(<!-- include: (?P<path>[^ ]+) -->\n)(?P<body>.*?)(<!-- end include -->)',

@@ -10,7 +10,7 @@ import time
 
 from mmengine.logging import print_log
 
-from posattack.synthetic import generate_cityscapes
+from posattack.data.synthetic import generate_cityscapes
 
 
 def parse_args(argv=None):

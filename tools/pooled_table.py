@@ -11,10 +11,10 @@ import argparse
 import datetime
 import sys
 
-from posattack.fileio import write_text_atomic
-from posattack.machine import describe_machine
+from posattack.utils.fileio import write_text_atomic
+from posattack.utils.machine import describe_machine
 from posattack.report import read_json
-from posattack.report_statistics import headline_markdown
+from posattack.report.statistics_markdown import headline_markdown
 
 
 def main(argv=None) -> int:

@@ -109,7 +109,7 @@ def parse_args(argv=None):
 def _synthetic_root(work_dir: str, num_train: int, num_val: int) -> str:
     from mmengine.logging import print_log
 
-    from posattack.synthetic import MARKER_FILE, generate_cityscapes
+    from posattack.data.synthetic import MARKER_FILE, generate_cityscapes
     root = osp.join(work_dir, 'data', 'synthetic_cityscapes')
     marker = osp.join(root, MARKER_FILE)
     if osp.isfile(marker):
@@ -167,9 +167,9 @@ def run_frozen(args):
     import torch
     from mmengine.logging import print_log
 
-    from posattack.builder import load_segmentor
-    from posattack.probes.frozen_probe import build_probe_datasets, frozen_grid_probe
-    from posattack.fileio import write_text_atomic
+    from posattack.models.builder import load_segmentor
+    from posattack.identify.grid_probe import build_probe_datasets, frozen_grid_probe
+    from posattack.utils.fileio import write_text_atomic
     for path, what in ((args.config, 'Config'), (args.checkpoint, 'Checkpoint')):
         if not osp.isfile(path):
             raise FileNotFoundError(f'{what} file not found: {path}')
@@ -209,8 +209,8 @@ def run(argv=None):
 
 def main(argv=None) -> int:
     """The command line: exit code 0, or 2 with one line saying what is wrong."""
-    from posattack.builder import ConfigError
-    from posattack.checkpoint import CheckpointError
+    from posattack.models.builder import ConfigError
+    from posattack.utils.checkpoint import CheckpointError
     try:
         run(argv)
     except (FileNotFoundError, FileExistsError, NotADirectoryError, ValueError, KeyError,

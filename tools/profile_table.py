@@ -13,9 +13,9 @@ import datetime
 import os.path as osp
 import sys
 
-from posattack.fileio import write_bytes_atomic, write_text_atomic
-from posattack.machine import describe_machine
-from posattack.profile_report import (ATTACK_LEGEND, CONCENTRATION_LEGEND, attack_table,
+from posattack.utils.fileio import write_bytes_atomic, write_text_atomic
+from posattack.utils.machine import describe_machine
+from posattack.profile.report import (ATTACK_LEGEND, CONCENTRATION_LEGEND, attack_table,
                                       concentration_table)
 from posattack.report import read_json
 
@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         profile = read_json(args.profile)
-        if profile.get('format') != 'posattack.profile/1':
+        if profile.get('format') != 'posattack.profile.run/1':
             raise ValueError(f'{args.profile} is not a profile.json of tools/depth_profile.py')
     except (ValueError, FileNotFoundError) as error:
         print(f'error: {error}', file=sys.stderr)

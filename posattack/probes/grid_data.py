@@ -10,7 +10,7 @@ Patches come from
 * a folder of images (``patch_dir``): flat (unlabelled, location only) or
   ``root/<class_name>/*.png`` (labelled, both tasks); every image is resized to the patch size;
 * Cityscapes-layout data (``cityscapes_root``; real, or made by
-  ``posattack.synthetic.generate_cityscapes``): crops of the ``leftImg8bit`` images on a regular
+  ``posattack.data.synthetic.generate_cityscapes``): crops of the ``leftImg8bit`` images on a regular
   grid, labelled with the majority ``labelTrainIds`` class of the crop.
 
 Usage::
@@ -34,7 +34,7 @@ from mmcv.transforms import BaseTransform
 from mmengine.dataset import BaseDataset
 from mmseg.registry import DATASETS, TRANSFORMS
 
-from ..cityscapes_labels import IGNORE_INDEX, TRAINID_TO_NAME
+from ..data.cityscapes_labels import IGNORE_INDEX, TRAINID_TO_NAME
 
 __all__ = [
     'IMAGE_EXTENSIONS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'GridPatchDataset', 'PackGridInputs',

@@ -26,7 +26,7 @@ from typing import Any, Iterable, Optional, Sequence, Union
 from mmengine.config import Config
 from mmengine.logging import print_log
 
-from ..fileio import write_text_atomic
+from ..utils.fileio import write_text_atomic
 from .grid_data import TASKS, check_grid_size, patch_folder_classes
 from .padding import PADDING_MODES, normalize_padding_mode
 
@@ -197,7 +197,7 @@ def config_fingerprint(cfg: Config) -> str:
 
 def _data_marker(data_root: Optional[str]) -> Optional[dict]:
     """What generated a synthetic data root (counts, size, seed), so new data means new runs."""
-    from ..synthetic import MARKER_FILE
+    from ..data.synthetic import MARKER_FILE
     marker = Path(data_root) / MARKER_FILE if data_root else None
     if marker is None or not marker.is_file():
         return None

@@ -20,7 +20,7 @@
 # already defines `custom_hooks`, do not list it beside this file in `_base_` (duplicate key):
 # copy the dict below into your own list instead.
 #
-# Fields (see posattack.hooks.ChannelRemovalHook):
+# Fields (see posattack.channels.hook.ChannelRemovalHook):
 #   layer: 'backbone:3' style name; None = the tensor the decode head consumes.
 #   mode: 'targeted' (top of a ranking), 'random' (drawn with seed), 'explicit' (channels=[...]).
 #   num_channels / fraction: how many to remove; give exactly one (set the other to None).
@@ -32,7 +32,7 @@
 #                   ranking=<directory of their three JSON files>).
 custom_hooks = [
     dict(
-        type='posattack.hooks.ChannelRemovalHook',
+        type='posattack.channels.hook.ChannelRemovalHook',
         layer=None,
         ranking='ranking.json',
         region='overall',

@@ -19,6 +19,6 @@
 # `out_file='region_miou.json'` also writes every region's scores, per class, as JSON.
 # mmseg's tools/test.py --out sets `keep_results`; RegionIoUMetric accepts it, as IoUMetric does.
 region_metric = dict(
-    type='posattack.metrics.RegionIoUMetric',
+    type='posattack.evaluation.metric.RegionIoUMetric',
     regions=['paper', dict(type='border', bands=4)],
     iou_metrics=['mIoU'])

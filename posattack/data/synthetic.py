@@ -1,0 +1,513 @@
+"""Synthetic street scenes written in the real Cityscapes layout.
+
+The scenes follow Cityscapes' structure: sky on top, a two-lane road below the horizon with
+right-hand traffic (cars ahead on the right lane, oncoming ones on the left), verges on both
+sides, a row of facades behind each verge, trees, poles carrying traffic signs and lights,
+fences, cars and persons, all in perspective (things shrink toward the horizon). A void
+ego-vehicle bonnet and static clutter give ignored pixels.
+
+Appearance is deliberately ambiguous, so that a network has to use *where* a pixel is:
+  * sky and road share one colour and texture: told apart only vertically;
+  * the right verge is sidewalk and the left one terrain, the right facades are buildings
+    and the left ones walls. Each pair shares one colour, one texture and one layout
+    distribution: told apart only by the side of the image.
+Everything else is drawn alike on both sides (only the walls leave wider gaps than the
+buildings), so a mirrored scene is nearly as likely as the scene itself, but with the labels
+of those pairs swapped. A network can label them only by knowing left from right (absolute
+position, which CNNs take from zero padding), and the channels that carry it are those whose
+pooled response changes under a horizontal flip: what the flip difference of Islam et al.
+(ICCV 2021) looks for.
+
+    from posattack.data.synthetic import generate_cityscapes
+    info = generate_cityscapes('data/synthetic_cityscapes', num_train=300, num_val=60)
+    print(info['classes_present']['val'])
+"""
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Dict, List, Tuple, Union
+
+import cv2
+import numpy as np
+
+from .cityscapes_labels import (ID_HAS_INSTANCES, ID_TO_COLOR, ID_TO_TRAINID, IGNORE_INDEX,
+                                NAME_TO_ID, TRAINID_TO_NAME)
+from ..utils.fileio import write_image_atomic
+
+# Real Cityscapes city names, so the file names look exactly like the dataset's.
+CITIES = {
+    'train': ('aachen', 'bochum', 'bremen', 'cologne', 'darmstadt', 'zurich'),
+    'val': ('frankfurt', 'lindau', 'munster'),
+}
+SPLIT_CODES = {'train': 0, 'val': 1}
+FRAME_NUMBER = 19  # every gtFine frame of Cityscapes is the 20th of its snippet: _000019_
+MARKER_FILE = '.posattack_synthetic.json'
+MIN_SIZE = (32, 64)
+
+ROAD, SIDEWALK, BUILDING, WALL, FENCE = (NAME_TO_ID[n] for n in (
+    'road', 'sidewalk', 'building', 'wall', 'fence'))
+POLE, TRAFFIC_LIGHT, TRAFFIC_SIGN, VEGETATION, TERRAIN, SKY = (NAME_TO_ID[n] for n in (
+    'pole', 'traffic light', 'traffic sign', 'vegetation', 'terrain', 'sky'))
+PERSON, CAR, EGO_VEHICLE, STATIC = (NAME_TO_ID[n] for n in (
+    'person', 'car', 'ego vehicle', 'static'))
+
+CAMERA_HEIGHT = 1.4  # metres; a pixel row d below the horizon sees the ground d/1.4 px per m
+
+
+def cityscapes_stem(city: str, index: int) -> str:
+    """The Cityscapes file stem of image `index` of `city`, e.g. 'aachen_000003_000019'."""
+    return f'{city}_{index:06d}_{FRAME_NUMBER:06d}'
+
+
+class _Canvas:
+    """An RGB float image, its labelIds map and which object owns each pixel, painted
+    together so that they always agree."""
+
+    def __init__(self, height: int, width: int):
+        self.height, self.width = height, width
+        self.rgb = np.zeros((height, width, 3), np.float32)
+        self.label = np.zeros((height, width), np.uint8)
+        # The painted object (tree, car, person...) each pixel belongs to, -1 for none:
+        # instance ids follow from it, and a nearer object painted later occludes it.
+        self.owner = np.full((height, width), -1, np.int32)
+        self.current_object = -1
+
+    def paint(self, mask: np.ndarray, label_id: int, colour) -> None:
+        self.label[mask] = label_id
+        self.rgb[mask] = colour
+        self.owner[mask] = self.current_object
+
+    def instance_ids(self) -> np.ndarray:
+        """Cityscapes' `_instanceIds` (uint16): labelId * 1000 + the object's number among
+        the visible objects of its class (0, 1, ... in painting order) for classes with
+        instances (person, car, ...), the plain labelId everywhere else."""
+        ids = self.label.astype(np.uint16)
+        for label_id in np.unique(self.label):
+            if not ID_HAS_INSTANCES[label_id]:
+                continue
+            of_class = self.label == label_id
+            for number, owner in enumerate(np.unique(self.owner[of_class])):
+                ids[of_class & (self.owner == owner)] = int(label_id) * 1000 + number
+        return ids
+
+    def paint_shape(self, draw, label_id: int, colour) -> None:
+        """`draw(mask)` draws a filled OpenCV shape with value 1 into a blank uint8 mask."""
+        mask = np.zeros((self.height, self.width), np.uint8)
+        draw(mask)
+        self.paint(mask.astype(bool), label_id, colour)
+
+
+def _noise_field(rng: np.random.Generator, height: int, width: int, cell: int) -> np.ndarray:
+    """Smooth noise in [-1, 1]: a coarse random grid upsampled bilinearly."""
+    coarse = rng.uniform(-1, 1, (max(2, height // cell + 2), max(2, width // cell + 2)))
+    return cv2.resize(coarse.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def _grey_colour(rng: np.random.Generator, low: float, high: float, tint: float) -> np.ndarray:
+    level = rng.uniform(low, high)
+    return np.clip(level + rng.uniform(-tint, tint, 3), 0, 255).astype(np.float32)
+
+
+class _SceneSampler:
+    """Draws one street scene. Geometry is a pinhole camera at CAMERA_HEIGHT above a flat
+    ground: a ground point at lateral offset X (metres, right positive) seen on the pixel row
+    d = y - horizon lies at column x = vanishing_x + X * d / CAMERA_HEIGHT."""
+
+    def __init__(self, rng: np.random.Generator, height: int, width: int):
+        self.rng, self.height, self.width = rng, height, width
+        self.canvas = _Canvas(height, width)
+        self.horizon = height * rng.uniform(0.36, 0.46)
+        self.vanishing_x = width * rng.uniform(0.45, 0.55)
+        self.focal = float(width)  # pixels; depth Z = focal * CAMERA_HEIGHT / d
+        # Lateral extents (metres from the camera; left negative). Both sides are drawn from
+        # the same distributions: only the labels tell the sides apart.
+        self.road_left = -rng.uniform(3.0, 4.5)
+        self.road_right = rng.uniform(3.0, 4.5)
+        self.facade_right = self.road_right + rng.uniform(2.5, 4.0)  # sidewalk in between
+        self.facade_left = self.road_left - rng.uniform(2.5, 4.0)  # terrain in between
+        ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+        self.xs, self.ys = xs + 0.5, ys + 0.5
+        self.row_below_horizon = self.ys - self.horizon
+        # Shared looks: the ambiguity the network must resolve by position.
+        self.sky_road_colour = _grey_colour(rng, 95, 175, 12)
+        self.verge_colour = self._verge_colour()
+        self.texture = _noise_field(rng, height, width, max(2, width // 32))
+        self.grain = rng.normal(0, 1, (height, width)).astype(np.float32)
+        self.plaster = _noise_field(rng, height, width, max(2, width // 64))
+
+    def _verge_colour(self) -> np.ndarray:
+        # Paving / dry grass tones, kept clearly apart from the sky-and-road grey.
+        while True:
+            colour = np.array([self.rng.uniform(120, 200), self.rng.uniform(100, 175),
+                               self.rng.uniform(70, 140)], np.float32)
+            if np.abs(colour - self.sky_road_colour).mean() > 30:
+                return colour
+
+    def pixels_per_metre(self, depth: float) -> float:
+        return self.focal / depth
+
+    def ground_row(self, depth: float) -> float:
+        return self.horizon + self.focal * CAMERA_HEIGHT / depth
+
+    def column(self, lateral: float, depth: float) -> float:
+        return self.vanishing_x + lateral * self.focal / depth
+
+    # --- layers, painted back to front -------------------------------------------------
+    def paint_sky_and_ground(self) -> None:
+        canvas, d = self.canvas, self.row_below_horizon
+        canvas.paint(np.ones_like(canvas.label, bool), SKY, self.sky_road_colour)
+        ground = d > 0.5
+        lateral = np.where(ground, (self.xs - self.vanishing_x) * CAMERA_HEIGHT
+                           / np.maximum(d, 0.5), 0)
+        canvas.paint(ground & (lateral < self.road_left), TERRAIN, self.verge_colour)
+        canvas.paint(ground & (lateral > self.road_right), SIDEWALK, self.verge_colour)
+        canvas.paint(ground & (lateral >= self.road_left) & (lateral <= self.road_right), ROAD,
+                     self.sky_road_colour)
+        # A curb: a thin darker band where the verge meets the road, on both sides alike.
+        curb = ground & ((np.abs(lateral - self.road_right) < 0.12)
+                         | (np.abs(lateral - self.road_left) < 0.12))
+        canvas.rgb[curb] *= 0.8
+        # Dashed centre line between the lanes (part of the road, as in Cityscapes).
+        depth = self.focal * CAMERA_HEIGHT / np.maximum(d, 0.5)
+        centre = (ground & (np.abs(lateral) < 0.08)
+                  & (np.mod(depth + self.rng.uniform(0, 6), 6.0) < 3.0))
+        canvas.rgb[centre & (canvas.label == ROAD)] = (225, 225, 220)
+
+    def _street_segments(self, min_height: float, max_height: float, gap_probability: float
+                         ) -> List[Tuple[float, float, float]]:
+        """(near depth, far depth, height) of consecutive blocks along one side of the street."""
+        segments, depth = [], 1.0
+        while depth < 160:
+            length = self.rng.uniform(8, 30)
+            if self.rng.random() < gap_probability:  # an alley: what is behind shows through
+                depth += self.rng.uniform(3, 10)
+                continue
+            segments.append((depth, depth + length, self.rng.uniform(min_height, max_height)))
+            depth += length
+        return segments
+
+    def _vertical_plane(self, side: int, plane: float):
+        """Where a street-parallel vertical plane at lateral offset `plane` projects: per
+        column its depth (a column sees the plane at one depth only), and per pixel the
+        height above the ground of the plane point it sees."""
+        offset = (self.xs[0] - self.vanishing_x) * side
+        valid = offset > 0.5
+        scale = np.where(valid, offset / abs(plane), 1.0)  # pixels per metre at the plane
+        depth = np.where(valid, self.focal / scale, 1e6)  # 1e6: never on a facade
+        height_above_ground = CAMERA_HEIGHT - self.row_below_horizon / scale[None, :]
+        return depth, height_above_ground
+
+    def _paint_plane(self, side: int, plane: float, segments, label_id: int, colours) -> None:
+        """Paint blocks standing on a street-parallel plane (one colour per block)."""
+        depth, height_above_ground = self._vertical_plane(side, plane)
+        top = np.full(self.width, -1.0, np.float32)  # per column; -1: nothing there
+        colour = np.zeros((self.width, 3), np.float32)
+        for (near, far, height), block_colour in zip(segments, colours):
+            columns = (depth >= near) & (depth < far)
+            top[columns] = height
+            colour[columns] = block_colour
+        mask = (height_above_ground >= 0) & (height_above_ground <= top[None, :])
+        self.canvas.label[mask] = label_id
+        self.canvas.rgb[mask] = np.broadcast_to(colour[None], self.canvas.rgb.shape)[mask]
+        # Weathered plaster / foliage: blotches with no direction. Oriented detail (masonry
+        # courses converging to the vanishing point) would tell the side locally and spare
+        # the network from knowing where it is.
+        self.canvas.rgb[mask] *= (1 + 0.18 * self.plaster[mask])[:, None]
+
+    def paint_street_sides(self) -> None:
+        """A row of facades on each side: buildings on the right, walls (firewalls, noise
+        barriers, yard walls) on the left, from one generator (one colour and height
+        distribution, one texture). Only the side tells a building from a wall. The walls
+        leave wider gaps onto open ground than the buildings do, as in a real street."""
+        for side, plane, label_id, gaps in ((1, self.facade_right, BUILDING, 0.15),
+                                            (-1, self.facade_left, WALL, 0.55)):
+            blocks = self._street_segments(4.0, 16.0, gap_probability=gaps)
+            self._paint_plane(side, plane, blocks, label_id,
+                              [_grey_colour(self.rng, 80, 200, 25) for _ in blocks])
+
+    def paint_fence(self) -> None:
+        """Sometimes a fence in front of the facades, on either side."""
+        if self.rng.random() < 0.35:
+            return
+        side = 1 if self.rng.random() < 0.5 else -1
+        plane = self.facade_right - 0.4 if side == 1 else self.facade_left + 0.4
+        depth, height_above_ground = self._vertical_plane(side, plane)
+        near = self.rng.uniform(2, 15)
+        far = near + self.rng.uniform(10, 40)
+        top = self.rng.uniform(1.2, 2.2)
+        mask = (((depth >= near) & (depth < far))[None, :] & (height_above_ground >= 0)
+                & (height_above_ground <= top))
+        colour = np.array([self.rng.uniform(150, 200), self.rng.uniform(120, 160),
+                           self.rng.uniform(100, 140)], np.float32)
+        self.canvas.paint(mask, FENCE, colour)
+        slats = (np.mod(depth, 0.9) < 0.3)[None, :]
+        rail = np.abs(height_above_ground - top * 0.8) < 0.1
+        self.canvas.rgb[mask & ~(slats | rail)] *= 0.55
+
+    def sample_objects(self) -> List[Tuple[float, str, float]]:
+        """(depth, kind, lateral) of every object, to be painted far to near."""
+        rng, objects = self.rng, []
+        for _ in range(rng.integers(2, 6)):  # trees on either verge
+            side_left = rng.random() < 0.5
+            lateral = (rng.uniform(self.facade_left + 0.8, self.road_left - 0.8) if side_left
+                       else rng.uniform(self.road_right + 0.8, self.facade_right - 0.5))
+            objects.append((rng.uniform(6, 60), 'tree', lateral))
+        depth = rng.uniform(6, 12)
+        while depth < 60:  # street furniture at the curbs
+            kind = rng.choice(['sign', 'light', 'lamp'])
+            lateral = (self.road_right + 0.35 if rng.random() < 0.5 else self.road_left - 0.35)
+            objects.append((depth, kind, lateral))
+            depth += rng.uniform(7, 16)
+        for _ in range(rng.integers(1, 5)):  # pedestrians on the verges
+            lateral = (rng.uniform(self.road_right + 0.5, self.facade_right - 0.4)
+                       if rng.random() < 0.5
+                       else rng.uniform(self.facade_left + 0.5, self.road_left - 0.4))
+            objects.append((rng.uniform(4, 35), 'person', lateral))
+        for _ in range(rng.integers(1, 5)):  # cars: ahead (right lane), oncoming, parked
+            lane = rng.choice(['ahead', 'oncoming', 'parked'])
+            lateral = {'ahead': rng.uniform(1.0, self.road_right - 1.1),
+                       'oncoming': rng.uniform(self.road_left + 1.1, -1.0),
+                       'parked': (self.road_right - 1.0 if rng.random() < 0.5
+                                  else self.road_left + 1.0)}[lane]
+            objects.append((rng.uniform(6, 60), 'car', lateral))
+        if rng.random() < 0.5:  # a litter bin: static clutter, ignored in evaluation
+            lateral = (rng.uniform(self.road_right + 0.5, self.facade_right - 0.3)
+                       if rng.random() < 0.5
+                       else rng.uniform(self.facade_left + 0.3, self.road_left - 0.5))
+            objects.append((rng.uniform(4, 20), 'bin', lateral))
+        return sorted(objects, key=lambda item: -item[0])
+
+    def _box(self, lateral: float, depth: float, width_m: float, bottom_m: float,
+             top_m: float) -> Tuple[int, int, int, int]:
+        """Pixel box (x0, y0, x1, y1) of a frontal rectangle standing at (lateral, depth)."""
+        ppm = self.pixels_per_metre(depth)
+        ground = self.ground_row(depth)
+        x_centre = self.column(lateral, depth)
+        half = max(0.5, width_m * ppm / 2)
+        return (int(round(x_centre - half)), int(round(ground - top_m * ppm)),
+                int(round(x_centre + half)) - 1, int(round(ground - bottom_m * ppm)) - 1)
+
+    def _rectangle(self, box, label_id, colour) -> None:
+        x0, y0, x1, y1 = box  # inclusive corners, possibly outside the image
+        x0, y0 = max(x0, 0), max(y0, 0)
+        x1, y1 = min(x1, self.width - 1), min(y1, self.height - 1)
+        if x1 < x0 or y1 < y0:
+            return
+        self.canvas.label[y0:y1 + 1, x0:x1 + 1] = label_id
+        self.canvas.rgb[y0:y1 + 1, x0:x1 + 1] = colour
+        self.canvas.owner[y0:y1 + 1, x0:x1 + 1] = self.canvas.current_object
+
+    def _ellipse(self, centre, axes, label_id, colour) -> None:
+        centre = tuple(int(round(v)) for v in centre)
+        axes = tuple(max(1, int(round(v))) for v in axes)
+        self.canvas.paint_shape(lambda m: cv2.ellipse(m, centre, axes, 0, 0, 360, 1, -1),
+                                label_id, colour)
+
+    def paint_object(self, depth: float, kind: str, lateral: float) -> None:
+        """One object; its pixels are owned by a new object number (see instance_ids)."""
+        self.canvas.current_object += 1
+        self._paint_object_parts(depth, kind, lateral)
+
+    def _paint_object_parts(self, depth: float, kind: str, lateral: float) -> None:
+        rng, ppm = self.rng, self.pixels_per_metre(depth)
+        if kind == 'tree':
+            trunk_height = rng.uniform(2.0, 3.5)
+            crown = rng.uniform(1.4, 2.8)
+            green = np.array([rng.uniform(40, 90), rng.uniform(90, 150), rng.uniform(20, 60)])
+            self._rectangle(self._box(lateral, depth, 0.35, 0, trunk_height + crown * 0.3),
+                            VEGETATION, (90, 70, 50))
+            centre = (self.column(lateral, depth),
+                      self.ground_row(depth) - (trunk_height + crown * 0.8) * ppm)
+            self._ellipse(centre, (crown * ppm, crown * 0.9 * ppm), VEGETATION, green)
+        elif kind in ('sign', 'light', 'lamp'):
+            # Signs and lights hang at 2.5-3.5 m, where a driver sees them; lamps are taller.
+            pole_height = rng.uniform(5.0, 7.0) if kind == 'lamp' else rng.uniform(2.4, 3.3)
+            self._rectangle(self._box(lateral, depth, 0.25, 0, pole_height), POLE,
+                            _grey_colour(rng, 100, 150, 5))
+            if kind == 'sign':
+                face = [(230, 200, 30), (235, 235, 235), (40, 80, 200), (200, 40, 40)][
+                    rng.integers(4)]
+                self._rectangle(self._box(lateral, depth, 0.9, pole_height - 0.2,
+                                          pole_height + 0.7), TRAFFIC_SIGN, face)
+            elif kind == 'light':
+                self._rectangle(self._box(lateral, depth, 0.7, pole_height - 0.2,
+                                          pole_height + 1.2), TRAFFIC_LIGHT, (35, 35, 30))
+                lamp = [(230, 40, 30), (240, 180, 30), (40, 220, 90)][rng.integers(3)]
+                self._rectangle(self._box(lateral, depth, 0.3, pole_height + 0.2,
+                                          pole_height + 0.5), TRAFFIC_LIGHT, lamp)
+        elif kind == 'person':
+            height = rng.uniform(1.55, 1.95)
+            shirt = rng.uniform(30, 230, 3)
+            trousers = rng.uniform(20, 90, 3)
+            self._rectangle(self._box(lateral, depth, 0.4, 0, height * 0.5), PERSON, trousers)
+            self._rectangle(self._box(lateral, depth, 0.55, height * 0.48, height * 0.85),
+                            PERSON, shirt)
+            head = 0.11 * height * ppm
+            self._ellipse((self.column(lateral, depth),
+                           self.ground_row(depth) - height * 0.92 * ppm), (head, head * 1.2),
+                          PERSON, (205, 160, 130))
+        elif kind == 'car':
+            body = np.array([rng.uniform(10, 200), rng.uniform(10, 200), rng.uniform(10, 200)])
+            self._rectangle(self._box(lateral, depth, 1.8, 0.15, 0.95), CAR, body)
+            self._rectangle(self._box(lateral, depth, 1.5, 0.95, 1.5), CAR, body * 0.9)
+            self._rectangle(self._box(lateral, depth, 1.3, 1.0, 1.4), CAR, (40, 45, 55))
+            for wheel in (-0.65, 0.65):
+                self._rectangle(self._box(lateral + wheel, depth, 0.35, 0, 0.35), CAR,
+                                (20, 20, 20))
+        elif kind == 'bin':
+            self._rectangle(self._box(lateral, depth, 0.5, 0, 0.9), STATIC, (60, 80, 60))
+
+    def paint_ego_vehicle(self) -> None:
+        # The bonnet of the recording car, void in Cityscapes (labelId 1 -> trainId 255).
+        self.canvas.current_object = -1
+        bonnet = self.height * self.rng.uniform(0.05, 0.09)
+        bulge = 1 - 0.5 * ((self.xs - self.width / 2) / (self.width / 2)) ** 2
+        mask = self.ys > self.height - bonnet * bulge
+        self.canvas.paint(mask, EGO_VEHICLE, _grey_colour(self.rng, 20, 50, 5))
+
+    def render(self) -> Tuple[np.ndarray, np.ndarray]:
+        rgb, label, _ = self.render_with_instances()
+        return rgb, label
+
+    def render_with_instances(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        self.paint_sky_and_ground()
+        self.paint_street_sides()
+        self.paint_fence()
+        for depth, kind, lateral in self.sample_objects():
+            self.paint_object(depth, kind, lateral)
+        self.paint_ego_vehicle()
+        rgb = self.canvas.rgb
+        rgb *= (1 + 0.10 * self.texture)[..., None]
+        rgb += 4.0 * self.grain[..., None]
+        # One light and white balance per image, so colours vary between scenes.
+        rgb *= self.rng.uniform(0.8, 1.15) * self.rng.uniform(0.93, 1.07, 3)
+        return (np.clip(rgb, 0, 255).astype(np.uint8), self.canvas.label,
+                self.canvas.instance_ids())
+
+
+def render_street_scene(rng: np.random.Generator, height: int, width: int
+                        ) -> Tuple[np.ndarray, np.ndarray]:
+    """One scene: (RGB image (H, W, 3) uint8, Cityscapes labelIds (H, W) uint8)."""
+    return _SceneSampler(rng, height, width).render()
+
+
+def render_street_scene_with_instances(rng: np.random.Generator, height: int, width: int
+                                       ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One scene and its Cityscapes instanceIds (H, W) uint16 (see _Canvas.instance_ids)."""
+    return _SceneSampler(rng, height, width).render_with_instances()
+
+
+def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
+    """The generator of image `index` of `split`: independent of how many images are made."""
+    return np.random.default_rng([int(seed), SPLIT_CODES[split], int(index)])
+
+
+def _write_json_atomic(path: Path, content: Dict) -> None:
+    fd, tmp_path = tempfile.mkstemp(dir=str(path.parent), suffix='.json.tmp')
+    with os.fdopen(fd, 'w') as handle:
+        json.dump(content, handle, indent=2)
+    os.replace(tmp_path, str(path))
+
+
+def _prepare_output_dir(out_dir: Path) -> None:
+    """Refuse to write into a directory that holds anything but an earlier generation;
+    clear an earlier generation so that no stale image outlives a smaller new one."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f'{out_dir} exists and is not a directory; pass a directory '
+                                 'path for the synthetic dataset')
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        if not (out_dir / MARKER_FILE).is_file():
+            raise FileExistsError(
+                f'{out_dir} is not empty and was not written by generate_cityscapes; choose '
+                'a new or empty directory so that no existing data is overwritten')
+        for sub in ('leftImg8bit', 'gtFine'):
+            shutil.rmtree(out_dir / sub, ignore_errors=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _check_arguments(num_train, num_val, size) -> Tuple[int, int]:
+    for name, value in (('num_train', num_train), ('num_val', num_val)):
+        if int(value) != value or value < 0:
+            raise ValueError(f'{name} must be a non-negative integer, got {value!r}')
+    if num_train + num_val == 0:
+        raise ValueError('num_train + num_val is 0: ask for at least one image')
+    try:
+        height, width = (int(v) for v in size)
+    except (TypeError, ValueError):
+        raise ValueError(f'size must be (height, width), got {size!r}') from None
+    if height < MIN_SIZE[0] or width < MIN_SIZE[1]:
+        raise ValueError(f'size {height}x{width} is too small for a street scene; use at '
+                         f'least {MIN_SIZE[0]}x{MIN_SIZE[1]} (height x width)')
+    return height, width
+
+
+def generate_cityscapes(out_dir: Union[str, os.PathLike], num_train: int, num_val: int,
+                        size: Tuple[int, int] = (128, 256), seed: int = 0) -> Dict:
+    """Write `num_train` + `num_val` synthetic scenes in the Cityscapes layout:
+
+    leftImg8bit/{split}/{city}/{city}_{seq:06d}_000019_leftImg8bit.png   (RGB)
+    gtFine/{split}/{city}/{city}_{seq:06d}_000019_gtFine_labelIds.png    (official ids)
+    gtFine/{split}/{city}/..._gtFine_labelTrainIds.png                   (0..18, 255)
+    gtFine/{split}/{city}/..._gtFine_color.png                           (official RGBA)
+    gtFine/{split}/{city}/..._gtFine_instanceIds.png  (16-bit: labelId * 1000 + instance
+                                                       for person, car...; labelId elsewhere)
+
+    Image i of a split depends only on (seed, split, i). Returns a summary dict with the root,
+    the counts, and per split the pixel count of every train class.
+
+        info = generate_cityscapes('data/synthetic_cityscapes', 300, 60, size=(128, 256))
+        # then: CityscapesDataset(data_root=info['root'], data_prefix=dict(
+        #     img_path='leftImg8bit/val', seg_map_path='gtFine/val'), pipeline=[...])
+    """
+    height, width = _check_arguments(num_train, num_val, size)
+    root = Path(out_dir)
+    _prepare_output_dir(root)
+    # The marker goes first, so that an interrupted generation can simply be run again.
+    marker = dict(generator='posattack.data.synthetic.generate_cityscapes', num_train=int(num_train),
+                  num_val=int(num_val), size=[height, width], seed=int(seed))
+    _write_json_atomic(root / MARKER_FILE, dict(marker, complete=False))
+    class_pixels = {}
+    files = {}
+    for split, count in (('train', int(num_train)), ('val', int(num_val))):
+        counts = np.zeros(256, np.int64)
+        files[split] = []
+        cities = CITIES[split]
+        for index in range(count):
+            city = cities[index * len(cities) // count]
+            stem = cityscapes_stem(city, index)
+            image_dir = root / 'leftImg8bit' / split / city
+            label_dir = root / 'gtFine' / split / city
+            image_dir.mkdir(parents=True, exist_ok=True)
+            label_dir.mkdir(parents=True, exist_ok=True)
+            rgb, label_ids, instance_ids = render_street_scene_with_instances(
+                scene_rng(seed, split, index), height, width)
+            train_ids = ID_TO_TRAINID[label_ids]
+            colour = np.concatenate(
+                [ID_TO_COLOR[label_ids], np.full((height, width, 1), 255, np.uint8)], axis=2)
+            image_path = str(image_dir / f'{stem}_leftImg8bit.png')
+            write_image_atomic(image_path, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+            write_image_atomic(str(label_dir / f'{stem}_gtFine_labelIds.png'), label_ids)
+            write_image_atomic(str(label_dir / f'{stem}_gtFine_labelTrainIds.png'), train_ids)
+            write_image_atomic(str(label_dir / f'{stem}_gtFine_color.png'),
+                              cv2.cvtColor(colour, cv2.COLOR_RGBA2BGRA))
+            write_image_atomic(str(label_dir / f'{stem}_gtFine_instanceIds.png'), instance_ids)
+            counts += np.bincount(train_ids.ravel(), minlength=256)
+            files[split].append(image_path)
+        class_pixels[split] = {name: int(counts[train_id])
+                               for train_id, name in enumerate(TRAINID_TO_NAME)}
+        class_pixels[split]['ignored'] = int(counts[IGNORE_INDEX])
+    info = {
+        'root': str(root),
+        'num_train': int(num_train),
+        'num_val': int(num_val),
+        'size': [height, width],
+        'seed': int(seed),
+        'class_pixels': class_pixels,
+        'classes_present': {split: [name for name in TRAINID_TO_NAME if pixels[name] > 0]
+                            for split, pixels in class_pixels.items()},
+    }
+    _write_json_atomic(root / MARKER_FILE, dict(marker, complete=True))
+    info['files'] = files
+    return info
