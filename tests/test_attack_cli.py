@@ -128,7 +128,7 @@ def test_outputs_follow_the_schema(files, full_run):
     assert cv2.imread(osp.join(full_run, 'overlays', overlays[0])) is not None
 
     ranking = ChannelRanking.load(osp.join(full_run, 'ranking.json'))
-    assert json.loads((full_run / 'ranking.json').read_text())['format'] == 'posattack.channels.ranking/1'
+    assert json.loads((full_run / 'ranking.json').read_text())['format'] == 'posattack.ranking/1'
     assert ranking.layer == 'backbone:3' and ranking.num_channels == 128
     assert ranking.num_images == 3 and ranking.method == 'flip_difference'
     assert set(ranking.regions) == {'overall', 'left', 'right', 'top', 'bottom'}

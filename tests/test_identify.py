@@ -292,7 +292,7 @@ def test_cli_end_to_end(tmp_path, cli_inputs, demo_cfg, tiny_segmentor):
                                '--batch-size', '2'])
     assert osp.samefile(written, out)
     data = json.loads(out.read_text())
-    assert data['format'] == 'posattack.channels.ranking/1' and data['num_images'] == 3
+    assert data['format'] == 'posattack.ranking/1' and data['num_images'] == 3
     ranking = ChannelRanking.load(out)
     assert ranking.num_channels == 128 and ranking.layer == 'backbone:3'
     assert ranking.regions == ['overall', 'left', 'right', 'top', 'bottom']

@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         profile = read_json(args.profile)
-        if profile.get('format') != 'posattack.profile.run/1':
+        if profile.get('format') != 'posattack.profile/1':
             raise ValueError(f'{args.profile} is not a profile.json of tools/depth_profile.py')
     except (ValueError, FileNotFoundError) as error:
         print(f'error: {error}', file=sys.stderr)

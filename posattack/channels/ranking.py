@@ -1,8 +1,8 @@
 """ChannelRanking: channels of one tensor ordered per region, with the scores behind each order.
 
-A ranking file is JSON (``"format": "posattack.channels.ranking/1"``)::
+A ranking file is JSON (``"format": "posattack.ranking/1"``)::
 
-    {"format": "posattack.channels.ranking/1", "layer": "backbone:3", "num_channels": 2048,
+    {"format": "posattack.ranking/1", "layer": "backbone:3", "num_channels": 2048,
      "method": "flip_difference", "num_images": 500,
      "orders": {"overall": [...], "left": [...], "right": [...], "top": [...], "bottom": [...]},
      "scores": {"overall": [...], "horizontal": [...], "vertical": [...]},
@@ -44,7 +44,7 @@ __all__ = [
     'resolve_channel_count',
 ]
 
-FORMAT_TAG = 'posattack.channels.ranking/1'
+FORMAT_TAG = 'posattack.ranking/1'
 
 # Which score vector sorts each order of the flip-difference method, and in which direction.
 FLIP_DIFFERENCE_RULES: dict[str, dict[str, Any]] = {

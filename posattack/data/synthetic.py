@@ -22,29 +22,21 @@ pooled response changes under a horizontal flip: what the flip difference of Isl
     info = generate_cityscapes('data/synthetic_cityscapes', num_train=300, num_val=60)
     print(info['classes_present']['val'])
 """
-import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Dict, List, Tuple, Union
 
 import cv2
 import numpy as np
 
-from .cityscapes_labels import (ID_HAS_INSTANCES, ID_TO_COLOR, ID_TO_TRAINID, IGNORE_INDEX,
+from .cityscapes_labels import (ID_TO_COLOR, ID_TO_TRAINID, IGNORE_INDEX,
                                 NAME_TO_ID, TRAINID_TO_NAME)
 from ..utils.fileio import write_image_atomic
+from .cityscapes_layout import (CITIES, FRAME_NUMBER, MARKER_FILE, MIN_SIZE,  # noqa: F401
+                                SPLIT_CODES, _check_arguments, _prepare_output_dir,
+                                _write_json_atomic, cityscapes_stem)
+from .scene_canvas import _Canvas, _grey_colour, _noise_field
 
-# Real Cityscapes city names, so the file names look exactly like the dataset's.
-CITIES = {
-    'train': ('aachen', 'bochum', 'bremen', 'cologne', 'darmstadt', 'zurich'),
-    'val': ('frankfurt', 'lindau', 'munster'),
-}
-SPLIT_CODES = {'train': 0, 'val': 1}
-FRAME_NUMBER = 19  # every gtFine frame of Cityscapes is the 20th of its snippet: _000019_
-MARKER_FILE = '.posattack_synthetic.json'
-MIN_SIZE = (32, 64)
 
 ROAD, SIDEWALK, BUILDING, WALL, FENCE = (NAME_TO_ID[n] for n in (
     'road', 'sidewalk', 'building', 'wall', 'fence'))
@@ -54,60 +46,6 @@ PERSON, CAR, EGO_VEHICLE, STATIC = (NAME_TO_ID[n] for n in (
     'person', 'car', 'ego vehicle', 'static'))
 
 CAMERA_HEIGHT = 1.4  # metres; a pixel row d below the horizon sees the ground d/1.4 px per m
-
-
-def cityscapes_stem(city: str, index: int) -> str:
-    """The Cityscapes file stem of image `index` of `city`, e.g. 'aachen_000003_000019'."""
-    return f'{city}_{index:06d}_{FRAME_NUMBER:06d}'
-
-
-class _Canvas:
-    """An RGB float image, its labelIds map and which object owns each pixel, painted
-    together so that they always agree."""
-
-    def __init__(self, height: int, width: int):
-        self.height, self.width = height, width
-        self.rgb = np.zeros((height, width, 3), np.float32)
-        self.label = np.zeros((height, width), np.uint8)
-        # The painted object (tree, car, person...) each pixel belongs to, -1 for none:
-        # instance ids follow from it, and a nearer object painted later occludes it.
-        self.owner = np.full((height, width), -1, np.int32)
-        self.current_object = -1
-
-    def paint(self, mask: np.ndarray, label_id: int, colour) -> None:
-        self.label[mask] = label_id
-        self.rgb[mask] = colour
-        self.owner[mask] = self.current_object
-
-    def instance_ids(self) -> np.ndarray:
-        """Cityscapes' `_instanceIds` (uint16): labelId * 1000 + the object's number among
-        the visible objects of its class (0, 1, ... in painting order) for classes with
-        instances (person, car, ...), the plain labelId everywhere else."""
-        ids = self.label.astype(np.uint16)
-        for label_id in np.unique(self.label):
-            if not ID_HAS_INSTANCES[label_id]:
-                continue
-            of_class = self.label == label_id
-            for number, owner in enumerate(np.unique(self.owner[of_class])):
-                ids[of_class & (self.owner == owner)] = int(label_id) * 1000 + number
-        return ids
-
-    def paint_shape(self, draw, label_id: int, colour) -> None:
-        """`draw(mask)` draws a filled OpenCV shape with value 1 into a blank uint8 mask."""
-        mask = np.zeros((self.height, self.width), np.uint8)
-        draw(mask)
-        self.paint(mask.astype(bool), label_id, colour)
-
-
-def _noise_field(rng: np.random.Generator, height: int, width: int, cell: int) -> np.ndarray:
-    """Smooth noise in [-1, 1]: a coarse random grid upsampled bilinearly."""
-    coarse = rng.uniform(-1, 1, (max(2, height // cell + 2), max(2, width // cell + 2)))
-    return cv2.resize(coarse.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
-
-
-def _grey_colour(rng: np.random.Generator, low: float, high: float, tint: float) -> np.ndarray:
-    level = rng.uniform(low, high)
-    return np.clip(level + rng.uniform(-tint, tint, 3), 0, 255).astype(np.float32)
 
 
 class _SceneSampler:
@@ -404,45 +342,6 @@ def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), SPLIT_CODES[split], int(index)])
 
 
-def _write_json_atomic(path: Path, content: Dict) -> None:
-    fd, tmp_path = tempfile.mkstemp(dir=str(path.parent), suffix='.json.tmp')
-    with os.fdopen(fd, 'w') as handle:
-        json.dump(content, handle, indent=2)
-    os.replace(tmp_path, str(path))
-
-
-def _prepare_output_dir(out_dir: Path) -> None:
-    """Refuse to write into a directory that holds anything but an earlier generation;
-    clear an earlier generation so that no stale image outlives a smaller new one."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise NotADirectoryError(f'{out_dir} exists and is not a directory; pass a directory '
-                                 'path for the synthetic dataset')
-    if out_dir.is_dir() and any(out_dir.iterdir()):
-        if not (out_dir / MARKER_FILE).is_file():
-            raise FileExistsError(
-                f'{out_dir} is not empty and was not written by generate_cityscapes; choose '
-                'a new or empty directory so that no existing data is overwritten')
-        for sub in ('leftImg8bit', 'gtFine'):
-            shutil.rmtree(out_dir / sub, ignore_errors=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
-
-
-def _check_arguments(num_train, num_val, size) -> Tuple[int, int]:
-    for name, value in (('num_train', num_train), ('num_val', num_val)):
-        if int(value) != value or value < 0:
-            raise ValueError(f'{name} must be a non-negative integer, got {value!r}')
-    if num_train + num_val == 0:
-        raise ValueError('num_train + num_val is 0: ask for at least one image')
-    try:
-        height, width = (int(v) for v in size)
-    except (TypeError, ValueError):
-        raise ValueError(f'size must be (height, width), got {size!r}') from None
-    if height < MIN_SIZE[0] or width < MIN_SIZE[1]:
-        raise ValueError(f'size {height}x{width} is too small for a street scene; use at '
-                         f'least {MIN_SIZE[0]}x{MIN_SIZE[1]} (height x width)')
-    return height, width
-
-
 def generate_cityscapes(out_dir: Union[str, os.PathLike], num_train: int, num_val: int,
                         size: Tuple[int, int] = (128, 256), seed: int = 0) -> Dict:
     """Write `num_train` + `num_val` synthetic scenes in the Cityscapes layout:
@@ -465,7 +364,7 @@ def generate_cityscapes(out_dir: Union[str, os.PathLike], num_train: int, num_va
     root = Path(out_dir)
     _prepare_output_dir(root)
     # The marker goes first, so that an interrupted generation can simply be run again.
-    marker = dict(generator='posattack.data.synthetic.generate_cityscapes', num_train=int(num_train),
+    marker = dict(generator='posattack.synthetic.generate_cityscapes', num_train=int(num_train),
                   num_val=int(num_val), size=[height, width], seed=int(seed))
     _write_json_atomic(root / MARKER_FILE, dict(marker, complete=False))
     class_pixels = {}

@@ -163,7 +163,7 @@ def convert_authors_checkpoint(in_path: str, out_path: str, config: str,
     meta = {
         'converted_from': os.path.basename(in_path),
         'source_sha256': source_sha256,
-        'converter': 'posattack.models.authors_checkpoint',
+        'converter': 'posattack.authors_checkpoint',
         'config': os.path.basename(os.fspath(config)),
     }
     if getattr(model, 'dataset_meta', None):

@@ -71,7 +71,7 @@ from ..attack.settings import build_settings
 from ..report.significance import build_statistics
 from ..attack.sweep import run_sweep
 
-PROFILE_FORMAT = 'posattack.profile.run/1'
+PROFILE_FORMAT = 'posattack.profile/1'
 IDENTIFICATION_FORMAT = 'posattack.profile_identification/1'
 DEFAULT_FRACTIONS = (0.05, 0.1, 0.2)
 ALL_LAYERS = 'all'

@@ -28,7 +28,7 @@ from mmengine import dist
 from ..utils.fileio import write_bytes_atomic
 
 TEST_REGIONS = ('full', 'center', 'periphery', 'left', 'right', 'top', 'bottom')
-PER_IMAGE_FORMAT = 'posattack.report.per_image/1'
+PER_IMAGE_FORMAT = 'posattack.per_image/1'
 
 
 @dataclass

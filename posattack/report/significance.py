@@ -29,7 +29,7 @@ from .statistics import (NOT_COMPUTED, bootstrap_p_value, compare_with_draws,
 
 OPPOSITE_HALF = {'left': 'right', 'right': 'left', 'top': 'bottom', 'bottom': 'top'}
 DROP_REGIONS = ('full', 'center', 'periphery', 'left', 'right', 'top', 'bottom')
-STATISTICS_FORMAT = 'posattack.report.statistics/1'
+STATISTICS_FORMAT = 'posattack.statistics/1'
 
 
 def _bootstrap_method(boot: PairedBootstrap) -> str:
