@@ -279,7 +279,7 @@ def test_fragment_sets_the_hook_and_overrides_work():
     from mmengine.config import Config
     cfg = Config.fromfile(FRAGMENT)
     assert len(cfg.custom_hooks) == 1
-    assert cfg.custom_hooks[0].type == 'posattack.channels.hook.ChannelRemovalHook'
+    assert cfg.custom_hooks[0].type == 'posattack.ChannelRemovalHook'
     assert cfg.custom_hooks[0].ranking == 'ranking.json' and cfg.custom_hooks[0].num_channels == 100
     # what `--cfg-options custom_hooks.0.ranking=... custom_hooks.0.num_channels=50` does
     cfg.merge_from_dict({'custom_hooks.0.ranking': '/data/r.json', 'custom_hooks.0.num_channels': 50})
@@ -298,14 +298,14 @@ def test_fragment_merges_into_an_mmseg_config(tmp_path):
     child.write_text(f'_base_ = [{DEMO_CONFIG!r}, {FRAGMENT!r}]\n')
     cfg = Config.fromfile(str(child))
     assert cfg.model.type == 'EncoderDecoder' and cfg.custom_imports.imports == ['posattack']
-    assert [h.type for h in cfg.custom_hooks] == ['posattack.channels.hook.ChannelRemovalHook']
+    assert [h.type for h in cfg.custom_hooks] == ['posattack.ChannelRemovalHook']
 
     zoo_child = tmp_path / 'attack_zoo.py'  # a config from mmseg's model zoo, no posattack in it
     zoo_child.write_text("_base_ = ['mmseg::deeplabv3/deeplabv3_r50-d8_4xb2-40k_cityscapes-512x1024.py', "
                          f"{FRAGMENT!r}]\n")
     cfg = Config.fromfile(str(zoo_child))
     assert cfg.model.decode_head.type == 'ASPPHead'
-    assert [h.type for h in cfg.custom_hooks] == ['posattack.channels.hook.ChannelRemovalHook']
+    assert [h.type for h in cfg.custom_hooks] == ['posattack.ChannelRemovalHook']
 
 
 def test_fragment_hook_runs_from_a_config_without_custom_imports(demo_cfg, tmp_path):

@@ -14,8 +14,9 @@ import pytest
 from posattack.report.plots import (class_drop_matrix, plot_class_drop_heatmap,
                              plot_iou_vs_border_distance, plot_miou_vs_channels)
 from posattack.report import (aggregate, compare_targeted_random, format_summary_table, read_json,
-                              results_to_rows, summarize_values, write_json_atomic,
-                              write_markdown_report, write_report, write_results_csv)
+                              results_to_rows, summarize_values, write_markdown_report,
+                              write_report, write_results_csv)
+from posattack.utils.fileio import write_json_atomic
 
 CLASSES = ['road', 'car', 'person']
 REGIONS = ['full', 'left', 'right', 'center', 'periphery', 'band_0', 'band_1']

@@ -278,7 +278,7 @@ def test_fragments_compose_with_channel_removal_on_a_zoo_config(tmp_path):
         "test_evaluator = dict(_delete_=True, **_base_.region_metric)\n")
     cfg = Config.fromfile(str(child))
     assert cfg.custom_imports['imports'] == ['posattack']
-    assert cfg.test_evaluator == dict(type='posattack.evaluation.metric.RegionIoUMetric',
+    assert cfg.test_evaluator == dict(type='posattack.RegionIoUMetric',
                                       iou_metrics=['mIoU'],
                                       regions=['paper', dict(type='border', bands=4)])
     # command-line style overrides reach the evaluator and the hook, and both build
