@@ -186,3 +186,69 @@ def test_bad_calls_fail_clearly(demo_cfg, tiny_segmentor):
     empty = _RepeatedLoader(next(iter(dataloader)), 0)
     with pytest.raises(ValueError, match='no images'):
         run_sweep(split, empty, [CLEAN], NUM_TOTAL, REGIONS, NUM_CLASSES, progress=False)
+
+
+def test_gaussian_noise_ablation_reads_the_dataset_std_like_the_hook(demo_cfg, checkpoint):
+    from posattack.channels import channel_statistics
+    model, cfg = load_segmentor(demo_cfg, checkpoint)
+    split = FeatureSplit(model, resolve_layer(model, 'backbone:3'), exact=True)
+    dataloader = build_test_dataloader(cfg, None, None)
+    clean, _ = _sweep(split, dataloader, [CLEAN, RANDOM])
+    state, passes = _sweep(split, dataloader, [CLEAN, RANDOM], ablation='gaussian_noise')
+
+    assert passes == [[CLEAN.key], [RANDOM.key]]  # the std exists only after pass 1
+    expected = channel_statistics(model, 'backbone:3', dataloader)
+    torch.testing.assert_close(state.mean_values.mean, expected.mean, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(state.mean_values.std, expected.std, rtol=1e-4, atol=1e-6)
+    assert np.array_equal(state.confusions[CLEAN.key], clean.confusions[CLEAN.key])
+    # noise at each channel's own scale moves predictions, but differently from zeroing
+    assert not np.array_equal(state.confusions[RANDOM.key], clean.confusions[RANDOM.key])
+
+
+def test_sweep_identifies_with_any_registered_method(demo_cfg, checkpoint):
+    """The sweep knows methods only through their interface: a method registered here (rank
+    by pooled mean, no views) is driven like the flip difference."""
+    from posattack.channels.ranking import order_by_score
+    from posattack.identify import (IDENTIFICATION_METHODS, IdentificationMethod,
+                                    register_identification_method)
+
+    @register_identification_method('pooled_mean_for_test', force=True)
+    class PooledMean(IdentificationMethod):
+        def __init__(self, num_channels=None):
+            super().__init__(num_channels)
+            self.sums, self.seen = torch.zeros(num_channels, dtype=torch.float64), 0
+
+        @property
+        def count(self):
+            return self.seen
+
+        def observe(self, features, view_features):
+            assert view_features == []
+            self.sums += features.double().mean(dim=(2, 3)).sum(0)
+            self.seen += features.shape[0]
+
+        def all_reduce(self):
+            return self
+
+        def to_ranking(self, layer, model_info=None):
+            scores = (self.sums / self.seen).tolist()
+            return ChannelRanking(layer=layer, num_channels=len(scores), method=self.name,
+                                  num_images=self.seen,
+                                  orders={'overall': order_by_score(scores)},
+                                  scores={'overall': scores})
+
+    try:
+        model, cfg = load_segmentor(demo_cfg, checkpoint)
+        split = FeatureSplit(model, resolve_layer(model, 'backbone:3'), exact=True)
+        dataloader = build_test_dataloader(cfg, None, None)
+        state, _ = _sweep(split, dataloader, [CLEAN, TARGETED], identify=True,
+                          identification_method='pooled_mean_for_test')
+        means = channel_means(model, 'backbone:3', dataloader).double()
+        assert state.ranking.method == 'pooled_mean_for_test'
+        assert state.ranking.orders['overall'][:5] == \
+            torch.argsort(means, descending=True)[:5].tolist()
+        with pytest.raises(ValueError, match='Unknown identification method'):
+            _sweep(split, dataloader, [CLEAN, TARGETED], identify=True,
+                   identification_method='no_such_method')
+    finally:
+        IDENTIFICATION_METHODS.module_dict.pop('pooled_mean_for_test')

@@ -22,6 +22,7 @@ from posattack.utils.cli import (BAD_INPUT_ERRORS, CfgOptionsAction, parse_regio
 from posattack.utils.distributed import LAUNCHERS, exit_process, init_launcher
 from posattack.attack.experiment import DEFAULT_BOOTSTRAP, DEFAULT_SEEDS, AttackOptions, run_attack
 from posattack.attack.multi_model import run_attacks
+from posattack.channels.ablations import ablation_names
 
 
 def parse_args(argv=None):
@@ -61,7 +62,8 @@ def parse_args(argv=None):
     parser.add_argument('--bootstrap', type=int, default=DEFAULT_BOOTSTRAP,
                         help='image bootstrap resamples for the confidence intervals')
     parser.add_argument('--bootstrap-seed', type=int, default=0)
-    parser.add_argument('--ablation', default='zero', choices=['zero', 'mean'])
+    parser.add_argument('--ablation', default='zero', choices=ablation_names(),
+                        help='what a removed channel becomes (posattack/channels/ablations.py)')
     parser.add_argument('--regions', nargs='+', type=parse_region_arg,
                         default=['paper', dict(type='border', bands=4)],
                         help='evaluation regions: paper, border[=K], grid[=RxC], '

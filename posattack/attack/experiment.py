@@ -21,6 +21,7 @@ from mmengine import dist
 from mmengine.logging import MMLogger, print_log
 from mmengine.runner import Runner
 
+from ..channels.ablations import ablation_names
 from ..models.builder import load_segmentor
 from .feature_split import FeatureSplit
 from ..utils.fileio import file_sha256
@@ -206,8 +207,9 @@ def _run_attack_claimed(opts: AttackOptions) -> dict:
     if 'full' not in validate_region_specs(specs):
         # As RegionIoUMetric does: mIoU/aAcc/mAcc are the full image's, and reports plot them.
         opts = replace(opts, regions=['full'] + specs)
-    if opts.ablation not in ('zero', 'mean'):
-        raise ValueError(f"ablation must be 'zero' or 'mean', got {opts.ablation!r}.")
+    if opts.ablation not in ablation_names():
+        raise ValueError(f'ablation must be one of {", ".join(map(repr, ablation_names()))}, '
+                         f'got {opts.ablation!r}.')
     check_segmentor_config(opts.config, opts.cfg_options)  # a probe config: say so
     model, cfg = load_segmentor(opts.config, opts.checkpoint, cfg_options=opts.cfg_options,
                                 trust_checkpoint=opts.trust_checkpoint)

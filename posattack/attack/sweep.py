@@ -5,7 +5,8 @@
 * pass 1 runs the prefix on x (and, when identifying, on the views the identification
   method asks for, e.g. the flips), feeds the method and the channel means, and evaluates
   every setting
-  whose channels are already known (clean; random under zero ablation; targeted when a
+  whose channels are already known (clean; random under an ablation that reads no
+  statistics, such as zero; targeted when a
   ranking was given);
 * pass 2, only when needed, evaluates the settings that waited for the ranking or the means.
 
@@ -16,7 +17,7 @@ statistical tests resample is kept (per class intersections and areas in the tes
 the dataset grows.
 """
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -25,6 +26,7 @@ from mmengine.logging import print_log
 from mmengine.utils import ProgressBar
 
 from .feature_split import FeatureSplit
+from ..channels.ablations import Ablation, ChannelStatistics, get_ablation
 from ..channels.forward import global_average_pool
 from ..identify.base import build_identification_method
 from ..evaluation.metric import region_confusion
@@ -49,7 +51,9 @@ class SweepState:
     """What a sweep produces; every field is already reduced across processes."""
     confusions: Dict[str, np.ndarray] = field(default_factory=dict)
     ranking: Optional[ChannelRanking] = None
-    mean_values: Optional[torch.Tensor] = None
+    # each channel's mean over the images (a (C,) tensor), or, for an ablation that also
+    # reads the std (gaussian_noise), the ChannelStatistics with both
+    mean_values: Union[torch.Tensor, ChannelStatistics, None] = None
     num_images: int = 0
     per_image: Optional[PerImageCounts] = None
 
@@ -86,7 +90,7 @@ class _Pass:
 
     def __init__(self, split: FeatureSplit, settings: Sequence[AttackSetting],
                  channels: Dict[str, List[int]], region_specs, num_classes: int,
-                 ignore_index: int, ablation: str, mean_values: Optional[torch.Tensor],
+                 ignore_index: int, ablation: Ablation, mean_values,
                  overlay: Optional[OverlayRequest], count_keys: Sequence[str],
                  recorder: Optional[PerImageRecorder] = None):
         self.split = split
@@ -96,7 +100,7 @@ class _Pass:
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.ablation = ablation
-        self.mean_values = mean_values if ablation == 'mean' else None
+        self.mean_values = mean_values if ablation.needs_statistics else None
         self.overlay = overlay
         self.count_keys = set(count_keys)
         self.recorder = recorder
@@ -106,7 +110,8 @@ class _Pass:
         labels_of = {}
         for setting in self.settings:
             channels = self.channels[setting.key]
-            # Nothing to replace (clean): no means needed, and in pass 1 of a mean ablation
+            # Nothing to replace (clean): no statistics needed, and in pass 1 of an ablation
+            # that reads them
             # there are none yet.
             ablation, means = (self.ablation, self.mean_values) if channels else ('zero', None)
             if self.split.fast:
@@ -148,6 +153,12 @@ class _Pass:
             request.selector.offer(changed, sample.img_path, payload)
 
 
+def _pooled_squares(tensor: torch.Tensor) -> torch.Tensor:
+    """Per image and channel, the mean of the squared values over positions (float64)."""
+    squares = tensor.double().square()
+    return squares.flatten(2).mean(-1) if squares.ndim > 2 else squares
+
+
 def _all_reduce_confusions(confusions: Dict[str, np.ndarray], keys: Sequence[str],
                            shape) -> Dict[str, np.ndarray]:
     """Sum confusion matrices over processes (a rank with no images contributes zeros)."""
@@ -159,7 +170,7 @@ def _all_reduce_confusions(confusions: Dict[str, np.ndarray], keys: Sequence[str
 
 def run_sweep(split: FeatureSplit, dataloader, settings: Sequence[AttackSetting],
               num_total: int, region_specs, num_classes: int, ignore_index: int = 255,
-              ranking: Optional[ChannelRanking] = None, ablation: str = 'zero',
+              ranking: Optional[ChannelRanking] = None, ablation: Union[str, Ablation] = 'zero',
               identify: bool = False, identification_method: str = 'flip_difference',
               overlay: Optional[OverlayRequest] = None,
               ranking_info: Optional[dict] = None,
@@ -177,7 +188,10 @@ def run_sweep(split: FeatureSplit, dataloader, settings: Sequence[AttackSetting]
     state = SweepState(ranking=ranking)
     num_regions = len(validate_region_specs(region_specs))
     conf_shape = (num_regions, num_classes, num_classes)
-    need_means = ablation == 'mean'
+    # one object for the whole sweep: the noise ablation then draws fresh noise per batch
+    ablation = get_ablation(ablation)
+    need_means = ablation.needs_statistics
+    need_std = 'std' in ablation.statistics
 
     def ready(setting):
         if setting.mode == 'clean':
@@ -209,6 +223,7 @@ def run_sweep(split: FeatureSplit, dataloader, settings: Sequence[AttackSetting]
         identification = build_identification_method(identification_method, num_total) \
             if collect and identify else None
         mean_sum = torch.zeros(num_total, dtype=torch.float64)
+        square_sum = torch.zeros(num_total, dtype=torch.float64)
         count = 0
         bar = ProgressBar(_shard_size(dataloader)) if progress and rank == 0 else None
         with torch.no_grad():
@@ -222,6 +237,8 @@ def run_sweep(split: FeatureSplit, dataloader, settings: Sequence[AttackSetting]
                         f'{num_total}: the ranking or the settings belong to another model.')
                 if collect:
                     mean_sum += global_average_pool(attacked).double().sum(dim=0)
+                    if need_std:  # per image over positions, like the means
+                        square_sum += _pooled_squares(attacked).sum(dim=0)
                     if identification is not None:
                         # the same method as tools/identify.py, so both rank alike; the
                         # images' own features are the ones computed above
@@ -244,6 +261,12 @@ def run_sweep(split: FeatureSplit, dataloader, settings: Sequence[AttackSetting]
         if collect:
             dist.all_reduce(mean_sum, op='sum')
             state.mean_values = (mean_sum / state.num_images).float()
+            if need_std:
+                dist.all_reduce(square_sum, op='sum')
+                mean = mean_sum / state.num_images
+                variance = (square_sum / state.num_images - mean.square()).clamp(min=0)
+                state.mean_values = ChannelStatistics(mean=state.mean_values,
+                                                      std=variance.sqrt().float())
             if identification is not None:
                 identification.all_reduce()
                 state.ranking = identification.to_ranking(split.layer_ref.name,
