@@ -21,6 +21,7 @@ from mmengine import dist
 from mmengine.logging import MMLogger, print_log
 from mmengine.runner import Runner
 
+from ..channels.modes import CLEAN, RANDOM, TARGETED
 from ..channels.ablations import ablation_names
 from ..models.builder import load_segmentor
 from .feature_split import FeatureSplit
@@ -184,14 +185,14 @@ def _check_attack_region(region: str, ranking: Optional[ChannelRanking]) -> None
 def _overlay_request(settings: List[AttackSetting], num_total: int,
                      num_overlays: int) -> Optional[OverlayRequest]:
     """Overlays show the targeted count nearest 10% of the channels, and random seed 0."""
-    targeted = [s for s in settings if s.mode == 'targeted']
+    targeted = [s for s in settings if s.mode == TARGETED]
     if num_overlays <= 0 or not targeted:
         return None
     chosen = min(targeted, key=lambda s: (abs(s.num_channels - 0.1 * num_total), s.num_channels))
-    randoms = [s for s in settings if s.mode == 'random' and s.num_channels == chosen.num_channels]
+    randoms = [s for s in settings if s.mode == RANDOM and s.num_channels == chosen.num_channels]
     random = min(randoms, key=lambda s: s.seed) if randoms else AttackSetting(
         'random', chosen.num_channels, chosen.fraction, seed=0)
-    return OverlayRequest(AttackSetting('clean'), chosen, random, OverlaySelector(num_overlays))
+    return OverlayRequest(AttackSetting(CLEAN), chosen, random, OverlaySelector(num_overlays))
 
 
 def run_attack(opts: AttackOptions) -> dict:
@@ -246,7 +247,7 @@ def _run_attack_claimed(opts: AttackOptions) -> dict:
         fractions, counts = opts.fractions, opts.num_channels
     attack_regions = _attack_regions(opts.attack_region)
     settings = build_settings(num_total, counts, fractions, opts.seeds, attack_regions)
-    if any(s.mode == 'targeted' for s in settings):
+    if any(s.mode == TARGETED for s in settings):
         for attack_region in attack_regions:
             _check_attack_region(attack_region, ranking)
     if opts.bootstrap < 1:
@@ -362,7 +363,7 @@ def _sweep(opts, split, dataloader, pending, num_total, ranking, overlay, result
     state = run_sweep(split, dataloader, pending, num_total, opts.regions, len(class_names),
                       ignore_index, ranking=ranking, ablation=opts.ablation,
                       identify=ranking is None and (identify_anyway or any(
-                          s.mode == 'targeted' for s in pending)),
+                          s.mode == TARGETED for s in pending)),
                       overlay=overlay, ranking_info=ranking_info, on_pass_done=on_pass_done,
                       progress=opts.progress)
     if overlay is not None:

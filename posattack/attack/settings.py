@@ -2,6 +2,7 @@
 from dataclasses import asdict, dataclass
 from typing import List, Optional, Sequence, Union
 
+from ..channels.modes import CLEAN, RANDOM, TARGETED
 from ..channels.ranking import resolve_channel_count
 
 
@@ -22,9 +23,9 @@ class AttackSetting:
     @property
     def key(self) -> str:
         """A stable name, used to match finished settings on --resume."""
-        if self.mode == 'clean':
+        if self.mode == CLEAN:
             return 'clean'
-        if self.mode == 'targeted':
+        if self.mode == TARGETED:
             return f'targeted/{self.attack_region}/N={self.num_channels}'
         return f'random/N={self.num_channels}/seed={self.seed}'
 
@@ -34,9 +35,9 @@ class AttackSetting:
     @property
     def label(self) -> str:
         """A short human-readable name for plots and overlays."""
-        if self.mode == 'clean':
+        if self.mode == CLEAN:
             return 'clean'
-        if self.mode == 'targeted':
+        if self.mode == TARGETED:
             return f'targeted {self.attack_region} N={self.num_channels}'
         return f'random N={self.num_channels} seed={self.seed}'
 
@@ -70,11 +71,11 @@ def build_settings(num_total: int,
             raise ValueError(f'cannot remove {count} channels: the attacked tensor has '
                              f'{num_total}; pass counts in 1..{num_total}.')
     counts = sorted(set(counts))
-    settings = [AttackSetting('clean')]
+    settings = [AttackSetting(CLEAN)]
     for count in counts:
         for region in attack_regions:
-            settings.append(AttackSetting('targeted', count, fraction_of.get(count),
+            settings.append(AttackSetting(TARGETED, count, fraction_of.get(count),
                                           attack_region=region))
         for seed in range(num_seeds):
-            settings.append(AttackSetting('random', count, fraction_of.get(count), seed=seed))
+            settings.append(AttackSetting(RANDOM, count, fraction_of.get(count), seed=seed))
     return settings

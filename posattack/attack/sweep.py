@@ -25,6 +25,7 @@ from mmengine import dist
 from mmengine.logging import print_log
 from mmengine.utils import ProgressBar
 
+from ..channels.modes import CLEAN, RANDOM, TARGETED
 from .feature_split import FeatureSplit
 from ..channels.ablations import Ablation, ChannelStatistics, get_ablation
 from ..channels.forward import global_average_pool
@@ -76,12 +77,12 @@ def _shard_size(dataloader) -> int:
 
 def _channels_for(setting: AttackSetting, num_total: int,
                   ranking: Optional[ChannelRanking]) -> List[int]:
-    if setting.mode == 'clean':
+    if setting.mode == CLEAN:
         return []
-    if setting.mode == 'targeted':
-        return select_channels('targeted', num_total, ranking=ranking,
+    if setting.mode == TARGETED:
+        return select_channels(TARGETED, num_total, ranking=ranking,
                                region=setting.attack_region, num_channels=setting.num_channels)
-    return select_channels('random', num_total, num_channels=setting.num_channels,
+    return select_channels(RANDOM, num_total, num_channels=setting.num_channels,
                            seed=setting.seed)
 
 
@@ -183,7 +184,7 @@ def run_sweep(split: FeatureSplit, dataloader, settings: Sequence[AttackSetting]
     keeps every finished pass. ``record_per_image=False`` keeps no per-image counts (then
     ``state.per_image`` stays None and no bootstrap is possible; benchmarks use it).
     """
-    if any(s.mode == 'targeted' for s in settings) and ranking is None and not identify:
+    if any(s.mode == TARGETED for s in settings) and ranking is None and not identify:
         raise ValueError('targeted settings need a ranking: pass one or identify on the fly.')
     state = SweepState(ranking=ranking)
     num_regions = len(validate_region_specs(region_specs))
@@ -194,11 +195,11 @@ def run_sweep(split: FeatureSplit, dataloader, settings: Sequence[AttackSetting]
     need_std = 'std' in ablation.statistics
 
     def ready(setting):
-        if setting.mode == 'clean':
+        if setting.mode == CLEAN:
             return True
         if need_means:
             return False
-        return setting.mode == 'random' or ranking is not None
+        return setting.mode == RANDOM or ranking is not None
 
     first = [s for s in settings if ready(s)]
     second = [s for s in settings if not ready(s)]

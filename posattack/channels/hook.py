@@ -18,6 +18,7 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmseg.registry import HOOKS
 
+from .modes import EXPLICIT, RANDOM, TARGETED
 from .layers import default_layer, resolve_layer, unwrap_model
 from .ranking import ChannelRanking
 from .ablations import ablation_names, get_ablation
@@ -99,7 +100,7 @@ class ChannelRemovalHook(Hook):
         # Only a targeted removal reads the ranking: switching a config's mode to 'random' or
         # 'explicit' must not require the ranking file to exist.
         self.ranking_source = ranking if isinstance(ranking, (str, os.PathLike)) else None
-        self.ranking = self._load_ranking(ranking, ranking_format) if mode == 'targeted' else None
+        self.ranking = self._load_ranking(ranking, ranking_format) if mode == TARGETED else None
         validate_selection_args(mode, num_channels, fraction, seed, channels, self.ranking, region)
 
         self.layer = layer
@@ -181,8 +182,8 @@ class ChannelRemovalHook(Hook):
         if self._checked_num_total is None:
             shown = ', '.join(map(str, self.channels[:_SHOWN_IDS]))
             more = ', ...' if len(self.channels) > _SHOWN_IDS else ''
-            detail = {'targeted': f'region={self.region!r}', 'random': f'seed={self.seed}',
-                      'explicit': 'explicit ids'}[self.mode]
+            detail = {TARGETED: f'region={self.region!r}', RANDOM: f'seed={self.seed}',
+                      EXPLICIT: 'explicit ids'}[self.mode]
             print_log(f'ChannelRemovalHook: removing {len(self.channels)} of {num_total} channels of '
                       f'{self.layer_name!r} ({self.mode}, {detail}, ablation={self.ablation!r}): '
                       f'[{shown}{more}]', logger='current')

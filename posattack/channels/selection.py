@@ -18,6 +18,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
+from .modes import EXPLICIT, RANDOM, TARGETED
 from .modes import SELECTION_MODES
 from .ranking import resolve_channel_count
 
@@ -94,7 +95,7 @@ def validate_selection_args(mode: str, num_channels: Optional[int] = None, fract
     if mode not in SELECTION_MODES:
         raise ValueError(f'Unknown selection mode {mode!r}; choose one of '
                          f'{", ".join(map(repr, SELECTION_MODES))}.')
-    if mode == 'explicit':
+    if mode == EXPLICIT:
         if channels is None:
             raise ValueError("mode='explicit' needs channels=[...], the channel ids to remove.")
         if num_channels is not None or fraction is not None:
@@ -115,10 +116,10 @@ def validate_selection_args(mode: str, num_channels: Optional[int] = None, fract
         raise ValueError(f'num_channels must be an integer >= 0, got {num_channels!r}.')
     if fraction is not None:
         count_from_fraction(fraction, 1)
-    if mode == 'random':
+    if mode == RANDOM:
         if not is_integer_at_least(seed, 0):
             raise ValueError(f'seed must be a non-negative integer, got {seed!r}.')
-    if mode == 'targeted':
+    if mode == TARGETED:
         if ranking is None:
             raise ValueError("mode='targeted' needs a ranking (a ChannelRanking, e.g. "
                              "ChannelRanking.load('ranking.json') made by tools/identify.py); "
@@ -154,7 +155,7 @@ def select_channels(mode: str, num_total: int, ranking: Any = None, region: str 
             f'(layer {getattr(ranking, "layer", "?")!r}), but this tensor has {num_total}. Identify the '
             f'channels of this model and layer (tools/identify.py), or attack the layer the ranking '
             f'was made for.')
-    if mode == 'explicit':
+    if mode == EXPLICIT:
         ids = _check_channel_ids(channels)
         _channel_index(ids, num_total, torch.device('cpu'))
         return ids
@@ -164,6 +165,6 @@ def select_channels(mode: str, num_total: int, ranking: Any = None, region: str 
                          f'num_channels in 0..{num_total} or a fraction in (0, 1].')
     if count == 0:
         return []
-    if mode == 'targeted':
+    if mode == TARGETED:
         return [int(c) for c in ranking.top(region, num_channels=count)]
     return random_channels(num_total, count, seed)

@@ -22,6 +22,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
+from ..channels.modes import CLEAN, RANDOM, TARGETED
 from .concentration import DEFAULT_SHARE_FRACTIONS, share_key
 from ..utils.fileio import write_text_atomic
 from ..report.plots import save_figure
@@ -111,10 +112,10 @@ def class_drops(results: Mapping[str, Any], num_channels: int, region: str = 'fu
         return np.array([np.nan if table.get(c, {}).get('IoU') is None else table[c]['IoU']
                          for c in names], dtype=np.float64)
 
-    clean = next(s for s in results['settings'] if s['mode'] == 'clean')
-    targeted = [s for s in results['settings'] if s['mode'] == 'targeted'
+    clean = next(s for s in results['settings'] if s['mode'] == CLEAN)
+    targeted = [s for s in results['settings'] if s['mode'] == TARGETED
                 and int(s['num_channels']) == num_channels]
-    randoms = [s for s in results['settings'] if s['mode'] == 'random'
+    randoms = [s for s in results['settings'] if s['mode'] == RANDOM
                and int(s['num_channels']) == num_channels]
     clean_iou = ious(clean)
     targeted_drop = clean_iou - ious(targeted[0]) if targeted else np.full(len(names), np.nan)

@@ -50,6 +50,7 @@ from mmengine import dist
 from mmengine.logging import MMLogger, print_log
 from mmengine.utils import ProgressBar
 
+from ..channels.modes import TARGETED
 from ..models.builder import load_segmentor
 from .concentration import DEFAULT_SHARE_FRACTIONS, concentration
 from .depth_layers import check_layers_read, depth_layers, first_batch_inputs
@@ -377,7 +378,7 @@ def _tests_by_n(results: dict) -> Dict[int, dict]:
     settings = {s['key']: s for s in results['settings']}
     stats = results['statistics']
     for s in settings.values():
-        if s['mode'] != 'targeted':
+        if s['mode'] != TARGETED:
             continue
         n = int(s['num_channels'])
         entry = by_n.setdefault(n, dict(num_channels=n, fraction=s.get('fraction')))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from ..channels.modes import CLEAN, RANDOM, TARGETED
 from .results import aggregate, compare_targeted_random, read_json, region_drops
 
 __all__ = ['comparison_row', 'comparison_rows', 'markdown_table']
@@ -19,7 +20,7 @@ __all__ = ['comparison_row', 'comparison_rows', 'markdown_table']
 
 def _pick_count(results: Mapping[str, Any], fraction: float) -> int:
     """The targeted channel count whose fraction of the layer is nearest `fraction`."""
-    counts = sorted({s['num_channels'] for s in results['settings'] if s['mode'] == 'targeted'})
+    counts = sorted({s['num_channels'] for s in results['settings'] if s['mode'] == TARGETED})
     if not counts:
         raise ValueError('the attack results hold no targeted setting: run tools/attack.py '
                          'with its default settings (or --num-channels/--fractions).')
@@ -32,13 +33,13 @@ def comparison_row(name: str, consistency: Mapping[str, Any], results: Mapping[s
     """One model's numbers; drops are clean minus attacked mIoU, in points."""
     num_channels = _pick_count(results, fraction)
     groups = aggregate(results)
-    clean = next((g for g in groups.values() if g['mode'] == 'clean'), None)
+    clean = next((g for g in groups.values() if g['mode'] == CLEAN), None)
     if clean is None:
         raise ValueError('the attack results hold no clean setting: rerun tools/attack.py.')
     targeted = next(g for g in groups.values()
-                    if g['mode'] == 'targeted' and g['num_channels'] == num_channels)
+                    if g['mode'] == TARGETED and g['num_channels'] == num_channels)
     random = next((g for g in groups.values()
-                   if g['mode'] == 'random' and g['num_channels'] == num_channels), None)
+                   if g['mode'] == RANDOM and g['num_channels'] == num_channels), None)
     comparison = next(c for c in compare_targeted_random(results)
                       if c['num_channels'] == num_channels)
     targeted_drops = region_drops(results, targeted, ['full'], clean)

@@ -12,6 +12,7 @@ Usage::
 import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
+from ..channels.modes import CLEAN, RANDOM
 from ..channels.ranking_comparison import comparison_markdown
 from ..utils.fileio import write_json_atomic, write_text_atomic
 from .plots import plot_class_drop_heatmap, plot_iou_vs_border_distance, plot_miou_vs_channels
@@ -66,7 +67,7 @@ def build_markdown_report(results: Mapping[str, Any],
     """The Markdown text of :func:`write_markdown_report` (links relative to report_path)."""
     groups = aggregate(results)
     clean = _clean_group(groups)
-    random_groups = [g for g in groups.values() if g['mode'] == 'random']
+    random_groups = [g for g in groups.values() if g['mode'] == RANDOM]
     seed_counts = sorted({g['num_settings'] for g in random_groups})
     if len(seed_counts) == 1:
         seeds_text = f' over {seed_counts[0]} seed{"s" if seed_counts[0] != 1 else ""} per N'
@@ -108,7 +109,7 @@ def build_markdown_report(results: Mapping[str, Any],
                 + [_fmt_stat(group_miou(g, b)) for b in bands] for g in groups.values()]
         lines += _markdown_table(['Setting', 'N removed'] + bands, rows) + ['']
 
-    attacked = [g for g in groups.values() if g['mode'] != 'clean']
+    attacked = [g for g in groups.values() if g['mode'] != CLEAN]
     lines += ['## Drop from clean (clean - attacked)', '']
     if clean is None:
         lines.append('No clean setting in the results: drops cannot be computed.')
@@ -203,7 +204,7 @@ def format_summary_table(results: Mapping[str, Any]) -> str:
         row = [setting_label(g), str(g['num_channels'])]
         row += [_fmt_stat(group_miou(g, r)) for r in regions]
         if has_pc:
-            row.append('' if g['mode'] == 'clean'
+            row.append('' if g['mode'] == CLEAN
                        else _fmt_stat(region_drops(results, g, regions, clean)['periphery-center']))
         rows.append(row)
     widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]

@@ -23,6 +23,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from mmengine.logging import print_log
 
+from ..channels.modes import CLEAN, RANDOM, TARGETED
 from ..utils.fileio import write_bytes_atomic
 from .results import aggregate, border_bands, group_miou, present_regions, setting_label
 
@@ -47,12 +48,12 @@ def save_figure(fig: Figure, path: str, dpi: int = 120) -> str:
 
 def _groups_by_mode(results):
     groups = list(aggregate(results).values())
-    clean = next((g for g in groups if g['mode'] == 'clean'), None)
+    clean = next((g for g in groups if g['mode'] == CLEAN), None)
     targeted: Dict[str, List[dict]] = {}
     for g in groups:
-        if g['mode'] == 'targeted':
+        if g['mode'] == TARGETED:
             targeted.setdefault(g['attack_region'] or 'overall', []).append(g)
-    randoms = [g for g in groups if g['mode'] == 'random']
+    randoms = [g for g in groups if g['mode'] == RANDOM]
     return clean, targeted, randoms
 
 
@@ -86,7 +87,7 @@ def _ci_band(results: Mapping[str, Any], groups: Sequence[Mapping[str, Any]], re
     statistics = results.get('statistics') or {}
     points = [(0, clean_value, clean_value)] if clean_value is not None else []
     for g in sorted(groups, key=lambda g: g['num_channels']):
-        if g['mode'] == 'random':
+        if g['mode'] == RANDOM:
             values = statistics.get('random_groups', {}).get(str(g['num_channels']), {})
         else:
             key = f'targeted/{g["attack_region"]}/N={g["num_channels"]}'

@@ -19,6 +19,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..channels.modes import CLEAN, TARGETED
 from .statistics import (FAILS, HOLDS, INCONCLUSIVE, NOT_COMPUTED, one_sample_t,
                          verdict_from_interval)
 
@@ -33,7 +34,7 @@ def test_key(test: Mapping) -> TestKey:
 
 def headline(results: Mapping) -> Tuple[Optional[int], Optional[str]]:
     """(N, attack region) of the headline comparison: the targeted N nearest 10%."""
-    targeted = [s for s in results['settings'] if s['mode'] == 'targeted']
+    targeted = [s for s in results['settings'] if s['mode'] == TARGETED]
     if not targeted:
         return None, None
     total = results['num_channels_total']
@@ -82,7 +83,7 @@ def pool_drops(models: Sequence[Tuple[str, Mapping]]) -> List[Dict]:
         settings = {s['key']: s for s in results['settings']}
         groups = [((s['mode'], int(s['num_channels']), s['attack_region']), values)
                   for key, values in statistics.get('settings', {}).items()
-                  for s in [settings.get(key)] if s is not None and s['mode'] == 'targeted']
+                  for s in [settings.get(key)] if s is not None and s['mode'] == TARGETED]
         groups += [(('random', int(n), None), values)
                    for n, values in statistics.get('random_groups', {}).items()]
         for group, values in groups:
@@ -181,7 +182,7 @@ def build_summary(models: Sequence[Tuple[str, Mapping]], config: str) -> Dict:
     for name, results in models:
         n, region = headline(results)
         tests = results.get('tests', [])
-        clean = next((s for s in results['settings'] if s['mode'] == 'clean'), None)
+        clean = next((s for s in results['settings'] if s['mode'] == CLEAN), None)
         row = dict(model=name, checkpoint=results.get('checkpoint'),
                    clean_mIoU=None if clean is None else clean['metrics'].get('mIoU'),
                    num_channels=n, attack_region=region)

@@ -33,11 +33,12 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..channels.modes import CLEAN, RANDOM, SETTING_MODES, TARGETED
 from ..utils.fileio import read_json, write_text_atomic  # noqa: F401  read_json: re-exported
 from .statistics import compare_with_draws
 
 
-MODES = ('clean', 'targeted', 'random')
+MODES = SETTING_MODES
 
 
 # Regions the paper scores, in the order its tables show them.
@@ -120,7 +121,7 @@ def summarize_values(values: Sequence[Any]) -> Dict[str, Any]:
 
 def group_key(setting: Mapping[str, Any]) -> GroupKey:
     """Settings that only differ by seed share a key: (mode, num_channels, attack_region)."""
-    attack_region = setting.get('attack_region') if setting['mode'] == 'targeted' else None
+    attack_region = setting.get('attack_region') if setting['mode'] == TARGETED else None
     return setting['mode'], int(setting['num_channels']), attack_region
 
 
@@ -186,14 +187,14 @@ def aggregate(results: Mapping[str, Any]) -> Dict[GroupKey, Dict[str, Any]]:
 def setting_label(group: Mapping[str, Any], with_n: bool = False) -> str:
     """Short human name of a group: 'clean', 'targeted (overall)', 'random (3 seeds)'."""
     mode = group['mode']
-    if mode == 'clean':
+    if mode == CLEAN:
         label = 'clean'
-    elif mode == 'targeted':
+    elif mode == TARGETED:
         label = f'targeted ({group["attack_region"] or "overall"})'
     else:
         count = group['num_settings']
         label = f'random ({count} seed{"s" if count != 1 else ""})'
-    if with_n and mode != 'clean':
+    if with_n and mode != CLEAN:
         label += f' N={group["num_channels"]}'
     return label
 
@@ -284,7 +285,7 @@ def border_bands(results: Mapping[str, Any]) -> List[str]:
 
 
 def _clean_group(groups: Mapping[GroupKey, Mapping[str, Any]]) -> Optional[Mapping[str, Any]]:
-    cleans = [g for g in groups.values() if g['mode'] == 'clean']
+    cleans = [g for g in groups.values() if g['mode'] == CLEAN]
     return cleans[0] if cleans else None
 
 
@@ -350,10 +351,10 @@ def compare_targeted_random(results: Mapping[str, Any], region: str = 'full'
     groups = aggregate(results)
     clean = _clean_group(groups)
     clean_miou = group_miou(clean, region)['mean'] if clean is not None else None
-    randoms = {g['num_channels']: g for g in groups.values() if g['mode'] == 'random'}
+    randoms = {g['num_channels']: g for g in groups.values() if g['mode'] == RANDOM}
     comparisons = []
     for group in groups.values():
-        if group['mode'] != 'targeted':
+        if group['mode'] != TARGETED:
             continue
         random = randoms.get(group['num_channels'])
         targeted_miou = group_miou(group, region)['mean']

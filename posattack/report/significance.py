@@ -23,6 +23,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..channels.modes import RANDOM, TARGETED
 from .per_image import PairedBootstrap, PerImageCounts
 from .statistics import (NOT_COMPUTED, bootstrap_p_value, compare_with_draws,
                          percentile_interval, verdict_from_interval)
@@ -70,10 +71,10 @@ class _Drops:
 
 
 def _groups(settings: Sequence[Mapping]) -> Tuple[List[Mapping], Dict[int, List[str]]]:
-    targeted = [s for s in settings if s['mode'] == 'targeted']
+    targeted = [s for s in settings if s['mode'] == TARGETED]
     randoms: Dict[int, List[str]] = {}
     for s in settings:
-        if s['mode'] == 'random':
+        if s['mode'] == RANDOM:
             randoms.setdefault(int(s['num_channels']), []).append(s['key'])
     return targeted, randoms
 

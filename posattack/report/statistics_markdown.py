@@ -5,6 +5,7 @@ Pure functions over ``results['statistics']`` / ``results['tests']``
 """
 from typing import Any, List, Mapping, Optional, Sequence
 
+from ..channels.modes import TARGETED
 from .pooling import paper_claims
 from .statistics import p_value_floor
 
@@ -100,7 +101,7 @@ def tests_markdown(results: Mapping[str, Any]) -> List[str]:
     pcs = _by_kind(tests, 'periphery_minus_center')
     if pcs:
         lines += ['### Periphery drop minus center drop', '']
-        rows = [[('targeted (' + t['attack_region'] + ')') if t['mode'] == 'targeted'
+        rows = [[('targeted (' + t['attack_region'] + ')') if t['mode'] == TARGETED
                  else 'random (mean of draws)', str(t['num_channels']),
                  f'{_num(t["estimate"], sign=True)} {_ci(t["ci95"])}', _p(t['p_value']),
                  t['verdict']] for t in pcs]
@@ -133,7 +134,7 @@ def claims_markdown(claims: Sequence[Mapping], level: str = '##') -> List[str]:
 def sentence(test: Mapping) -> str:
     """One comparison in words, with its numbers."""
     head = f'N={test["num_channels"]}, '
-    who = (f'targeted ({test["attack_region"]})' if test['mode'] == 'targeted'
+    who = (f'targeted ({test["attack_region"]})' if test['mode'] == TARGETED
            else 'random (mean of draws)')
     if test['kind'] == 'targeted_vs_random_draws':
         if test['verdict'] == 'not computed':
