@@ -1,3 +1,4 @@
+from __future__ import annotations
 from setuptools import find_packages, setup
 
 setup(

@@ -21,6 +21,8 @@ The house, floor by floor (a module imports only from its own floor or the ones 
     attack/      settings, feature split, sweep, experiment, the dataloader builder
     profile/     the attack layer by layer in depth
 """
+from __future__ import annotations
+
 from . import deprecated_paths
 
 deprecated_paths.install()  # before anything else: old dotted paths in configs import early
@@ -28,12 +30,12 @@ deprecated_paths.install()  # before anything else: old dotted paths in configs 
 from . import probes  # noqa: E402,F401  registers GAPNet, PermuteNet, GridPatchDataset, ...
 from .channels import (ChannelRanking, ChannelRemoval, ChannelRemovalHook,  # noqa: E402
                        default_layer, list_layer_names, resolve_layer, select_channels)
-from .evaluation import (RegionIoUMetric, ShiftConsistencyMetric,  # noqa: E402
-                         ShiftPairTTAModel, build_region_masks)
+from .evaluation import (RegionIoUMetric, ShiftConsistencyMetric, ShiftPairTTAModel,  # noqa: E402
+                         build_region_masks)
 from .identify import FlipDifferenceAccumulator, identify_channels  # noqa: E402
 from .models.authors_deeplab_head import TorchvisionDeepLabHead  # noqa: E402
-from .training import (AugShiftDataPreProcessor, AugShiftEncoderDecoder,  # noqa: E402
-                       AugShiftPair, ShiftConsistencyPairs)
+from .training import (AugShiftDataPreProcessor, AugShiftEncoderDecoder, AugShiftPair,  # noqa: E402
+                       ShiftConsistencyPairs)
 from .utils.checkpoint import load_checkpoint, register_safe_globals  # noqa: E402
 
 register_safe_globals()

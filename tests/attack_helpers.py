@@ -8,6 +8,8 @@
 with posattack's ChannelRemovalHook, recording every prediction, its logits and the summed
 RegionIoUMetric confusion.
 """
+from __future__ import annotations
+
 import contextlib
 import copy
 import importlib.util

@@ -5,6 +5,8 @@ the demo segmentor with random weights.
         assert (synthetic_root / 'leftImg8bit' / 'val').is_dir()
         logits = tiny_segmentor(torch.zeros(1, 3, 64, 128))      # (1, 19, 8, 16): stride 8
 """
+from __future__ import annotations
+
 import copy
 import os.path as osp
 

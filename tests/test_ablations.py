@@ -3,6 +3,8 @@
 Expectations come from constructed tensors (a constant channel, so the noise's mean and std
 are known), from a direct computation over the captured layer, and from an unhooked run.
 """
+from __future__ import annotations
+
 import pytest
 import torch
 from mmengine.runner import Runner

@@ -5,15 +5,16 @@ would change the confusions. Both runs use batch size 1 and one thread, so every
 through the same float operations in both and the comparison can be exact. A probe
 (tests/dist_probe/sitecustomize.py) records which images each worker evaluated.
 """
+from __future__ import annotations
+
 import os
 import os.path as osp
 import subprocess
 import sys
 
 import torch
-from attack_helpers import (DIST_ATTACK, REPO_ROOT, free_port, load_cli,  # noqa: F401
-                            load_json, make_checkpoint, one_torch_thread, run_cli,
-                            write_tiny_config)
+from attack_helpers import (DIST_ATTACK, REPO_ROOT, free_port, load_cli, load_json,  # noqa: F401
+                            make_checkpoint, one_torch_thread, run_cli, write_tiny_config)
 
 PROBE_DIR = osp.join(osp.dirname(osp.abspath(__file__)), 'dist_probe')
 ARGS = ['--num-channels', '8', '16', '--seeds', '2', '--max-images', '3', '--batch-size', '1',

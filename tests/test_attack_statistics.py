@@ -4,6 +4,8 @@ The tiny demo model with random weights on 4 synthetic images: the numbers mean 
 but every statistic must agree with what the run's own metrics say, and bad input must be
 refused before any image is read.
 """
+from __future__ import annotations
+
 import os
 import os.path as osp
 from types import SimpleNamespace

@@ -7,6 +7,8 @@ model without them (shift-equivariant: its outputs agree exactly on the crops' o
 The source image encodes position too (channel 0 = row, channel 1 = column), so the pooled
 latents of two crops differ by the offset itself.
 """
+from __future__ import annotations
+
 import copy
 import math
 import os.path as osp
@@ -25,8 +27,8 @@ from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 
 from posattack.training.aug_shift import (AugShiftDataPreProcessor, AugShiftEncoderDecoder,
-                                 dense_disagreement, overlap_disagreement,
-                                 pooled_latent_distance)
+                                          dense_disagreement, overlap_disagreement,
+                                          pooled_latent_distance)
 from posattack.training.shift_crops import AugShiftPair, crop_packed_sample
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))

@@ -3,6 +3,8 @@
 The attack results are test_report's hand-built dict (128 channels; N=10: targeted 50 vs
 random 66/68/70; N=20: targeted 58 vs random 60/64/68; clean 70, center 75, periphery 60).
 """
+from __future__ import annotations
+
 import json
 
 import pytest

@@ -1,4 +1,6 @@
 """posattack.models.builder: config + checkpoint -> segmentor, checked, compatible with mmseg."""
+from __future__ import annotations
+
 import pickle
 
 import numpy as np
@@ -7,7 +9,7 @@ import torch
 
 import posattack  # noqa: F401  (registers the checkpoint allowlist, as users get it)
 from posattack.models.builder import (CheckpointMismatchError, ConfigError, load_config,
-                               load_segmentor)
+                                      load_segmentor)
 from posattack.utils.checkpoint import CheckpointSecurityError, load_checkpoint
 
 INPUT_SHAPE = (2, 3, 64, 128)

@@ -3,6 +3,8 @@
 The Runner-made checkpoint itself is exercised in test_builder.py (training is the slow
 part); here the allowlist, the refusals and the error messages are checked on small files.
 """
+from __future__ import annotations
+
 import os
 import pickle
 
@@ -13,7 +15,7 @@ from mmengine.logging import HistoryBuffer, MessageHub
 
 import posattack  # noqa: F401  (registers the allowlist, as users get it)
 from posattack.utils.checkpoint import (CheckpointError, CheckpointSecurityError, load_checkpoint,
-                                  register_safe_globals, safe_checkpoint_globals)
+                                        register_safe_globals, safe_checkpoint_globals)
 
 
 class _RunsShellCommand:

@@ -3,6 +3,8 @@
 3 images over 2 processes: shards of 2 and 1, so an image counted twice or lost would change
 the counts. Corners are keyed by image, not by process, so every pair is the same in both.
 """
+from __future__ import annotations
+
 import os
 import subprocess
 import sys

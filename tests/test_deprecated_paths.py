@@ -1,5 +1,7 @@
 """The 0.1 module paths (posattack.removal, posattack.hooks, ...) still work for one release,
 give the new module itself, and warn; configs' registered names never move."""
+from __future__ import annotations
+
 import importlib
 import sys
 

@@ -3,18 +3,20 @@
 The expectation is independent of the split: mmseg's test loop (MMEngine Runner) on the same
 checkpoint with posattack's ChannelRemovalHook, one Runner per setting.
 """
+from __future__ import annotations
+
 import pytest
 import torch
 from attack_helpers import (diversify, one_torch_thread, run_mmseg_test,  # noqa: F401
                             save_checkpoint)
-
-from posattack.models.builder import load_segmentor
-from posattack.attack.experiment import build_test_dataloader
 from mmseg.structures import SegDataSample
+
+from posattack.attack.experiment import build_test_dataloader
 from posattack.attack.feature_split import FeatureSplit, logits_to_labels
+from posattack.channels import select_channels
 from posattack.channels.layers import resolve_layer
 from posattack.channels.ranking import ChannelRanking
-from posattack.channels import select_channels
+from posattack.models.builder import load_segmentor
 
 NUM_TOTAL = 128  # channels of the demo backbone's last stage
 

@@ -1,4 +1,6 @@
 """ChannelRemovalHook inside MMEngine's Runner, and the configs/_base_ fragment."""
+from __future__ import annotations
+
 import contextlib
 import copy
 import logging
@@ -9,9 +11,9 @@ import pytest
 import torch
 from mmengine.logging import MMLogger
 
+from posattack.channels import channel_means, random_channels
 from posattack.channels.hook import ChannelRemovalHook
 from posattack.channels.ranking import ChannelRanking
-from posattack.channels import channel_means, random_channels
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 FRAGMENT = osp.join(REPO_ROOT, 'configs', '_base_', 'posattack', 'channel_removal.py')

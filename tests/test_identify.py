@@ -13,6 +13,8 @@ top-left 2x4 block and 0 elsewhere:
 e.g. channel 1: the block's ramp weights sum to 2*(7+6+5+4)/7 = 44/7, flipped 2*(3+2+1+0)/7 =
 12/7, so z(x) - z(hflip x) = b*(44/7 - 12/7)/32 = b/7.
 """
+from __future__ import annotations
+
 import hashlib
 import json
 import os.path as osp
@@ -25,8 +27,8 @@ from torch import nn
 
 from posattack.attack.dataloader import build_split_dataloader
 from posattack.channels.forward import forward_to_layer
-from posattack.identify import FlipDifferenceAccumulator, flip_images, identify_channels
 from posattack.channels.ranking import ChannelRanking
+from posattack.identify import FlipDifferenceAccumulator, flip_images, identify_channels
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 

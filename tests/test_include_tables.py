@@ -1,4 +1,6 @@
 """tools/include_tables.py: README tables are the generated files, verbatim."""
+from __future__ import annotations
+
 import pytest
 from attack_helpers import load_tool
 

@@ -1,4 +1,6 @@
 """RegionIoUMetric under two processes (torchrun, gloo on CPU) equals one process."""
+from __future__ import annotations
+
 import importlib.util
 import json
 import math

@@ -1,4 +1,6 @@
 """Overlay panels and the top-K selector, checked pixel by pixel on tiny hand-made maps."""
+from __future__ import annotations
+
 import itertools
 import os
 
@@ -7,7 +9,7 @@ import numpy as np
 import pytest
 
 from posattack.report.overlay import (BOX_COLOR, CHANGED_OUTLINE, OverlaySelector, changed_fraction,
-                               colorize_labels, panel_geometry, render_panel, save_panel)
+                                      colorize_labels, panel_geometry, render_panel, save_panel)
 
 PALETTE = [(128, 64, 128), (0, 0, 142), (220, 20, 60)]  # road, car, person (Cityscapes colours)
 H, W = 32, 64

@@ -5,6 +5,8 @@ majority classes, convolutions computed with torch's functional padding, GAPNet'
 computed as a linear map of pooled channels, and the orderings the paper reports (Islam et
 al., ICCV 2021, Table 1) reproduced at a reduced scale with MMEngine's Runner.
 """
+from __future__ import annotations
+
 import json
 import os.path as osp
 
@@ -16,17 +18,17 @@ import torch.nn.functional as F
 from torch import nn
 
 import posattack.probes  # noqa: F401 - registers GAPNet, PermuteNet, GridPatchDataset, ...
-from posattack.probes.accuracy import ProbeAccuracy, accuracy_summary
+from posattack.channels import ChannelRemoval, select_channels
+from posattack.channels.ranking import ChannelRanking
 from posattack.identify.grid_probe import (build_probe_datasets, frozen_grid_probe,
                                            grid_probe_ranking, segmentor_normalization)
+from posattack.probes.accuracy import ProbeAccuracy, accuracy_summary
 from posattack.probes.grid_data import (GridPatchDataset, PackGridInputs, PlacePatchInGrid,
                                         cell_names, crop_cityscapes_patches, load_patch_folder)
 from posattack.probes.models import GAPNet, PermuteNet, shuffle_channels
 from posattack.probes.padding import padding_modes, set_padding_mode
 from posattack.probes.table import (configure_probe, format_table1, load_results, row_key,
                                     run_probe, run_table)
-from posattack.channels.ranking import ChannelRanking
-from posattack.channels import ChannelRemoval, select_channels
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PROBE_CONFIG = osp.join(REPO_ROOT, 'configs', 'probes', 'gapnet_r18-w16_grid3-location_synthetic.py')

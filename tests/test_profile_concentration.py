@@ -1,5 +1,7 @@
 """Concentration of flip-difference scores: top-k share and Gini against hand-computed values
 and against the Gini's other definition (mean absolute difference over all pairs)."""
+from __future__ import annotations
+
 import numpy as np
 import pytest
 

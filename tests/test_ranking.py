@@ -1,4 +1,6 @@
 """ChannelRanking: orders and scores, JSON in and out, the authors' release, clear errors."""
+from __future__ import annotations
+
 import json
 import os
 import os.path as osp
@@ -7,7 +9,7 @@ import pytest
 
 import posattack.channels.ranking as ranking_module
 from posattack.channels.ranking import (FORMAT_TAG, ChannelRanking, order_by_score,
-                               resolve_channel_count)
+                                        resolve_channel_count)
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 AUTHORS_DIR = osp.join(REPO_ROOT, '..', 'shared', 'reference', 'authors_rankings')

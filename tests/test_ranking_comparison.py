@@ -4,6 +4,8 @@ Expected values are worked out by hand from rho = 1 - 6 sum d^2 / (C (C^2 - 1)) 
 sets of the first k channels, and, on the authors' release, from the figures the issue that
 asked for this states (their left and right top-100 share 19 channels; rho +0.39).
 """
+from __future__ import annotations
+
 import json
 import os.path as osp
 
@@ -11,7 +13,8 @@ import pytest
 from attack_helpers import REPO_ROOT, load_tool
 
 from posattack.channels.ranking import ChannelRanking
-from posattack.channels.ranking_comparison import compare_orders, compare_rankings, comparison_markdown
+from posattack.channels.ranking_comparison import (compare_orders, compare_rankings,
+                                                   comparison_markdown)
 
 AUTHORS_RANKINGS = osp.join(osp.dirname(REPO_ROOT), 'shared', 'reference', 'authors_rankings')
 

@@ -4,6 +4,8 @@ Each test reproduces a fault that used to end in a normal-looking report, a trac
 lost results, and checks what happens now: a one-line error naming the problem and the fix
 (exit status 2), or a correct result. The CLI runs in this process (``main(argv)``).
 """
+from __future__ import annotations
+
 import json
 import os
 import os.path as osp
@@ -13,9 +15,8 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from attack_helpers import (REPO_ROOT, load_cli, make_checkpoint,  # noqa: F401
-                            one_torch_thread, run_cli, snapshot, start_lock_holder,
-                            write_tiny_config)
+from attack_helpers import (REPO_ROOT, load_cli, make_checkpoint, one_torch_thread,  # noqa: F401
+                            run_cli, snapshot, start_lock_holder, write_tiny_config)
 
 import posattack.attack.experiment as experiment
 from posattack.channels.ranking import ChannelRanking

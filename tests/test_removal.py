@@ -3,13 +3,15 @@
 Expectations are independent of the code under test: hand-built tensors, an unhooked run of
 the same model, manual means over the same images, orders written into the test.
 """
+from __future__ import annotations
+
 import pytest
 import torch
 from torch import nn
 
-from posattack.channels.ranking import ChannelRanking
 from posattack.channels import (ChannelRemoval, channel_means, random_channels, replace_channels,
-                               select_channels)
+                                select_channels)
+from posattack.channels.ranking import ChannelRanking
 
 # ----------------------------------------------------------------------------- helpers
 

@@ -14,6 +14,8 @@ out through a 1x1 conv) with a registered test backbone:
 They run the way tools/consistency.py runs them: mmseg's test dataloader with the views
 transform appended, the TTA wrapper's test_step, an MMEngine Evaluator.
 """
+from __future__ import annotations
+
 import copy
 import json
 import os.path as osp
@@ -33,7 +35,7 @@ from torch import nn
 
 from posattack.evaluation.regions import build_region_layout, validate_region_specs
 from posattack.evaluation.shift_consistency import (ShiftConsistencyMetric, ShiftPairTTAModel,
-                                         pair_confusion)
+                                                    pair_confusion)
 from posattack.training.shift_crops import ShiftConsistencyPairs, overlap_slices, shift_origins
 
 NUM_CLASSES = 19

@@ -1,5 +1,7 @@
 """run_sweep: one prefix per batch, many settings, each scored exactly as mmseg's test loop
 with ChannelRemovalHook and RegionIoUMetric would score it; nothing kept per image."""
+from __future__ import annotations
+
 import gc
 import tracemalloc
 
@@ -9,15 +11,15 @@ import torch
 from attack_helpers import (diversify, one_torch_thread, run_mmseg_test,  # noqa: F401
                             save_checkpoint)
 
-from posattack.models.builder import load_segmentor
 from posattack.attack.experiment import build_test_dataloader
 from posattack.attack.feature_split import FeatureSplit
-from posattack.identify import identify_channels
-from posattack.channels.layers import resolve_layer
-from posattack.channels.ranking import ChannelRanking
-from posattack.channels import channel_means
 from posattack.attack.settings import AttackSetting
 from posattack.attack.sweep import SweepState, run_sweep
+from posattack.channels import channel_means
+from posattack.channels.layers import resolve_layer
+from posattack.channels.ranking import ChannelRanking
+from posattack.identify import identify_channels
+from posattack.models.builder import load_segmentor
 
 NUM_TOTAL = 128
 NUM_CLASSES = 19

@@ -1,5 +1,7 @@
 """The synthetic generator writes real Cityscapes files that mmseg and cityscapesScripts-style
 tools read, with labels that follow the official table and a street-scene structure."""
+from __future__ import annotations
+
 import filecmp
 import glob
 import importlib.util

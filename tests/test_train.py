@@ -1,5 +1,7 @@
 """tools/train.py trains the demo config on synthetic Cityscapes, writes a checkpoint that
 loads under torch's weights_only default, resumes from it, and explains bad input."""
+from __future__ import annotations
+
 import importlib.util
 import os
 import os.path as osp

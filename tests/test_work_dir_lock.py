@@ -1,4 +1,6 @@
 """WorkDirLock: one run per work dir, released on any exit of its holder, kill -9 included."""
+from __future__ import annotations
+
 import os
 import signal
 

@@ -7,6 +7,8 @@ result is checked against an independent expectation: mmseg's own IoUMetric on
 ``model.predict``, the flip difference computed here by hand, and a ChannelRemoval-hooked
 ``model.predict`` for the exact fast path.
 """
+from __future__ import annotations
+
 import json
 import math
 import os
@@ -19,13 +21,13 @@ import torch
 from attack_helpers import REPO_ROOT, diversify, load_cli, run_cli
 from mmengine.config import Config
 
-from posattack.models.builder import load_segmentor
 from posattack.attack.experiment import build_test_dataloader
 from posattack.attack.feature_split import FeatureSplit
-from posattack.channels.layers import default_layer, resolve_layer
-from posattack.evaluation.metric import RegionIoUMetric
-from posattack.channels.ranking import ChannelRanking
 from posattack.channels import ChannelRemoval
+from posattack.channels.layers import default_layer, resolve_layer
+from posattack.channels.ranking import ChannelRanking
+from posattack.evaluation.metric import RegionIoUMetric
+from posattack.models.builder import load_segmentor
 
 PAPER = osp.join(REPO_ROOT, 'configs', 'paper')
 FRAGMENTS = osp.join(REPO_ROOT, 'configs', '_base_', 'posattack')

@@ -11,18 +11,20 @@ results.json/.csv, report.md, plots and overlays into the work dir. With several
 of the config (training seeds), each model goes to <work-dir>/models/<name>/ and the work dir
 gets summary.json and report.md pooled over models.
 """
+from __future__ import annotations
+
 import argparse
 import os.path as osp
 import sys
 
 from mmengine.logging import MMLogger
 
-from posattack.utils.cli import (BAD_INPUT_ERRORS, CfgOptionsAction, parse_region_arg,
-                           report_bad_input)
-from posattack.utils.distributed import LAUNCHERS, exit_process, init_launcher
 from posattack.attack.experiment import DEFAULT_BOOTSTRAP, DEFAULT_SEEDS, AttackOptions, run_attack
 from posattack.attack.multi_model import run_attacks
 from posattack.channels.ablations import ablation_names
+from posattack.utils.cli import (BAD_INPUT_ERRORS, CfgOptionsAction, parse_region_arg,
+                                 report_bad_input)
+from posattack.utils.distributed import LAUNCHERS, exit_process, init_launcher
 
 
 def parse_args(argv=None):

@@ -9,6 +9,8 @@ segmentation, plus targeted-minus-random and periphery-minus-center drops at the
 count nearest --fraction of the layer) and writes it, with the numbers as JSON, when --out
 is given.
 """
+from __future__ import annotations
+
 import argparse
 import os.path as osp
 import sys

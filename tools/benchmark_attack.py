@@ -31,6 +31,8 @@ not see torch's allocations). Flat memory means the 4N peak equals the N peak.
 On a machine whose cores other jobs share, --threads 1 gives steadier figures: several torch
 threads spinning against other processes can make every path many times slower.
 """
+from __future__ import annotations
+
 import argparse
 import json
 import os
@@ -40,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, List, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -156,7 +158,7 @@ def make_settings(num_total: int, args) -> list:
     return build_settings(num_total, args.num_channels, fractions, args.seeds)
 
 
-def channels_of(settings, num_total: int) -> Dict[str, List[int]]:
+def channels_of(settings, num_total: int) -> dict[str, list[int]]:
     """Channel ids per setting. Targeted ones take a fixed stand-in order: time depends on
     how many channels go, not on which (identification is not what is timed here)."""
     from posattack.channels import select_channels
@@ -247,10 +249,10 @@ def time_draw_counts(model, cfg, args) -> dict:
     """
     from posattack.attack.experiment import DEFAULT_BOOTSTRAP
     from posattack.attack.feature_split import FeatureSplit
-    from posattack.channels.layers import default_layer, resolve_layer
     from posattack.attack.settings import build_settings
-    from posattack.report.significance import build_statistics
     from posattack.attack.sweep import run_sweep
+    from posattack.channels.layers import default_layer, resolve_layer
+    from posattack.report.significance import build_statistics
     split = FeatureSplit(model, resolve_layer(model, default_layer(model)))
     loader = build_loader(cfg, args.batch_size, args.images)
     num_total = attacked_channels(model, cfg)
@@ -287,8 +289,8 @@ def _current_rss_mb() -> float:
 def memory_worker(args) -> None:
     """In its own process: build, note RSS, run the sweep, print peak RSS as JSON."""
     from posattack.attack.feature_split import FeatureSplit
-    from posattack.channels.layers import default_layer, resolve_layer
     from posattack.attack.sweep import run_sweep
+    from posattack.channels.layers import default_layer, resolve_layer
     model, cfg = build_model(args.model, args.data_root)
     num_total = attacked_channels(model, cfg)
     loader = build_loader(cfg, args.batch_size, args.images)
@@ -355,7 +357,7 @@ def benchmark_model(model_name: str, data_root: str, args) -> dict:
     return result
 
 
-def print_draws(results: List[dict]) -> None:
+def print_draws(results: list[dict]) -> None:
     rows = []
     for r in results:
         base = r['draws']['baseline']
@@ -369,7 +371,7 @@ def print_draws(results: List[dict]) -> None:
     print(_table(['model', 'images', 'draws per N', 'CPU s', 'ratio'], rows))
 
 
-def print_report(results: List[dict], args) -> None:
+def print_report(results: list[dict], args) -> None:
     print(f'\ntorch threads: {torch.get_num_threads()}   batch size: {args.batch_size}   '
           f'timing rounds: {args.repeat} (fastest counts)')
     if args.only_draws:

@@ -19,6 +19,8 @@ issue's target is <= 0.5.
         work_dirs/demo/train/iter_600.pth --max-images 20 --threads 1 \
         --cfg-options test_dataloader.dataset.data_root=data/synthetic_cityscapes
 """
+from __future__ import annotations
+
 import argparse
 import json
 import os.path as osp
@@ -36,7 +38,7 @@ if REPO_ROOT not in sys.path:  # run from a checkout without `pip install -e .`
 
 from posattack.attack.experiment import AttackOptions, run_attack  # noqa: E402
 from posattack.profile.run import (DEFAULT_FRACTIONS, DEFAULT_SEEDS, ProfileOptions,  # noqa: E402
-                               run_profile)
+                                   run_profile)
 
 
 def parse_args(argv=None):

@@ -9,6 +9,8 @@ crop's labels against the other's there, each also per region (center vs periphe
 The same seed gives the same crops. Writes consistency.json (settings and metrics) and
 consistency_details.json (pixels and per-class agreement IoU per region) into the work dir.
 """
+from __future__ import annotations
+
 import argparse
 import os
 import os.path as osp
@@ -19,15 +21,15 @@ from mmengine.evaluator import Evaluator
 from mmengine.logging import MMLogger, print_log
 from mmengine.utils import ProgressBar
 
-from posattack.models.builder import load_segmentor
-from posattack.utils.cli import (BAD_INPUT_ERRORS, CfgOptionsAction, parse_region_arg,
-                           report_bad_input)
-from posattack.utils.distributed import LAUNCHERS, exit_process, init_launcher
 from posattack.attack.experiment import build_test_dataloader
-from posattack.utils.fileio import file_sha256, write_json_atomic
 from posattack.attack.non_finite import NonFiniteWatch
 from posattack.evaluation.shift_consistency import ShiftConsistencyMetric, ShiftPairTTAModel
+from posattack.models.builder import load_segmentor
 from posattack.training.shift_crops import ShiftConsistencyPairs
+from posattack.utils.cli import (BAD_INPUT_ERRORS, CfgOptionsAction, parse_region_arg,
+                                 report_bad_input)
+from posattack.utils.distributed import LAUNCHERS, exit_process, init_launcher
+from posattack.utils.fileio import file_sha256, write_json_atomic
 
 
 def parse_args(argv=None):

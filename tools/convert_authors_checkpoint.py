@@ -8,6 +8,8 @@ tools/attack.py, tools/identify.py and mmseg's own tools. The input is read with
 torch.load(weights_only=True); every key must map onto the model and every model weight must
 be filled, with equal shapes, or nothing is written (exit status 2, one line naming the keys).
 """
+from __future__ import annotations
+
 import argparse
 import os.path as osp
 import sys

@@ -11,6 +11,8 @@ Every block of the form
 gets the current content of the named file (relative to the repository root), so a table in
 the README is always the one a command in the repository wrote, never one typed by hand.
 """
+from __future__ import annotations
+
 import argparse
 import os.path as osp
 import re

@@ -4,6 +4,8 @@
         --num-train 300 --num-val 60 --size 128 256 --seed 0
     # then: python tools/train.py configs/demo/deeplabv3_r18-tiny_synthetic-cityscapes.py
 """
+from __future__ import annotations
+
 import argparse
 import sys
 import time

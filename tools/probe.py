@@ -14,6 +14,8 @@
 an interrupted table resumes) and WORK_DIR/table.md (ours beside the paper's figures). Without
 --data-root it makes synthetic Cityscapes scenes in WORK_DIR/data first.
 """
+from __future__ import annotations
+
 import argparse
 import json
 import os
@@ -127,7 +129,8 @@ def _synthetic_root(work_dir: str, num_train: int, num_val: int) -> str:
 def run_table(args) -> dict:
     from mmengine.logging import print_log
 
-    from posattack.probes.table import format_table1, run_table as run_all
+    from posattack.probes.table import format_table1
+    from posattack.probes.table import run_table as run_all
     data_root = args.data_root or _synthetic_root(args.work_dir, args.num_train_scenes,
                                                   args.num_val_scenes)
     start, load = time.perf_counter(), os.getloadavg()
@@ -167,8 +170,8 @@ def run_frozen(args):
     import torch
     from mmengine.logging import print_log
 
-    from posattack.models.builder import load_segmentor
     from posattack.identify.grid_probe import build_probe_datasets, frozen_grid_probe
+    from posattack.models.builder import load_segmentor
     from posattack.utils.fileio import write_text_atomic
     for path, what in ((args.config, 'Config'), (args.checkpoint, 'Checkpoint')):
         if not osp.isfile(path):

@@ -8,17 +8,18 @@ the date, the machine, the command that made the run and how long it took, so a 
 the docs always names the run behind it; numbers are never typed by hand. The run's plots
 are copied beside the table (``<out stem>_<plot>.png``) and linked.
 """
+from __future__ import annotations
+
 import argparse
 import datetime
 import os.path as osp
 import sys
 
-from posattack.utils.fileio import write_bytes_atomic, write_text_atomic
-from posattack.utils.machine import describe_machine
 from posattack.profile.report import (ATTACK_LEGEND, CONCENTRATION_LEGEND, attack_table,
                                       concentration_table)
 from posattack.report import read_json
-
+from posattack.utils.fileio import write_bytes_atomic, write_text_atomic
+from posattack.utils.machine import describe_machine
 
 PLOTS = ('concentration_vs_depth', 'gap_vs_depth', 'class_drop_by_layer')
 

@@ -13,15 +13,17 @@ Plus the NaN model (non_finite.py), caught by the same probe forward.
     check_ranking_layer(model, ranking, layer, source, allow=False)
     probe_attack(split, dataloader, num_channels)   # finite logits; the tensor reaches them
 """
-from typing import List, Optional
+from __future__ import annotations
+
+from typing import Optional
 
 import torch
 from mmengine.logging import print_log
 from torch import nn
 
 from ..channels.layers import _num_outputs_hint, resolve_layer, unwrap_model
-from .non_finite import NonFiniteWatch
 from ..channels.removal import ChannelRemoval
+from .non_finite import NonFiniteWatch
 
 __all__ = ['AttackReadsNothingError', 'check_ranking_layer', 'check_segmentor_config',
            'layers_read_by_head', 'probe_attack']
@@ -84,7 +86,7 @@ def check_ranking_layer(model: nn.Module, ranking, layer: str, source: Optional[
                      'to apply it to this layer.')
 
 
-def layers_read_by_head(model: nn.Module) -> List[str]:
+def layers_read_by_head(model: nn.Module) -> list[str]:
     """The ``backbone:i`` / ``neck:i`` tensors the decode head consumes (its in_index)."""
     model = unwrap_model(model)
     head = getattr(model, 'decode_head', None)

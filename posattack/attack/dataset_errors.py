@@ -8,6 +8,8 @@ re-raised as one line naming the image or label map that does not decode.
 
     dataset = name_unreadable_files(dataloader.dataset)
 """
+from __future__ import annotations
+
 import os.path as osp
 from typing import Optional
 

@@ -11,41 +11,42 @@ run wrote (:mod:`posattack.attack.work_dir`). per_image.npz is written before re
 setting listed in results.json always has its per-image counts; one without them (a work
 dir from before per-image statistics) is evaluated again on --resume.
 """
+from __future__ import annotations
+
 import os
 import os.path as osp
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import List, Optional, Sequence, Union
+from typing import Optional, Union
 
 import torch
 from mmengine import dist
 from mmengine.logging import MMLogger, print_log
 from mmengine.runner import Runner
 
-from ..channels.modes import CLEAN, RANDOM, TARGETED
 from ..channels.ablations import ablation_names
-from ..models.builder import load_segmentor
-from .feature_split import FeatureSplit
-from ..utils.fileio import file_sha256
 from ..channels.layers import default_layer, resolve_layer
-from ..evaluation.metric import summarize_confusion
-from ..report.overlay import OverlaySelector, render_panel, save_panel
-from ..report.per_image import PerImageCounts, per_image_path
-from ..report.pooling import paper_claims
+from ..channels.modes import CLEAN, RANDOM, TARGETED
 from ..channels.ranking import FLIP_DIFFERENCE_RULES, ChannelRanking
 from ..channels.ranking_comparison import compare_rankings
+from ..evaluation.metric import summarize_confusion
 from ..evaluation.regions import validate_region_specs
+from ..models.builder import load_segmentor
 from ..report.markdown import format_summary_table, write_report
-from ..utils.fileio import read_json, write_json_atomic
-from .settings import AttackSetting, build_settings
+from ..report.overlay import OverlaySelector, render_panel, save_panel
+from ..report.overlay_manifest import overlays_up_to_date, reported_overlays, write_overlay_manifest
+from ..report.per_image import PerImageCounts, per_image_path
+from ..report.pooling import paper_claims
 from ..report.significance import build_statistics
-from .sweep import OverlayRequest, run_sweep
+from ..utils.fileio import file_sha256, read_json, write_json_atomic
 # issue 13: nothing silently wrong (see docs/reliability.md)
 from .checks import check_ranking_layer, check_segmentor_config, probe_attack
 from .dataset_errors import name_unreadable_files
-from ..report.overlay_manifest import overlays_up_to_date, reported_overlays, write_overlay_manifest
-from .run_fingerprint import (content_fingerprint, describe_mismatch,
-                              outdated_fingerprint_message, ranking_provenance,
-                              ranking_provenance_problem)
+from .feature_split import FeatureSplit
+from .run_fingerprint import (content_fingerprint, describe_mismatch, outdated_fingerprint_message,
+                              ranking_provenance, ranking_provenance_problem)
+from .settings import AttackSetting, build_settings
+from .sweep import OverlayRequest, run_sweep
 from .work_dir import claim_work_dir, clear_earlier_outputs
 
 DEFAULT_REGIONS = ('paper', dict(type='border', bands=4))
@@ -182,7 +183,7 @@ def _check_attack_region(region: str, ranking: Optional[ChannelRanking]) -> None
                          f'{", ".join(available)}; pick one of them.')
 
 
-def _overlay_request(settings: List[AttackSetting], num_total: int,
+def _overlay_request(settings: list[AttackSetting], num_total: int,
                      num_overlays: int) -> Optional[OverlayRequest]:
     """Overlays show the targeted count nearest 10% of the channels, and random seed 0."""
     targeted = [s for s in settings if s.mode == TARGETED]
@@ -307,7 +308,7 @@ def _run_attack_claimed(opts: AttackOptions) -> dict:
     return results
 
 
-def _attack_regions(attack_region: Union[str, Sequence[str]]) -> List[str]:
+def _attack_regions(attack_region: Union[str, Sequence[str]]) -> list[str]:
     regions = [attack_region] if isinstance(attack_region, str) else list(attack_region)
     if not regions:
         raise ValueError('--attack-region needs at least one ranking order, e.g. overall.')
@@ -328,7 +329,7 @@ def _previous_per_image(work_dir: str) -> Optional[PerImageCounts]:
     return PerImageCounts.load(path) if osp.exists(path) else None
 
 
-def _ordered(finished: List[dict], settings: List[AttackSetting]) -> List[dict]:
+def _ordered(finished: list[dict], settings: list[AttackSetting]) -> list[dict]:
     order = {s.key: i for i, s in enumerate(settings)}
     return sorted(finished, key=lambda s: order.get(s['key'], len(order)))
 

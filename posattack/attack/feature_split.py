@@ -15,16 +15,19 @@ Anywhere else (slide inference, a layer inside the backbone, a segmentor that do
 through ``extract_feat``) the split falls back to one full forward per setting with a
 removal hook: slower, same answer.
 """
+from __future__ import annotations
+
+from collections.abc import Sequence
 from contextlib import contextmanager, nullcontext
-from typing import List, Optional, Sequence
+from typing import Optional
 
 import torch
 from mmseg.models.utils import resize
 
 from ..channels.forward import forward_to_layer
 from ..channels.layers import LayerRef, select_output
-from .linear_shortcut import LinearShortcut
 from ..channels.removal import ChannelRemoval, replace_channels
+from .linear_shortcut import LinearShortcut
 
 FAST_PATH_MODULES = ('backbone', 'neck')
 
@@ -93,7 +96,7 @@ class FeatureSplit:
 
     def predict_from(self, feats: Sequence[torch.Tensor], inputs: torch.Tensor, data_samples,
                      channels: Sequence[int], ablation: str = 'zero',
-                     mean_values: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
+                     mean_values: Optional[torch.Tensor] = None) -> list[torch.Tensor]:
         """Predicted label maps (ori_shape, int64) with ``channels`` replaced."""
         edited = list(feats)
         index = self.layer_ref.index
@@ -113,18 +116,18 @@ class FeatureSplit:
 
     def predict_full(self, inputs: torch.Tensor, data_samples, channels: Sequence[int],
                      ablation: str = 'zero',
-                     mean_values: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
+                     mean_values: Optional[torch.Tensor] = None) -> list[torch.Tensor]:
         """The slow path: one whole forward with a removal hook."""
         with ChannelRemoval(self.model, self.layer_ref.name, channels, ablation=ablation,
                             mean_values=mean_values):
             return self._labels(self.model.predict(inputs, data_samples))
 
     @staticmethod
-    def _labels(samples) -> List[torch.Tensor]:
+    def _labels(samples) -> list[torch.Tensor]:
         return [sample.pred_sem_seg.data[0] for sample in samples]
 
 
-def logits_to_labels(model, seg_logits: torch.Tensor, data_samples) -> List[torch.Tensor]:
+def logits_to_labels(model, seg_logits: torch.Tensor, data_samples) -> list[torch.Tensor]:
     """Label maps at ori_shape, as mmseg 1.2.2's ``postprocess_result`` makes them.
 
     The same steps (crop the padding, undo a test-time flip, resize to ori_shape unless the

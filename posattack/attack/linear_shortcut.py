@@ -12,8 +12,10 @@ are most of the head's cost, so this is where a sweep over many settings spends 
 The answer is the same maths in another order, so logits agree to float rounding, not bit
 for bit; ``FeatureSplit(exact=True)`` turns the shortcut off.
 """
+from __future__ import annotations
+
+from collections.abc import Sequence
 from contextlib import contextmanager
-from typing import Dict, List, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -29,11 +31,11 @@ class LinearShortcut:
     """Per batch, cache ``conv(clean)`` for every conv fed the attacked tensor itself."""
 
     def __init__(self, modules: Sequence[nn.Module]):
-        self.convs: List[nn.Conv2d] = [
+        self.convs: list[nn.Conv2d] = [
             m for root in modules if root is not None
             for m in root.modules() if isinstance(m, nn.Conv2d) and _linear_in_input(m)]
         self._clean = None
-        self._cache: Dict[nn.Conv2d, torch.Tensor] = {}
+        self._cache: dict[nn.Conv2d, torch.Tensor] = {}
 
     def _clean_output(self, conv: nn.Conv2d, clean: torch.Tensor) -> torch.Tensor:
         if self._clean is not clean:  # a new batch

@@ -9,23 +9,26 @@ Each model gets the single-model experiment (:func:`posattack.attack.experiment.
 before any image is read: a checkpoint of another architecture or class count is refused
 by name, so a pooled run never mixes models that do not share the question.
 """
+from __future__ import annotations
+
 import os
 import os.path as osp
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Optional
 
 from mmengine import dist
 from mmengine.logging import print_log
 
 from ..models.builder import extract_state_dict, load_segmentor, load_state_dict_checked
-from ..utils.checkpoint import load_checkpoint
-from .experiment import AttackOptions, run_attack
-from ..utils.fileio import write_json_atomic, write_text_atomic
 from ..report.pooling import build_summary
 from ..report.statistics_markdown import summary_markdown
+from ..utils.checkpoint import load_checkpoint
+from ..utils.fileio import write_json_atomic, write_text_atomic
+from .experiment import AttackOptions, run_attack
 
 
-def model_names(checkpoints: Sequence[str], names: Optional[Sequence[str]] = None) -> List[str]:
+def model_names(checkpoints: Sequence[str], names: Optional[Sequence[str]] = None) -> list[str]:
     """Folder names for the models: given, else the file stems, else parent folder + stem.
 
     Training runs usually differ by folder (``seed1/iter_600.pth``), not by file name.
@@ -58,7 +61,7 @@ def check_checkpoints(config: str, checkpoints: Sequence[str], cfg_options=None,
         raise ValueError('the same checkpoint is given twice: pooled models must be distinct '
                          'training runs.')
     model, _ = load_segmentor(config, None, cfg_options=cfg_options)
-    classes_of: Dict[str, Optional[Tuple[str, ...]]] = {}
+    classes_of: dict[str, Optional[tuple[str, ...]]] = {}
     for path in checkpoints:
         loaded = load_checkpoint(path, map_location='cpu', trust_checkpoint=trust_checkpoint)
         # Raises CheckpointMismatchError naming this file and the first differing keys.
@@ -78,14 +81,14 @@ def check_checkpoints(config: str, checkpoints: Sequence[str], cfg_options=None,
 
 
 def run_attacks(opts: AttackOptions, checkpoints: Sequence[str],
-                names: Optional[Sequence[str]] = None) -> Dict:
+                names: Optional[Sequence[str]] = None) -> dict:
     """Attack every model, then write summary.json and report.md into ``opts.work_dir``."""
     if len(checkpoints) < 2:
         raise ValueError('a pooled run needs two or more checkpoints; with one, call '
                          'run_attack.')
     names = model_names(checkpoints, names)
     check_checkpoints(opts.config, checkpoints, opts.cfg_options, opts.trust_checkpoint)
-    models: List[Tuple[str, Mapping]] = []
+    models: list[tuple[str, Mapping]] = []
     for name, checkpoint in zip(names, checkpoints):
         work_dir = osp.join(opts.work_dir, 'models', name)
         print_log(f'model {name}: {checkpoint} -> {work_dir}', 'current')

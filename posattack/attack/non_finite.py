@@ -10,7 +10,9 @@ whose output is not finite; the tools run it on their first image and stop there
         model.predict(inputs, data_samples)
     watch.raise_if_logits_non_finite('the first test image')
 """
-from typing import Any, List, Optional
+from __future__ import annotations
+
+from typing import Any, Optional
 
 import torch
 from torch import nn
@@ -32,7 +34,7 @@ def _has_non_finite(value: Any) -> bool:
     return False
 
 
-def non_finite_parameters(model: nn.Module) -> List[str]:
+def non_finite_parameters(model: nn.Module) -> list[str]:
     """Names of the parameters and buffers (BN statistics) that hold NaN or inf."""
     tensors = list(model.named_parameters()) + list(model.named_buffers())
     return [name for name, tensor in tensors if _has_non_finite(tensor)]

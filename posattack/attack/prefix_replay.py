@@ -26,16 +26,19 @@ Usage::
     feats = split.prefix(inputs)                   # clean forward up to the layer, recorded
     labels = split.predict_full(inputs, samples, channels=[3, 7])   # replays, then the rest
 """
+from __future__ import annotations
+
+from collections.abc import Sequence
 from contextlib import contextmanager, nullcontext
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Optional
 
 import torch
 from torch import nn
 
-from .feature_split import FeatureSplit, logits_to_labels
 from ..channels.layers import replace_output, select_output
-from .linear_shortcut import LinearShortcut
 from ..channels.removal import replace_channels
+from .feature_split import FeatureSplit, logits_to_labels
+from .linear_shortcut import LinearShortcut
 
 
 def _copy(output: Any) -> Any:
@@ -64,8 +67,8 @@ class _CallRecorder:
     def __init__(self, model: nn.Module):
         self.model = model
         self.clock = 0
-        self.calls: List[_Call] = []
-        self._open: Dict[int, List[_Call]] = {}
+        self.calls: list[_Call] = []
+        self._open: dict[int, list[_Call]] = {}
         self._handles = []
 
     def _pre(self, module, inputs):
@@ -98,7 +101,7 @@ class _CallRecorder:
 class _Replay:
     """Per module, the recorded outputs its calls return, in order, for one batch."""
 
-    def __init__(self, inputs: torch.Tensor, queues: Dict[nn.Module, List[Any]],
+    def __init__(self, inputs: torch.Tensor, queues: dict[nn.Module, list[Any]],
                  target: nn.Module, target_output: Any):
         self.inputs = inputs
         self.queues = queues
@@ -139,12 +142,12 @@ class _Replay:
                 'order each time; profile this layer with tools/attack.py --layer instead.')
 
 
-def outermost_calls_before(calls: Sequence[_Call], target: nn.Module) -> List[_Call]:
+def outermost_calls_before(calls: Sequence[_Call], target: nn.Module) -> list[_Call]:
     """The calls that end before ``target``'s first call starts and no such call contains."""
     first = next((c for c in calls if c.module is target), None)
     if first is None or first.end is None:
         return []
-    chosen: List[_Call] = []
+    chosen: list[_Call] = []
     last_end = -1
     for call in calls:  # in start order, properly nested
         if call.end is None or call.end >= first.start or call.start < last_end:
@@ -185,7 +188,7 @@ class PrefixReplaySplit(FeatureSplit):
         if first is None or first.output is None:
             return feats
         chosen = outermost_calls_before(recorder.calls, target)
-        queues: Dict[nn.Module, List[Any]] = {}
+        queues: dict[nn.Module, list[Any]] = {}
         for call in chosen:
             queues.setdefault(call.module, []).append(call.output)
         self._replay = _Replay(inputs, queues, target, first.output)
@@ -193,7 +196,7 @@ class PrefixReplaySplit(FeatureSplit):
             self._after_shortcut = LinearShortcut(self._convs_after(chosen))
         return feats
 
-    def _convs_after(self, replayed: Sequence[_Call]) -> List[nn.Module]:
+    def _convs_after(self, replayed: Sequence[_Call]) -> list[nn.Module]:
         """Convolutions that still run per setting: neither replayed nor inside the layer
         (the shortcut and the replay both patch ``forward``; one owner per module)."""
         skipped = set()

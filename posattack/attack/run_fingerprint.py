@@ -14,11 +14,14 @@ A ranking identified during a run records the same keys (``model.identified_on``
 left in a work dir without results.json is reused only for the same images, config,
 checkpoint and layer.
 """
+from __future__ import annotations
+
 import hashlib
 import json
 import os
 import os.path as osp
-from typing import Mapping, Optional
+from collections.abc import Mapping
+from typing import Optional
 
 from ..utils.fileio import file_sha256
 

@@ -1,6 +1,9 @@
 """The settings an attack sweep evaluates: clean, targeted top-N, random N per seed."""
+from __future__ import annotations
+
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import List, Optional, Sequence, Union
+from typing import Optional, Union
 
 from ..channels.modes import CLEAN, RANDOM, TARGETED
 from ..channels.ranking import resolve_channel_count
@@ -47,7 +50,7 @@ def build_settings(num_total: int,
                    fractions: Optional[Sequence[float]] = None,
                    num_seeds: int = 5,
                    attack_region: Union[str, Sequence[str]] = 'overall'
-                   ) -> List[AttackSetting]:
+                   ) -> list[AttackSetting]:
     """Clean, then targeted (one per ranking order in ``attack_region``) and random
     settings for every channel count.
 

@@ -16,8 +16,11 @@ statistical tests resample is kept (per class intersections and areas in the tes
 :mod:`posattack.report.per_image`); nothing else is cached across batches, so memory stays flat as
 the dataset grows.
 """
+from __future__ import annotations
+
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Union
+from typing import Callable, Optional, Union
 
 import numpy as np
 import torch
@@ -25,16 +28,16 @@ from mmengine import dist
 from mmengine.logging import print_log
 from mmengine.utils import ProgressBar
 
-from ..channels.modes import CLEAN, RANDOM, TARGETED
-from .feature_split import FeatureSplit
 from ..channels.ablations import Ablation, ChannelStatistics, get_ablation
 from ..channels.forward import global_average_pool
-from ..identify.base import build_identification_method
-from ..evaluation.metric import region_confusion
-from ..report.per_image import PerImageCounts, PerImageRecorder
+from ..channels.modes import CLEAN, RANDOM, TARGETED
 from ..channels.ranking import ChannelRanking
-from ..evaluation.regions import build_region_masks, validate_region_specs
 from ..channels.selection import select_channels
+from ..evaluation.metric import region_confusion
+from ..evaluation.regions import build_region_masks, validate_region_specs
+from ..identify.base import build_identification_method
+from ..report.per_image import PerImageCounts, PerImageRecorder
+from .feature_split import FeatureSplit
 from .settings import AttackSetting
 
 
@@ -50,7 +53,7 @@ class OverlayRequest:
 @dataclass
 class SweepState:
     """What a sweep produces; every field is already reduced across processes."""
-    confusions: Dict[str, np.ndarray] = field(default_factory=dict)
+    confusions: dict[str, np.ndarray] = field(default_factory=dict)
     ranking: Optional[ChannelRanking] = None
     # each channel's mean over the images (a (C,) tensor), or, for an ablation that also
     # reads the std (gaussian_noise), the ChannelStatistics with both
@@ -76,7 +79,7 @@ def _shard_size(dataloader) -> int:
 
 
 def _channels_for(setting: AttackSetting, num_total: int,
-                  ranking: Optional[ChannelRanking]) -> List[int]:
+                  ranking: Optional[ChannelRanking]) -> list[int]:
     if setting.mode == CLEAN:
         return []
     if setting.mode == TARGETED:
@@ -90,7 +93,7 @@ class _Pass:
     """Evaluate a fixed list of settings over the dataloader."""
 
     def __init__(self, split: FeatureSplit, settings: Sequence[AttackSetting],
-                 channels: Dict[str, List[int]], region_specs, num_classes: int,
+                 channels: dict[str, list[int]], region_specs, num_classes: int,
                  ignore_index: int, ablation: Ablation, mean_values,
                  overlay: Optional[OverlayRequest], count_keys: Sequence[str],
                  recorder: Optional[PerImageRecorder] = None):
@@ -105,7 +108,7 @@ class _Pass:
         self.overlay = overlay
         self.count_keys = set(count_keys)
         self.recorder = recorder
-        self.confusions: Dict[str, np.ndarray] = {}
+        self.confusions: dict[str, np.ndarray] = {}
 
     def evaluate(self, feats, inputs, samples) -> None:
         labels_of = {}
@@ -126,7 +129,7 @@ class _Pass:
         if self.overlay is not None:
             self._offer_overlays(labels_of, samples)
 
-    def _accumulate(self, key: str, labels: List[np.ndarray], samples) -> None:
+    def _accumulate(self, key: str, labels: list[np.ndarray], samples) -> None:
         for label, sample in zip(labels, samples):
             gt = sample.gt_sem_seg.data[0].cpu().numpy()
             _, masks = build_region_masks(self.region_specs, *gt.shape)
@@ -160,8 +163,8 @@ def _pooled_squares(tensor: torch.Tensor) -> torch.Tensor:
     return squares.flatten(2).mean(-1) if squares.ndim > 2 else squares
 
 
-def _all_reduce_confusions(confusions: Dict[str, np.ndarray], keys: Sequence[str],
-                           shape) -> Dict[str, np.ndarray]:
+def _all_reduce_confusions(confusions: dict[str, np.ndarray], keys: Sequence[str],
+                           shape) -> dict[str, np.ndarray]:
     """Sum confusion matrices over processes (a rank with no images contributes zeros)."""
     stacked = torch.from_numpy(np.stack([
         confusions.get(key, np.zeros(shape, dtype=np.int64)) for key in keys]))
@@ -175,7 +178,7 @@ def run_sweep(split: FeatureSplit, dataloader, settings: Sequence[AttackSetting]
               identify: bool = False, identification_method: str = 'flip_difference',
               overlay: Optional[OverlayRequest] = None,
               ranking_info: Optional[dict] = None,
-              on_pass_done: Optional[Callable[[SweepState, List[AttackSetting]], None]] = None,
+              on_pass_done: Optional[Callable[[SweepState, list[AttackSetting]], None]] = None,
               progress: bool = True, record_per_image: bool = True) -> SweepState:
     """Evaluate ``settings`` on ``dataloader``; see the module docstring for the passes.
 

@@ -12,12 +12,15 @@ so that the new report can never show the old run's plots or overlays.
         if not resume:
             clear_earlier_outputs(work_dir, show_dir)
 """
+from __future__ import annotations
+
 import glob
 import os
 import os.path as osp
 import tempfile
+from collections.abc import Sequence
 from contextlib import contextmanager
-from typing import List, Optional, Sequence
+from typing import Optional
 
 from mmengine import dist
 
@@ -33,7 +36,7 @@ RUN_OUTPUTS = ('results.json', 'results.csv', 'report.md', 'ranking.json', 'per_
 DEFAULT_OVERLAY_FOLDER = 'overlays'
 
 
-def _missing_folders(path: str) -> List[str]:
+def _missing_folders(path: str) -> list[str]:
     """``path`` and its ancestors that do not exist yet, deepest first."""
     missing = []
     path = osp.abspath(path)
@@ -46,7 +49,7 @@ def _missing_folders(path: str) -> List[str]:
     return missing
 
 
-def _remove_empty(folders: List[str]) -> None:
+def _remove_empty(folders: list[str]) -> None:
     for folder in folders:  # deepest first
         try:
             os.rmdir(folder)
@@ -54,7 +57,7 @@ def _remove_empty(folders: List[str]) -> None:
             return  # not empty (the run wrote something) or already gone
 
 
-def check_output_dir(path: str, option: str) -> List[str]:
+def check_output_dir(path: str, option: str) -> list[str]:
     """Fail now, with the option's name, if ``path`` cannot hold the run's outputs.
 
     Creates the folder (and missing parents) to prove it can: returns the folders it

@@ -10,6 +10,8 @@ work dir locked; the file itself may stay behind and is simply locked again.
     with WorkDirLock('work_dirs/attack'):
         ...  # read results.json, sweep, write outputs
 """
+from __future__ import annotations
+
 import errno
 import fcntl
 import os

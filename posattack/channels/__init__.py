@@ -10,6 +10,8 @@
 * :mod:`.removal`: ChannelRemoval, the removal as a ``with`` block;
   :mod:`.hook`: the same as an MMEngine hook for mmseg's own tools/test.py.
 """
+from __future__ import annotations
+
 from .ablations import (ABLATIONS, Ablation, ChannelStatistics, ablation_names, get_ablation,
                         register_ablation)
 from .channel_statistics import channel_means, channel_statistics
@@ -20,8 +22,8 @@ from .layers import (LayerRef, StopForward, capture, default_layer, list_layer_n
 from .modes import CLEAN, EXPLICIT, RANDOM, SELECTION_MODES, SETTING_MODES, TARGETED
 from .ranking import ChannelRanking
 from .removal import ChannelRemoval, replace_channels
-from .selection import (count_from_fraction, is_integer_at_least, random_channels,
-                        select_channels, validate_selection_args)
+from .selection import (count_from_fraction, is_integer_at_least, random_channels, select_channels,
+                        validate_selection_args)
 
 __all__ = [
     'ABLATIONS', 'Ablation', 'CLEAN', 'ChannelRanking', 'ChannelRemoval', 'ChannelRemovalHook',

@@ -7,13 +7,14 @@ processes), and stops the forward right after the layer where it can.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional, Union
+from collections.abc import Iterable
+from typing import Any, Optional, Union
 
 import torch
 from torch import nn
 
-from .layers import LayerRef, StopForward, default_layer, resolve_layer, select_output, unwrap_model
 from .ablations import ChannelStatistics
+from .layers import LayerRef, StopForward, default_layer, resolve_layer, select_output, unwrap_model
 from .selection import is_integer_at_least
 
 __all__ = ['ChannelStatistics', 'channel_means', 'channel_statistics']

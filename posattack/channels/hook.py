@@ -11,19 +11,19 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Any, Optional, Union
 
 import torch
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmseg.registry import HOOKS
 
-from .modes import EXPLICIT, RANDOM, TARGETED
-from .layers import default_layer, resolve_layer, unwrap_model
-from .ranking import ChannelRanking
 from .ablations import ablation_names, get_ablation
 from .channel_statistics import channel_statistics
-from .modes import SELECTION_MODES
+from .layers import default_layer, resolve_layer, unwrap_model
+from .modes import EXPLICIT, RANDOM, SELECTION_MODES, TARGETED
+from .ranking import ChannelRanking
 from .removal import ChannelRemoval
 from .selection import is_integer_at_least, select_channels, validate_selection_args
 

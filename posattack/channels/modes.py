@@ -4,6 +4,8 @@ An attack *setting* is ``CLEAN`` (nothing removed), ``TARGETED`` (the top of a r
 ``RANDOM`` (a seeded draw of as many); the removal hook also takes ``EXPLICIT`` channel ids.
 They are plain strings, as they appear in configs, results.json and the CSV.
 """
+from __future__ import annotations
+
 CLEAN = 'clean'
 TARGETED = 'targeted'
 RANDOM = 'random'

@@ -33,9 +33,10 @@ import math
 import operator
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Optional, Union
 
 from ..utils.fileio import write_text_atomic
 

@@ -23,7 +23,8 @@ Usage::
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, Optional
 
 from .ranking import ChannelRanking
 

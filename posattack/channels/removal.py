@@ -13,13 +13,15 @@ still hold it): the replacement is a clone with the removed channels overwritten
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Any, Callable, Optional, Union
 
 import torch
 from torch import nn
 
 from .ablations import Ablation, ChannelStatistics, ablation_names, get_ablation
-from .layers import LayerRef, default_layer, replace_output, resolve_layer, select_output, unwrap_model
+from .layers import (LayerRef, default_layer, replace_output, resolve_layer, select_output,
+                     unwrap_model)
 from .selection import _channel_index, _check_channel_ids
 
 __all__ = ['ChannelRemoval', 'ChannelStatistics', 'replace_channels']

@@ -12,14 +12,13 @@ Usage::
 from __future__ import annotations
 
 import numbers
-from collections.abc import Iterable
-from typing import Any, Optional, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any, Optional
 
 import numpy as np
 import torch
 
-from .modes import EXPLICIT, RANDOM, TARGETED
-from .modes import SELECTION_MODES
+from .modes import EXPLICIT, RANDOM, SELECTION_MODES, TARGETED
 from .ranking import resolve_channel_count
 
 __all__ = [

@@ -7,7 +7,6 @@ import tempfile
 from pathlib import Path
 from typing import Dict, Tuple
 
-
 # Real Cityscapes city names, so the file names look exactly like the dataset's.
 CITIES = {
     'train': ('aachen', 'bochum', 'bremen', 'cologne', 'darmstadt', 'zurich'),

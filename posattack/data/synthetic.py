@@ -29,14 +29,12 @@ from typing import Dict, List, Tuple, Union
 import cv2
 import numpy as np
 
-from .cityscapes_labels import (ID_TO_COLOR, ID_TO_TRAINID, IGNORE_INDEX,
-                                NAME_TO_ID, TRAINID_TO_NAME)
 from ..utils.fileio import write_image_atomic
+from .cityscapes_labels import ID_TO_COLOR, ID_TO_TRAINID, IGNORE_INDEX, NAME_TO_ID, TRAINID_TO_NAME
 from .cityscapes_layout import (CITIES, FRAME_NUMBER, MARKER_FILE, MIN_SIZE,  # noqa: F401
                                 SPLIT_CODES, _check_arguments, _prepare_output_dir,
                                 _write_json_atomic, cityscapes_stem)
 from .scene_canvas import _Canvas, _grey_colour, _noise_field
-
 
 ROAD, SIDEWALK, BUILDING, WALL, FENCE = (NAME_TO_ID[n] for n in (
     'road', 'sidewalk', 'building', 'wall', 'fence'))

@@ -7,6 +7,8 @@
 * :mod:`.shift_consistency`: do two shifted crops of one image get the same labels?
   (ShiftConsistencyMetric), and :mod:`.consistency`, that evaluation over a dataset.
 """
+from __future__ import annotations
+
 from .metric import RegionIoUMetric, region_confusion, summarize_confusion
 from .regions import (REGIONS, RegionLayout, build_region_layout, build_region_masks,
                       known_region_types, register_region, validate_region_specs)

@@ -9,9 +9,12 @@ Two pure helpers serve code that evaluates outside an Evaluator (the attack swee
 `region_confusion` (one image -> (R, K, K) counts) and `summarize_confusion`
 (counts -> flat metrics and per-class tables).
 """
+from __future__ import annotations
+
 import os.path as osp
 from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from collections.abc import Sequence
+from typing import Optional, Union
 
 import numpy as np
 import torch
@@ -20,9 +23,8 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger, print_log
 from mmengine.structures import BaseDataElement
 from mmengine.utils import mkdir_or_exist
-from prettytable import PrettyTable
-
 from mmseg.registry import METRICS
+from prettytable import PrettyTable
 
 from ..utils.fileio import write_image_atomic, write_json_atomic
 from .regions import (RegionLayout, RegionSpec, build_region_layout, layout_of_masks,
@@ -178,7 +180,7 @@ def _percent(value: float, decimals: Optional[int]) -> float:
     return float(np.round(value, decimals)) if decimals is not None else value
 
 
-def check_iou_metrics(iou_metrics: Union[str, Sequence[str]]) -> List[str]:
+def check_iou_metrics(iou_metrics: Union[str, Sequence[str]]) -> list[str]:
     metrics = [iou_metrics] if isinstance(iou_metrics, str) else list(iou_metrics)
     unknown = sorted(set(metrics) - set(ALLOWED_IOU_METRICS))
     if unknown or not metrics:
@@ -190,7 +192,7 @@ def check_iou_metrics(iou_metrics: Union[str, Sequence[str]]) -> List[str]:
 def summarize_confusion(conf: np.ndarray, names: Sequence[str], class_names: Sequence[str],
                         iou_metrics: Sequence[str] = ('mIoU', ), nan_to_num=None,
                         beta: float = 1, decimals: Optional[int] = 2
-                        ) -> Tuple[Dict[str, float], Dict[str, Dict[str, Dict[str, float]]]]:
+                        ) -> tuple[dict[str, float], dict[str, dict[str, dict[str, float]]]]:
     """Turn summed region confusions (R, K, K) into flat scalars and per-class tables.
 
     Scores follow mmseg's IoUMetric, region by region: percent, rounded to `decimals`;
@@ -214,8 +216,8 @@ def summarize_confusion(conf: np.ndarray, names: Sequence[str], class_names: Seq
                          f'{len(class_names)}) for {len(names)} regions and {len(class_names)} '
                          f'classes, got {conf.shape}.')
     iou_metrics = check_iou_metrics(iou_metrics)
-    flat: Dict[str, float] = OrderedDict()
-    per_class: Dict[str, Dict[str, Dict[str, float]]] = OrderedDict()
+    flat: dict[str, float] = OrderedDict()
+    per_class: dict[str, dict[str, dict[str, float]]] = OrderedDict()
     for region_index, region in enumerate(names):
         scores = _class_scores(conf[region_index], iou_metrics, beta)
         if nan_to_num is not None:
@@ -241,7 +243,7 @@ def _format(value: float) -> str:
     return 'nan' if np.isnan(value) else f'{value:.2f}'
 
 
-def dataset_classes(metric: BaseMetric) -> List[str]:
+def dataset_classes(metric: BaseMetric) -> list[str]:
     """The class names a metric scores, from the dataset_meta MMEngine's Evaluator sets."""
     meta = metric.dataset_meta or {}
     if 'classes' not in meta:
@@ -320,7 +322,7 @@ class RegionIoUMetric(BaseMetric):
         self.format_only = format_only
 
     @property
-    def class_names(self) -> List[str]:
+    def class_names(self) -> list[str]:
         return dataset_classes(self)
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
@@ -351,7 +353,7 @@ class RegionIoUMetric(BaseMetric):
         write_image_atomic(osp.abspath(osp.join(self.output_dir, f'{basename}.png')),
                           labels.astype(np.uint8))
 
-    def compute_metrics(self, results: list) -> Dict[str, float]:
+    def compute_metrics(self, results: list) -> dict[str, float]:
         """Sum the per-image confusions, then score, log and (out_file) save every region."""
         logger: MMLogger = MMLogger.get_current_instance()
         if self.format_only:
@@ -372,14 +374,14 @@ class RegionIoUMetric(BaseMetric):
             print_log(f'region scores written to {self.out_file}', logger)
         return flat
 
-    def _summary_keys(self) -> List[str]:
+    def _summary_keys(self) -> list[str]:
         keys = ['aAcc']
         for metric in self.iou_metrics:
             keys += {'mIoU': ['mIoU', 'mAcc'], 'mDice': ['mDice', 'mAcc'],
                      'mFscore': ['mFscore', 'mPrecision', 'mRecall']}[metric]
         return list(OrderedDict.fromkeys(keys))
 
-    def _region_summary(self, flat: dict, region: str) -> Dict[str, float]:
+    def _region_summary(self, flat: dict, region: str) -> dict[str, float]:
         key_prefix = '' if region == 'full' else f'{region}.'
         return OrderedDict((key, flat[key_prefix + key]) for key in self._summary_keys())
 

@@ -9,7 +9,9 @@ registered by name; :mod:`posattack.evaluation.region_types` holds the built-in 
         mask = np.zeros((height, width), bool); mask[:rows] = True
         return {'top_strip': mask}
 """
-from typing import Callable, Dict, List, Optional, Union
+from __future__ import annotations
+
+from typing import Callable, Optional, Union
 
 import numpy as np
 from mmengine.registry import Registry
@@ -25,10 +27,10 @@ REGIONS = Registry('posattack region')
 
 # Optional ``names(**kwargs) -> list[str]`` per type: says the names without an image size
 # (and checks the arguments). Types without one are probed on a small image.
-_NAMES_FUNCS: Dict[str, Callable[..., List[str]]] = {}
+_NAMES_FUNCS: dict[str, Callable[..., list[str]]] = {}
 
 
-def register_region(name: str, names: Optional[Callable[..., List[str]]] = None,
+def register_region(name: str, names: Optional[Callable[..., list[str]]] = None,
                     force: bool = False) -> Callable:
     """Decorator registering a region type usable in region specs.
 

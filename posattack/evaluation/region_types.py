@@ -3,9 +3,11 @@
 Their geometry is spelled out in :mod:`posattack.evaluation.regions`' docstring; each is
 registered by name in :mod:`posattack.evaluation.region_registry`.
 """
+from __future__ import annotations
+
 import functools
 import os
-from typing import Dict, List, Optional
+from typing import Optional
 
 import mmcv
 import numpy as np
@@ -36,12 +38,12 @@ def border_distance(height: int, width: int) -> np.ndarray:
 
 
 @register_region('full', names=lambda: ['full'])
-def full_region(height: int, width: int) -> Dict[str, np.ndarray]:
+def full_region(height: int, width: int) -> dict[str, np.ndarray]:
     return {'full': np.ones((height, width), dtype=bool)}
 
 
 @register_region('paper', names=lambda: ['full', 'left', 'right', 'center', 'periphery'])
-def paper_regions(height: int, width: int) -> Dict[str, np.ndarray]:
+def paper_regions(height: int, width: int) -> dict[str, np.ndarray]:
     center = _columns(height, width, width // 4, (3 * width) // 4)
     return {
         'full': np.ones((height, width), dtype=bool),
@@ -53,7 +55,7 @@ def paper_regions(height: int, width: int) -> Dict[str, np.ndarray]:
 
 
 @register_region('halves', names=lambda: ['top', 'bottom', 'left', 'right'])
-def halves_regions(height: int, width: int) -> Dict[str, np.ndarray]:
+def halves_regions(height: int, width: int) -> dict[str, np.ndarray]:
     return {
         'top': _rows(height, width, 0, height // 2),
         'bottom': _rows(height, width, height // 2, height),
@@ -62,12 +64,12 @@ def halves_regions(height: int, width: int) -> Dict[str, np.ndarray]:
     }
 
 
-def _border_names(bands: int = 4) -> List[str]:
+def _border_names(bands: int = 4) -> list[str]:
     return [f'band_{k}' for k in range(_check_count(bands, 'border "bands"'))]
 
 
 @register_region('border', names=_border_names)
-def border_bands(height: int, width: int, bands: int = 4) -> Dict[str, np.ndarray]:
+def border_bands(height: int, width: int, bands: int = 4) -> dict[str, np.ndarray]:
     bands = _check_count(bands, 'border "bands"')
     max_distance = (min(height, width) - 1) // 2
     if bands > max_distance + 1:
@@ -94,13 +96,13 @@ def _frame_thickness(thickness, height: Optional[int] = None, width: Optional[in
     return _check_count(thickness, 'frame "thickness" (pixels)')
 
 
-def _frame_names(thickness) -> List[str]:
+def _frame_names(thickness) -> list[str]:
     _frame_thickness(thickness)
     return ['frame', 'interior']
 
 
 @register_region('frame', names=_frame_names)
-def frame_regions(height: int, width: int, thickness) -> Dict[str, np.ndarray]:
+def frame_regions(height: int, width: int, thickness) -> dict[str, np.ndarray]:
     pixels = _frame_thickness(thickness, height, width)
     if 2 * pixels >= min(height, width):
         raise ValueError(f'frame thickness {thickness!r} ({pixels} px) leaves no interior on a '
@@ -109,14 +111,14 @@ def frame_regions(height: int, width: int, thickness) -> Dict[str, np.ndarray]:
     return {'frame': frame, 'interior': ~frame}
 
 
-def _grid_names(rows: int = 3, cols: int = 3) -> List[str]:
+def _grid_names(rows: int = 3, cols: int = 3) -> list[str]:
     rows = _check_count(rows, 'grid "rows"')
     cols = _check_count(cols, 'grid "cols"')
     return [f'cell_{r}_{c}' for r in range(rows) for c in range(cols)]
 
 
 @register_region('grid', names=_grid_names)
-def grid_cells(height: int, width: int, rows: int = 3, cols: int = 3) -> Dict[str, np.ndarray]:
+def grid_cells(height: int, width: int, rows: int = 3, cols: int = 3) -> dict[str, np.ndarray]:
     names = _grid_names(rows, cols)
     if rows > height or cols > width:
         raise ValueError(f'grid {rows}x{cols} on a {height}x{width} image would have empty '
@@ -152,7 +154,7 @@ def load_mask_image(path: str) -> np.ndarray:
     return _read_mask_image(path, os.path.getmtime(path))
 
 
-def _mask_names(path, name, mode: str = 'nonzero') -> List[str]:
+def _mask_names(path, name, mode: str = 'nonzero') -> list[str]:
     if mode not in _MASK_MODES:
         raise ValueError(f'mask region "mode" must be one of {_MASK_MODES}, got {mode!r}.')
     if not isinstance(name, str) or not name:
@@ -168,7 +170,7 @@ def _mask_names(path, name, mode: str = 'nonzero') -> List[str]:
 
 @register_region('mask', names=_mask_names)
 def mask_image_regions(height: int, width: int, path, name,
-                       mode: str = 'nonzero') -> Dict[str, np.ndarray]:
+                       mode: str = 'nonzero') -> dict[str, np.ndarray]:
     names = _mask_names(path, name, mode)
     image = load_mask_image(path)
     if image.shape[:2] != (height, width):

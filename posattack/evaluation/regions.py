@@ -41,13 +41,16 @@ a 64x64 probe image unless ``register_region(..., names=fn(**kwargs) -> list)`` 
 Masks are built once per (specs, height, width) and cached (read-only arrays). The registry
 is :mod:`.region_registry`, the built-in types :mod:`.region_types`.
 """
+from __future__ import annotations
+
 import functools
 import inspect
 import json
 import re
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Optional, Union
 
 import numpy as np
 
@@ -100,7 +103,7 @@ def _bind_kwargs(region_type: str, kwargs: dict) -> None:
                          f'{", ".join(params) or "none"}.') from None
 
 
-def _names_of(spec: dict) -> List[str]:
+def _names_of(spec: dict) -> list[str]:
     region_type = spec['type']
     kwargs = _spec_kwargs(spec)
     _bind_kwargs(region_type, kwargs)
@@ -116,11 +119,11 @@ def _names_of(spec: dict) -> List[str]:
     return [spec.get('prefix', '') + name for name in names]
 
 
-def known_region_types() -> List[str]:
+def known_region_types() -> list[str]:
     return sorted(REGIONS.module_dict)
 
 
-def validate_region_specs(specs: Union[RegionSpec, Sequence[RegionSpec]]) -> List[str]:
+def validate_region_specs(specs: Union[RegionSpec, Sequence[RegionSpec]]) -> list[str]:
     """Check region specs without an image; return the region names they make, in order.
 
     Raises a ValueError/TypeError naming the problem for unknown types, bad arguments
@@ -136,8 +139,8 @@ def validate_region_specs(specs: Union[RegionSpec, Sequence[RegionSpec]]) -> Lis
         specs = [specs]
     if not isinstance(specs, (list, tuple)) or not specs:
         raise ValueError(f'Region specs must be a non-empty list of specs, got {specs!r}.')
-    names: List[str] = []
-    made_by: Dict[str, RegionSpec] = {}
+    names: list[str] = []
+    made_by: dict[str, RegionSpec] = {}
     for raw in specs:
         spec = _normalize_spec(raw)
         for name in _names_of(spec):
@@ -175,7 +178,7 @@ def _same_mask(first: RegionSpec, second: RegionSpec, name: str) -> bool:
 
 
 # ------------------------------------------------------------------------- mask building
-def _call_region(spec: dict, height: int, width: int) -> Dict[str, np.ndarray]:
+def _call_region(spec: dict, height: int, width: int) -> dict[str, np.ndarray]:
     region_type = spec['type']
     result = REGIONS.get(region_type)(height, width, **_spec_kwargs(spec))
     if not isinstance(result, dict) or not result:
@@ -218,7 +221,7 @@ class RegionLayout:
     of every region at once.
     """
 
-    names: Tuple[str, ...]
+    names: tuple[str, ...]
     masks: np.ndarray  # (R, H, W) bool, read-only
     piece_map: np.ndarray = field(init=False, repr=False)  # (H*W,) int64
     membership: np.ndarray = field(init=False, repr=False)  # (R, P) float64 of 0/1
@@ -306,7 +309,7 @@ def build_region_layout(specs: Union[RegionSpec, Sequence[RegionSpec]], height: 
 
 
 def build_region_masks(specs: Union[RegionSpec, Sequence[RegionSpec]], height: int,
-                       width: int) -> Tuple[List[str], np.ndarray]:
+                       width: int) -> tuple[list[str], np.ndarray]:
     """Region names and their masks, a read-only bool array (R, height, width), cached.
 
     Example::

@@ -20,7 +20,8 @@ up for any MMSeg config; with mmseg's own tools/test.py use ``--tta`` and::
 from __future__ import annotations
 
 from collections import OrderedDict, defaultdict
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from collections.abc import Sequence
+from typing import Optional, Union
 
 import numpy as np
 import torch
@@ -31,10 +32,10 @@ from mmseg.registry import METRICS, MODELS
 from mmseg.structures import SegDataSample
 from prettytable import PrettyTable
 
+from ..training.shift_crops import SHIFT_CROP_KEY, overlap_slices
 from ..utils.fileio import write_json_atomic
 from .metric import dataset_classes, region_confusion, summarize_confusion
 from .regions import RegionSpec, build_region_layout, validate_region_specs
-from ..training.shift_crops import SHIFT_CROP_KEY, overlap_slices
 
 __all__ = ['ShiftConsistencyMetric', 'ShiftPairTTAModel', 'pair_confusion']
 
@@ -47,10 +48,10 @@ class ShiftPairTTAModel(BaseTTAModel):
     both crops' corners, the source image size and both label maps.
     """
 
-    def merge_preds(self, data_samples_list: List[List[SegDataSample]]) -> List[SegDataSample]:
+    def merge_preds(self, data_samples_list: list[list[SegDataSample]]) -> list[SegDataSample]:
         merged = []
         for views in data_samples_list:
-            crops: Dict[Tuple[int, int], Dict[int, SegDataSample]] = defaultdict(dict)
+            crops: dict[tuple[int, int], dict[int, SegDataSample]] = defaultdict(dict)
             for view in views:
                 info = view.metainfo.get(SHIFT_CROP_KEY)
                 if info is None:
@@ -130,7 +131,7 @@ class ShiftConsistencyMetric(BaseMetric):
         self.out_file = out_file
 
     @property
-    def class_names(self) -> List[str]:
+    def class_names(self) -> list[str]:
         return dataset_classes(self)
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
@@ -152,16 +153,16 @@ class ShiftConsistencyMetric(BaseMetric):
                     pair['source_shape'], layout, num_classes)
             self.results.append(confusions)
 
-    def compute_metrics(self, results: list) -> Dict[str, float]:
+    def compute_metrics(self, results: list) -> dict[str, float]:
         logger: MMLogger = MMLogger.get_current_instance()
         class_names = self.class_names
         shape = (len(self.region_names), len(class_names), len(class_names))
-        per_trial: Dict[Tuple[int, int], np.ndarray] = defaultdict(
+        per_trial: dict[tuple[int, int], np.ndarray] = defaultdict(
             lambda: np.zeros(shape, dtype=np.int64))
         for confusions in results:
             for key, conf in confusions.items():
                 per_trial[key] += conf
-        metrics: Dict[str, float] = OrderedDict()
+        metrics: dict[str, float] = OrderedDict()
         details = OrderedDict()
         for max_shift in sorted({shift for shift, _ in per_trial}):
             trials = sorted(trial for shift, trial in per_trial if shift == max_shift)

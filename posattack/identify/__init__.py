@@ -10,6 +10,8 @@ them. Methods, one per module:
 
 :mod:`.run` drives a method over a dataloader (:func:`identify_channels`).
 """
+from __future__ import annotations
+
 from .base import (IDENTIFICATION_METHODS, IdentificationMethod, build_identification_method,
                    register_identification_method)
 from .flip_difference import METHOD, FlipDifferenceAccumulator, flip_images

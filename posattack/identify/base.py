@@ -28,7 +28,8 @@ first; ``posattack.identify`` imports the built-in ones).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, Callable, Optional
 
 import torch
 from mmengine.registry import Registry

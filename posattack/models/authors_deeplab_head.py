@@ -32,7 +32,9 @@ Activations are fixed ReLUs and the upsampling of the pooled branch is bilinear 
 align_corners=False, as torchvision has them; ``act_cfg`` and ``align_corners`` do not change
 them (``align_corners`` still governs mmseg's final resize of the logits, False for this model).
 """
-from typing import Sequence
+from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

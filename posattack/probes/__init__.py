@@ -6,11 +6,13 @@ Importing this subpackage registers, in mmseg's registries: the models ``GAPNet`
 segmentor, which turns its read-out weights into a ChannelRanking with one order per grid
 cell, is an identification method: :mod:`posattack.identify.grid_probe`.
 """
-from .padding import PADDING_MODES, padding_modes, set_padding_mode
+from __future__ import annotations
+
+from .accuracy import ProbeAccuracy, accuracy_summary
 from .grid_data import (GridPatchDataset, PackGridInputs, PlacePatchInGrid, cell_name, cell_names,
                         crop_cityscapes_patches, load_patch_folder)
 from .models import GAPNet, PermuteNet, shuffle_channels
-from .accuracy import ProbeAccuracy, accuracy_summary
+from .padding import PADDING_MODES, padding_modes, set_padding_mode
 
 __all__ = [
     'GAPNet', 'GridPatchDataset', 'PADDING_MODES', 'PackGridInputs',

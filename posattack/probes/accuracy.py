@@ -11,7 +11,8 @@ Usage (config)::
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, Optional
 
 import numpy as np
 from mmengine.evaluator import BaseMetric

@@ -20,8 +20,9 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence, Union
+from typing import Any, Optional, Union
 
 from mmengine.config import Config
 from mmengine.logging import print_log

@@ -8,9 +8,11 @@
 This package also answers for the 0.1 module ``posattack.profile``: the names it held are
 exported here.
 """
-from .run import (PROFILE_FORMAT, IDENTIFICATION_FORMAT, DEFAULT_FRACTIONS, ALL_LAYERS,
-                  ProfileOptions, safe_layer_name, identify_layers, run_profile, profile_model,
-                  forward_channels, build_profile)
+from __future__ import annotations
+
+from .run import (ALL_LAYERS, DEFAULT_FRACTIONS, IDENTIFICATION_FORMAT, PROFILE_FORMAT,
+                  ProfileOptions, build_profile, forward_channels, identify_layers, profile_model,
+                  run_profile, safe_layer_name)
 
 __all__ = [
     'ALL_LAYERS', 'DEFAULT_FRACTIONS', 'IDENTIFICATION_FORMAT', 'PROFILE_FORMAT', 'ProfileOptions',

@@ -23,7 +23,10 @@ Usage::
     concentration([0.0, 0.0, 3.0, 1.0], fractions=(0.25, 0.5))
     # {'top_25%': 0.75, 'top_50%': 1.0, 'gini': 0.625}
 """
-from typing import Dict, Optional, Sequence
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Optional
 
 import numpy as np
 
@@ -72,8 +75,8 @@ def gini(scores: Sequence[float]) -> Optional[float]:
 
 
 def concentration(scores: Sequence[float], fractions: Sequence[float] = DEFAULT_SHARE_FRACTIONS
-                  ) -> Dict[str, Optional[float]]:
+                  ) -> dict[str, Optional[float]]:
     """``{'top_1%': ..., 'top_5%': ..., 'top_10%': ..., 'gini': ...}`` for one score vector."""
-    result: Dict[str, Optional[float]] = {share_key(f): top_share(scores, f) for f in fractions}
+    result: dict[str, Optional[float]] = {share_key(f): top_share(scores, f) for f in fractions}
     result['gini'] = gini(scores)
     return result

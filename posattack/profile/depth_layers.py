@@ -19,7 +19,10 @@ Usage::
     # ['backbone.layer1', 'backbone.layer2', 'backbone.layer3', 'backbone:3'] on DeepLabv3
     prediction_reads(model, 'backbone:0', inputs)           # False on DeepLabv3
 """
-from typing import Dict, List, Optional, Sequence
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Optional
 
 import torch
 from torch import nn
@@ -58,7 +61,7 @@ class _OutputRecorder:
 
     def __init__(self, model: nn.Module):
         self.model = model
-        self.outputs: List[tuple] = []
+        self.outputs: list[tuple] = []
         self._handles = []
 
     def __enter__(self):
@@ -81,15 +84,15 @@ def _outermost_producer(outputs: Sequence[tuple], tensor: torch.Tensor,
     return min(paths, key=lambda p: (p.count('.'), p)) if paths else None
 
 
-def depth_layers(model: nn.Module, inputs: torch.Tensor) -> List[str]:
+def depth_layers(model: nn.Module, inputs: torch.Tensor) -> list[str]:
     """The default layers of a profile, shallowest first; see the module docstring."""
     model = unwrap_model(model)
     with torch.no_grad(), _OutputRecorder(model) as recorder:
         clean = _logits(model, inputs)
-    finished: Dict[str, int] = {}
+    finished: dict[str, int] = {}
     for position, (path, _) in enumerate(recorder.outputs):
         finished.setdefault(path, position)
-    candidates: List[tuple] = []  # (completion position, name)
+    candidates: list[tuple] = []  # (completion position, name)
     for top in ('backbone', 'neck'):
         produced = [output for path, output in recorder.outputs if path == top]
         if not produced or not isinstance(produced[-1], (tuple, list)):

@@ -16,17 +16,20 @@ Usage::
     paths = write_profile_report('work_dirs/profile', profile, per_layer_results)
     paths['markdown']      # work_dirs/profile/profile.md
 """
+from __future__ import annotations
+
 import os.path as osp
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, Optional
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from ..channels.modes import CLEAN, RANDOM, TARGETED
-from .concentration import DEFAULT_SHARE_FRACTIONS, share_key
-from ..utils.fileio import write_text_atomic
 from ..report.plots import save_figure
 from ..report.statistics_markdown import _ci, _num, _p, _table
+from ..utils.fileio import write_text_atomic
+from .concentration import DEFAULT_SHARE_FRACTIONS, share_key
 
 SHARE_COLORS = ('tab:red', 'tab:orange', 'tab:olive')
 FRACTION_COLORS = ('tab:blue', 'tab:red', 'tab:green', 'tab:purple', 'tab:brown')
@@ -171,7 +174,7 @@ def _share(value: Optional[float]) -> str:
     return 'n/a' if value is None else f'{value:.2f}'
 
 
-def concentration_table(profile: Mapping[str, Any]) -> List[str]:
+def concentration_table(profile: Mapping[str, Any]) -> list[str]:
     """Markdown rows: per layer, top 1/5/10% shares and Gini, horizontal and vertical."""
     header = ['layer', 'channels'] + [f'{share_key(f)} h' for f in DEFAULT_SHARE_FRACTIONS] + \
         ['Gini h'] + [f'{share_key(f)} v' for f in DEFAULT_SHARE_FRACTIONS] + ['Gini v', 'read by']
@@ -186,7 +189,7 @@ def concentration_table(profile: Mapping[str, Any]) -> List[str]:
     return _table(header, rows)
 
 
-def attack_table(profile: Mapping[str, Any]) -> List[str]:
+def attack_table(profile: Mapping[str, Any]) -> list[str]:
     """Markdown rows: per layer and N, drops, gap with CI, p over draws, periphery - center."""
     header = ['layer', 'N removed', 'targeted drop', 'random drop', 'gap [95% CI]', 'p (draws)',
               'gap verdict', 'periphery - center [95% CI]']
@@ -231,7 +234,7 @@ def profile_markdown(profile: Mapping[str, Any], plots: Mapping[str, str]) -> st
 
 
 def write_profile_report(work_dir: str, profile: Mapping[str, Any],
-                         per_layer: Mapping[str, Mapping]) -> Dict[str, str]:
+                         per_layer: Mapping[str, Mapping]) -> dict[str, str]:
     """The three plots and profile.md in ``work_dir``; returns their paths."""
     paths = dict(
         concentration=plot_concentration_vs_depth(

@@ -37,40 +37,42 @@ Usage::
     profile = run_profile(opts)
     [(row['layer'], row['concentration']['horizontal']['gini']) for row in profile['layers']]
 """
+from __future__ import annotations
+
 import os
 import os.path as osp
 import re
 import time
+from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
-from typing import Dict, List, Optional, Sequence
+from typing import Optional
 
 import torch
 from mmengine import dist
 from mmengine.logging import MMLogger, print_log
 from mmengine.utils import ProgressBar
 
-from ..channels.modes import TARGETED
-from ..models.builder import load_segmentor
-from .concentration import DEFAULT_SHARE_FRACTIONS, concentration
-from .depth_layers import check_layers_read, depth_layers, first_batch_inputs
 from ..attack.experiment import (DEFAULT_BOOTSTRAP, DEFAULT_REGIONS, DEFAULT_SEEDS, RESULTS_FORMAT,
-                         ResumeMismatchError, build_test_dataloader, file_sha256)
-from ..utils.fileio import write_json_atomic
-from ..identify.flip_difference import FlipDifferenceAccumulator
+                                 ResumeMismatchError, build_test_dataloader, file_sha256)
+from ..attack.prefix_replay import PrefixReplaySplit
+from ..attack.settings import build_settings
+from ..attack.sweep import run_sweep
 from ..channels.forward import forward_to_layer
 from ..channels.layers import capture, resolve_layer, unwrap_model
-from ..evaluation.metric import summarize_confusion
-from ..report.per_image import PerImageCounts, per_image_path
-from ..attack.prefix_replay import PrefixReplaySplit
+from ..channels.modes import TARGETED
 from ..channels.ranking import ChannelRanking, resolve_channel_count
+from ..evaluation.metric import summarize_confusion
 from ..evaluation.regions import validate_region_specs
+from ..identify.flip_difference import FlipDifferenceAccumulator
+from ..models.builder import load_segmentor
 from ..report.markdown import write_markdown_report, write_report
+from ..report.per_image import PerImageCounts, per_image_path
 from ..report.results import write_results_csv
-from ..utils.fileio import read_json
-from ..attack.settings import build_settings
 from ..report.significance import build_statistics
-from ..attack.sweep import run_sweep
+from ..utils.fileio import read_json, write_json_atomic
+from .concentration import DEFAULT_SHARE_FRACTIONS, concentration
+from .depth_layers import check_layers_read, depth_layers, first_batch_inputs
 
 PROFILE_FORMAT = 'posattack.profile/1'
 IDENTIFICATION_FORMAT = 'posattack.profile_identification/1'
@@ -135,8 +137,8 @@ def _check_previous(path: str, fingerprint: dict) -> Optional[dict]:
 
 
 # ----------------------------------------------------------------------------- identification
-def identify_layers(model, dataloader, layers: Sequence[str], channels: Dict[str, int],
-                    progress: bool = True) -> Dict[str, FlipDifferenceAccumulator]:
+def identify_layers(model, dataloader, layers: Sequence[str], channels: dict[str, int],
+                    progress: bool = True) -> dict[str, FlipDifferenceAccumulator]:
     """Flip-difference sums for every layer in one pass: x, hflip, vflip run once per batch.
 
     The batch is cut where the model needs it: only ``extract_feat`` when every layer is in
@@ -198,7 +200,7 @@ def _layer_fingerprint(base: dict, layer: str, opts: ProfileOptions) -> dict:
 
 
 def _profile_layer(model, dataloader, layer: str, ranking: ChannelRanking, opts: ProfileOptions,
-                   layer_dir: str, fingerprint: dict, class_names: List[str]) -> dict:
+                   layer_dir: str, fingerprint: dict, class_names: list[str]) -> dict:
     """The single-layer attack with the ranking given: one sweep pass, statistics, report."""
     logger = MMLogger.get_current_instance()
     results_path = osp.join(layer_dir, 'results.json')
@@ -325,7 +327,7 @@ def profile_model(model, cfg, opts: ProfileOptions) -> dict:
     if identification is not None and not set(layers) <= set(
             entry['layer'] for entry in identification['layers']):
         identification = None  # new layers: one pass identifies them all again (cheap)
-    rankings: Dict[str, ChannelRanking] = {}
+    rankings: dict[str, ChannelRanking] = {}
     if identification is not None:
         identification = dict(identification, layers=[
             entry for entry in identification['layers'] if entry['layer'] in layers])
@@ -372,9 +374,9 @@ def _ranking_path(work_dir: str, layer: str) -> str:
     return osp.join(work_dir, 'rankings', f'{safe_layer_name(layer)}.json')
 
 
-def _tests_by_n(results: dict) -> Dict[int, dict]:
+def _tests_by_n(results: dict) -> dict[int, dict]:
     """Per N: the targeted drop, random mean drop, and the tests that concern it."""
-    by_n: Dict[int, dict] = {}
+    by_n: dict[int, dict] = {}
     settings = {s['key']: s for s in results['settings']}
     stats = results['statistics']
     for s in settings.values():
@@ -398,7 +400,7 @@ def _tests_by_n(results: dict) -> Dict[int, dict]:
 
 
 def build_profile(opts: ProfileOptions, layers: Sequence[str], candidates: Sequence[str],
-                  identification: dict, per_layer: Dict[str, dict], base: dict) -> dict:
+                  identification: dict, per_layer: dict[str, dict], base: dict) -> dict:
     """profile.json: per layer, shallowest first, what the module docstring lists."""
     ident = {entry['layer']: entry for entry in identification['layers']}
     rows = []

@@ -12,13 +12,15 @@ Statistics sit below plots and plots below markdown: no module here imports one 
 This package also answers for the 0.1 module ``posattack.report``: the names it held are
 exported here.
 """
-from .markdown import (build_markdown_report, write_markdown_report, format_summary_table,
-                       write_report)
-from .results import (MODES, PAPER_REGIONS, CSV_COLUMNS, MEAN_ROW_CLASS, GroupKey,
-                      validate_results, region_miou, summarize_values, group_key, aggregate,
-                      setting_label, results_to_rows, write_results_csv, present_regions,
-                      border_bands, region_drops, group_miou, compare_targeted_random)
+from __future__ import annotations
+
 from ..utils.fileio import read_json
+from .markdown import (build_markdown_report, format_summary_table, write_markdown_report,
+                       write_report)
+from .results import (CSV_COLUMNS, MEAN_ROW_CLASS, MODES, PAPER_REGIONS, GroupKey, aggregate,
+                      border_bands, compare_targeted_random, group_key, group_miou, present_regions,
+                      region_drops, region_miou, results_to_rows, setting_label, summarize_values,
+                      validate_results, write_results_csv)
 
 __all__ = [
     'CSV_COLUMNS', 'GroupKey', 'MEAN_ROW_CLASS', 'MODES', 'PAPER_REGIONS', 'aggregate',

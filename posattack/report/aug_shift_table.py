@@ -10,7 +10,8 @@ shift-invariant model depend less on its position channels?
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from collections.abc import Mapping, Sequence
+from typing import Any, Optional
 
 from ..channels.modes import CLEAN, RANDOM, TARGETED
 from .results import aggregate, compare_targeted_random, read_json, region_drops
@@ -29,7 +30,7 @@ def _pick_count(results: Mapping[str, Any], fraction: float) -> int:
 
 
 def comparison_row(name: str, consistency: Mapping[str, Any], results: Mapping[str, Any],
-                   fraction: float = 0.1) -> Dict[str, Any]:
+                   fraction: float = 0.1) -> dict[str, Any]:
     """One model's numbers; drops are clean minus attacked mIoU, in points."""
     num_channels = _pick_count(results, fraction)
     groups = aggregate(results)
@@ -57,8 +58,8 @@ def comparison_row(name: str, consistency: Mapping[str, Any], results: Mapping[s
     return row
 
 
-def comparison_rows(runs: Sequence[Tuple[str, str, str]], fraction: float = 0.1
-                    ) -> List[Dict[str, Any]]:
+def comparison_rows(runs: Sequence[tuple[str, str, str]], fraction: float = 0.1
+                    ) -> list[dict[str, Any]]:
     """``runs``: (name, consistency.json path, attack results.json path) per model."""
     return [comparison_row(name, read_json(consistency), read_json(results), fraction)
             for name, consistency, results in runs]

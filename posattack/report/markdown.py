@@ -9,8 +9,11 @@ Usage::
     write_markdown_report('work_dirs/attack/report.md', results)
     print(format_summary_table(results))
 """
+from __future__ import annotations
+
 import os
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, Optional
 
 from ..channels.modes import CLEAN, RANDOM
 from ..channels.ranking_comparison import comparison_markdown
@@ -48,7 +51,7 @@ def _comparison_sentence(entry: Mapping[str, Any]) -> str:
                        'draws).')
 
 
-def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> List[str]:
+def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     lines = ['| ' + ' | '.join(header) + ' |', '|' + '|'.join(['---'] * len(header)) + '|']
     lines += ['| ' + ' | '.join(row) + ' |' for row in rows]
     return lines
@@ -218,7 +221,7 @@ def format_summary_table(results: Mapping[str, Any]) -> str:
 
 
 def write_report(out_dir: str, results: Mapping[str, Any],
-                 overlays: Optional[Sequence[str]] = None) -> Dict[str, Optional[str]]:
+                 overlays: Optional[Sequence[str]] = None) -> dict[str, Optional[str]]:
     """Everything at once: results.json, results.csv, the plots and report.md in ``out_dir``.
 
     Returns ``{name: path}`` (a plot's path is None where it was skipped, e.g. no bands).
@@ -229,7 +232,7 @@ def write_report(out_dir: str, results: Mapping[str, Any],
         print(paths['report'])
     """
     validate_results(results)
-    paths: Dict[str, Optional[str]] = {
+    paths: dict[str, Optional[str]] = {
         'json': write_json_atomic(os.path.join(out_dir, 'results.json'), results),
         'csv': write_results_csv(os.path.join(out_dir, 'results.csv'), results),
     }

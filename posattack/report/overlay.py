@@ -15,10 +15,13 @@ Usage::
         panel = render_panel(img, gt, preds, cityscapes_palette(), periphery=(W // 4, 3 * W // 4))
         save_panel(os.path.join('overlays', os.path.basename(key)), panel)
 """
+from __future__ import annotations
+
 import heapq
 import math
 import os
-from typing import Any, Hashable, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any, NamedTuple, Optional
 
 import cv2
 import numpy as np
@@ -34,7 +37,7 @@ BACKGROUND = (255, 255, 255)
 TITLE_COLOR = (0, 0, 0)
 
 
-def cityscapes_palette() -> List[Tuple[int, int, int]]:
+def cityscapes_palette() -> list[tuple[int, int, int]]:
     """The 19 Cityscapes train-id colours (RGB), from mmseg's CityscapesDataset."""
     from mmseg.datasets import CityscapesDataset  # heavy import, only when asked for
     return [tuple(int(c) for c in color) for color in CityscapesDataset.METAINFO['palette']]
@@ -94,7 +97,7 @@ class OverlaySelector:
             raise ValueError(f'OverlaySelector needs k, the number of images to keep, as an '
                              f'integer >= 0; got {k!r}')
         self.k = int(k)
-        self._heap: List[_Entry] = []
+        self._heap: list[_Entry] = []
 
     def __len__(self) -> int:
         return len(self._heap)
@@ -121,7 +124,7 @@ class OverlaySelector:
             self.offer(score, key, payload)
         return self
 
-    def selected(self) -> List[Tuple[float, Any, Any]]:
+    def selected(self) -> list[tuple[float, Any, Any]]:
         """(score, key, payload) of the kept items, best first (ties: smaller key first)."""
         return [(e.score, e.key, e.payload) for e in sorted(self._heap, reverse=True)]
 
@@ -133,7 +136,7 @@ class PanelGeometry(NamedTuple):
     tile_width: int
     title_height: int
     gap: int
-    tile_x: Tuple[int, ...]
+    tile_x: tuple[int, ...]
     height: int
     width: int
 
@@ -226,7 +229,7 @@ def _title_strip(text: str, height: int, width: int) -> np.ndarray:
     return strip
 
 
-def _label_array(name: str, labels: Any, shape: Tuple[int, int]) -> np.ndarray:
+def _label_array(name: str, labels: Any, shape: tuple[int, int]) -> np.ndarray:
     if hasattr(labels, 'detach'):  # torch tensors from mmseg's data samples
         labels = labels.detach().cpu().numpy()
     labels = np.asarray(labels)
@@ -240,7 +243,7 @@ def _label_array(name: str, labels: Any, shape: Tuple[int, int]) -> np.ndarray:
 
 def render_panel(image_rgb: np.ndarray, gt: np.ndarray, preds: Mapping[str, np.ndarray],
                  palette: Sequence[Sequence[int]], ignore_index: int = 255,
-                 periphery: Optional[Tuple[int, int]] = None,
+                 periphery: Optional[tuple[int, int]] = None,
                  changed_from: Optional[str] = 'clean',
                  tile_width: Optional[int] = None) -> np.ndarray:
     """One row of titled tiles: image | ground truth | one tile per prediction; RGB uint8.

@@ -9,10 +9,13 @@ instead of reporting "nothing left to do" with none.
     write_overlay_manifest(work_dir, show_dir, written_paths, request)
     reported_overlays(work_dir, show_dir)         # the panels to embed, [] if none are ours
 """
+from __future__ import annotations
+
 import json
 import os
 import os.path as osp
-from typing import List, Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 from mmengine import dist
 
@@ -52,7 +55,7 @@ def _relative_show_dir(work_dir: str, show_dir: str) -> str:
     return osp.relpath(osp.abspath(show_dir), osp.abspath(work_dir))
 
 
-def _listed_paths(work_dir: str, manifest: dict) -> List[str]:
+def _listed_paths(work_dir: str, manifest: dict) -> list[str]:
     folder = osp.join(work_dir, manifest.get('show_dir', ''))
     return [osp.normpath(osp.join(folder, name)) for name in manifest.get('files', [])]
 
@@ -79,7 +82,7 @@ def write_overlay_manifest(work_dir: str, show_dir: str, paths: Sequence[str],
         **_request_record(request)))
 
 
-def reported_overlays(work_dir: str, show_dir: Optional[str]) -> List[str]:
+def reported_overlays(work_dir: str, show_dir: Optional[str]) -> list[str]:
     """The panels the report should embed: those this work dir's manifest lists."""
     manifest = read_overlay_manifest(work_dir)
     if not show_dir or manifest is None \

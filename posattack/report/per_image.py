@@ -17,10 +17,13 @@ resample's summed counts in one matrix product, and every setting sees the same 
 Images are ordered by their path, so the counts (and hence every interval) do not depend
 on how the dataset was sharded across processes or batched.
 """
+from __future__ import annotations
+
 import io
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Optional
 
 import numpy as np
 from mmengine import dist
@@ -34,14 +37,14 @@ PER_IMAGE_FORMAT = 'posattack.per_image/1'
 @dataclass
 class PerImageCounts:
     """Counts per image (sorted by path), region and class; see the module docstring."""
-    images: List[str]
-    regions: List[str]
+    images: list[str]
+    regions: list[str]
     gt: np.ndarray                                            # (n, R, K)
-    tp: Dict[str, np.ndarray] = field(default_factory=dict)   # key -> (n, R, K)
-    pred: Dict[str, np.ndarray] = field(default_factory=dict)
+    tp: dict[str, np.ndarray] = field(default_factory=dict)   # key -> (n, R, K)
+    pred: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
-    def keys(self) -> List[str]:
+    def keys(self) -> list[str]:
         return list(self.tp)
 
     def merged(self, other: Optional['PerImageCounts']) -> 'PerImageCounts':
@@ -93,9 +96,9 @@ class PerImageRecorder:
         self.all_regions = list(region_names)
         self.regions = [r for r in TEST_REGIONS if r in self.all_regions]
         self._rows = [self.all_regions.index(r) for r in self.regions]
-        self.gt: Dict[str, np.ndarray] = {}
-        self.tp: Dict[Tuple[str, str], np.ndarray] = {}
-        self.pred: Dict[Tuple[str, str], np.ndarray] = {}
+        self.gt: dict[str, np.ndarray] = {}
+        self.tp: dict[tuple[str, str], np.ndarray] = {}
+        self.pred: dict[tuple[str, str], np.ndarray] = {}
 
     def add(self, key: str, image: str, conf: np.ndarray) -> None:
         """``conf``: the image's (all regions, K, K) confusion, gt rows x prediction columns."""
@@ -170,8 +173,8 @@ class PairedBootstrap:
         n = len(counts.images)
         self.weights = weights if weights is not None else resample_weights(n, num_resamples,
                                                                               seed)
-        self._gt: Dict[int, Tuple[np.ndarray, np.ndarray]] = {}
-        self._cache: Dict[Tuple[str, str], Tuple[float, np.ndarray]] = {}
+        self._gt: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._cache: dict[tuple[str, str], tuple[float, np.ndarray]] = {}
 
     def _region(self, region: str) -> int:
         if region not in self.counts.regions:
@@ -179,11 +182,11 @@ class PairedBootstrap:
                            f'{", ".join(self.counts.regions)}).')
         return self.counts.regions.index(region)
 
-    def _sums(self, array: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    def _sums(self, array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         array = array.astype(np.float64)
         return array.sum(axis=0), self.weights @ array
 
-    def miou(self, key: str, region: str) -> Tuple[float, np.ndarray]:
+    def miou(self, key: str, region: str) -> tuple[float, np.ndarray]:
         if (key, region) not in self._cache:
             r = self._region(region)
             if r not in self._gt:

@@ -12,10 +12,13 @@ Usage::
     plot_iou_vs_border_distance(results, 'work_dirs/attack/iou_vs_border_distance.png')
     plot_class_drop_heatmap(results, 'work_dirs/attack/class_drop_heatmap.png')
 """
+from __future__ import annotations
+
 import io
 import logging
 import os
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, Optional
 
 import matplotlib
 import numpy as np
@@ -49,7 +52,7 @@ def save_figure(fig: Figure, path: str, dpi: int = 120) -> str:
 def _groups_by_mode(results):
     groups = list(aggregate(results).values())
     clean = next((g for g in groups if g['mode'] == CLEAN), None)
-    targeted: Dict[str, List[dict]] = {}
+    targeted: dict[str, list[dict]] = {}
     for g in groups:
         if g['mode'] == TARGETED:
             targeted.setdefault(g['attack_region'] or 'overall', []).append(g)

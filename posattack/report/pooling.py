@@ -15,7 +15,10 @@ of the attacked channels, ranking order ``overall`` when present):
 With several models a claim reads the t interval over models; with one model it reads that
 model's own tests (for claim 1 both the draws test and the image bootstrap must agree).
 """
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Optional
 
 import numpy as np
 
@@ -23,7 +26,7 @@ from ..channels.modes import CLEAN, TARGETED
 from .statistics import (FAILS, HOLDS, INCONCLUSIVE, NOT_COMPUTED, one_sample_t,
                          verdict_from_interval)
 
-TestKey = Tuple[str, str, int, Optional[str], str]
+TestKey = tuple[str, str, int, Optional[str], str]
 SUMMARY_FORMAT = 'posattack.summary/1'
 
 
@@ -32,7 +35,7 @@ def test_key(test: Mapping) -> TestKey:
             test['eval_region'])
 
 
-def headline(results: Mapping) -> Tuple[Optional[int], Optional[str]]:
+def headline(results: Mapping) -> tuple[Optional[int], Optional[str]]:
     """(N, attack region) of the headline comparison: the targeted N nearest 10%."""
     targeted = [s for s in results['settings'] if s['mode'] == TARGETED]
     if not targeted:
@@ -48,9 +51,9 @@ def _find(tests: Sequence[Mapping], key: TestKey) -> Optional[Mapping]:
     return next((t for t in tests if test_key(t) == key), None)
 
 
-def pool_tests(models: Sequence[Tuple[str, Mapping]]) -> List[Dict]:
+def pool_tests(models: Sequence[tuple[str, Mapping]]) -> list[dict]:
     """One entry per test key found in any model: per-model values and the t over models."""
-    keys: List[TestKey] = []
+    keys: list[TestKey] = []
     for _, results in models:
         keys += [test_key(t) for t in results.get('tests', []) if test_key(t) not in keys]
     pooled = []
@@ -75,9 +78,9 @@ def pool_tests(models: Sequence[Tuple[str, Mapping]]) -> List[Dict]:
     return pooled
 
 
-def pool_drops(models: Sequence[Tuple[str, Mapping]]) -> List[Dict]:
+def pool_drops(models: Sequence[tuple[str, Mapping]]) -> list[dict]:
     """Mean ± std over models of every group's drop (targeted settings, random means)."""
-    rows: Dict[Tuple, Dict] = {}
+    rows: dict[tuple, dict] = {}
     for name, results in models:
         statistics = results.get('statistics') or {}
         settings = {s['key']: s for s in results['settings']}
@@ -102,7 +105,7 @@ def pool_drops(models: Sequence[Tuple[str, Mapping]]) -> List[Dict]:
     return out
 
 
-def _single_model_claim_1(tests: Sequence[Mapping], n: int, region: str) -> Tuple[str, str]:
+def _single_model_claim_1(tests: Sequence[Mapping], n: int, region: str) -> tuple[str, str]:
     draws = _find(tests, ('targeted_vs_random_draws', 'targeted', n, region, 'full'))
     images = _find(tests, ('targeted_minus_random', 'targeted', n, region, 'full'))
     verdicts = [t['verdict'] for t in (draws, images) if t is not None]
@@ -131,7 +134,7 @@ def _interval(interval: Optional[Sequence[float]]) -> str:
     return 'n/a' if interval is None else f'[{interval[0]:+.2f}, {interval[1]:+.2f}]'
 
 
-def paper_claims(models: Sequence[Tuple[str, Mapping]]) -> List[Dict]:
+def paper_claims(models: Sequence[tuple[str, Mapping]]) -> list[dict]:
     """The paper's two claims at the headline N: verdict and the numbers behind it."""
     if not models:
         return []
@@ -176,7 +179,7 @@ def paper_claims(models: Sequence[Tuple[str, Mapping]]) -> List[Dict]:
     return claims
 
 
-def build_summary(models: Sequence[Tuple[str, Mapping]], config: str) -> Dict:
+def build_summary(models: Sequence[tuple[str, Mapping]], config: str) -> dict:
     """summary.json: per model the headline rows, then the pooled tests, drops and claims."""
     rows = []
     for name, results in models:

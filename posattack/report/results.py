@@ -25,18 +25,20 @@ Usage::
     groups = aggregate(results)                 # one entry per setting, over seeds
     compare_targeted_random(results, 'full')    # targeted vs the random draws, per N
 """
+from __future__ import annotations
+
 import csv
 import io
 import math
 import re
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from collections.abc import Mapping, Sequence
+from typing import Any, Optional
 
 import numpy as np
 
 from ..channels.modes import CLEAN, RANDOM, SETTING_MODES, TARGETED
 from ..utils.fileio import read_json, write_text_atomic  # noqa: F401  read_json: re-exported
 from .statistics import compare_with_draws
-
 
 MODES = SETTING_MODES
 
@@ -56,7 +58,7 @@ MEAN_ROW_CLASS = 'mIoU'
 _BAND_PATTERN = re.compile(r'band_(\d+)')
 
 
-GroupKey = Tuple[str, int, Optional[str]]
+GroupKey = tuple[str, int, Optional[str]]
 
 
 # ----------------------------------------------------------------------------- values
@@ -103,7 +105,7 @@ def region_miou(metrics: Mapping[str, Any], region: str) -> Optional[float]:
     return _as_float(value)
 
 
-def summarize_values(values: Sequence[Any]) -> Dict[str, Any]:
+def summarize_values(values: Sequence[Any]) -> dict[str, Any]:
     """Mean and sample std (ddof=1) of the defined values; std is None below two values.
 
     Usage::
@@ -132,7 +134,7 @@ def _group_sort_key(key: GroupKey):
     return MODES.index(mode), region_rank, num_channels
 
 
-def aggregate(results: Mapping[str, Any]) -> Dict[GroupKey, Dict[str, Any]]:
+def aggregate(results: Mapping[str, Any]) -> dict[GroupKey, dict[str, Any]]:
     """Statistics per (mode, num_channels, attack_region) over seeds, for every metric.
 
     Random settings that differ only by seed form one group; clean and targeted groups usually
@@ -148,7 +150,7 @@ def aggregate(results: Mapping[str, Any]) -> Dict[GroupKey, Dict[str, Any]]:
         print(random_100['metrics']['mIoU'])  # {'mean': ..., 'std': ..., 'n': num_seeds}
     """
     validate_results(results)
-    members: Dict[GroupKey, List[Mapping[str, Any]]] = {}
+    members: dict[GroupKey, list[Mapping[str, Any]]] = {}
     for setting in results['settings']:
         members.setdefault(group_key(setting), []).append(setting)
 
@@ -160,7 +162,7 @@ def aggregate(results: Mapping[str, Any]) -> Dict[GroupKey, Dict[str, Any]]:
             metric_names += [m for m in setting['metrics'] if m not in metric_names]
         metrics = {name: summarize_values([s['metrics'].get(name) for s in settings])
                    for name in metric_names}
-        per_class: Dict[str, Dict[str, Dict[str, Dict[str, Any]]]] = {}
+        per_class: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
         for setting in settings:
             for region, classes in (setting.get('per_class') or {}).items():
                 for class_name in classes:
@@ -200,7 +202,7 @@ def setting_label(group: Mapping[str, Any], with_n: bool = False) -> str:
 
 
 # ----------------------------------------------------------------------------- CSV
-def results_to_rows(results: Mapping[str, Any]) -> List[Dict[str, Any]]:
+def results_to_rows(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Tidy rows, one per (setting, eval region, class), plus one mean row per region.
 
     Columns: mode, num_channels, fraction, seed, attack_region, eval_region, class, iou, acc.
@@ -269,13 +271,13 @@ def _fmt_stat(stat: Mapping[str, Any], digits: int = 2) -> str:
     return f'{stat["mean"]:.{digits}f}'
 
 
-def present_regions(results: Mapping[str, Any], candidates: Sequence[str]) -> List[str]:
+def present_regions(results: Mapping[str, Any], candidates: Sequence[str]) -> list[str]:
     """The candidate regions for which at least one setting has an mIoU."""
     return [r for r in candidates
             if any(region_miou(s['metrics'], r) is not None for s in results['settings'])]
 
 
-def border_bands(results: Mapping[str, Any]) -> List[str]:
+def border_bands(results: Mapping[str, Any]) -> list[str]:
     """Border-band region names (band_0 outermost first) present in the results."""
     names = list(results.get('regions') or [])
     for setting in results['settings']:
@@ -289,14 +291,14 @@ def _clean_group(groups: Mapping[GroupKey, Mapping[str, Any]]) -> Optional[Mappi
     return cleans[0] if cleans else None
 
 
-def _setting_members(results, group) -> List[Mapping[str, Any]]:
+def _setting_members(results, group) -> list[Mapping[str, Any]]:
     key = (group['mode'], group['num_channels'], group['attack_region'])
     return [s for s in results['settings'] if group_key(s) == key]
 
 
 def region_drops(results: Mapping[str, Any], group: Mapping[str, Any],
                  regions: Sequence[str], clean: Optional[Mapping[str, Any]] = None
-                 ) -> Dict[str, Dict[str, Any]]:
+                 ) -> dict[str, dict[str, Any]]:
     """Drop = clean mIoU - attacked mIoU per region (stats over the group's seeds).
 
     Also ``'periphery-center'``: periphery drop minus center drop, computed per seed before
@@ -331,13 +333,13 @@ def _region_key(group: Mapping[str, Any], region: str) -> str:
     return 'mIoU'
 
 
-def group_miou(group: Mapping[str, Any], region: str) -> Dict[str, Any]:
+def group_miou(group: Mapping[str, Any], region: str) -> dict[str, Any]:
     """A region's mIoU stats ({'mean', 'std', 'n'}) within one group of :func:`aggregate`."""
     return group['metrics'].get(_region_key(group, region), {'mean': None, 'std': None, 'n': 0})
 
 
 def compare_targeted_random(results: Mapping[str, Any], region: str = 'full'
-                            ) -> List[Dict[str, Any]]:
+                            ) -> list[dict[str, Any]]:
     """Does targeted removal lower mIoU more than random removal of as many channels?
 
     The random draws as a distribution (:func:`posattack.report.statistics.compare_with_draws`), from

@@ -19,14 +19,17 @@ From the sweep's settings and the per-image counts (:mod:`posattack.report.per_i
 Every random-group statistic is the mean over draws of the per-draw statistic, computed on
 the same resample, so a test's interval carries the image noise of all its settings at once.
 """
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Optional
 
 import numpy as np
 
 from ..channels.modes import RANDOM, TARGETED
 from .per_image import PairedBootstrap, PerImageCounts
-from .statistics import (NOT_COMPUTED, bootstrap_p_value, compare_with_draws,
-                         percentile_interval, verdict_from_interval)
+from .statistics import (NOT_COMPUTED, bootstrap_p_value, compare_with_draws, percentile_interval,
+                         verdict_from_interval)
 
 OPPOSITE_HALF = {'left': 'right', 'right': 'left', 'top': 'bottom', 'bottom': 'top'}
 DROP_REGIONS = ('full', 'center', 'periphery', 'left', 'right', 'top', 'bottom')
@@ -38,7 +41,7 @@ def _bootstrap_method(boot: PairedBootstrap) -> str:
             f'({boot.num_resamples} resamples, seed {boot.seed}, percentile 95% interval)')
 
 
-def _interval_entry(point: float, samples: np.ndarray) -> Dict:
+def _interval_entry(point: float, samples: np.ndarray) -> dict:
     interval = percentile_interval(samples) if np.isfinite(point) else None
     return dict(estimate=float(point) if np.isfinite(point) else None, ci95=interval)
 
@@ -53,26 +56,26 @@ class _Drops:
     def __init__(self, boot: PairedBootstrap):
         self.boot = boot
 
-    def mean_of(self, keys: Sequence[str], region: str) -> Tuple[float, np.ndarray]:
+    def mean_of(self, keys: Sequence[str], region: str) -> tuple[float, np.ndarray]:
         clean_point, clean_samples = self.boot.miou('clean', region)
         pairs = [self.boot.miou(k, region) for k in keys]
         return (clean_point - float(np.mean([p for p, _ in pairs])),
                 clean_samples - np.mean(np.stack([s for _, s in pairs]), axis=0))
 
-    def of(self, key: str, region: str) -> Tuple[float, np.ndarray]:
+    def of(self, key: str, region: str) -> tuple[float, np.ndarray]:
         return self.mean_of([key], region)
 
     def difference(self, keys: Sequence[str], region_a: str, region_b: str
-                   ) -> Tuple[float, np.ndarray]:
+                   ) -> tuple[float, np.ndarray]:
         """Drop in ``region_a`` minus drop in ``region_b`` (e.g. periphery minus center)."""
         a_point, a_samples = self.mean_of(keys, region_a)
         b_point, b_samples = self.mean_of(keys, region_b)
         return a_point - b_point, a_samples - b_samples
 
 
-def _groups(settings: Sequence[Mapping]) -> Tuple[List[Mapping], Dict[int, List[str]]]:
+def _groups(settings: Sequence[Mapping]) -> tuple[list[Mapping], dict[int, list[str]]]:
     targeted = [s for s in settings if s['mode'] == TARGETED]
-    randoms: Dict[int, List[str]] = {}
+    randoms: dict[int, list[str]] = {}
     for s in settings:
         if s['mode'] == RANDOM:
             randoms.setdefault(int(s['num_channels']), []).append(s['key'])
@@ -81,14 +84,14 @@ def _groups(settings: Sequence[Mapping]) -> Tuple[List[Mapping], Dict[int, List[
 
 def _test(kind: str, mode: str, num_channels: int, attack_region: Optional[str],
           eval_region: str, estimate: Optional[float], ci95, p_value, method: str,
-          verdict: str, **extra) -> Dict:
+          verdict: str, **extra) -> dict:
     return dict(kind=kind, mode=mode, num_channels=num_channels, attack_region=attack_region,
                 eval_region=eval_region, estimate=estimate, ci95=ci95, p_value=p_value,
                 method=method, verdict=verdict, **extra)
 
 
 def _bootstrap_test(kind, mode, num_channels, attack_region, eval_region, point, samples,
-                    method, why_missing: str) -> Dict:
+                    method, why_missing: str) -> dict:
     entry = _interval_entry(point, samples)
     extra = {}
     if entry['ci95'] is None:
@@ -104,7 +107,7 @@ def _empty_region_reason(region: str) -> str:
 
 
 def draws_test(num_channels: int, attack_region: str, targeted_drop: Optional[float],
-               random_drops: Sequence[float], eval_region: str = 'full') -> Dict:
+               random_drops: Sequence[float], eval_region: str = 'full') -> dict:
     """The targeted drop against the random draws' distribution (images held fixed)."""
     stats = compare_with_draws(targeted_drop, random_drops)
     n = stats['num_draws']
@@ -130,7 +133,7 @@ def draws_test(num_channels: int, attack_region: str, targeted_drop: Optional[fl
 
 
 def build_statistics(settings: Sequence[Mapping], counts: PerImageCounts,
-                     num_resamples: int = 2000, seed: int = 0) -> Tuple[Dict, List[Dict]]:
+                     num_resamples: int = 2000, seed: int = 0) -> tuple[dict, list[dict]]:
     """``(statistics, tests)`` for one model; see the module docstring.
 
     ``settings`` are results.json's setting dicts (each with ``key``, ``mode``,
@@ -169,7 +172,7 @@ def build_statistics(settings: Sequence[Mapping], counts: PerImageCounts,
                 miou=_interval_entry(miou_point, miou_samples),
                 drop=_interval_entry(*drops.mean_of(keys, region)))
 
-    tests: List[Dict] = []
+    tests: list[dict] = []
     has_pc = 'center' in regions and 'periphery' in regions
     for s in targeted:
         n, region_order, key = int(s['num_channels']), s['attack_region'], s['key']

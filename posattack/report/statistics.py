@@ -20,8 +20,11 @@ Verdicts read a 95% interval: ``'holds'`` when it lies above zero, ``'does not h
 when it lies below, ``'inconclusive'`` when it contains zero, ``'not computed'`` (with a
 reason) when the interval does not exist.
 """
+from __future__ import annotations
+
 import math
-from typing import Dict, Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 import numpy as np
 from scipy import stats as scipy_stats
@@ -67,7 +70,7 @@ def prediction_interval(draws: Sequence[float], level: float = LEVEL) -> Optiona
     return (mean - float(half), mean + float(half))
 
 
-def compare_with_draws(targeted: Optional[float], draws: Sequence[float]) -> Dict:
+def compare_with_draws(targeted: Optional[float], draws: Sequence[float]) -> dict:
     """The targeted drop against the distribution of random drops of the same N.
 
     Returns gap (targeted minus mean random), random mean/std (ddof=1), z, the 95% t
@@ -134,7 +137,7 @@ def verdict_from_interval(interval: Optional[Sequence[float]]) -> str:
     return INCONCLUSIVE
 
 
-def one_sample_t(values: Sequence[float], level: float = LEVEL) -> Dict:
+def one_sample_t(values: Sequence[float], level: float = LEVEL) -> dict:
     """One-sample t-test of mean == 0 over per-model values (scipy), with its t CI.
 
     Needs 2 or more finite values; with fewer, every field but ``n`` and ``mean`` is None.

@@ -3,7 +3,10 @@
 Pure functions over ``results['statistics']`` / ``results['tests']``
 (:mod:`posattack.report.significance`) and over ``summary.json`` (:mod:`posattack.report.pooling`).
 """
-from typing import Any, List, Mapping, Optional, Sequence
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Optional
 
 from ..channels.modes import TARGETED
 from .pooling import paper_claims
@@ -32,12 +35,12 @@ def _p(value: Optional[float]) -> str:
     return 'n/a' if value is None else f'{value:.3g}'
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> List[str]:
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     lines = ['| ' + ' | '.join(header) + ' |', '|' + '|'.join(['---'] * len(header)) + '|']
     return lines + ['| ' + ' | '.join(row) + ' |' for row in rows]
 
 
-def _by_kind(tests: Sequence[Mapping], kind: str) -> List[Mapping]:
+def _by_kind(tests: Sequence[Mapping], kind: str) -> list[Mapping]:
     return [t for t in tests if t['kind'] == kind]
 
 
@@ -54,7 +57,7 @@ def _targeted_key(test: Mapping) -> str:
     return f'targeted/{test["attack_region"]}/N={test["num_channels"]}'
 
 
-def tests_markdown(results: Mapping[str, Any]) -> List[str]:
+def tests_markdown(results: Mapping[str, Any]) -> list[str]:
     """Report lines: the method, the comparison tables, the claims, the tests in words."""
     tests = results.get('tests')
     statistics = results.get('statistics')
@@ -123,7 +126,7 @@ def tests_markdown(results: Mapping[str, Any]) -> List[str]:
     return lines
 
 
-def claims_markdown(claims: Sequence[Mapping], level: str = '##') -> List[str]:
+def claims_markdown(claims: Sequence[Mapping], level: str = '##') -> list[str]:
     if not claims:
         return []
     lines = [f'{level} The paper\'s claims', '']
@@ -154,7 +157,7 @@ def sentence(test: Mapping) -> str:
 
 
 def headline_markdown(summary: Mapping[str, Any],
-                      report_links: Optional[Mapping[str, str]] = None) -> List[str]:
+                      report_links: Optional[Mapping[str, str]] = None) -> list[str]:
     """The claims, then one row per model at the headline N (what a README quotes)."""
     report_links = report_links or {}
     models = summary['models']

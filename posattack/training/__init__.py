@@ -4,6 +4,8 @@
   ShiftConsistencyPairs), shared with the shift-consistency evaluation;
 * :mod:`.aug_shift`: AugShiftEncoderDecoder and its data preprocessor.
 """
+from __future__ import annotations
+
 from .aug_shift import AugShiftDataPreProcessor, AugShiftEncoderDecoder
 from .shift_crops import AugShiftPair, ShiftConsistencyPairs
 

@@ -16,7 +16,8 @@ EncoderDecoder's, unchanged. ``configs/_base_/posattack/aug_shift.py`` has the s
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -163,7 +164,7 @@ def _shift_info(data_sample) -> Optional[dict]:
     return data_sample.metainfo.get(SHIFT_CROP_KEY)
 
 
-def _check_pairs(data_samples: Sequence) -> Tuple[int, List[Tuple[dict, dict]]]:
+def _check_pairs(data_samples: Sequence) -> tuple[int, list[tuple[dict, dict]]]:
     """Number of pairs and each pair's crop infos; clear errors for unpaired batches."""
     infos = [_shift_info(sample) for sample in data_samples]
     if any(info is None for info in infos):
@@ -217,7 +218,7 @@ class AugShiftEncoderDecoder(EncoderDecoder):
         self.latent_index = int(latent_index)
         self.latent_distance = latent_distance
 
-    def loss(self, inputs: torch.Tensor, data_samples: Sequence) -> Dict[str, torch.Tensor]:
+    def loss(self, inputs: torch.Tensor, data_samples: Sequence) -> dict[str, torch.Tensor]:
         """Decode (and auxiliary) losses on all 2N crops, plus the two AugShift terms."""
         num_pairs, pairs = _check_pairs(data_samples)
         feats = self.extract_feat(inputs)
@@ -232,7 +233,7 @@ class AugShiftEncoderDecoder(EncoderDecoder):
 
     def aug_shift_losses(self, feats, seg_logits: torch.Tensor, inputs: torch.Tensor,
                          data_samples: Sequence, num_pairs: int,
-                         pairs: Sequence[Tuple[dict, dict]]) -> Dict[str, torch.Tensor]:
+                         pairs: Sequence[tuple[dict, dict]]) -> dict[str, torch.Tensor]:
         """The weighted AugShift terms (``aug_shift.loss_latent``, ``aug_shift.loss_dense``)."""
         losses = {}
         crop_shapes = [tuple(sample.metainfo['img_shape']) for sample in data_samples]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os.path as osp
 import zlib
-from typing import Dict, List, Sequence, Tuple
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ __all__ = ['AugShiftPair', 'ShiftConsistencyPairs', 'crop_packed_sample', 'overl
            'shift_origins', 'SHIFT_CROP_KEY']
 
 SHIFT_CROP_KEY = 'shift_crop'
-Origin = Tuple[int, int]
+Origin = tuple[int, int]
 
 
 def check_max_shift(max_shift, what: str = 'max_shift') -> int:
@@ -39,7 +39,7 @@ def check_max_shift(max_shift, what: str = 'max_shift') -> int:
     return int(max_shift)
 
 
-def crop_size_for(source_shape: Sequence[int], max_shift: int) -> Tuple[int, int]:
+def crop_size_for(source_shape: Sequence[int], max_shift: int) -> tuple[int, int]:
     """(H - s, W - s), or a ValueError that names the image size when s is too large."""
     height, width = int(source_shape[0]), int(source_shape[1])
     if max_shift >= min(height, width):
@@ -92,7 +92,7 @@ def overlap_slices(origin_a: Origin, origin_b: Origin, crop_shape: Sequence[int]
 
 def crop_packed_sample(inputs: torch.Tensor, data_sample: SegDataSample, origin: Origin,
                        crop_shape: Sequence[int], info: dict,
-                       keep_pixel_data: bool = True) -> Tuple[torch.Tensor, SegDataSample]:
+                       keep_pixel_data: bool = True) -> tuple[torch.Tensor, SegDataSample]:
     """Cut one crop out of a packed sample: the image and (optionally) its pixel maps.
 
     The crop's ``img_shape``, ``pad_shape`` and ``ori_shape`` become the crop size, so
@@ -121,7 +121,7 @@ def crop_packed_sample(inputs: torch.Tensor, data_sample: SegDataSample, origin:
     return inputs[..., rows, cols].contiguous(), cropped
 
 
-def _packed(results: dict, transform: str) -> Tuple[torch.Tensor, SegDataSample]:
+def _packed(results: dict, transform: str) -> tuple[torch.Tensor, SegDataSample]:
     inputs, data_sample = results.get('inputs'), results.get('data_samples')
     if not isinstance(inputs, torch.Tensor) or not isinstance(data_sample, SegDataSample):
         raise TypeError(f'{transform} acts on packed samples: put it after PackSegInputs, '
@@ -205,15 +205,15 @@ class ShiftConsistencyPairs(BaseTransform):
         source_shape = tuple(inputs.shape[-2:])
         key = osp.basename(str(data_sample.metainfo.get('img_path',
                                                          data_sample.metainfo.get('sample_idx'))))
-        crops: List[torch.Tensor] = []
-        samples: List[SegDataSample] = []
+        crops: list[torch.Tensor] = []
+        samples: list[SegDataSample] = []
         for max_shift in self.max_shifts:
             crop_shape = crop_size_for(source_shape, max_shift)
             _check_pairs_overlap(source_shape, max_shift)
             corners = shift_origins(self.seed, key, max_shift, self.trials)
             for trial in range(self.trials):
                 for member in range(2):
-                    info: Dict = dict(max_shift=max_shift, trial=trial, member=member,
+                    info: dict = dict(max_shift=max_shift, trial=trial, member=member,
                                       source_shape=source_shape)
                     # no labels: consistency compares predictions with each other
                     crop, sample = crop_packed_sample(inputs, data_sample,

@@ -7,6 +7,8 @@
     except BAD_INPUT_ERRORS as error:
         return report_bad_input(error)
 """
+from __future__ import annotations
+
 import argparse
 import os
 import sys

@@ -4,6 +4,8 @@ MMEngine's ``init_dist('pytorch')`` calls ``torch.cuda.set_device`` and fails on
 CPU-only torch, so without CUDA we start gloo ourselves from torchrun's environment;
 mmengine's ``all_reduce``, ``get_dist_info`` and ``collect_results`` then work over it.
 """
+from __future__ import annotations
+
 import atexit
 import os
 import sys

@@ -4,13 +4,16 @@ Every output of posattack (rankings, results, reports, plots, overlays, syntheti
 goes through here, so an interrupted run (Ctrl-C, a killed job) leaves no corrupt file.
 Also the one file hash the fingerprints use (:func:`file_sha256`).
 """
+from __future__ import annotations
+
 import hashlib
 import json
 import math
 import os
 import tempfile
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any, Optional
 
 import cv2
 import numpy as np

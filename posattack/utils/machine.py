@@ -1,4 +1,6 @@
 """One line that says what machine a measurement ran on (for stamps beside tables)."""
+from __future__ import annotations
+
 import os
 import platform
 

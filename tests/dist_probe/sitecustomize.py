@@ -6,6 +6,8 @@ then wraps ``posattack.attack.sweep._batches`` when that module is imported and,
 ``PREFIX.<RANK>``: one list of image paths per pass over the data. Without the variable it
 does nothing.
 """
+from __future__ import annotations
+
 import atexit
 import importlib.abc
 import importlib.util
