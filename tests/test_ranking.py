@@ -169,7 +169,8 @@ def test_authors_layout_region_from_file_name(tmp_path):
     ranking = ChannelRanking.load(tmp_path, format='authors')
     assert ranking.regions == ['overall', 'left', 'right']
     assert ranking.orders == {'overall': overall, 'left': left, 'right': right}
-    assert (ranking.method, ranking.num_images, ranking.layer) == ('authors_release', None, 'backbone:3')
+    assert (ranking.method, ranking.num_images, ranking.layer) == ('authors_release', None,
+                                                                   'backbone:3')
     assert ChannelRanking.load(tmp_path, format='auto') == ranking
     single = ChannelRanking.load(
         tmp_path / 'right_ordered_positional_encoding_neurons_signed_difference.json',

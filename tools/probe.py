@@ -90,13 +90,15 @@ def parse_args(argv=None):
     frozen.add_argument('--out', default='work_dirs/probe/probe_ranking.json',
                         help='ranking JSON; a summary goes beside it (*_summary.json)')
     frozen.add_argument('--device', default=None, help="'cpu' or 'cuda' (default: cuda if any)")
-    frozen.add_argument('--trust-checkpoint', action='store_true',
-                        help='allow checkpoints outside the safe allowlist (runs code from the file)')
+    frozen.add_argument(
+        '--trust-checkpoint',
+        action='store_true',
+        help='allow checkpoints outside the safe allowlist (runs code from the file)')
     frozen.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings of the segmentor config')
     args = parser.parse_args(argv)
-    for name in ('num_threads', 'max_iters', 'num_train_scenes', 'num_val_scenes', 'steps', 'patch_size',
-                 'max_patches', 'placements', 'batch_size'):
+    for name in ('num_threads', 'max_iters', 'num_train_scenes', 'num_val_scenes', 'steps',
+                 'patch_size', 'max_patches', 'placements', 'batch_size'):
         value = getattr(args, name, None)
         if value is not None and value < 1:
             parser.error(f'--{name.replace("_", "-")} must be at least 1, got {value}.')
@@ -104,7 +106,8 @@ def parse_args(argv=None):
     if any(g < 2 for g in grid_sizes):
         parser.error(f'grid sizes must be at least 2 (a g x g grid), got {grid_sizes}.')
     if getattr(args, 'patch_dir', None) and not args.test_patch_dir:
-        parser.error('--patch-dir needs --test-patch-dir: the read-outs are tested on other patches.')
+        parser.error(
+            '--patch-dir needs --test-patch-dir: the read-outs are tested on other patches.')
     return args
 
 
@@ -193,16 +196,20 @@ def run_frozen(args):
     path = result.ranking.save(args.out)
     summary_path = osp.splitext(args.out)[0] + '_summary.json'
     write_text_atomic(summary_path, json.dumps(result.summary(), indent=2) + '\n')
-    print_log(f'{args.grid_size}x{args.grid_size} grid probe of {result.layer} '
-              f'{result.tensor_shape}: GAPNet read-out {result.gapnet_accuracy:.1f} %, PermuteNet '
-              f'read-out {result.permutenet_accuracy:.1f} % (gap {result.accuracy_gap:.1f} points, '
-              f'chance {result.chance_accuracy:.1f} %)\nRanking ({", ".join(result.ranking.regions[:4])}, '
-              f'...) written to {osp.abspath(path)}; summary {summary_path}', logger='current')
+    print_log(
+        f'{args.grid_size}x{args.grid_size} grid probe of {result.layer} '
+        f'{result.tensor_shape}: GAPNet read-out {result.gapnet_accuracy:.1f} %, PermuteNet '
+        f'read-out {result.permutenet_accuracy:.1f} % (gap {result.accuracy_gap:.1f} points, '
+        f'chance {result.chance_accuracy:.1f} %)\nRanking '
+        f'({", ".join(result.ranking.regions[:4])}, '
+        f'...) written to {osp.abspath(path)}; summary {summary_path}',
+        logger='current')
     return result
 
 
 def run(argv=None):
-    """Run a sub-command; returns its result (rows, metrics or FrozenProbeResult), raises on bad input."""
+    """Run a sub-command; returns its result (rows, metrics or FrozenProbeResult), raises on bad "
+    "input."""
     args = parse_args(argv)
     if args.num_threads:
         import torch

@@ -1,7 +1,8 @@
 """The depth-profile tables of a tools/depth_profile.py run, stamped with when, where and how.
 
     python tools/profile_table.py work_dirs/demo/profile/profile.json \
-        --out docs/tables/demo_profile.md --command "python tools/depth_profile.py ..." --seconds 321
+        --out docs/tables/demo_profile.md --command "python tools/depth_profile.py ..." \
+        --seconds 321
 
 Writes the concentration table and the attack table of profile.json under a line that says
 the date, the machine, the command that made the run and how long it took, so a table in

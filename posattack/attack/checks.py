@@ -135,9 +135,10 @@ def probe_attack(split, dataloader, num_channels: int) -> None:
     if not torch.equal(clean, removed):
         return
     read = layers_read_by_head(model)
-    fix = (f'The decode head reads {", ".join(read)} (decode_head.in_index): attack one of '
-           f'those, e.g. --layer {read[-1]}.' if read else
-           'Attack a tensor on the path to the logits (posattack.channels.layers.list_layer_names).')
+    fix = (
+        f'The decode head reads {", ".join(read)} (decode_head.in_index): attack one of '
+        f'those, e.g. --layer {read[-1]}.' if read else
+        'Attack a tensor on the path to the logits (posattack.channels.layers.list_layer_names).')
     raise AttackReadsNothingError(
         f'removing all {num_channels} channels of layer {split.layer_ref.name!r} leaves the '
         f'logits unchanged on {image}: the prediction does not read that tensor, so every '

@@ -25,14 +25,16 @@ class _PipelineNamingFiles:
         self.pipeline = pipeline
 
     def __call__(self, data_info: dict) -> dict:
-        path = data_info.get('img_path', '<unknown image>') if isinstance(data_info, dict) else '<unknown>'
+        path = data_info.get('img_path', '<unknown image>') if isinstance(data_info,
+                                                                          dict) else '<unknown>'
         try:
             results = self.pipeline(data_info)
         except Exception as error:
             raise RuntimeError(f'Could not load or transform image {path}: '
                                f'{type(error).__name__}: {error}') from error
         if results is None:
-            raise RuntimeError(f'The test pipeline dropped image {path} (unreadable or empty file?).')
+            raise RuntimeError(
+                f'The test pipeline dropped image {path} (unreadable or empty file?).')
         return results
 
     def __getattr__(self, name: str) -> Any:  # keep Compose's attributes (transforms, ...)
@@ -56,7 +58,8 @@ def build_split_dataloader(cfg: Any, split: str = 'val', batch_size: Optional[in
     from mmengine.registry import DATASETS, init_default_scope
     from mmengine.runner import Runner
 
-    key = {'test': 'test_dataloader', 'val': 'val_dataloader', 'train': 'train_dataloader'}.get(split)
+    key = {'test': 'test_dataloader', 'val': 'val_dataloader',
+           'train': 'train_dataloader'}.get(split)
     if key is None:
         raise ValueError(f'Unknown split {split!r}; use one of: val, test, train.')
     if cfg.get(key) is None:
@@ -93,8 +96,9 @@ def build_split_dataloader(cfg: Any, split: str = 'val', batch_size: Optional[in
         except TypeError:  # a dataset class without lazy_init
             dataset = DATASETS.build(dataset_cfg)
         except FileNotFoundError as error:
-            raise FileNotFoundError(f'Cannot build the {split} dataset: {error}. Check data_root '
-                                    f'(override with --cfg-options {key}.dataset.data_root=...).') from error
+            raise FileNotFoundError(
+                f'Cannot build the {split} dataset: {error}. Check data_root '
+                f'(override with --cfg-options {key}.dataset.data_root=...).') from error
     else:
         dataset = dataset_cfg
     if hasattr(dataset, 'full_init') and not getattr(dataset, '_fully_initialized', True):

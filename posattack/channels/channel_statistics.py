@@ -34,8 +34,9 @@ class _ChannelSumRecorder:
     def __call__(self, module: nn.Module, inputs: Any, output: Any) -> None:
         tensor = select_output(output, self.ref).detach()
         if tensor.dim() < 2:
-            raise ValueError(f'Layer {self.ref.name!r} gives a tensor of shape {tuple(tensor.shape)}; '
-                             f'channel means need (B, C, ...).')
+            raise ValueError(
+                f'Layer {self.ref.name!r} gives a tensor of shape {tuple(tensor.shape)}; '
+                f'channel means need (B, C, ...).')
         reduce_dims = [0] + list(range(2, tensor.dim()))
         sums = tensor.double().sum(dim=reduce_dims).cpu()
         square_sums = tensor.double().square().sum(dim=reduce_dims).cpu()
@@ -63,7 +64,9 @@ def _batch_size(data: dict) -> int:
     return inputs.shape[0] if isinstance(inputs, torch.Tensor) else len(inputs)
 
 
-def channel_means(model: nn.Module, layer: Optional[Union[str, LayerRef]], dataloader: Iterable[dict],
+def channel_means(model: nn.Module,
+                  layer: Optional[Union[str, LayerRef]],
+                  dataloader: Iterable[dict],
                   num_images: Optional[int] = None) -> torch.Tensor:
     """Each channel's mean activation of ``layer``: tensor (C,), float32 (see
     :func:`channel_statistics`, of which it is the ``mean``).
@@ -101,7 +104,8 @@ def channel_statistics(model: nn.Module, layer: Optional[Union[str, LayerRef]],
     from mmengine.dist import all_reduce
 
     if num_images is not None and not is_integer_at_least(num_images, 1):
-        raise ValueError(f'num_images must be a positive integer or None (all images), got {num_images!r}.')
+        raise ValueError(
+            f'num_images must be a positive integer or None (all images), got {num_images!r}.')
     model = unwrap_model(model)
     ref = resolve_layer(model, default_layer(model) if layer is None else layer)
     if not hasattr(model, 'data_preprocessor'):
@@ -146,9 +150,10 @@ def channel_statistics(model: nn.Module, layer: Optional[Union[str, LayerRef]],
     all_reduce(square_sums, op='sum')
     all_reduce(count, op='sum')
     if count.item() == 0:
-        raise ValueError(f'channel_means saw no activations of layer {ref.name!r}: the dataloader is '
-                         f'empty or the layer never ran in the predict path. Check the dataset and '
-                         f'the layer.')
+        raise ValueError(
+            f'channel_means saw no activations of layer {ref.name!r}: the dataloader is '
+            f'empty or the layer never ran in the predict path. Check the dataset and '
+            f'the layer.')
     mean = sums / count
     variance = (square_sums / count - mean.square()).clamp(min=0)  # rounding can dip below 0
     return ChannelStatistics(mean=mean.float(), std=variance.sqrt().float())

@@ -43,7 +43,8 @@ def _layer_runner(model: nn.Module, ref: LayerRef) -> Callable[[torch.Tensor], A
     return model
 
 
-def forward_to_layer(model: nn.Module, layer: Union[str, LayerRef], inputs: torch.Tensor) -> torch.Tensor:
+def forward_to_layer(model: nn.Module, layer: Union[str, LayerRef],
+                     inputs: torch.Tensor) -> torch.Tensor:
     """Run ``model`` on ``inputs`` only as far as ``layer`` and return that tensor.
 
     Usage::
@@ -64,5 +65,3 @@ def forward_to_layer(model: nn.Module, layer: Union[str, LayerRef], inputs: torc
             f'(auxiliary heads run only in training); choose a layer on the inference '
             f'path{suggestion}.')
     return cap.output
-
-

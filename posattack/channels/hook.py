@@ -37,15 +37,16 @@ _SHOWN_IDS = 10  # how many channel ids the log line lists
 class ChannelRemovalHook(Hook):
     """Remove channels of one layer during val and test epochs (optionally train iterations).
 
-    Selection (see :func:`posattack.channels.selection.select_channels`): ``mode='targeted'`` takes the top
-    ``num_channels`` (or ``fraction``) of ``ranking``'s ``region`` order; ``'random'`` draws as
-    many with ``seed``; ``'explicit'`` removes ``channels=[...]``. ``ranking`` (a JSON path from
-    tools/identify.py, or a ChannelRanking) is read only when ``mode='targeted'``, when the
-    hook is built, so a missing file fails at once; ``ranking_format='authors'`` reads the
-    paper's released files (a directory of them). ``layer=None`` is the tensor
-    the decode head consumes. The hook is attached at ``before_{val,test}_epoch`` and removed
-    at ``after_*_epoch`` (and per iteration in training when ``apply_in`` lists ``'train'``).
-    On the first forward it checks the tensor's channel count against the ranking's.
+    Selection (see :func:`posattack.channels.selection.select_channels`): ``mode='targeted'``
+    takes the top ``num_channels`` (or ``fraction``) of ``ranking``'s ``region`` order;
+    ``'random'`` draws as many with ``seed``; ``'explicit'`` removes ``channels=[...]``.
+    ``ranking`` (a JSON path from tools/identify.py, or a ChannelRanking) is read only when
+    ``mode='targeted'``, when the hook is built, so a missing file fails at once;
+    ``ranking_format='authors'`` reads the paper's released files (a directory of them).
+    ``layer=None`` is the tensor the decode head consumes. The hook is attached at
+    ``before_{val,test}_epoch`` and removed at ``after_*_epoch`` (and per iteration in training
+    when ``apply_in`` lists ``'train'``). On the first forward it checks the tensor's channel
+    count against the ranking's.
 
     ``ablation='mean'`` writes each channel's mean activation instead of zero. The means are
     computed at every ``before_test_epoch`` / ``before_val_epoch`` from the first
@@ -88,15 +89,18 @@ class ChannelRemovalHook(Hook):
                              f'{", ".join(map(repr, SELECTION_MODES))}.')
         self.apply_in = self._check_phases(apply_in)
         if self._needs_statistics and 'train' in self.apply_in:
-            raise ValueError(f"ChannelRemovalHook: ablation={ablation!r} is not supported in training "
-                             f"(the means go stale as the weights change); use ablation='zero' or drop "
-                             f"'train' from apply_in.")
+            raise ValueError(
+                f"ChannelRemovalHook: ablation={ablation!r} is not supported in training "
+                f"(the means go stale as the weights change); use ablation='zero' or drop "
+                f"'train' from apply_in.")
         if mean_num_images is not None and not is_integer_at_least(mean_num_images, 1):
-            raise ValueError(f'ChannelRemovalHook: mean_num_images must be a positive integer or None '
-                             f'(all images), got {mean_num_images!r}.')
+            raise ValueError(
+                f'ChannelRemovalHook: mean_num_images must be a positive integer or None '
+                f'(all images), got {mean_num_images!r}.')
         if layer is not None and (not isinstance(layer, str) or not layer.strip()):
-            raise ValueError(f'ChannelRemovalHook: layer must be a name such as "backbone:3" or None '
-                             f'(the tensor the decode head consumes), got {layer!r}.')
+            raise ValueError(
+                f'ChannelRemovalHook: layer must be a name such as "backbone:3" or None '
+                f'(the tensor the decode head consumes), got {layer!r}.')
         # Only a targeted removal reads the ranking: switching a config's mode to 'random' or
         # 'explicit' must not require the ranking file to exist.
         self.ranking_source = ranking if isinstance(ranking, (str, os.PathLike)) else None
@@ -149,8 +153,13 @@ class ChannelRemovalHook(Hook):
         return ChannelRanking.load(path, format=ranking_format)
 
     def _select(self, num_total: int) -> list[int]:
-        return select_channels(self.mode, num_total, ranking=self.ranking, region=self.region,
-                               num_channels=self.num_channels, fraction=self.fraction, seed=self.seed,
+        return select_channels(self.mode,
+                               num_total,
+                               ranking=self.ranking,
+                               region=self.region,
+                               num_channels=self.num_channels,
+                               fraction=self.fraction,
+                               seed=self.seed,
                                channels=self.explicit_channels)
 
     # ------------------------------------------------------------------ attach / detach
@@ -159,12 +168,16 @@ class ChannelRemovalHook(Hook):
 
     def _layer_name(self, model: torch.nn.Module) -> str:
         if self.layer_name is None:
-            name = resolve_layer(model, self.layer if self.layer is not None else default_layer(model)).name
+            name = resolve_layer(
+                model, self.layer if self.layer is not None else default_layer(model)).name
             ranked_layer = getattr(self.ranking, 'layer', None)
             if ranked_layer and ranked_layer != name:
-                print_log(f'ChannelRemovalHook: the ranking was made for layer {ranked_layer!r} but the '
-                          f'hook removes channels of {name!r}; set layer={ranked_layer!r} if that was '
-                          f'meant.', logger='current', level=logging.WARNING)
+                print_log(
+                    f'ChannelRemovalHook: the ranking was made for layer {ranked_layer!r} but the '
+                    f'hook removes channels of {name!r}; set layer={ranked_layer!r} if that was '
+                    f'meant.',
+                    logger='current',
+                    level=logging.WARNING)
             self.layer_name = name
         return self.layer_name
 
@@ -173,8 +186,10 @@ class ChannelRemovalHook(Hook):
         if self.ranking is not None and num_total != int(self.ranking.num_channels):
             source = self.ranking_source or 'the ranking'
             raise ValueError(
-                f'ChannelRemovalHook: {source} was made for a tensor of {self.ranking.num_channels} '
-                f'channels (layer {getattr(self.ranking, "layer", "?")!r}), but layer {self.layer_name!r} of '
+                f'ChannelRemovalHook: {source} was made for a tensor of '
+                f'{self.ranking.num_channels} '
+                f'channels (layer {getattr(self.ranking, "layer", "?")!r}), but layer '
+                f'{self.layer_name!r} of '
                 f'this model gives {num_total}. Identify the channels of this model '
                 f'(tools/identify.py) or set layer= to the layer the ranking was made for.')
         if self.channels is None or self._checked_num_total != num_total:
@@ -184,9 +199,11 @@ class ChannelRemovalHook(Hook):
             more = ', ...' if len(self.channels) > _SHOWN_IDS else ''
             detail = {TARGETED: f'region={self.region!r}', RANDOM: f'seed={self.seed}',
                       EXPLICIT: 'explicit ids'}[self.mode]
-            print_log(f'ChannelRemovalHook: removing {len(self.channels)} of {num_total} channels of '
-                      f'{self.layer_name!r} ({self.mode}, {detail}, ablation={self.ablation!r}): '
-                      f'[{shown}{more}]', logger='current')
+            print_log(
+                f'ChannelRemovalHook: removing {len(self.channels)} of {num_total} channels of '
+                f'{self.layer_name!r} ({self.mode}, {detail}, ablation={self.ablation!r}): '
+                f'[{shown}{more}]',
+                logger='current')
         self._checked_num_total = num_total
         return self.channels
 
@@ -198,13 +215,18 @@ class ChannelRemovalHook(Hook):
         statistics = None
         if self._needs_statistics:
             amount = f'the first {self.mean_num_images}' if self.mean_num_images else 'all'
-            print_log(f'ChannelRemovalHook: computing channel means of {layer_name!r} over {amount} '
-                      f'images of the dataloader, for {self.ablation} ablation.', logger='current')
+            print_log(
+                f'ChannelRemovalHook: computing channel means of {layer_name!r} over {amount} '
+                f'images of the dataloader, for {self.ablation} ablation.',
+                logger='current')
             statistics = channel_statistics(model, layer_name, dataloader,
                                             num_images=self.mean_num_images)
             self.mean_values = statistics.mean
             self.statistics = statistics
-        self._removal = ChannelRemoval(model, layer_name, self._resolve_channels, ablation=self.ablation,
+        self._removal = ChannelRemoval(model,
+                                       layer_name,
+                                       self._resolve_channels,
+                                       ablation=self.ablation,
                                        mean_values=statistics).attach()
 
     def _detach(self) -> None:

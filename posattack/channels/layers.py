@@ -58,7 +58,8 @@ def unwrap_model(model: nn.Module) -> nn.Module:
 def parse_layer_name(name: str) -> tuple[str, Optional[int]]:
     """Split ``'backbone:3'`` into ``('backbone', 3)``; ``'neck'`` into ``('neck', None)``."""
     if not isinstance(name, str) or not name.strip():
-        raise ValueError(f'Layer name must be a non-empty string such as "backbone:3", got {name!r}.')
+        raise ValueError(
+            f'Layer name must be a non-empty string such as "backbone:3", got {name!r}.')
     name = name.strip()
     if ':' not in name:
         return name, None
@@ -136,7 +137,9 @@ def resolve_layer(model: nn.Module, name: Union[str, LayerRef]) -> LayerRef:
         hint = (f' Nearest valid names: {", ".join(close)}.' if close else '')
         raise ValueError(
             f'Unknown layer {name!r}: {type(model).__name__} has no module {module_path!r}.{hint} '
-            f'Use posattack.channels.layers.list_layer_names(model) to see all {len(valid)} valid names.')
+            f'Use posattack.channels.layers.list_layer_names(model) to see all {len(valid)} valid '
+            'names.'
+        )
     canonical = module_path if index is None else f'{module_path}:{index}'
     return LayerRef(name=canonical, module_path=module_path, module=module, index=index)
 
@@ -210,7 +213,8 @@ def select_output(output: Any, ref: LayerRef) -> torch.Tensor:
             f'Layer {ref.name!r}: module {ref.module_path!r} returns a single tensor of shape '
             f'{tuple(output.shape)}, not a tuple; drop the index and write "{ref.module_path}".')
     if not isinstance(output, (tuple, list)):
-        raise ValueError(f'Layer {ref.name!r}: module returns {_describe(output)}, which cannot be indexed.')
+        raise ValueError(
+            f'Layer {ref.name!r}: module returns {_describe(output)}, which cannot be indexed.')
     if not -len(output) <= ref.index < len(output):
         raise IndexError(
             f'Layer {ref.name!r}: index {ref.index} is out of range; {ref.module_path!r} returns '
@@ -218,7 +222,8 @@ def select_output(output: Any, ref: LayerRef) -> torch.Tensor:
             f'(or -{len(output)}..-1).')
     selected = output[ref.index]
     if not isinstance(selected, torch.Tensor):
-        raise ValueError(f'Layer {ref.name!r}: element {ref.index} is {_describe(selected)}, not a tensor.')
+        raise ValueError(
+            f'Layer {ref.name!r}: element {ref.index} is {_describe(selected)}, not a tensor.')
     return selected
 
 

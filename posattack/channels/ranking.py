@@ -14,9 +14,12 @@ vectors are indexed by channel id. ``order_rules`` says which score vector sorts
 and in which direction; loading checks that each order is indeed sorted by its score.
 For the flip-difference method (see posattack/identify.py):
 
-* ``scores["overall"]``    mean over images of ``|z(x) - z(hflip x)|`` -> order ``overall`` (descending);
-* ``scores["horizontal"]`` mean of ``z(x) - z(hflip x)`` -> ``left`` (descending), ``right`` (ascending);
-* ``scores["vertical"]``   mean of ``z(x) - z(vflip x)`` -> ``top`` (descending), ``bottom`` (ascending).
+* ``scores["overall"]``: mean over images of ``|z(x) - z(hflip x)|`` -> order ``overall``
+  (descending);
+* ``scores["horizontal"]``: mean of ``z(x) - z(hflip x)`` -> ``left`` (descending), ``right``
+  (ascending);
+* ``scores["vertical"]``: mean of ``z(x) - z(vflip x)`` -> ``top`` (descending), ``bottom``
+  (ascending).
 
 The authors' release (three files of 2048 ids, no scores) loads with ``format='authors'``.
 
@@ -108,7 +111,8 @@ def resolve_channel_count(num_total: int, num_channels: Optional[int] = None,
 
 
 def _dumps_two_levels(data: dict) -> str:
-    """JSON with one line per top-level key and per key of nested dicts (long lists stay on one line)."""
+    """JSON with one line per top-level key and per key of nested dicts (long lists stay on one "
+    "line)."""
     lines = []
     for key, value in data.items():
         if isinstance(value, dict) and value:
@@ -146,7 +150,7 @@ class ChannelRanking:
     Usage::
 
         ranking = ChannelRanking.load('ranking.json')
-        ranking.regions                                   # ['overall', 'left', 'right', 'top', 'bottom']
+        ranking.regions              # ['overall', 'left', 'right', 'top', 'bottom']
         ranking.top('right', fraction=0.05)
     """
     layer: str
@@ -168,15 +172,19 @@ class ChannelRanking:
                 or self.num_channels < 1:
             raise ValueError(f'num_channels must be a positive integer, got {self.num_channels!r}.')
         if not isinstance(self.layer, str) or not self.layer:
-            raise ValueError(f'layer must be a non-empty string such as "backbone:3", got {self.layer!r}.')
+            raise ValueError(
+                f'layer must be a non-empty string such as "backbone:3", got {self.layer!r}.')
         if not isinstance(self.orders, dict) or not self.orders:
             raise ValueError('A ranking needs at least one order (e.g. "overall").')
         if self.num_images is not None and (isinstance(self.num_images, bool)
                                             or not isinstance(self.num_images, int)
                                             or self.num_images < 0):
-            raise ValueError(f'num_images must be a non-negative integer or null, got {self.num_images!r}.')
-        self.orders = {str(region): _check_permutation(order, self.num_channels, f'Order {region!r}')
-                       for region, order in self.orders.items()}
+            raise ValueError(
+                f'num_images must be a non-negative integer or null, got {self.num_images!r}.')
+        self.orders = {
+            str(region): _check_permutation(order, self.num_channels, f'Order {region!r}')
+            for region, order in self.orders.items()
+        }
         scores = {}
         for key, values in (self.scores or {}).items():
             if not isinstance(values, (list, tuple)) or len(values) != self.num_channels:
@@ -214,9 +222,13 @@ class ChannelRanking:
                 direction = 'descending' if rule['descending'] else 'ascending'
                 raise ValueError(
                     f'Order {region!r} is not sorted {direction} by score {key!r}: channel '
-                    f'{order[position]} ({a:.6g}) comes before channel {order[position + 1]} ({b:.6g}).')
+                    f'{order[position]} ({a:.6g}) comes before channel {order[position + 1]} '
+                    f'({b:.6g}).'
+                )
 
-    def check_compatible(self, num_channels: int, tensor_shape: Optional[Sequence[int]] = None) -> None:
+    def check_compatible(self,
+                         num_channels: int,
+                         tensor_shape: Optional[Sequence[int]] = None) -> None:
         """Raise ``ValueError`` when this ranking does not fit the tensor it is about to edit.
 
         ``tensor_shape`` is the tensor as a hook sees it, batch first (``(B, C, H, W)``). The
@@ -229,18 +241,24 @@ class ChannelRanking:
                 raise ValueError(f'tensor_shape {tuple(shape)} has no channel dimension; '
                                  f'expected (B, C, ...).')
             if num_channels is not None and int(num_channels) != shape[1]:
-                raise ValueError(f'num_channels={num_channels} disagrees with tensor_shape {tuple(shape)}.')
+                raise ValueError(
+                    f'num_channels={num_channels} disagrees with tensor_shape {tuple(shape)}.')
             num_channels = shape[1]
             recorded = (self.model or {}).get('tensor_shape')
             if recorded is not None and len(recorded) != len(shape) - 1:
                 raise ValueError(
                     f'Ranking for layer {self.layer!r} was computed on a tensor of shape '
-                    f'{tuple(recorded)} per image, but the model\'s tensor has shape {tuple(shape)}: '
-                    f'a different kind of layer. Recompute it with tools/identify.py for this layer.')
+                    f'{tuple(recorded)} per image, but the model\'s tensor has shape '
+                    f'{tuple(shape)}: '
+                    'a different kind of layer. Recompute it with tools/identify.py for this '
+                    'layer.'
+                )
         if num_channels is not None and int(num_channels) != self.num_channels:
             raise ValueError(
-                f'Ranking for layer {self.layer!r} has {self.num_channels} channels, but the model\'s '
-                f'tensor has {int(num_channels)}: it belongs to a different model or layer. Recompute '
+                f'Ranking for layer {self.layer!r} has {self.num_channels} channels, but the '
+                'model\'s '
+                f'tensor has {int(num_channels)}: it belongs to a different model or layer. '
+                'Recompute '
                 f'it with `python tools/identify.py CONFIG CHECKPOINT --layer LAYER`.')
 
     # ------------------------------------------------------------------ query
@@ -293,15 +311,20 @@ class ChannelRanking:
         if missing:
             raise ValueError(f'{source}: ranking file lacks {", ".join(missing)}.')
         try:
-            return cls(layer=data['layer'], num_channels=data['num_channels'], method=data['method'],
-                       num_images=data.get('num_images'), orders=data['orders'],
-                       scores=data.get('scores') or {}, model=data.get('model') or {},
+            return cls(layer=data['layer'],
+                       num_channels=data['num_channels'],
+                       method=data['method'],
+                       num_images=data.get('num_images'),
+                       orders=data['orders'],
+                       scores=data.get('scores') or {},
+                       model=data.get('model') or {},
                        order_rules=data.get('order_rules') or {})
         except ValueError as error:
             raise ValueError(f'{source}: {error}') from None
 
     def save(self, path: PathLike) -> Path:
-        """Write the ranking as JSON, atomically (a crash never leaves half a file). Returns the path."""
+        """Write the ranking as JSON, atomically (a crash never leaves half a file). Returns the "
+        "path."""
         self.validate()
         path = Path(path)
         write_text_atomic(path, _dumps_two_levels(self.to_dict()))
@@ -327,13 +350,16 @@ class ChannelRanking:
         if format == 'authors':
             return cls._load_authors(path, layer=layer or AUTHORS_LAYER)
         if format != 'posattack':
-            raise ValueError(f"Unknown ranking format {format!r}; use 'posattack', 'authors' or 'auto'.")
+            raise ValueError(
+                f"Unknown ranking format {format!r}; use 'posattack', 'authors' or 'auto'.")
         if isinstance(path, (list, tuple)):
-            raise ValueError("A list of files is the authors' release layout; pass format='authors'.")
+            raise ValueError(
+                "A list of files is the authors' release layout; pass format='authors'.")
         path = Path(path)
         if path.is_dir():
-            raise ValueError(f"{path} is a directory; a posattack ranking is one JSON file (for the "
-                             f"authors' directory of files pass format='authors').")
+            raise ValueError(
+                f"{path} is a directory; a posattack ranking is one JSON file (for the "
+                f"authors' directory of files pass format='authors').")
         data = _read_json(path)
         ranking = cls.from_dict(data, source=str(path))
         if layer is not None:
@@ -341,7 +367,8 @@ class ChannelRanking:
         return ranking
 
     @classmethod
-    def _load_authors(cls, path: Union[PathLike, Sequence[PathLike]], layer: str) -> 'ChannelRanking':
+    def _load_authors(cls, path: Union[PathLike, Sequence[PathLike]],
+                      layer: str) -> 'ChannelRanking':
         files = _authors_files(path)
         orders: dict[str, list[int]] = {}
         origin: dict[str, str] = {}
@@ -349,13 +376,15 @@ class ChannelRanking:
             data = _read_json(file)
             if not (isinstance(data, dict) and len(data) == 1
                     and isinstance(next(iter(data.values())), list)):
-                raise ValueError(f"{file}: not an authors' ranking file (expected one key mapping to a "
-                                 f"list of channel ids).")
+                raise ValueError(
+                    f"{file}: not an authors' ranking file (expected one key mapping to a "
+                    f"list of channel ids).")
             key, order = next(iter(data.items()))
             # Their right-hand file carries the key "left" too: the file name is the reliable part.
             region = _region_from_filename(file.name) or str(key)
             if region in orders:
-                raise ValueError(f'Two files give the {region!r} order: {origin[region]} and {file.name}.')
+                raise ValueError(
+                    f'Two files give the {region!r} order: {origin[region]} and {file.name}.')
             orders[region] = order
             origin[region] = file.name
         sizes = {region: len(order) for region, order in orders.items()}
@@ -364,12 +393,19 @@ class ChannelRanking:
         preferred = [r for r in ('overall', 'left', 'right', 'top', 'bottom') if r in orders]
         orders = {r: orders[r] for r in preferred + [r for r in orders if r not in preferred]}
         try:
-            return cls(layer=layer, num_channels=next(iter(sizes.values())), method='authors_release',
-                       num_images=None, orders=orders,
-                       model={'source': 'Islam et al., ICCV 2021, public release',
-                              'files': {r: origin[r] for r in orders}})
+            return cls(layer=layer,
+                       num_channels=next(iter(sizes.values())),
+                       method='authors_release',
+                       num_images=None,
+                       orders=orders,
+                       model={
+                           'source': 'Islam et al., ICCV 2021, public release',
+                           'files': {r: origin[r]
+                                     for r in orders}
+                       })
         except ValueError as error:
-            raise ValueError(f"Authors' ranking ({', '.join(f.name for f in files)}): {error}") from None
+            raise ValueError(
+                f"Authors' ranking ({', '.join(f.name for f in files)}): {error}") from None
 
 
 def _guess_format(path: Union[PathLike, Sequence[PathLike]]) -> str:

@@ -113,8 +113,9 @@ def replace_channels(tensor: torch.Tensor, channels: Sequence[int],
 class ChannelRemoval:
     """Replace some channels of one layer's output for as long as the ``with`` block runs.
 
-    ``layer`` is a name such as ``'backbone:3'`` (see :func:`posattack.channels.layers.resolve_layer`),
-    a :class:`LayerRef`, or ``None`` for the tensor the decode head consumes. For modules that
+    ``layer`` is a name such as ``'backbone:3'`` (see
+    :func:`posattack.channels.layers.resolve_layer`), a :class:`LayerRef`, or ``None`` for the
+    tensor the decode head consumes. For modules that
     return a tuple/list only element ``index`` is replaced, in a new container of the same type.
     ``channels`` is a list of ids, or a callable ``f(C) -> ids`` called once, at the first
     forward, with the tensor's channel count (for selections that need C, e.g. random ones).
@@ -130,8 +131,12 @@ class ChannelRemoval:
         removal.channels, removal.num_calls     # ([5, 9, 42], 1)
     """
 
-    def __init__(self, model: nn.Module, layer: Optional[Union[str, LayerRef]], channels: ChannelSpec,
-                 ablation: Union[str, Ablation] = 'zero', mean_values: Statistics = None):
+    def __init__(self,
+                 model: nn.Module,
+                 layer: Optional[Union[str, LayerRef]],
+                 channels: ChannelSpec,
+                 ablation: Union[str, Ablation] = 'zero',
+                 mean_values: Statistics = None):
         model = unwrap_model(model)
         self.ref = resolve_layer(model, default_layer(model) if layer is None else layer)
         self._ablation = get_ablation(ablation)  # one object: one noise stream per removal
@@ -164,8 +169,9 @@ class ChannelRemoval:
     def _hook(self, module: nn.Module, inputs: Any, output: Any) -> Any:
         tensor = select_output(output, self.ref)
         if tensor.dim() < 2:
-            raise ValueError(f'Layer {self.ref.name!r} gives a tensor of shape {tuple(tensor.shape)}; '
-                             f'channel removal needs (B, C, ...).')
+            raise ValueError(
+                f'Layer {self.ref.name!r} gives a tensor of shape {tuple(tensor.shape)}; '
+                f'channel removal needs (B, C, ...).')
         index = self._index_for(tensor.shape[1], tensor.device)
         self.num_calls += 1
         if index.numel() == 0:
@@ -196,5 +202,5 @@ class ChannelRemoval:
 
     def __repr__(self) -> str:
         shown = 'unresolved' if self.channels is None else f'{len(self.channels)} channels'
-        return f'ChannelRemoval({self.ref.name!r}, {shown}, ablation={self.ablation!r}, active={self.active})'
-
+        return (f'ChannelRemoval({self.ref.name!r}, {shown}, ablation={self.ablation!r}, '
+                f'active={self.active})')

@@ -44,11 +44,13 @@ def _check_channel_ids(channels: Iterable[int]) -> list[int]:
     ids = []
     for channel in channels:
         if isinstance(channel, (bool, np.bool_)) or not isinstance(channel, numbers.Integral):
-            raise TypeError(f'Channel ids must be integers, got {channel!r} ({type(channel).__name__}).')
+            raise TypeError(
+                f'Channel ids must be integers, got {channel!r} ({type(channel).__name__}).')
         ids.append(int(channel))
     negative = [c for c in ids if c < 0]
     if negative:
-        raise IndexError(f'Channel ids must be >= 0 (ids count from the first channel), got {negative[:10]}.')
+        raise IndexError(
+            f'Channel ids must be >= 0 (ids count from the first channel), got {negative[:10]}.')
     return ids
 
 
@@ -87,9 +89,13 @@ def random_channels(num_total: int, num_channels: int, seed: int = 0) -> list[in
     return [int(c) for c in order[:num_channels]]
 
 
-def validate_selection_args(mode: str, num_channels: Optional[int] = None, fraction: Optional[float] = None,
-                            seed: int = 0, channels: Optional[Sequence[int]] = None,
-                            ranking: Any = None, region: str = 'overall') -> None:
+def validate_selection_args(mode: str,
+                            num_channels: Optional[int] = None,
+                            fraction: Optional[float] = None,
+                            seed: int = 0,
+                            channels: Optional[Sequence[int]] = None,
+                            ranking: Any = None,
+                            region: str = 'overall') -> None:
     """Check what can be checked before the tensor's channel count C is known."""
     if mode not in SELECTION_MODES:
         raise ValueError(f'Unknown selection mode {mode!r}; choose one of '
@@ -103,14 +109,16 @@ def validate_selection_args(mode: str, num_channels: Optional[int] = None, fract
         ids = _check_channel_ids(channels)
         if len(set(ids)) != len(ids):
             duplicates = sorted({c for c in ids if ids.count(c) > 1})
-            raise ValueError(f'channels lists ids more than once: {duplicates[:10]}; give each id once.')
+            raise ValueError(
+                f'channels lists ids more than once: {duplicates[:10]}; give each id once.')
         return
     if channels is not None:
         raise ValueError(f"channels=[...] is only used with mode='explicit' (mode is {mode!r}); "
                          f"drop it or set mode='explicit'.")
     if (num_channels is None) == (fraction is None):
-        raise ValueError(f"mode={mode!r} needs exactly one of num_channels (a count) or fraction "
-                         f"(a share in (0, 1]); got {'both' if num_channels is not None else 'neither'}.")
+        raise ValueError(
+            f"mode={mode!r} needs exactly one of num_channels (a count) or fraction "
+            f"(a share in (0, 1]); got {'both' if num_channels is not None else 'neither'}.")
     if num_channels is not None and not is_integer_at_least(num_channels, 0):
         raise ValueError(f'num_channels must be an integer >= 0, got {num_channels!r}.')
     if fraction is not None:
@@ -129,8 +137,13 @@ def validate_selection_args(mode: str, num_channels: Optional[int] = None, fract
                              f'{", ".join(regions)}.')
 
 
-def select_channels(mode: str, num_total: int, ranking: Any = None, region: str = 'overall',
-                    num_channels: Optional[int] = None, fraction: Optional[float] = None, seed: int = 0,
+def select_channels(mode: str,
+                    num_total: int,
+                    ranking: Any = None,
+                    region: str = 'overall',
+                    num_channels: Optional[int] = None,
+                    fraction: Optional[float] = None,
+                    seed: int = 0,
                     channels: Optional[Sequence[int]] = None) -> list[int]:
     """The channel ids to remove from a tensor of ``num_total`` channels.
 
@@ -151,8 +164,10 @@ def select_channels(mode: str, num_total: int, ranking: Any = None, region: str 
     if ranking is not None and int(ranking.num_channels) != num_total:
         raise ValueError(
             f'The ranking was made for a tensor of {ranking.num_channels} channels '
-            f'(layer {getattr(ranking, "layer", "?")!r}), but this tensor has {num_total}. Identify the '
-            f'channels of this model and layer (tools/identify.py), or attack the layer the ranking '
+            f'(layer {getattr(ranking, "layer", "?")!r}), but this tensor has {num_total}. '
+            'Identify the '
+            'channels of this model and layer (tools/identify.py), or attack the layer the '
+            'ranking '
             f'was made for.')
     if mode == EXPLICIT:
         ids = _check_channel_ids(channels)

@@ -272,8 +272,8 @@ def _pixel_data(sample, key: str):
 class RegionIoUMetric(BaseMetric):
     """IoU/Acc per image region (center, periphery, border bands, grid cells...).
 
-    Takes mmseg IoUMetric's arguments plus `regions` (specs of posattack.evaluation.regions; the full
-    image is always scored) and `out_file` (JSON of every region's scores). Returns mmseg's
+    Takes mmseg IoUMetric's arguments plus `regions` (specs of posattack.evaluation.regions;
+    the full image is always scored) and `out_file` (JSON of every region's scores). Returns mmseg's
     keys for the full image (``mIoU``, ``mAcc``, ``aAcc``) and ``<region>.mIoU`` /
     ``.mAcc`` / ``.aAcc`` for every other region, plus ``periphery_minus_center.mIoU``.
     Regions are built at the evaluated size (ori_shape), cached per size.

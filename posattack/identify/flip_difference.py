@@ -103,8 +103,9 @@ class FlipDifferenceAccumulator(IdentificationMethod):
     def _as_pooled(self, z: torch.Tensor, name: str) -> torch.Tensor:
         if not isinstance(z, torch.Tensor) or z.ndim != 2 or z.shape[1] != self.num_channels:
             shape = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
-            raise ValueError(f'{name} must be pooled activations of shape (B, {self.num_channels}), '
-                             f'got {shape}.')
+            raise ValueError(
+                f'{name} must be pooled activations of shape (B, {self.num_channels}), '
+                f'got {shape}.')
         z = z.detach().to(device='cpu', dtype=torch.float64)
         if not torch.isfinite(z).all():
             raise ValueError(f'{name} holds NaN or infinite values: the model output is not finite '
@@ -113,7 +114,8 @@ class FlipDifferenceAccumulator(IdentificationMethod):
 
     def update(self, z: torch.Tensor, z_hflip: torch.Tensor,
                z_vflip: Optional[torch.Tensor] = None) -> None:
-        """Add a batch: ``z`` for the images, ``z_hflip`` / ``z_vflip`` for their flips, all (B, C)."""
+        """Add a batch: ``z`` for the images, ``z_hflip`` / ``z_vflip`` for their flips, all (B, "
+        "C)."""
         if self.num_channels is None and isinstance(z, torch.Tensor) and z.ndim == 2:
             self._allocate(int(z.shape[1]))
         z = self._as_pooled(z, 'z')
@@ -160,17 +162,20 @@ class FlipDifferenceAccumulator(IdentificationMethod):
         return self
 
     def scores(self) -> dict[str, list[float]]:
-        """Per-channel means: ``overall`` (|h|), ``horizontal`` (signed h), ``vertical`` (signed v)."""
+        """Per-channel means: ``overall`` (|h|), ``horizontal`` (signed h), ``vertical`` (signed "
+        "v)."""
         if self.count == 0:
-            raise ValueError('No images were accumulated: the flip-difference scores are undefined.')
+            raise ValueError(
+                'No images were accumulated: the flip-difference scores are undefined.')
         result = {
             'overall': (self.sums['abs_horizontal'] / self.count).tolist(),
             'horizontal': (self.sums['horizontal'] / self.count).tolist(),
         }
         if self.vertical_count:
             if self.vertical_count != self.count:
-                raise ValueError(f'{self.vertical_count} of {self.count} images came with a vertical '
-                                 f'flip; give z_vflip for every batch or for none.')
+                raise ValueError(
+                    f'{self.vertical_count} of {self.count} images came with a vertical '
+                    f'flip; give z_vflip for every batch or for none.')
             result['vertical'] = (self.sums['vertical'] / self.vertical_count).tolist()
         return result
 
@@ -206,4 +211,3 @@ def flip_images(inputs: torch.Tensor, valid_shapes: Optional[Sequence[Sequence[i
         hflip[i, :, :h, :w] = inputs[i, :, :h, :w].flip(-1)
         vflip[i, :, :h, :w] = inputs[i, :, :h, :w].flip(-2)
     return hflip, vflip
-

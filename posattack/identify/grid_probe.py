@@ -66,14 +66,20 @@ class GridReadout(nn.Module):
         logits = readout(features)                               # (B, 9)
     """
 
-    def __init__(self, mean: torch.Tensor, std: torch.Tensor, num_classes: int, shuffle: bool = False):
+    def __init__(self,
+                 mean: torch.Tensor,
+                 std: torch.Tensor,
+                 num_classes: int,
+                 shuffle: bool = False):
         super().__init__()
         self.register_buffer('mean', torch.as_tensor(mean, dtype=torch.float32).view(-1))
         self.register_buffer('std', torch.as_tensor(std, dtype=torch.float32).view(-1))
         self.shuffle = bool(shuffle)
         self.conv = nn.Conv2d(self.mean.numel(), int(num_classes), kernel_size=1)
 
-    def forward(self, features: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    def forward(self,
+                features: torch.Tensor,
+                generator: Optional[torch.Generator] = None) -> torch.Tensor:
         pooled = features.flatten(2).mean(-1) if features.dim() > 2 else features
         pooled = (pooled - self.mean) / self.std
         if self.shuffle:
@@ -82,7 +88,8 @@ class GridReadout(nn.Module):
 
     @torch.no_grad()
     def centre_weights(self) -> None:
-        """Subtract each channel's mean weight over the classes: the same softmax, unique weights."""
+        """Subtract each channel's mean weight over the classes: the same softmax, unique "
+        "weights."""
         self.conv.weight -= self.conv.weight.mean(dim=0, keepdim=True)
 
 
@@ -121,8 +128,10 @@ def segmentor_normalization(model: nn.Module) -> dict[str, Any]:
     """
     preprocessor = getattr(unwrap_model(model), 'data_preprocessor', None)
     if preprocessor is None or not getattr(preprocessor, '_enable_normalize', False):
-        return {'mean': (0.0, 0.0, 0.0), 'std': (1.0, 1.0, 1.0),
-                'to_bgr': preprocessor is not None and not getattr(preprocessor, 'channel_conversion', False)}
+        return {
+            'mean': (0.0, 0.0, 0.0), 'std': (1.0, 1.0, 1.0), 'to_bgr': preprocessor is not None and
+            not getattr(preprocessor, 'channel_conversion', False)
+        }
     return {'mean': tuple(float(v) for v in preprocessor.mean.view(-1)),
             'std': tuple(float(v) for v in preprocessor.std.view(-1)),
             'to_bgr': not getattr(preprocessor, 'channel_conversion', False)}
@@ -150,8 +159,12 @@ def build_probe_datasets(model: nn.Module, data_root: Optional[str] = None, grid
         raise ValueError('With patch_dir, give test_patch_dir too: the read-out is tested on '
                          'patches it was not trained on.')
     pipeline = [PlacePatchInGrid(**segmentor_normalization(model)), PackGridInputs()]
-    common = dict(grid_size=grid_size, patch_size=patch_size, task='location',
-                  placements_per_patch=placements_per_patch, max_patches=max_patches, **patch_options)
+    common = dict(grid_size=grid_size,
+                  patch_size=patch_size,
+                  task='location',
+                  placements_per_patch=placements_per_patch,
+                  max_patches=max_patches,
+                  **patch_options)
     if data_root is not None:
         sources = (dict(cityscapes_root=data_root, split='train'),
                    dict(cityscapes_root=data_root, split='val'))
@@ -193,9 +206,10 @@ def pooled_layer_features(model: nn.Module, layer: Union[str, LayerRef], dataset
         for batch in loader:
             features = forward_to_layer(model, ref, batch['inputs'].to(device))
             if features.dim() != 4:
-                raise ValueError(f'Layer {ref.name!r} gives a tensor of shape {tuple(features.shape)}; '
-                                 f'the grid probe pools a feature map (B, C, H, W). Choose a layer '
-                                 f'with spatial feature maps (see list_layer_names(model)).')
+                raise ValueError(
+                    f'Layer {ref.name!r} gives a tensor of shape {tuple(features.shape)}; '
+                    f'the grid probe pools a feature map (B, C, H, W). Choose a layer '
+                    f'with spatial feature maps (see list_layer_names(model)).')
             shape = [int(s) for s in features.shape[1:]]
             pooled.append(features.float().flatten(2).mean(-1).cpu())
             labels.append(torch.as_tensor(batch['data_samples']).view(-1))
@@ -208,8 +222,13 @@ def pooled_layer_features(model: nn.Module, layer: Union[str, LayerRef], dataset
     return torch.cat(pooled), torch.cat(labels).long(), shape
 
 
-def train_readout(pooled: torch.Tensor, labels: torch.Tensor, num_classes: int, shuffle: bool = False,
-                  steps: int = 400, lr: float = 0.05, weight_decay: float = 1e-3,
+def train_readout(pooled: torch.Tensor,
+                  labels: torch.Tensor,
+                  num_classes: int,
+                  shuffle: bool = False,
+                  steps: int = 400,
+                  lr: float = 0.05,
+                  weight_decay: float = 1e-3,
                   seed: int = 0) -> GridReadout:
     """Fit a :class:`GridReadout` to cached pooled activations by full-batch Adam.
 
@@ -266,8 +285,9 @@ def grid_probe_ranking(readout: GridReadout, layer: str, grid_size: int,
     weight = readout.conv.weight.detach()[:, :, 0, 0].double()  # (g*g, C)
     names = cell_names(grid_size)
     if weight.shape[0] != len(names):
-        raise ValueError(f'The read-out has {weight.shape[0]} outputs, but a {grid_size}x{grid_size} '
-                         f'grid has {len(names)} cells.')
+        raise ValueError(
+            f'The read-out has {weight.shape[0]} outputs, but a {grid_size}x{grid_size} '
+            f'grid has {len(names)} cells.')
     scores = {name: weight[k].tolist() for k, name in enumerate(names)}
     scores['overall'] = weight.pow(2).mean(0).sqrt().tolist()
     rules = {name: {'score': name, 'descending': True} for name in ['overall'] + names}
@@ -306,7 +326,8 @@ def frozen_grid_probe(model: nn.Module, train_dataset: Dataset, test_dataset: Da
         readouts[name] = train_readout(train_pooled, train_labels, num_cells, shuffle=shuffle,
                                        steps=steps, lr=lr, weight_decay=weight_decay, seed=seed)
         accuracies[name] = readout_accuracy(readouts[name], test_pooled, test_labels)
-    chance = 100.0 * float(np.bincount(test_labels.numpy(), minlength=num_cells).max()) / len(test_labels)
+    chance = 100.0 * float(np.bincount(test_labels.numpy(),
+                                       minlength=num_cells).max()) / len(test_labels)
     info = dict(model_info or {})
     info.update({'tensor_shape': shape, 'grid_size': grid_size,
                  'cell_size': int(getattr(train_dataset, 'cell_size', 0)) or None,
@@ -337,5 +358,6 @@ def _grid_size_of(dataset: Any) -> int:
                          f'GridPatchDataset (task="location").')
     task = getattr(dataset, 'task', 'location')
     if task != 'location':
-        raise ValueError(f'The grid probe reads position: the datasets need task="location", got {task!r}.')
+        raise ValueError(
+            f'The grid probe reads position: the datasets need task="location", got {task!r}.')
     return int(grid_size)

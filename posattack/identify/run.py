@@ -58,7 +58,8 @@ def _group_by_shape(data: dict) -> list[dict]:
 
 
 def _preprocess(model: nn.Module, data: Any) -> tuple[torch.Tensor, Any]:
-    """Images as the model sees them: ``model.data_preprocessor(data, False)`` where there is one."""
+    """Images as the model sees them: ``model.data_preprocessor(data, False)`` where there is "
+    "one."""
     preprocessor = getattr(model, 'data_preprocessor', None)
     if preprocessor is not None:
         data = preprocessor(data, False)
@@ -67,8 +68,9 @@ def _preprocess(model: nn.Module, data: Any) -> tuple[torch.Tensor, Any]:
     if isinstance(data, torch.Tensor):
         return data, None
     if not isinstance(data, dict) or not isinstance(data.get('inputs'), torch.Tensor):
-        raise ValueError('Each batch must be an mmseg batch (dict with "inputs") or an image tensor; '
-                         f'got {type(data).__name__}.')
+        raise ValueError(
+            'Each batch must be an mmseg batch (dict with "inputs") or an image tensor; '
+            f'got {type(data).__name__}.')
     return data['inputs'], data.get('data_samples')
 
 
@@ -103,8 +105,9 @@ def identify_channels(model: nn.Module, dataloader: Iterable, layer: Optional[st
 
     ``dataloader`` yields mmseg batches (built from the config's test pipeline); they go through
     ``model.data_preprocessor(data, False)`` as in mmseg's evaluation. ``layer`` defaults to the
-    tensor the decode head reads (:func:`posattack.channels.layers.default_layer`). ``num_images`` caps the
-    images used (split evenly across processes in distributed runs). ``model_info`` is merged into
+    tensor the decode head reads (:func:`posattack.channels.layers.default_layer`).
+    ``num_images`` caps the images used (split evenly across processes in distributed runs).
+    ``model_info`` is merged into
     the ranking's ``model`` fingerprint (e.g. the checkpoint hash). ``vertical=False`` asks the
     flip difference for the horizontal flip only.
 
@@ -121,7 +124,8 @@ def identify_channels(model: nn.Module, dataloader: Iterable, layer: Optional[st
     ref = resolve_layer(model, layer if layer is not None else default_layer(model))
     if num_images is not None and (isinstance(num_images, bool) or not isinstance(num_images, int)
                                    or num_images < 1):
-        raise ValueError(f'num_images must be a positive integer or None (all images), got {num_images!r}.')
+        raise ValueError(
+            f'num_images must be a positive integer or None (all images), got {num_images!r}.')
     dataset = getattr(dataloader, 'dataset', None)
     if dataset is not None and len(dataset) == 0:
         raise ValueError(f'The dataset is empty ({describe_dataset(dataset)}): no images to '
@@ -185,4 +189,3 @@ def identify_channels(model: nn.Module, dataloader: Iterable, layer: Optional[st
     info['tensor_shape'] = tensor_shape
     info.update(model_info or {})
     return identification.to_ranking(ref.name, info)
-

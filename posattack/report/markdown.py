@@ -176,9 +176,9 @@ def write_markdown_report(path: str, results: Mapping[str, Any],
 
     Tables of mIoU per region for clean / targeted / random (mean ± std over seeds) per N,
     the drop from clean with the periphery-minus-center drop, the targeted-vs-random and
-    periphery-vs-center tests with their intervals (:mod:`posattack.report.statistics_markdown`), and
-    links to plots (``{title: path}``) and
-    overlay panels (paths), made relative to the report's folder.
+    periphery-vs-center tests with their intervals (:mod:`posattack.report.statistics_markdown`),
+    and links to plots (``{title: path}``) and overlay panels (paths), made relative to the
+    report's folder.
 
     Usage::
 

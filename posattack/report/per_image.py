@@ -130,8 +130,9 @@ class PerImageRecorder:
 def miou_from_counts(tp: np.ndarray, gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
     """mIoU in percent over the last axis (classes); classes with an empty union left out.
 
-    The same rule as mmseg's IoUMetric (and :func:`posattack.evaluation.metric.summarize_confusion`):
-    a class absent from both labels and prediction is NaN and not averaged; all-NaN is NaN.
+    The same rule as mmseg's IoUMetric (and
+    :func:`posattack.evaluation.metric.summarize_confusion`): a class absent from both labels
+    and prediction is NaN and not averaged; all-NaN is NaN.
     """
     tp = np.asarray(tp, dtype=np.float64)
     union = np.asarray(gt, dtype=np.float64) + np.asarray(pred, dtype=np.float64) - tp

@@ -342,8 +342,8 @@ def compare_targeted_random(results: Mapping[str, Any], region: str = 'full'
                             ) -> list[dict[str, Any]]:
     """Does targeted removal lower mIoU more than random removal of as many channels?
 
-    The random draws as a distribution (:func:`posattack.report.statistics.compare_with_draws`), from
-    the settings' (rounded) metrics alone, so it also works on results without per-image
+    The random draws as a distribution (:func:`posattack.report.statistics.compare_with_draws`),
+    from the settings' (rounded) metrics alone, so it also works on results without per-image
     counts. For every targeted group with a random group of the same N: ``extra_drop``
     (the gap) = random mean mIoU - targeted mIoU (positive: targeted hurts more),
     ``random_std`` (ddof=1), ``num_std`` (z = gap / random std), the 95% t
