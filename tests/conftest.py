@@ -12,8 +12,8 @@ import os.path as osp
 
 import pytest
 import torch
+from helpers import REPO_ROOT
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO_CONFIG = osp.join(REPO_ROOT, 'configs', 'demo', 'deeplabv3_r18-tiny_synthetic-cityscapes.py')
 
 # The tests' tensors are tiny: one thread per process beats two, and on a busy 2-core

@@ -15,8 +15,8 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 import pytest
-from attack_helpers import (load_cli, make_checkpoint, one_torch_thread, run_cli,  # noqa: F401
-                            run_mmseg_test, snapshot, write_tiny_config)
+from helpers import (load_cli, make_checkpoint, one_torch_thread, run_cli,  # noqa: F401
+                     run_mmseg_test, snapshot, write_tiny_config)
 
 import posattack.attack.experiment as experiment
 import posattack.attack.sweep as sweep

@@ -13,8 +13,8 @@ import subprocess
 import sys
 
 import torch
-from attack_helpers import (DIST_ATTACK, REPO_ROOT, free_port, load_cli, load_json,  # noqa: F401
-                            make_checkpoint, one_torch_thread, run_cli, write_tiny_config)
+from helpers import (DIST_ATTACK, REPO_ROOT, free_port, load_cli, load_json,  # noqa: F401
+                     make_checkpoint, one_torch_thread, run_cli, write_tiny_config)
 
 PROBE_DIR = osp.join(osp.dirname(osp.abspath(__file__)), 'dist_probe')
 ARGS = ['--num-channels', '8', '16', '--seeds', '2', '--max-images', '3', '--batch-size', '1',

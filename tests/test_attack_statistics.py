@@ -12,8 +12,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from attack_helpers import (load_cli, load_json, make_checkpoint, one_torch_thread,  # noqa: F401
-                            run_cli, write_tiny_config)
+from helpers import (load_cli, load_json, make_checkpoint, one_torch_thread, run_cli,  # noqa: F401
+                     write_tiny_config)
 
 from posattack.report.per_image import PerImageCounts
 

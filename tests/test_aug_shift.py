@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from helpers import REPO_ROOT
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.model import BaseModule
@@ -31,7 +32,6 @@ from posattack.training.aug_shift import (AugShiftDataPreProcessor, AugShiftEnco
                                           pooled_latent_distance)
 from posattack.training.shift_crops import AugShiftPair, crop_packed_sample
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 AUGSHIFT_CONFIG = osp.join(REPO_ROOT, 'configs', 'demo',
                            'deeplabv3_r18-tiny_augshift_synthetic-cityscapes.py')
 SHIFT_CROPS_CONFIG = osp.join(REPO_ROOT, 'configs', 'demo',

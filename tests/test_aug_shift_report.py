@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from attack_helpers import load_tool
+from helpers import load_tool
 from test_report import hand_results  # noqa: F401  (the fixture)
 
 from posattack.report.aug_shift_table import comparison_row, markdown_table

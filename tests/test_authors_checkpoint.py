@@ -17,7 +17,7 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
-from attack_helpers import REPO_ROOT, load_cli, load_tool, one_torch_thread, run_cli  # noqa: F401
+from helpers import REPO_ROOT, load_cli, load_tool, one_torch_thread, run_cli  # noqa: F401
 from mmseg.structures import SegDataSample
 from torchvision_deeplab_reference import TorchvisionDeepLabV3, normalise, randomise
 

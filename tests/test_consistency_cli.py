@@ -19,8 +19,8 @@ import mmcv
 import numpy as np
 import pytest
 import torch
-from attack_helpers import (load_tool, make_checkpoint, one_torch_thread, run_cli,  # noqa: F401
-                            write_tiny_config)
+from helpers import (load_tool, make_checkpoint, one_torch_thread, run_cli,  # noqa: F401
+                     write_tiny_config)
 from mmseg.structures import SegDataSample
 
 from posattack.models.builder import load_segmentor

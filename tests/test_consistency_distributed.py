@@ -9,8 +9,8 @@ import os
 import subprocess
 import sys
 
-from attack_helpers import (REPO_ROOT, free_port, load_json, load_tool,  # noqa: F401
-                            make_checkpoint, one_torch_thread, run_cli, write_tiny_config)
+from helpers import (REPO_ROOT, free_port, load_json, load_tool, make_checkpoint,  # noqa: F401
+                     one_torch_thread, run_cli, write_tiny_config)
 
 CONSISTENCY = os.path.join(REPO_ROOT, 'tools', 'consistency.py')
 CLI = load_tool('consistency')

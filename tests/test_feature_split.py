@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from attack_helpers import (diversify, one_torch_thread, run_mmseg_test,  # noqa: F401
-                            save_checkpoint)
+from helpers import diversify, one_torch_thread, run_mmseg_test, save_checkpoint  # noqa: F401
 from mmseg.structures import SegDataSample
 
 from posattack.attack.experiment import build_test_dataloader

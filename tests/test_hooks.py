@@ -9,13 +9,13 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from helpers import REPO_ROOT
 from mmengine.logging import MMLogger
 
 from posattack.channels import channel_means, random_channels
 from posattack.channels.hook import ChannelRemovalHook
 from posattack.channels.ranking import ChannelRanking
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 FRAGMENT = osp.join(REPO_ROOT, 'configs', '_base_', 'posattack', 'channel_removal.py')
 DEMO_CONFIG = osp.join(REPO_ROOT, 'configs', 'demo', 'deeplabv3_r18-tiny_synthetic-cityscapes.py')
 

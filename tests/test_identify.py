@@ -22,15 +22,13 @@ import shutil
 
 import pytest
 import torch
-from attack_helpers import load_tool
+from helpers import load_tool
 from torch import nn
 
 from posattack.attack.dataloader import build_split_dataloader
 from posattack.channels.forward import forward_to_layer
 from posattack.channels.ranking import ChannelRanking
 from posattack.identify import FlipDifferenceAccumulator, flip_images, identify_channels
-
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
 # ----------------------------------------------------------------------------- toy model

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from attack_helpers import load_tool
+from helpers import load_tool
 
 include = load_tool('include_tables')
 

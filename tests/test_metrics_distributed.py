@@ -9,8 +9,9 @@ import os.path as osp
 import subprocess
 import sys
 
+from helpers import REPO_ROOT
+
 WORKER = osp.join(osp.dirname(osp.abspath(__file__)), 'region_metric_dist_worker.py')
-REPO_ROOT = osp.dirname(osp.dirname(WORKER))
 
 
 def load_worker():

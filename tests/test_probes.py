@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import REPO_ROOT, one_torch_thread  # noqa: F401  (one_torch_thread: a fixture)
 from torch import nn
 
 import posattack.probes  # noqa: F401 - registers GAPNet, PermuteNet, GridPatchDataset, ...
@@ -30,20 +31,11 @@ from posattack.probes.padding import padding_modes, set_padding_mode
 from posattack.probes.table import (configure_probe, format_table1, load_results, row_key,
                                     run_probe, run_table)
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PROBE_CONFIG = osp.join(REPO_ROOT, 'configs', 'probes',
                         'gapnet_r18-w16_grid3-location_synthetic.py')
 TINY_BACKBONE = dict(type='ResNetV1c', depth=18, base_channels=8, stem_channels=8, num_stages=4,
                      out_indices=(3, ), norm_cfg=dict(type='BN', requires_grad=True))
 
-
-@pytest.fixture(scope='module', autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on the shared 2-core machine a second one mostly waits."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)
@@ -604,14 +596,14 @@ def _probe_cli():
 
 @pytest.fixture(scope='module')
 def segmentor_files(synthetic_root, tmp_path_factory):
-    from attack_helpers import make_checkpoint, write_tiny_config
+    from helpers import make_checkpoint, write_tiny_config
     root = tmp_path_factory.mktemp('probe_segmentor')
     config = write_tiny_config(root / 'tiny.py', synthetic_root)
     return config, make_checkpoint(config, root / 'model.pth')
 
 
 def test_frozen_probe_cli_ranking_drives_a_cell_attack(segmentor_files, synthetic_root, tmp_path):
-    from attack_helpers import load_cli, run_cli
+    from helpers import load_cli, run_cli
     config, checkpoint = segmentor_files
     out = tmp_path / 'probe' / 'probe_ranking.json'
     result = _probe_cli().run(['frozen', config, checkpoint, '--data-root', str(synthetic_root),

@@ -11,8 +11,8 @@ import sys
 
 import numpy as np
 import pytest
-from attack_helpers import (REPO_ROOT, free_port, load_cli, load_json, load_tool,  # noqa: F401
-                            make_checkpoint, one_torch_thread, run_cli, write_tiny_config)
+from helpers import (REPO_ROOT, free_port, load_cli, load_json, load_tool,  # noqa: F401
+                     make_checkpoint, one_torch_thread, run_cli, write_tiny_config)
 
 from posattack.attack.experiment import build_test_dataloader
 from posattack.identify import identify_channels

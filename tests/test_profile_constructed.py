@@ -8,8 +8,8 @@ import os.path as osp
 
 import pytest
 import torch
-from attack_helpers import diversify, one_torch_thread  # noqa: F401 - fixture
 from conftest import DEMO_CONFIG
+from helpers import diversify, one_torch_thread  # noqa: F401 - fixture
 from torch import nn
 
 from posattack.profile.run import ProfileOptions, profile_model

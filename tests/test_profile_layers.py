@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from attack_helpers import diversify, one_torch_thread  # noqa: F401 - fixture
+from helpers import diversify, one_torch_thread  # noqa: F401 - fixture
 from mmseg.structures import SegDataSample
 from torch import nn
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from attack_helpers import diversify, one_torch_thread  # noqa: F401 - fixture
+from helpers import diversify, one_torch_thread  # noqa: F401 - fixture
 from test_zoo_attack import ARCHITECTURES, NUM_IMAGES, _first_batch, _tiny_data_options
 
 from posattack.attack.feature_split import FeatureSplit

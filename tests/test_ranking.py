@@ -6,12 +6,12 @@ import os
 import os.path as osp
 
 import pytest
+from helpers import REPO_ROOT
 
 import posattack.channels.ranking as ranking_module
 from posattack.channels.ranking import (FORMAT_TAG, ChannelRanking, order_by_score,
                                         resolve_channel_count)
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 AUTHORS_DIR = osp.join(REPO_ROOT, '..', 'shared', 'reference', 'authors_rankings')
 needs_authors = pytest.mark.skipif(
     not osp.isdir(AUTHORS_DIR),

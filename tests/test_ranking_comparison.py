@@ -10,7 +10,7 @@ import json
 import os.path as osp
 
 import pytest
-from attack_helpers import REPO_ROOT, load_tool
+from helpers import REPO_ROOT, load_tool
 
 from posattack.channels.ranking import ChannelRanking
 from posattack.channels.ranking_comparison import (compare_orders, compare_rankings,

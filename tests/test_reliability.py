@@ -15,8 +15,8 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from attack_helpers import (REPO_ROOT, load_cli, make_checkpoint, one_torch_thread,  # noqa: F401
-                            run_cli, snapshot, start_lock_holder, write_tiny_config)
+from helpers import (REPO_ROOT, load_cli, make_checkpoint, one_torch_thread, run_cli,  # noqa: F401
+                     snapshot, start_lock_holder, write_tiny_config)
 
 import posattack.attack.experiment as experiment
 from posattack.channels.ranking import ChannelRanking

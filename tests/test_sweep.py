@@ -8,8 +8,7 @@ import tracemalloc
 import numpy as np
 import pytest
 import torch
-from attack_helpers import (diversify, one_torch_thread, run_mmseg_test,  # noqa: F401
-                            save_checkpoint)
+from helpers import diversify, one_torch_thread, run_mmseg_test, save_checkpoint  # noqa: F401
 
 from posattack.attack.experiment import build_test_dataloader
 from posattack.attack.feature_split import FeatureSplit

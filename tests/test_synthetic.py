@@ -13,10 +13,9 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from helpers import REPO_ROOT
 
 from posattack.data.synthetic import generate_cityscapes
-
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 # Written out here from cityscapesScripts' helpers/labels.py, independently of
 # posattack/cityscapes_labels.py, so that a typo in either one fails the test.

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 import torch
+from helpers import REPO_ROOT
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TRAIN_TOOL = osp.join(REPO_ROOT, 'tools', 'train.py')
 DEMO_CONFIG = osp.join(REPO_ROOT, 'configs', 'demo', 'deeplabv3_r18-tiny_synthetic-cityscapes.py')
 

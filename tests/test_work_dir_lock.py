@@ -5,7 +5,7 @@ import os
 import signal
 
 import pytest
-from attack_helpers import start_lock_holder
+from helpers import start_lock_holder
 
 from posattack.attack.work_dir_lock import LOCK_FILE_NAME, WorkDirBusyError, WorkDirLock
 

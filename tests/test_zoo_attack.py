@@ -18,7 +18,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from attack_helpers import REPO_ROOT, diversify, load_cli, run_cli
+from helpers import REPO_ROOT, diversify, load_cli, one_torch_thread, run_cli  # noqa: F401
 from mmengine.config import Config
 
 from posattack.attack.experiment import build_test_dataloader
@@ -59,15 +59,6 @@ ARCHITECTURES = {
         layer='backbone:3', channels=144, shortcut=False, auxiliary=False, options={}),
 }
 
-
-@pytest.fixture(scope='module', autouse=True)
-def one_torch_thread():
-    """One intra-op thread while this module runs: on 2 shared cores, two threads spin
-    against each other and the other jobs (the demo model runs ~6x slower with 2)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _tiny_data_options(root) -> dict:
