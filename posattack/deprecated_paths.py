@@ -63,8 +63,8 @@ OLD_MODULE_PATHS = {
     'posattack.sweep': 'posattack.attack.sweep',
     'posattack.experiment': 'posattack.attack.experiment',
     'posattack.attack_checks': 'posattack.attack.checks',
-    'posattack.non_finite': 'posattack.attack.non_finite',
-    'posattack.dataset_errors': 'posattack.attack.dataset_errors',
+    'posattack.non_finite': 'posattack.models.non_finite',
+    'posattack.dataset_errors': 'posattack.data.dataset_errors',
     'posattack.multi_model': 'posattack.attack.multi_model',
     'posattack.run_fingerprint': 'posattack.attack.run_fingerprint',
     'posattack.work_dir': 'posattack.attack.work_dir',
@@ -76,7 +76,7 @@ OLD_MODULE_PATHS = {
 
 #: (package, name) -> module that now holds the name, for names a package no longer exports.
 MOVED_NAMES = {
-    ('posattack.identify', 'build_split_dataloader'): 'posattack.attack.dataloader',
+    ('posattack.identify', 'build_split_dataloader'): 'posattack.data.dataloader',
     ('posattack.identify', 'forward_to_layer'): 'posattack.channels.forward',
     ('posattack.identify', 'global_average_pool'): 'posattack.channels.forward',
     ('posattack.probes', 'FrozenProbeResult'): 'posattack.identify.grid_probe',

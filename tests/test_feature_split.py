@@ -10,11 +10,11 @@ import torch
 from helpers import diversify, one_torch_thread, run_mmseg_test, save_checkpoint  # noqa: F401
 from mmseg.structures import SegDataSample
 
-from posattack.attack.experiment import build_test_dataloader
 from posattack.attack.feature_split import FeatureSplit, logits_to_labels
 from posattack.channels import select_channels
 from posattack.channels.layers import resolve_layer
 from posattack.channels.ranking import ChannelRanking
+from posattack.data.dataloader import build_test_dataloader
 from posattack.models.builder import load_segmentor
 
 NUM_TOTAL = 128  # channels of the demo backbone's last stage

@@ -25,9 +25,9 @@ import torch
 from helpers import load_tool
 from torch import nn
 
-from posattack.attack.dataloader import build_split_dataloader
 from posattack.channels.forward import forward_to_layer
 from posattack.channels.ranking import ChannelRanking
+from posattack.data.dataloader import build_split_dataloader
 from posattack.identify import FlipDifferenceAccumulator, flip_images, identify_channels
 
 

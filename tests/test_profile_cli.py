@@ -14,7 +14,7 @@ import pytest
 from helpers import (REPO_ROOT, free_port, load_cli, load_json, load_tool,  # noqa: F401
                      make_checkpoint, one_torch_thread, run_cli, write_tiny_config)
 
-from posattack.attack.experiment import build_test_dataloader
+from posattack.data.dataloader import build_test_dataloader
 from posattack.identify import identify_channels
 from posattack.models.builder import load_segmentor
 from posattack.profile.concentration import concentration

@@ -10,13 +10,13 @@ import pytest
 import torch
 from helpers import diversify, one_torch_thread, run_mmseg_test, save_checkpoint  # noqa: F401
 
-from posattack.attack.experiment import build_test_dataloader
 from posattack.attack.feature_split import FeatureSplit
 from posattack.attack.settings import AttackSetting
 from posattack.attack.sweep import SweepState, run_sweep
 from posattack.channels import channel_means
 from posattack.channels.layers import resolve_layer
 from posattack.channels.ranking import ChannelRanking
+from posattack.data.dataloader import build_test_dataloader
 from posattack.identify import identify_channels
 from posattack.models.builder import load_segmentor
 

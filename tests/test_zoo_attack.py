@@ -21,11 +21,11 @@ import torch
 from helpers import REPO_ROOT, diversify, load_cli, one_torch_thread, run_cli  # noqa: F401
 from mmengine.config import Config
 
-from posattack.attack.experiment import build_test_dataloader
 from posattack.attack.feature_split import FeatureSplit
 from posattack.channels import ChannelRemoval
 from posattack.channels.layers import default_layer, resolve_layer
 from posattack.channels.ranking import ChannelRanking
+from posattack.data.dataloader import build_test_dataloader
 from posattack.evaluation.metric import RegionIoUMetric
 from posattack.models.builder import load_segmentor
 

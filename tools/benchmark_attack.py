@@ -131,7 +131,7 @@ def build_model(model_name: str, data_root: str):
 
 
 def build_loader(cfg, batch_size: int, num_images: int):
-    from posattack.attack.experiment import build_test_dataloader
+    from posattack.data.dataloader import build_test_dataloader
     loader = build_test_dataloader(cfg, batch_size, num_images)
     if len(loader.dataset) < num_images:
         raise ValueError(f'the data folder has {len(loader.dataset)} val images, the run needs '

@@ -82,7 +82,7 @@ def main(argv=None) -> str:
     from mmengine.dist import get_dist_info
     from mmengine.logging import print_log
 
-    from posattack.attack.dataloader import build_split_dataloader
+    from posattack.data.dataloader import build_split_dataloader
     from posattack.identify import identify_channels
     from posattack.models.builder import load_segmentor
 

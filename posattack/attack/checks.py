@@ -23,7 +23,7 @@ from torch import nn
 
 from ..channels.layers import _num_outputs_hint, resolve_layer, unwrap_model
 from ..channels.removal import ChannelRemoval
-from .non_finite import NonFiniteWatch
+from ..models.non_finite import NonFiniteWatch
 
 __all__ = ['AttackReadsNothingError', 'check_ranking_layer', 'check_segmentor_config',
            'layers_read_by_head', 'probe_attack']

@@ -22,13 +22,13 @@ from typing import Optional, Union
 import torch
 from mmengine import dist
 from mmengine.logging import MMLogger, print_log
-from mmengine.runner import Runner
 
 from ..channels.ablations import ablation_names
 from ..channels.layers import default_layer, resolve_layer
 from ..channels.modes import CLEAN, RANDOM, TARGETED
 from ..channels.ranking import FLIP_DIFFERENCE_RULES, ChannelRanking
 from ..channels.ranking_comparison import compare_rankings
+from ..data.dataloader import build_test_dataloader
 from ..evaluation.metric import summarize_confusion
 from ..evaluation.regions import validate_region_specs
 from ..models.builder import load_segmentor
@@ -41,7 +41,6 @@ from ..report.significance import build_statistics
 from ..utils.fileio import file_sha256, read_json, write_json_atomic
 # issue 13: nothing silently wrong (see docs/reliability.md)
 from .checks import check_ranking_layer, check_segmentor_config, probe_attack
-from .dataset_errors import name_unreadable_files
 from .feature_split import FeatureSplit
 from .run_fingerprint import (content_fingerprint, describe_mismatch, outdated_fingerprint_message,
                               ranking_provenance, ranking_provenance_problem)
@@ -92,35 +91,6 @@ class AttackOptions:
 
 class ResumeMismatchError(RuntimeError):
     """The work dir holds results of a different experiment."""
-
-
-def build_test_dataloader(cfg, batch_size: Optional[int], max_images: Optional[int]):
-    """mmseg's test dataloader, sharded without padding so every image counts once."""
-    loader_cfg = cfg.test_dataloader.copy()
-    loader_cfg['sampler'] = dict(type='DefaultSampler', shuffle=False, round_up=False)
-    if batch_size is not None:
-        if batch_size < 1:  # else the DataLoader's complaint is blamed on data_root below
-            raise ValueError(f'--batch-size must be >= 1, got {batch_size}.')
-        loader_cfg['batch_size'] = batch_size
-    if max_images is not None:
-        if max_images < 1:
-            raise ValueError(f'--max-images must be >= 1, got {max_images}.')
-        loader_cfg['dataset'] = dict(loader_cfg['dataset'], indices=max_images)
-    root = cfg.test_dataloader.dataset.get('data_root')
-    fix = ('point test_dataloader.dataset.data_root at a Cityscapes-layout folder, e.g. one '
-           'made by tools/make_synthetic_cityscapes.py (--cfg-options '
-           'test_dataloader.dataset.data_root=DIR).')
-    try:
-        dataloader = Runner.build_dataloader(loader_cfg)
-    except (FileNotFoundError, ValueError) as error:
-        # A missing folder raises FileNotFoundError deep in mmengine, an empty one a numpy
-        # "need at least one array to concatenate": neither says which setting to fix.
-        raise ValueError(f'the test dataset could not be read from data_root={root!r} '
-                         f'({error}): {fix}') from error
-    if len(dataloader.dataset) == 0:
-        raise ValueError(f'the test dataset is empty (data_root={root!r}): {fix}')
-    name_unreadable_files(dataloader.dataset)  # a corrupt PNG fails naming the file
-    return dataloader
 
 
 def _fingerprint(opts: AttackOptions, checkpoint_sha: str, layer: str, num_images: int) -> dict:

@@ -9,7 +9,7 @@ forward of the images themselves (:mod:`posattack.attack.sweep`).
 
 Usage::
 
-    loader = build_split_dataloader(cfg, split='val')     # posattack.attack.dataloader
+    loader = build_split_dataloader(cfg, split='val')     # posattack.data.dataloader
     ranking = identify_channels(model, loader, layer='backbone:3')
     ranking.save('work_dirs/ranking.json')
 """

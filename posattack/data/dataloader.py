@@ -1,16 +1,24 @@
-"""The one dataloader builder: a config's split with its test pipeline, as mmseg evaluates.
+"""Dataloaders as mmseg evaluates: a config's test pipeline, no shuffling, every image once.
 
-Identification, the sweep, the depth profile and the consistency evaluation all read images
-this way; a failure to load one names the image (:class:`_PipelineNamingFiles`).
+* :func:`build_test_dataloader`: the config's test split, sharded without padding (the
+  attack, the depth profile, the consistency evaluation);
+* :func:`build_split_dataloader`: any split (val, test, or train with the test pipeline) for
+  identification (tools/identify.py).
+
+Both name the image that fails to load (:mod:`.dataset_errors`, :class:`_PipelineNamingFiles`)
+and say which setting to fix when the dataset is empty or missing.
 """
 from __future__ import annotations
 
 import copy
 from typing import Any, Callable, Optional
 
-from ..utils.datasets import describe_dataset
+from mmengine.runner import Runner
 
-__all__ = ['build_split_dataloader']
+from ..utils.datasets import describe_dataset
+from .dataset_errors import name_unreadable_files
+
+__all__ = ['build_split_dataloader', 'build_test_dataloader']
 
 
 class _PipelineNamingFiles:
@@ -114,3 +122,32 @@ def build_split_dataloader(cfg: Any, split: str = 'val', batch_size: Optional[in
         dataset.pipeline = _PipelineNamingFiles(dataset.pipeline)
     loader_cfg['dataset'] = dataset
     return Runner.build_dataloader(loader_cfg)
+
+
+def build_test_dataloader(cfg, batch_size: Optional[int], max_images: Optional[int]):
+    """mmseg's test dataloader, sharded without padding so every image counts once."""
+    loader_cfg = cfg.test_dataloader.copy()
+    loader_cfg['sampler'] = dict(type='DefaultSampler', shuffle=False, round_up=False)
+    if batch_size is not None:
+        if batch_size < 1:  # else the DataLoader's complaint is blamed on data_root below
+            raise ValueError(f'--batch-size must be >= 1, got {batch_size}.')
+        loader_cfg['batch_size'] = batch_size
+    if max_images is not None:
+        if max_images < 1:
+            raise ValueError(f'--max-images must be >= 1, got {max_images}.')
+        loader_cfg['dataset'] = dict(loader_cfg['dataset'], indices=max_images)
+    root = cfg.test_dataloader.dataset.get('data_root')
+    fix = ('point test_dataloader.dataset.data_root at a Cityscapes-layout folder, e.g. one '
+           'made by tools/make_synthetic_cityscapes.py (--cfg-options '
+           'test_dataloader.dataset.data_root=DIR).')
+    try:
+        dataloader = Runner.build_dataloader(loader_cfg)
+    except (FileNotFoundError, ValueError) as error:
+        # A missing folder raises FileNotFoundError deep in mmengine, an empty one a numpy
+        # "need at least one array to concatenate": neither says which setting to fix.
+        raise ValueError(f'the test dataset could not be read from data_root={root!r} '
+                         f'({error}): {fix}') from error
+    if len(dataloader.dataset) == 0:
+        raise ValueError(f'the test dataset is empty (data_root={root!r}): {fix}')
+    name_unreadable_files(dataloader.dataset)  # a corrupt PNG fails naming the file
+    return dataloader
