@@ -129,7 +129,7 @@ def free_port() -> int:
 
 
 # A process that takes a work dir's lock and sleeps: the stand-in for a second run. It
-# loads posattack/work_dir_lock.py by path (stdlib only), so it starts in a blink.
+# loads posattack/attack/work_dir_lock.py by path (stdlib only), so it starts in a blink.
 _LOCK_HOLDER = """
 import importlib.util, sys, time
 spec = importlib.util.spec_from_file_location('work_dir_lock', sys.argv[1])

@@ -18,7 +18,7 @@ from helpers import REPO_ROOT
 from posattack.data.synthetic import generate_cityscapes
 
 # Written out here from cityscapesScripts' helpers/labels.py, independently of
-# posattack/cityscapes_labels.py, so that a typo in either one fails the test.
+# posattack/data/cityscapes_labels.py, so that a typo in either one fails the test.
 OFFICIAL_ID_TO_TRAINID = {
     0: 255, 1: 255, 2: 255, 3: 255, 4: 255, 5: 255, 6: 255, 7: 0, 8: 1, 9: 255, 10: 255,
     11: 2, 12: 3, 13: 4, 14: 255, 15: 255, 16: 255, 17: 5, 18: 255, 19: 6, 20: 7, 21: 8,

@@ -1,4 +1,4 @@
-"""Write synthetic street scenes in the Cityscapes layout (see posattack/synthetic.py).
+"""Write synthetic street scenes in the Cityscapes layout (see posattack/data/synthetic.py).
 
     python tools/make_synthetic_cityscapes.py data/synthetic_cityscapes \
         --num-train 300 --num-val 60 --size 128 256 --seed 0

@@ -12,7 +12,7 @@ A ranking file is JSON (``"format": "posattack.ranking/1"``)::
 Every order is a permutation of ``0..C-1``, most position-specific channel first. Score
 vectors are indexed by channel id. ``order_rules`` says which score vector sorts each order
 and in which direction; loading checks that each order is indeed sorted by its score.
-For the flip-difference method (see posattack/identify.py):
+For the flip-difference method (see posattack/identify/flip_difference.py):
 
 * ``scores["overall"]``: mean over images of ``|z(x) - z(hflip x)|`` -> order ``overall``
   (descending);
@@ -35,13 +35,13 @@ import json
 import math
 import operator
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
 from ..utils.fileio import write_text_atomic
+from .ranking_files import _authors_files, _guess_format, _read_json, _region_from_filename
 
 __all__ = [
     'AUTHORS_LAYER', 'ChannelRanking', 'FLIP_DIFFERENCE_RULES', 'FORMAT_TAG', 'order_by_score',
@@ -398,59 +398,9 @@ class ChannelRanking:
                        method='authors_release',
                        num_images=None,
                        orders=orders,
-                       model={
-                           'source': 'Islam et al., ICCV 2021, public release',
-                           'files': {r: origin[r]
-                                     for r in orders}
-                       })
+                       model={'source': 'Islam et al., ICCV 2021, public release',
+                              'files': {r: origin[r] for r in orders}})
         except ValueError as error:
             raise ValueError(
                 f"Authors' ranking ({', '.join(f.name for f in files)}): {error}") from None
 
-
-def _guess_format(path: Union[PathLike, Sequence[PathLike]]) -> str:
-    if isinstance(path, (list, tuple)) or Path(path).is_dir():
-        return 'authors'
-    data = _read_json(Path(path))
-    return 'posattack' if isinstance(data, dict) and 'format' in data else 'authors'
-
-
-def _read_json(path: Path) -> Any:
-    if not path.is_file():
-        raise FileNotFoundError(f'Ranking file not found: {path}')
-    try:
-        with open(path, encoding='utf-8') as handle:
-            return json.load(handle)
-    except json.JSONDecodeError as error:
-        raise ValueError(f'{path}: not valid JSON ({error}).') from None
-    except UnicodeDecodeError:  # binary junk: the codec's message would not name the file
-        raise ValueError(f'{path}: not a ranking file (binary content, not UTF-8 JSON); pass '
-                         'the ranking JSON that tools/identify.py or tools/attack.py '
-                         'wrote.') from None
-
-
-def _authors_files(path: Union[PathLike, Sequence[PathLike]]) -> list[Path]:
-    if isinstance(path, (list, tuple)):
-        files = [Path(p) for p in path]
-    else:
-        root = Path(path)
-        if root.is_dir():
-            files = sorted(root.glob('*.json'))
-            if not files:
-                raise FileNotFoundError(f'No *.json ranking files in {root}.')
-        else:
-            files = [root]
-    if not files:
-        raise ValueError("No authors' ranking files given.")
-    for file in files:
-        if not file.is_file():
-            raise FileNotFoundError(f'Ranking file not found: {file}')
-    return files
-
-
-_REGION_PREFIX = re.compile(r'^(left|right|top|bottom)[_\-.]', re.IGNORECASE)
-
-
-def _region_from_filename(name: str) -> Optional[str]:
-    match = _REGION_PREFIX.match(name)
-    return match.group(1).lower() if match else None

@@ -5,7 +5,8 @@
   (:func:`~.regions.register_region`);
 * :mod:`.metric`: RegionIoUMetric, mmseg's IoUMetric per region (confusion matrices);
 * :mod:`.shift_consistency`: do two shifted crops of one image get the same labels?
-  (ShiftConsistencyMetric), and :mod:`.consistency`, that evaluation over a dataset.
+  (ShiftConsistencyMetric), and :mod:`.consistency`, that evaluation over a test set
+  (tools/consistency.py).
 """
 from __future__ import annotations
 

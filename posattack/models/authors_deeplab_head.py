@@ -19,11 +19,11 @@ branch first, fuses the concat with one 3x3 conv where torchvision uses a 1x1 pr
 *and then* a 3x3 conv, and its convolutions are ConvModules. So this head rebuilds
 torchvision's tree under these names: ``aspp.convs.*`` and ``aspp.project.*`` as in their
 file, ``refine.0``/``refine.1`` for their ``1``/``2``, and ``conv_seg`` (mmseg's classifier,
-which ``BaseDecodeHead.cls_seg`` applies) for their ``4``. posattack/authors_checkpoint.py
+which ``BaseDecodeHead.cls_seg`` applies) for their ``4``. posattack/models/authors_checkpoint.py
 maps one naming onto the other.
 
 The convolutions are plain ``nn.Conv2d`` and the ASPP branches receive the head's input
-tensor itself (no copy): posattack's linear shortcut (posattack/linear_shortcut.py) then
+tensor itself (no copy): posattack's linear shortcut (posattack/attack/linear_shortcut.py) then
 recognises the four convolutions that read the attacked tensor and reuses their clean
 output across removal settings, as it does for mmseg's own heads. The pooled branch reads a
 pooled copy, so it always runs in full.

@@ -3,7 +3,7 @@
 Figures are built with ``matplotlib.figure.Figure`` directly, never through pyplot, so no
 GUI backend is touched and the process-wide backend stays whatever the user chose; PNGs
 are rendered by Agg. Every function takes the ``results`` dict of ``results.json`` (see
-posattack/report.py) and returns the written path, or None when there is nothing to plot
+posattack/report/markdown.py) and returns the written path, or None when there is nothing to plot
 (a note is logged through MMEngine's logger).
 
 Usage::
