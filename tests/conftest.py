@@ -96,6 +96,7 @@ def tiny_segmentor(demo_cfg):
 
 
 def pytest_configure(config):
-    # Tests that run a whole tool on a real-size network (seconds to a minute each on CPU):
-    # `pytest -m "not slow"` leaves them out.
-    config.addinivalue_line('markers', 'slow: runs a tool end to end on a large network')
+    # Tests that train a model, spawn processes (torchrun, a lock holder) or run a tool end
+    # to end on a real-size network: seconds to half a minute each on CPU. `make test` runs
+    # them; `make test-fast` (`pytest -m "not slow"`) leaves them out.
+    config.addinivalue_line('markers', 'slow: trains, spawns processes or runs a large network')

@@ -145,7 +145,7 @@ def start_lock_holder(work_dir):
     """A live process holding ``work_dir``'s lock (kill it with ``.kill()``)."""
     import subprocess
     import sys
-    module = osp.join(REPO_ROOT, 'posattack', 'work_dir_lock.py')
+    module = osp.join(REPO_ROOT, 'posattack', 'attack', 'work_dir_lock.py')
     holder = subprocess.Popen([sys.executable, '-c', _LOCK_HOLDER, module, str(work_dir)],
                               stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == 'locked'

@@ -12,6 +12,7 @@ import os.path as osp
 import subprocess
 import sys
 
+import pytest
 import torch
 from helpers import (DIST_ATTACK, REPO_ROOT, free_port, load_cli, load_json,  # noqa: F401
                      make_checkpoint, one_torch_thread, run_cli, write_tiny_config)
@@ -21,6 +22,7 @@ ARGS = ['--num-channels', '8', '16', '--seeds', '2', '--max-images', '3', '--bat
         '--num-overlays', '2']
 
 
+@pytest.mark.slow
 def test_two_processes_give_the_one_process_numbers(synthetic_root, tmp_path):
     config = write_tiny_config(tmp_path / 'tiny.py', synthetic_root)
     checkpoint = make_checkpoint(config, tmp_path / 'model.pth')

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from helpers import (REPO_ROOT, free_port, load_json, load_tool, make_checkpoint,  # noqa: F401
                      one_torch_thread, run_cli, write_tiny_config)
 
@@ -17,6 +18,7 @@ CLI = load_tool('consistency')
 ARGS = ['--max-images', '3', '--max-shift', '4', '8', '--trials', '2', '--batch-size', '1']
 
 
+@pytest.mark.slow
 def test_two_processes_give_the_one_process_numbers(synthetic_root, tmp_path):
     config = write_tiny_config(tmp_path / 'tiny.py', synthetic_root)
     checkpoint = make_checkpoint(config, tmp_path / 'model.pth')

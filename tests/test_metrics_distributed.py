@@ -9,6 +9,7 @@ import os.path as osp
 import subprocess
 import sys
 
+import pytest
 from helpers import REPO_ROOT
 
 WORKER = osp.join(osp.dirname(osp.abspath(__file__)), 'region_metric_dist_worker.py')
@@ -25,6 +26,7 @@ def same(a, b):
     return (math.isnan(a) and math.isnan(b)) or a == b
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one(tmp_path):
     worker = load_worker()
     single = worker.evaluate_share(worker.make_samples(), rank=0, world_size=1)

@@ -386,6 +386,7 @@ class CellEnergySegmentor(nn.Module):
         return self.backbone(inputs)
 
 
+@pytest.mark.slow
 def test_frozen_probe_finds_channel_wise_position_and_ranks_each_cell(hand_cityscapes):
     model = CellEnergySegmentor()
     normalization = segmentor_normalization(model)
@@ -498,6 +499,7 @@ def _accuracy(rows, network, task, grid_size):
     return rows[row_key('zero', network, task, grid_size)]['accuracy']
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('padding', ['zero', 'reflect'])
 def test_gapnet_locates_a_patch_on_a_3x3_grid(padding, probe_scenes, tmp_path):
     cfg = configure_probe(PROBE_CONFIG, 'GAPNet', 'location', 3, padding, data_root=probe_scenes,
@@ -508,6 +510,7 @@ def test_gapnet_locates_a_patch_on_a_3x3_grid(padding, probe_scenes, tmp_path):
     assert metrics['probe/num_samples'] >= 300
 
 
+@pytest.mark.slow
 def test_permutenet_loses_location_and_the_table_resumes(probe_scenes, tmp_path, monkeypatch):
     rows = run_table(PROBE_CONFIG, tmp_path, paddings=['zero'], grid_sizes=[5],
                      tasks=['location'], data_root=probe_scenes, max_iters=60)
@@ -535,6 +538,7 @@ def test_permutenet_loses_location_and_the_table_resumes(probe_scenes, tmp_path,
                   tasks=['location'], data_root=probe_scenes, max_iters=61)
 
 
+@pytest.mark.slow
 def test_permutenet_keeps_image_classification(probe_scenes, tmp_path):
     rows = run_table(PROBE_CONFIG, tmp_path, paddings=['zero'], grid_sizes=[3],
                      tasks=['classification'], data_root=probe_scenes, max_iters=150,
@@ -602,6 +606,7 @@ def segmentor_files(synthetic_root, tmp_path_factory):
     return config, make_checkpoint(config, root / 'model.pth')
 
 
+@pytest.mark.slow
 def test_frozen_probe_cli_ranking_drives_a_cell_attack(segmentor_files, synthetic_root, tmp_path):
     from helpers import load_cli, run_cli
     config, checkpoint = segmentor_files
@@ -637,6 +642,7 @@ def test_frozen_probe_cli_ranking_drives_a_cell_attack(segmentor_files, syntheti
     assert 'cell_0_0.mIoU' in settings['clean']['metrics']
 
 
+@pytest.mark.slow
 def test_probe_cli_trains_the_permutenet_config(probe_scenes, tmp_path):
     config = osp.join(REPO_ROOT, 'configs', 'probes',
                       'permutenet_r18-w16_grid3-location_synthetic.py')

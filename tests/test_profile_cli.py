@@ -153,6 +153,7 @@ def test_unread_layer_refusal_names_the_layers_that_are_read(model_files, tmp_pa
     assert 'backbone.layer1 backbone.layer2 backbone.layer3 backbone:3' in error_line(stderr)
 
 
+@pytest.mark.slow
 def test_two_processes_give_the_one_process_profile(profiled, model_files, tmp_path):
     folder, config, checkpoint = model_files
     env = dict(os.environ, OMP_NUM_THREADS='1',

@@ -166,6 +166,7 @@ def test_resume_refuses_an_edited_ranking_file(files, reference, tmp_path):
 
 
 # ----------------------------------------------------------------------------- 2. lock
+@pytest.mark.slow
 def test_a_locked_work_dir_is_refused_and_free_after_kill_9(files, tmp_path):
     work_dir = tmp_path / 'work'
     holder = start_lock_holder(work_dir)
@@ -208,6 +209,7 @@ attack.main(sys.argv[3:])
 """
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_gives_the_uninterrupted_bytes(files, reference, tmp_path):
     import subprocess
     import sys

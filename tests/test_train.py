@@ -50,6 +50,7 @@ def trained_work_dir(synthetic_root, tmp_path_factory):
     return work_dir, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_train_writes_checkpoint_and_validates(trained_work_dir):
     from posattack.utils.checkpoint import load_checkpoint
     work_dir, log = trained_work_dir
@@ -64,6 +65,7 @@ def test_train_writes_checkpoint_and_validates(trained_work_dir):
     assert checkpoint['meta']['iter'] == 4
 
 
+@pytest.mark.slow
 def test_runner_checkpoint_loads_with_weights_only_after_import(trained_work_dir):
     # What the Runner's own resume does: torch.load with torch's default (weights_only=True).
     import posattack  # noqa: F401  registers the allowlist
@@ -72,6 +74,7 @@ def test_runner_checkpoint_loads_with_weights_only_after_import(trained_work_dir
     assert 'message_hub' in checkpoint and 'optimizer' in checkpoint
 
 
+@pytest.mark.slow
 def test_resume_continues_from_last_checkpoint(trained_work_dir, synthetic_root):
     work_dir, _ = trained_work_dir
     result = _train(work_dir, synthetic_root, 6, '--resume')

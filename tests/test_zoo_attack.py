@@ -329,6 +329,7 @@ def test_hrnet_resize_concat_head_defaults_to_its_last_branch(synthetic_root):
 
 
 # ------------------------------------------------------------------ tools/benchmark_attack.py
+@pytest.mark.slow
 def test_benchmark_attack_runs_and_reports_identical_exact_labels(synthetic_root, capsys):
     import importlib.util
     spec = importlib.util.spec_from_file_location(
