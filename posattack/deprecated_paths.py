@@ -79,6 +79,8 @@ MOVED_NAMES = {
     ('posattack.identify', 'build_split_dataloader'): 'posattack.data.dataloader',
     ('posattack.identify', 'forward_to_layer'): 'posattack.channels.forward',
     ('posattack.identify', 'global_average_pool'): 'posattack.channels.forward',
+    ('posattack.report', 'write_json_atomic'): 'posattack.utils.fileio',
+    ('posattack.report', 'write_text_atomic'): 'posattack.utils.fileio',
     ('posattack.probes', 'FrozenProbeResult'): 'posattack.identify.grid_probe',
     ('posattack.probes', 'frozen_grid_probe'): 'posattack.identify.grid_probe',
     ('posattack.probes', 'grid_probe_ranking'): 'posattack.identify.grid_probe',
