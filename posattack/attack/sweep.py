@@ -35,7 +35,7 @@ from ..channels.ranking import ChannelRanking
 from ..channels.selection import select_channels
 from ..evaluation.metric import region_confusion
 from ..evaluation.regions import build_region_masks, validate_region_specs
-from ..identify.base import build_identification_method
+from ..identify.base import build_identification_method, identification_method_class
 from ..report.per_image import PerImageCounts, PerImageRecorder
 from .feature_split import FeatureSplit
 from .settings import AttackSetting
@@ -189,6 +189,8 @@ def run_sweep(split: FeatureSplit, dataloader, settings: Sequence[AttackSetting]
     """
     if any(s.mode == TARGETED for s in settings) and ranking is None and not identify:
         raise ValueError('targeted settings need a ranking: pass one or identify on the fly.')
+    if identify:
+        identification_method_class(identification_method)  # an unknown name fails here
     state = SweepState(ranking=ranking)
     num_regions = len(validate_region_specs(region_specs))
     conf_shape = (num_regions, num_classes, num_classes)

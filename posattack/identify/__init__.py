@@ -13,14 +13,14 @@ them. Methods, one per module:
 from __future__ import annotations
 
 from .base import (IDENTIFICATION_METHODS, IdentificationMethod, build_identification_method,
-                   register_identification_method)
+                   identification_method_class, register_identification_method)
 from .flip_difference import METHOD, FlipDifferenceAccumulator, flip_images
 from .run import identify_channels
 
 __all__ = [
     'FlipDifferenceAccumulator', 'IDENTIFICATION_METHODS', 'IdentificationMethod', 'METHOD',
-    'build_identification_method', 'flip_images', 'identify_channels',
-    'register_identification_method',
+    'build_identification_method', 'flip_images', 'identification_method_class',
+    'identify_channels', 'register_identification_method',
 ]
 
 

@@ -38,7 +38,7 @@ from ..channels.ranking import ChannelRanking
 
 __all__ = [
     'IDENTIFICATION_METHODS', 'IdentificationMethod', 'build_identification_method',
-    'register_identification_method',
+    'identification_method_class', 'register_identification_method',
 ]
 
 #: Identification methods by name; each entry is an :class:`IdentificationMethod` subclass.
@@ -59,16 +59,22 @@ def register_identification_method(name: str, force: bool = False) -> Callable[[
     return decorator
 
 
-def build_identification_method(name: str, num_channels: Optional[int] = None,
-                                **kwargs: Any) -> 'IdentificationMethod':
-    """A fresh method by its registered name; an unknown name raises listing the known ones."""
+def identification_method_class(name: str) -> type:
+    """The class registered as ``name``; an unknown name raises listing the known ones (call it
+    early, before any data is read)."""
     cls = IDENTIFICATION_METHODS.get(name) if isinstance(name, str) else None
     if cls is None:
         known = ', '.join(sorted(IDENTIFICATION_METHODS.module_dict))
         raise ValueError(f'Unknown identification method {name!r}; known: {known}. A new method '
                          f'is a class registered with @register_identification_method(name) '
                          f'(see posattack/identify/base.py).')
-    return cls(num_channels=num_channels, **kwargs)
+    return cls
+
+
+def build_identification_method(name: str, num_channels: Optional[int] = None,
+                                **kwargs: Any) -> 'IdentificationMethod':
+    """A fresh method by its registered name (see :func:`identification_method_class`)."""
+    return identification_method_class(name)(num_channels=num_channels, **kwargs)
 
 
 class IdentificationMethod:
