@@ -1,4 +1,4 @@
-"""Remove channels of one tensor inside a model: zero them, or replace them with their means.
+"""Remove channels of one tensor inside a model: zero them, set them to their means, or add noise.
 
 The removal is a forward hook on the module that produces the tensor, scoped by a ``with``
 (in the spirit of baukit's ``nethook.Trace``): the hook never outlives the block, also when
