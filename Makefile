@@ -1,6 +1,7 @@
 # Two commands do everything from a fresh clone (see README.md):
 #   make demo   the main job on the embedded default (synthetic Cityscapes + tiny model)
-#   make test   the test suite
+#   make test   the test suite (all of it; `make test-fast` leaves out the tests marked slow)
+#   make lint   style: ruff (ruff.toml) and isort (setup.cfg); .ci/run runs it before the tests
 #   make aug-shift-demo   AugShift vs plain training on the embedded default (about 45 min)
 #   make demo-seeds   the demo over SEEDS training seeds (default 5), pooled tests and claims
 #   make demo-profile   the depth profile of the demo model (docs/tables/demo_profile.md)
@@ -14,7 +15,8 @@ WORK ?= work_dirs/demo
 
 TABLE_PARTS := tables-demo tables-seeds tables-study tables-profile tables-probes \
 	tables-aug-shift tables-speed
-.PHONY: setup demo demo-seeds demo-profile test aug-shift-demo clean tables $(TABLE_PARTS)
+.PHONY: setup demo demo-seeds demo-profile test test-fast lint aug-shift-demo clean tables \
+	$(TABLE_PARTS)
 setup:
 	@bash tools/setup_env.sh
 
@@ -56,6 +58,14 @@ tables-speed: setup tables-demo
 
 test: setup
 	$(PY) -m pytest -q tests
+
+# Quick iteration: the tests that train a model or spawn processes are marked slow.
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow" tests
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/isort --check-only --diff posattack tools tests
 
 clean:
 	rm -rf $(WORK) work_dirs/aug_shift $(DATA)

@@ -3,14 +3,16 @@
 The attack results are test_report's hand-built dict (128 channels; N=10: targeted 50 vs
 random 66/68/70; N=20: targeted 58 vs random 60/64/68; clean 70, center 75, periphery 60).
 """
+from __future__ import annotations
+
 import json
 
 import pytest
-from attack_helpers import load_tool
+from helpers import load_tool
 from test_report import hand_results  # noqa: F401  (the fixture)
 
-from posattack.aug_shift_report import comparison_row, markdown_table, over_seeds_table
-from posattack.fileio import write_json_atomic
+from posattack.report.aug_shift_table import comparison_row, markdown_table, over_seeds_table
+from posattack.utils.fileio import write_json_atomic
 
 CONSISTENCY = {'metrics': {'Cons.8': 91.25, 'Cons.16': 88.5, 'agreement_mIoU.8': 80.0,
                            'center.Cons.8': 95.0, 'periphery.Cons.8': 87.5,

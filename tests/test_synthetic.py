@@ -1,7 +1,10 @@
 """The synthetic generator writes real Cityscapes files that mmseg and cityscapesScripts-style
 tools read, with labels that follow the official table and a street-scene structure."""
+from __future__ import annotations
+
 import filecmp
 import glob
+import hashlib
 import importlib.util
 import os
 import os.path as osp
@@ -11,13 +14,13 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from helpers import REPO_ROOT
 
-from posattack.synthetic import generate_cityscapes
-
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from posattack.data.synthetic import (generate_cityscapes, render_street_scene_with_instances,
+                                      scene_rng)
 
 # Written out here from cityscapesScripts' helpers/labels.py, independently of
-# posattack/cityscapes_labels.py, so that a typo in either one fails the test.
+# posattack/data/cityscapes_labels.py, so that a typo in either one fails the test.
 OFFICIAL_ID_TO_TRAINID = {
     0: 255, 1: 255, 2: 255, 3: 255, 4: 255, 5: 255, 6: 255, 7: 0, 8: 1, 9: 255, 10: 255,
     11: 2, 12: 3, 13: 4, 14: 255, 15: 255, 16: 255, 17: 5, 18: 255, 19: 6, 20: 7, 21: 8,
@@ -344,8 +347,6 @@ def test_side_free_leaves_the_default_scenes_alone():
     """The option draws its random numbers after the default scene's, so default data sets
     (and every result measured on them) keep their bytes: the digest below was computed with
     the generator as it was before side-free scenes existed."""
-    import hashlib
-    from posattack.synthetic import render_street_scene_with_instances, scene_rng
     digest, side_free = hashlib.sha256(), hashlib.sha256()
     for index in range(3):
         for array in render_street_scene_with_instances(scene_rng(5, 'val', index), 64, 128):

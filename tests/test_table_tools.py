@@ -1,10 +1,14 @@
 """The tools behind `make tables`: the study's pass rule, the single-model headline table and
 the stamped command output, each against numbers worked out by hand here."""
+from __future__ import annotations
+
 import json
+import os
+import subprocess
 import sys
 
 import pytest
-from attack_helpers import load_tool
+from helpers import REPO_ROOT, load_tool
 
 study = load_tool('study_table')
 pooled = load_tool('pooled_table')
@@ -38,11 +42,11 @@ def _summary(verdicts, cleans=(70.0, 71.0, 72.0, 73.0, 74.0)):
                                  [0.2, 2.8], 'holds')])
 
 
-H, I, F = 'holds', 'inconclusive', 'does not hold'
+H, INC, F = 'holds', 'inconclusive', 'does not hold'
 
 
 def test_study_row_counts_models_carrying_each_claim_and_both():
-    row = study.study_row('default', '0', _summary([(H, H), (H, I), (F, H), (H, H), (H, H)]))
+    row = study.study_row('default', '0', _summary([(H, H), (H, INC), (F, H), (H, H), (H, H)]))
     # claim 1 holds in seeds 0, 1, 3, 4; claim 2 in 0, 2, 3, 4; both in 0, 3, 4
     assert (row['claim_1'], row['claim_2'], row['both']) == (4, 4, 3)
     assert row['passes'] is False  # 3 of 5 carry both: the rule asks for 4
@@ -55,7 +59,7 @@ def test_study_row_counts_models_carrying_each_claim_and_both():
 
 def test_setting_verdict_needs_two_passing_data_seeds():
     good = _summary([(H, H)] * 5)
-    bad = _summary([(H, I)] * 5)
+    bad = _summary([(H, INC)] * 5)
     lines = study.study_markdown([study.study_row('a', '0', good), study.study_row('a', '1', good),
                                   study.study_row('b', '0', good), study.study_row('b', '1', bad),
                                   study.study_row('c', '0', good)])
@@ -120,9 +124,6 @@ def test_command_table_keeps_the_output_and_refuses_a_failed_command(tmp_path):
 
 def test_study_refuses_an_unknown_setting_before_any_training(tmp_path):
     """A typo in a setting name costs nothing: the driver checks every name first."""
-    import os
-    import subprocess
-    from attack_helpers import REPO_ROOT
     done = subprocess.run(['bash', os.path.join(REPO_ROOT, 'tools', 'run_study.sh'), 'default',
                            'defualt'], capture_output=True, text=True,
                           env=dict(os.environ, POSATTACK_VENV=str(tmp_path / 'no-venv')))

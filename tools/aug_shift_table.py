@@ -9,14 +9,16 @@ segmentation, plus targeted-minus-random and periphery-minus-center drops at the
 count nearest --fraction of the layer) and writes it, with the numbers as JSON, when --out
 is given.
 """
+from __future__ import annotations
+
 import argparse
 import datetime
 import os.path as osp
 import sys
 
-from posattack.aug_shift_report import comparison_rows, markdown_table, over_seeds_table
-from posattack.fileio import write_json_atomic, write_text_atomic
-from posattack.machine import describe_machine
+from posattack.report.aug_shift_table import comparison_rows, markdown_table, over_seeds_table
+from posattack.utils.fileio import write_json_atomic, write_text_atomic
+from posattack.utils.machine import describe_machine
 
 
 def main(argv=None) -> int:

@@ -8,14 +8,16 @@ date, the machine, the command and how long it took, so that a figure quoted fro
 benchmark in the docs is always the one a command in the repository printed. The command's
 exit status is passed on, and nothing is written when it fails (the earlier file stays).
 """
+from __future__ import annotations
+
 import argparse
 import datetime
 import subprocess
 import sys
 import time
 
-from posattack.fileio import write_text_atomic
-from posattack.machine import describe_machine
+from posattack.utils.fileio import write_text_atomic
+from posattack.utils.machine import describe_machine
 
 
 def main(argv=None) -> int:

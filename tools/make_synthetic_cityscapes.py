@@ -1,16 +1,18 @@
-"""Write synthetic street scenes in the Cityscapes layout (see posattack/synthetic.py).
+"""Write synthetic street scenes in the Cityscapes layout (see posattack/data/synthetic.py).
 
     python tools/make_synthetic_cityscapes.py data/synthetic_cityscapes \
         --num-train 300 --num-val 60 --size 128 256 --seed 0
     # then: python tools/train.py configs/demo/deeplabv3_r18-tiny_synthetic-cityscapes.py
 """
+from __future__ import annotations
+
 import argparse
 import sys
 import time
 
 from mmengine.logging import print_log
 
-from posattack.synthetic import generate_cityscapes
+from posattack.data.synthetic import generate_cityscapes
 
 
 def parse_args(argv=None):

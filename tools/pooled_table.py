@@ -12,15 +12,16 @@ Writes the paper's two claims with their verdicts and one row per model, under a
 says the date, the machine, the command that made it and how long it took, so a table in
 the docs always names the run behind it.
 """
+from __future__ import annotations
+
 import argparse
 import datetime
 import sys
 
-from posattack.fileio import write_text_atomic
-from posattack.machine import describe_machine
-from posattack.pooling import build_summary
-from posattack.report import read_json
-from posattack.report_statistics import headline_markdown
+from posattack.report.pooling import build_summary
+from posattack.report.statistics_markdown import headline_markdown
+from posattack.utils.fileio import read_json, write_text_atomic
+from posattack.utils.machine import describe_machine
 
 
 def main(argv=None) -> int:

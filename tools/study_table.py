@@ -14,18 +14,20 @@ A setting *passes on a data seed* when at least PASS_MODELS of its models (the i
 data seeds. The verdict over models (the one-sample t interval of the pooled run) is shown
 beside the counts, as it is the statement a reader should quote.
 """
+from __future__ import annotations
+
 import argparse
 import datetime
 import sys
-from typing import Dict, List, Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Optional
 
 import numpy as np
 
-from posattack.fileio import write_text_atomic
-from posattack.machine import describe_machine
-from posattack.pooling import test_key
-from posattack.report import read_json
-from posattack.statistics import HOLDS
+from posattack.report.pooling import test_key
+from posattack.report.statistics import HOLDS
+from posattack.utils.fileio import read_json, write_text_atomic
+from posattack.utils.machine import describe_machine
 
 PASS_MODELS = 4
 PASS_DATA_SEEDS = 2
@@ -47,7 +49,7 @@ def _interval(p: Optional[Mapping]) -> str:
     return f'{p["mean"]:+.2f} {ci_text}, {p["verdict"]}'
 
 
-def study_row(setting: str, data_seed: str, summary: Mapping) -> Dict:
+def study_row(setting: str, data_seed: str, summary: Mapping) -> dict:
     """One setting on one data seed: counts of models carrying each claim, and the pooled
     t verdicts."""
     models = summary['models']
@@ -68,7 +70,7 @@ def study_row(setting: str, data_seed: str, summary: Mapping) -> Dict:
                 passes=len(models) >= 5 and sum(both) >= PASS_MODELS)
 
 
-def study_markdown(rows: Sequence[Mapping]) -> List[str]:
+def study_markdown(rows: Sequence[Mapping]) -> list[str]:
     lines = ['| setting | data seed | models | N | clean mIoU (mean ± sd) | claim 1: models | '
              'claim 1 over models: gap [t 95% CI] | claim 2: models | claim 2 over models: '
              'P - C [t 95% CI] | both: models | passes on this data seed |',

@@ -23,7 +23,8 @@ Usage::
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Any, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -39,19 +40,22 @@ __all__ = ['GAPNet', 'PermuteNet', 'PooledProbe', 'shuffle_channels']
 _CHANNEL_PROBE_SIZE = (64, 64)
 
 
-def shuffle_channels(pooled: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+def shuffle_channels(pooled: torch.Tensor,
+                     generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """Each row of ``pooled`` (B, C) with its C values in an independent random order.
 
     Usage::
 
-        shuffled = shuffle_channels(torch.arange(6.).view(2, 3))   # each row a permutation of itself
+        shuffled = shuffle_channels(torch.arange(6.).view(2, 3))  # rows: permutations of themselves
     """
     if pooled.dim() != 2:
-        raise ValueError(f'shuffle_channels expects pooled activations (B, C), got {tuple(pooled.shape)}.')
+        raise ValueError(
+            f'shuffle_channels expects pooled activations (B, C), got {tuple(pooled.shape)}.')
     if generator is None:
         keys = torch.rand(pooled.shape, device=pooled.device)
     else:
-        keys = torch.rand(pooled.shape, generator=generator, device=generator.device).to(pooled.device)
+        keys = torch.rand(pooled.shape, generator=generator,
+                          device=generator.device).to(pooled.device)
     return pooled.gather(1, keys.argsort(dim=1))
 
 
@@ -103,9 +107,12 @@ class PooledProbe(BaseModel):
             got = (f'shape {tuple(output.shape)}' if isinstance(output, torch.Tensor)
                    else type(output).__name__)
             raise ValueError(
-                f'{type(self).__name__} pools a feature map (B, C, H, W) over H and W, but backbone '
-                f'{self._backbone_name()} (output {self.feature_index}) gives {got}, which cannot be '
-                f'pooled spatially. Use a backbone (or feature_index) that returns 4-D feature maps, '
+                f'{type(self).__name__} pools a feature map (B, C, H, W) over H and W, but '
+                'backbone '
+                f'{self._backbone_name()} (output {self.feature_index}) gives {got}, which cannot '
+                'be '
+                'pooled spatially. Use a backbone (or feature_index) that returns 4-D feature '
+                'maps, '
                 f'e.g. a vision transformer with out_type="featmap".')
         return output
 
@@ -114,7 +121,8 @@ class PooledProbe(BaseModel):
         self.backbone.eval()  # a dry run must not move BatchNorm statistics
         try:
             with torch.no_grad():
-                feature = self._select_feature(self.backbone(torch.zeros(1, 3, *_CHANNEL_PROBE_SIZE)))
+                feature = self._select_feature(
+                    self.backbone(torch.zeros(1, 3, *_CHANNEL_PROBE_SIZE)))
         finally:
             self.backbone.train(was_training)
         return int(feature.shape[1])
@@ -147,8 +155,8 @@ class PooledProbe(BaseModel):
             return {'loss': F.cross_entropy(logits, labels), 'accuracy': accuracy}
         if mode == 'predict':
             predictions = logits.argmax(dim=1).tolist()
-            labels = (_labels_tensor(data_samples, logits.device).tolist() if data_samples is not None
-                      else [None] * len(predictions))
+            labels = (_labels_tensor(data_samples, logits.device).tolist()
+                      if data_samples is not None else [None] * len(predictions))
             return [{'pred_label': p, 'gt_label': g} for p, g in zip(predictions, labels)]
         raise ValueError(f"Unknown mode {mode!r}; use 'loss', 'predict' or 'tensor'.")
 

@@ -20,19 +20,28 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence, Union
+from typing import Any, Optional, Union
 
 from mmengine.config import Config
 from mmengine.logging import print_log
 
-from ..fileio import write_text_atomic
+from ..utils.fileio import write_text_atomic
 from .grid_data import TASKS, check_grid_size, patch_folder_classes
 from .padding import PADDING_MODES, normalize_padding_mode
 
 __all__ = [
-    'NETWORKS', 'PAPER_TABLE1', 'config_fingerprint', 'configure_probe', 'format_table1', 'load_results', 'row_key',
-    'run_probe', 'run_table', 'set_schedule_length',
+    'NETWORKS',
+    'PAPER_TABLE1',
+    'config_fingerprint',
+    'configure_probe',
+    'format_table1',
+    'load_results',
+    'row_key',
+    'run_probe',
+    'run_table',
+    'set_schedule_length',
 ]
 
 NETWORKS = ('GAPNet', 'PermuteNet')
@@ -65,7 +74,8 @@ def row_key(padding: str, network: str, task: str, grid_size: int) -> str:
 def _check_choice(value: str, choices: Iterable[str], what: str) -> str:
     choices = tuple(choices)
     if value not in choices:
-        raise ValueError(f'Unknown {what} {value!r}; choose one of {", ".join(map(repr, choices))}.')
+        raise ValueError(
+            f'Unknown {what} {value!r}; choose one of {", ".join(map(repr, choices))}.')
     return value
 
 
@@ -187,7 +197,8 @@ def run_probe(cfg: Config) -> dict[str, Any]:
 
 
 def config_fingerprint(cfg: Config) -> str:
-    """SHA-256 of a run's settings (its config, less work dir and run name): what resume compares."""
+    """SHA-256 of a run's settings (its config, less work dir and run name): what resume "
+    "compares."""
     settings = cfg.to_dict()
     for key in ('work_dir', 'experiment_name'):
         settings.pop(key, None)
@@ -197,7 +208,7 @@ def config_fingerprint(cfg: Config) -> str:
 
 def _data_marker(data_root: Optional[str]) -> Optional[dict]:
     """What generated a synthetic data root (counts, size, seed), so new data means new runs."""
-    from ..synthetic import MARKER_FILE
+    from ..data.synthetic import MARKER_FILE
     marker = Path(data_root) / MARKER_FILE if data_root else None
     if marker is None or not marker.is_file():
         return None
@@ -237,20 +248,29 @@ def run_table(config: Union[str, Config], work_dir: Union[str, os.PathLike],
     work_dir = Path(work_dir)
     results_path = work_dir / 'results.json'
     rows = load_results(results_path) if resume else {}
-    base = copy.deepcopy(config) if isinstance(config, Config) else Config.fromfile(os.fspath(config))
+    base = copy.deepcopy(config) if isinstance(config, Config) else Config.fromfile(
+        os.fspath(config))
     if cfg_options:
         base.merge_from_dict(dict(cfg_options))
     paddings = [normalize_padding_mode(p) for p in paddings]
-    meta = {'config': str(getattr(base, 'filename', '') or ''), 'data_root': data_root,
-            'max_iters': max_iters or base.train_cfg.get('max_iters'), 'cfg_options': cfg_options or {}}
+    meta = {
+        'config': str(getattr(base, 'filename', '') or ''), 'data_root': data_root,
+        'max_iters': max_iters or base.train_cfg.get('max_iters'), 'cfg_options': cfg_options or {}
+    }
     for padding in paddings:
         for network in networks:
             for task in tasks:
                 for grid_size in grid_sizes:
                     key = row_key(padding, network, task, grid_size)
-                    cfg = configure_probe(base, network, task, grid_size, padding,
-                                          data_root=data_root, work_dir=str(work_dir / key.replace('/', '_')),
-                                          max_iters=max_iters, seed=seed)
+                    cfg = configure_probe(base,
+                                          network,
+                                          task,
+                                          grid_size,
+                                          padding,
+                                          data_root=data_root,
+                                          work_dir=str(work_dir / key.replace('/', '_')),
+                                          max_iters=max_iters,
+                                          seed=seed)
                     settings = {'max_iters': cfg.train_cfg.max_iters,
                                 'seed': (cfg.get('randomness') or {}).get('seed'),
                                 'data_root': data_root, 'cfg_options': cfg_options or {},
@@ -269,8 +289,9 @@ def run_table(config: Union[str, Config], work_dir: Union[str, os.PathLike],
                                  'num_classes': int(cfg.model.num_classes),
                                  'seconds': round(time.perf_counter() - start, 1),
                                  'load_average_at_start': round(load, 2), 'settings': settings}
-                    print_log(f'{key}: {rows[key]["accuracy"]:.1f} % in {rows[key]["seconds"]:.0f} s',
-                              logger='current')
+                    print_log(
+                        f'{key}: {rows[key]["accuracy"]:.1f} % in {rows[key]["seconds"]:.0f} s',
+                        logger='current')
                     _save_results(results_path, rows, meta)
                     write_text_atomic(work_dir / 'table.md', format_table1(rows) + '\n')
     return rows
