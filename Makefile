@@ -1,15 +1,22 @@
 # Two commands do everything from a fresh clone (see README.md):
 #   make demo   the main job on the embedded default (synthetic Cityscapes + tiny model)
-#   make test   the test suite
+#   make test   the test suite (all of it; `make test-fast` leaves out the tests marked slow)
+#   make lint   style: ruff (ruff.toml) and isort (setup.cfg); .ci/run runs it before the tests
 #   make aug-shift-demo   AugShift vs plain training on the embedded default (about 45 min)
 #   make demo-seeds   the demo over SEEDS training seeds (default 5), pooled tests and claims
 #   make demo-profile   the depth profile of the demo model (docs/tables/demo_profile.md)
+#   make tables   every measured table in README.md and docs/ (hours; each part resumes and
+#                 runs alone: tables-demo, tables-seeds, tables-study, tables-profile,
+#                 tables-probes, tables-aug-shift, tables-speed), then copies them in
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA ?= data/synthetic_cityscapes
 WORK ?= work_dirs/demo
 
-.PHONY: setup demo demo-seeds demo-profile test aug-shift-demo clean
+TABLE_PARTS := tables-demo tables-seeds tables-study tables-profile tables-probes \
+	tables-aug-shift tables-speed
+.PHONY: setup demo demo-seeds demo-profile test test-fast lint aug-shift-demo clean tables \
+	$(TABLE_PARTS)
 setup:
 	@bash tools/setup_env.sh
 
@@ -25,8 +32,40 @@ demo-profile: setup
 aug-shift-demo: setup
 	@bash tools/run_aug_shift_demo.sh
 
+# Every measured table: each part writes its files under docs/tables/ (stamped with date,
+# machine and command); README.md and docs/*.md include them verbatim.
+tables: $(TABLE_PARTS)
+	$(PY) tools/include_tables.py README.md docs/*.md
+
+tables-demo: setup
+	@bash tools/run_demo_table.sh
+
+tables-seeds: demo-seeds
+
+tables-study: setup
+	@bash tools/run_study.sh
+
+tables-profile: demo-profile
+
+tables-probes: setup
+	@bash tools/run_probe_tables.sh
+
+tables-aug-shift: setup
+	@bash tools/run_aug_shift_tables.sh
+
+tables-speed: setup tables-demo
+	@bash tools/run_speed_tables.sh
+
 test: setup
 	$(PY) -m pytest -q tests
+
+# Quick iteration: the tests that train a model or spawn processes are marked slow.
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow" tests
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/isort --check-only --diff posattack tools tests
 
 clean:
 	rm -rf $(WORK) work_dirs/aug_shift $(DATA)

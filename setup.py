@@ -1,3 +1,4 @@
+from __future__ import annotations
 from setuptools import find_packages, setup
 
 setup(
@@ -23,6 +24,6 @@ setup(
         'matplotlib',
         'scipy',
     ],
-    extras_require={'tests': ['pytest']},
+    extras_require={'tests': ['pytest'], 'lint': ['ruff==0.17.6', 'isort==9.0.2']},
     license='MIT',
 )

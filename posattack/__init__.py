@@ -3,21 +3,40 @@
 Importing the package registers its modules into MMSegmentation's registries
 (metrics, hooks, models, transforms) and allowlists the globals that MMEngine
 checkpoints hold, so that `custom_imports = dict(imports=['posattack'])` in any MMSeg
-config is enough for mmseg's own tools/test.py to use them.
+config is enough for mmseg's own tools/test.py to use them. Configs name the registered
+types by their top-level path (``type='posattack.ChannelRemovalHook'``), which stays put
+when modules move.
+
+The house, floor by floor (a module imports only from its own floor or the ones below):
+
+    utils/       file I/O, checkpoint loading, distributed, CLI helpers
+    data/        synthetic scenes, the Cityscapes label table
+    models/      building a segmentor; the paper authors' head and checkpoint
+    probes/      GAPNet, PermuteNet, grid data (Islam et al., Table 1)
+    channels/    layer names and capture, rankings, selection, ablations, removal, the hook
+    identify/    identification methods behind one interface (flip difference, grid probe)
+    training/    AugShift, shift crops
+    evaluation/  regions, RegionIoUMetric, shift consistency
+    report/      statistics, results, plots, overlays, report.md
+    attack/      settings, feature split, sweep, experiment, the dataloader builder
+    profile/     the attack layer by layer in depth
 """
-from .checkpoint import load_checkpoint, register_safe_globals
-from .ranking import ChannelRanking
-from .layers import default_layer, list_layer_names, resolve_layer
-from .identify import FlipDifferenceAccumulator, identify_channels
-from .removal import ChannelRemoval, select_channels
-from .hooks import ChannelRemovalHook
-from .regions import build_region_masks
-from .metrics import RegionIoUMetric
-from .shift_crops import AugShiftPair, ShiftConsistencyPairs
-from .shift_consistency import ShiftConsistencyMetric, ShiftPairTTAModel
-from .aug_shift import AugShiftDataPreProcessor, AugShiftEncoderDecoder
-from . import probes  # noqa: F401  registers GAPNet, PermuteNet, GridPatchDataset, ProbeAccuracy
-from .authors_deeplab_head import TorchvisionDeepLabHead  # the paper's own DeepLabv3 head
+from __future__ import annotations
+
+from . import deprecated_paths
+
+deprecated_paths.install()  # before anything else: old dotted paths in configs import early
+
+from . import probes  # noqa: E402,F401  registers GAPNet, PermuteNet, GridPatchDataset, ...
+from .channels import (ChannelRanking, ChannelRemoval, ChannelRemovalHook,  # noqa: E402
+                       default_layer, list_layer_names, resolve_layer, select_channels)
+from .evaluation import (RegionIoUMetric, ShiftConsistencyMetric, ShiftPairTTAModel,  # noqa: E402
+                         build_region_masks)
+from .identify import FlipDifferenceAccumulator, identify_channels  # noqa: E402
+from .models.authors_deeplab_head import TorchvisionDeepLabHead  # noqa: E402
+from .training import (AugShiftDataPreProcessor, AugShiftEncoderDecoder, AugShiftPair,  # noqa: E402
+                       ShiftConsistencyPairs)
+from .utils.checkpoint import load_checkpoint, register_safe_globals  # noqa: E402
 
 register_safe_globals()
 
@@ -30,3 +49,8 @@ __all__ = [
     'list_layer_names', 'load_checkpoint', 'register_safe_globals', 'resolve_layer',
     'select_channels',
 ]
+
+
+def __getattr__(name: str):
+    # `posattack.removal` & co. (the 0.1 flat modules) as attributes, with a warning.
+    return deprecated_paths.moved_name(__name__, name)

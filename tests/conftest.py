@@ -5,13 +5,15 @@ the demo segmentor with random weights.
         assert (synthetic_root / 'leftImg8bit' / 'val').is_dir()
         logits = tiny_segmentor(torch.zeros(1, 3, 64, 128))      # (1, 19, 8, 16): stride 8
 """
+from __future__ import annotations
+
 import copy
 import os.path as osp
 
 import pytest
 import torch
+from helpers import REPO_ROOT
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO_CONFIG = osp.join(REPO_ROOT, 'configs', 'demo', 'deeplabv3_r18-tiny_synthetic-cityscapes.py')
 
 # The tests' tensors are tiny: one thread per process beats two, and on a busy 2-core
@@ -27,7 +29,7 @@ TINY_NUM_VAL = 4
 @pytest.fixture(scope='session')
 def synthetic_root(tmp_path_factory):
     """Path of a generated Cityscapes-layout dataset: 4 train + 4 val images, 64x128, seed 0."""
-    from posattack.synthetic import generate_cityscapes
+    from posattack.data.synthetic import generate_cityscapes
     root = tmp_path_factory.mktemp('synthetic_cityscapes')
     generate_cityscapes(root, num_train=TINY_NUM_TRAIN, num_val=TINY_NUM_VAL, size=TINY_SIZE,
                         seed=0)
@@ -82,7 +84,7 @@ def demo_cfg(_demo_cfg_template, synthetic_root, tmp_path):
 @pytest.fixture
 def tiny_segmentor(demo_cfg):
     """The demo EncoderDecoder built from `demo_cfg`: random (seeded) weights, eval mode, CPU.
-    The config is attached as `model.cfg`, as posattack.builder.load_segmentor does."""
+    The config is attached as `model.cfg`, as posattack.models.builder.load_segmentor does."""
     from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS
     init_default_scope('mmseg')
@@ -94,6 +96,7 @@ def tiny_segmentor(demo_cfg):
 
 
 def pytest_configure(config):
-    # Tests that run a whole tool on a real-size network (seconds to a minute each on CPU):
-    # `pytest -m "not slow"` leaves them out.
-    config.addinivalue_line('markers', 'slow: runs a tool end to end on a large network')
+    # Tests that train a model, spawn processes (torchrun, a lock holder) or run a tool end
+    # to end on a real-size network: seconds to half a minute each on CPU. `make test` runs
+    # them; `make test-fast` (`pytest -m "not slow"`) leaves them out.
+    config.addinivalue_line('markers', 'slow: trains, spawns processes or runs a large network')

@@ -3,6 +3,8 @@
 The CLI runs in this process (its ``main(argv)``), so a run costs no interpreter start and
 the tests can spy on what the sweep is asked to evaluate.
 """
+from __future__ import annotations
+
 import csv
 import json
 import os
@@ -13,12 +15,12 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 import pytest
-from attack_helpers import (load_cli, make_checkpoint, one_torch_thread,  # noqa: F401
-                            run_cli, run_mmseg_test, snapshot, write_tiny_config)
+from helpers import (load_cli, make_checkpoint, one_torch_thread, run_cli,  # noqa: F401
+                     run_mmseg_test, snapshot, write_tiny_config)
 
-import posattack.experiment as experiment
-import posattack.sweep as sweep
-from posattack.ranking import ChannelRanking
+import posattack.attack.experiment as experiment
+import posattack.attack.sweep as sweep
+from posattack.channels.ranking import ChannelRanking
 
 CLI = load_cli()
 # 3 images (batches of 2 and 1), N in {8, 16} of 128 channels, 2 random seeds: 7 settings

@@ -5,21 +5,24 @@ would change the confusions. Both runs use batch size 1 and one thread, so every
 through the same float operations in both and the comparison can be exact. A probe
 (tests/dist_probe/sitecustomize.py) records which images each worker evaluated.
 """
+from __future__ import annotations
+
 import os
 import os.path as osp
 import subprocess
 import sys
 
+import pytest
 import torch
-from attack_helpers import (DIST_ATTACK, REPO_ROOT, free_port, load_cli,  # noqa: F401
-                            load_json, make_checkpoint, one_torch_thread, run_cli,
-                            write_tiny_config)
+from helpers import (DIST_ATTACK, REPO_ROOT, free_port, load_cli, load_json,  # noqa: F401
+                     make_checkpoint, one_torch_thread, run_cli, write_tiny_config)
 
 PROBE_DIR = osp.join(osp.dirname(osp.abspath(__file__)), 'dist_probe')
 ARGS = ['--num-channels', '8', '16', '--seeds', '2', '--max-images', '3', '--batch-size', '1',
         '--num-overlays', '2']
 
 
+@pytest.mark.slow
 def test_two_processes_give_the_one_process_numbers(synthetic_root, tmp_path):
     config = write_tiny_config(tmp_path / 'tiny.py', synthetic_root)
     checkpoint = make_checkpoint(config, tmp_path / 'model.pth')
@@ -78,9 +81,9 @@ def test_channel_probe_works_on_a_process_with_an_empty_shard(demo_cfg, tiny_seg
     from mmengine.dataset import pseudo_collate
     from torch.utils.data import DataLoader
 
-    from posattack.experiment import _num_channels, build_test_dataloader
-    from posattack.feature_split import FeatureSplit
-    from posattack.layers import resolve_layer
+    from posattack.attack.experiment import _num_channels, build_test_dataloader
+    from posattack.attack.feature_split import FeatureSplit
+    from posattack.channels.layers import resolve_layer
     dataset = build_test_dataloader(demo_cfg, None, 1).dataset
     empty_shard = DataLoader(dataset, batch_size=2, sampler=[], collate_fn=pseudo_collate)
     split = FeatureSplit(tiny_segmentor, resolve_layer(tiny_segmentor, 'backbone:3'))

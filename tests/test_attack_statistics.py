@@ -4,16 +4,18 @@ The tiny demo model with random weights on 4 synthetic images: the numbers mean 
 but every statistic must agree with what the run's own metrics say, and bad input must be
 refused before any image is read.
 """
+from __future__ import annotations
+
 import os
 import os.path as osp
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from attack_helpers import (load_cli, load_json, make_checkpoint, one_torch_thread,  # noqa: F401
-                            run_cli, write_tiny_config)
+from helpers import (load_cli, load_json, make_checkpoint, one_torch_thread, run_cli,  # noqa: F401
+                     write_tiny_config)
 
-from posattack.per_image import PerImageCounts
+from posattack.report.per_image import PerImageCounts
 
 CLI = load_cli()
 ARGS = ['--num-channels', 8, 16, '--seeds', 3, '--max-images', 4, '--no-overlays',
@@ -169,7 +171,7 @@ def test_compare_ranking_in_the_report(files, run, tmp_path):
 
 
 def test_compare_ranking_of_another_width_is_refused_before_work(files, run, tmp_path):
-    from posattack.ranking import ChannelRanking
+    from posattack.channels.ranking import ChannelRanking
     other = tmp_path / 'other_width.json'
     # a valid ranking of a 64-channel tensor: the attacked one has 128
     order = np.random.default_rng(0).permutation(64).tolist()

@@ -7,6 +7,8 @@ model without them (shift-equivariant: its outputs agree exactly on the crops' o
 The source image encodes position too (channel 0 = row, channel 1 = column), so the pooled
 latents of two crops differ by the offset itself.
 """
+from __future__ import annotations
+
 import copy
 import math
 import os.path as osp
@@ -15,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from helpers import REPO_ROOT
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.model import BaseModule
@@ -24,12 +27,11 @@ from mmseg.models.decode_heads import FCNHead
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 
-from posattack.aug_shift import (AugShiftDataPreProcessor, AugShiftEncoderDecoder,
-                                 dense_disagreement, overlap_disagreement,
-                                 pooled_latent_distance)
-from posattack.shift_crops import AugShiftPair, crop_packed_sample
+from posattack.training.aug_shift import (AugShiftDataPreProcessor, AugShiftEncoderDecoder,
+                                          dense_disagreement, overlap_disagreement,
+                                          pooled_latent_distance)
+from posattack.training.shift_crops import AugShiftPair, crop_packed_sample
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 AUGSHIFT_CONFIG = osp.join(REPO_ROOT, 'configs', 'demo',
                            'deeplabv3_r18-tiny_augshift_synthetic-cityscapes.py')
 SHIFT_CROPS_CONFIG = osp.join(REPO_ROOT, 'configs', 'demo',
@@ -423,6 +425,7 @@ def _tiny_config(path, synthetic_root, work_dir):
     return cfg
 
 
+@pytest.mark.slow
 def test_augshift_config_trains_and_validates(synthetic_root, tmp_path):
     from mmengine.runner import Runner
     cfg = _tiny_config(AUGSHIFT_CONFIG, synthetic_root, tmp_path / 'work_dir')

@@ -3,14 +3,16 @@
 The attack results are test_report's hand-built dict (128 channels; N=10: targeted 50 vs
 random 66/68/70; N=20: targeted 58 vs random 60/64/68; clean 70, center 75, periphery 60).
 """
+from __future__ import annotations
+
 import json
 
 import pytest
-from attack_helpers import load_tool
+from helpers import load_tool
 from test_report import hand_results  # noqa: F401  (the fixture)
 
-from posattack.aug_shift_report import comparison_row, markdown_table
-from posattack.fileio import write_json_atomic
+from posattack.report.aug_shift_table import comparison_row, markdown_table, over_seeds_table
+from posattack.utils.fileio import write_json_atomic
 
 CONSISTENCY = {'metrics': {'Cons.8': 91.25, 'Cons.16': 88.5, 'agreement_mIoU.8': 80.0,
                            'center.Cons.8': 95.0, 'periphery.Cons.8': 87.5,
@@ -47,7 +49,24 @@ def test_markdown_table(hand_results):  # noqa: F811
     lines = table.splitlines()
     assert lines[0].startswith('| Model | mIoU | Cons.8 | Cons.16 | N removed')
     assert lines[2] == ('| demo | 70.00 | 91.25 | 88.50 | 10/128 | 20.00 | 2.00 (2.00) '
-                        '| +18.00 | +15.00 |')
+                        '| +18.00 | n/a | +15.00 |')  # n/a: no per-image tests in the run
+
+
+def test_gap_interval_and_summary_over_seeds(hand_results):  # noqa: F811
+    """The gap's image interval comes from the run's own test; rows named setting/seed are
+    summarised per setting with the mean and the sample std (n - 1) over seeds."""
+    with_test = dict(hand_results, tests=[dict(
+        kind='targeted_minus_random', mode='targeted', num_channels=10, attack_region='overall',
+        eval_region='full', estimate=18.0, ci95=[16.5, 19.25], verdict='holds')])
+    first = comparison_row('plain/0', CONSISTENCY, with_test)
+    second = dict(comparison_row('plain/1', CONSISTENCY, hand_results),
+                  targeted_minus_random=14.0, mIoU=74.0)
+    assert '| +18.00 | [+16.50, +19.25] holds | +15.00 |' in markdown_table([first], [8])
+    summary = over_seeds_table([first, second], [8]).splitlines()
+    # gap: mean (18 + 14) / 2 = 16, sd sqrt(((18-16)^2 + (14-16)^2) / 1) = 2.83;
+    # mIoU (70 + 74) / 2 = 72, sd 2.83; one of two seeds holds on its own
+    assert summary[2] == ('| plain | 2 | 72.00 ± 2.83 | 91.25 ± 0.00 | +16.00 ± 2.83 | 1/2 '
+                          '| +15.00 ± 0.00 |')
 
 
 def test_table_tool_writes_table_and_numbers(hand_results, tmp_path):  # noqa: F811

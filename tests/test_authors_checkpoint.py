@@ -7,6 +7,8 @@ into configs/paper/deeplabv3_r50-os16_authors_cityscapes.py, mmseg's model must 
 logits from the same BGR image (mmseg normalises it; the reference gets their 0..1 ImageNet
 normalisation), at an odd and an even size.
 """
+from __future__ import annotations
+
 import argparse
 import json
 import os
@@ -15,17 +17,17 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
-from attack_helpers import REPO_ROOT, load_cli, load_tool, one_torch_thread, run_cli  # noqa: F401
+from helpers import REPO_ROOT, load_cli, load_tool, one_torch_thread, run_cli  # noqa: F401
 from mmseg.structures import SegDataSample
 from torchvision_deeplab_reference import TorchvisionDeepLabV3, normalise, randomise
 
-from posattack.authors_checkpoint import map_authors_key
-from posattack.builder import load_segmentor
-from posattack.checkpoint import load_checkpoint
-from posattack.feature_split import FeatureSplit
-from posattack.layers import default_layer, resolve_layer
-from posattack.ranking import AUTHORS_LAYER, ChannelRanking
-from posattack.removal import ChannelRemoval
+from posattack.attack.feature_split import FeatureSplit
+from posattack.channels import ChannelRemoval
+from posattack.channels.layers import default_layer, resolve_layer
+from posattack.channels.ranking import AUTHORS_LAYER, ChannelRanking
+from posattack.models.authors_checkpoint import map_authors_key
+from posattack.models.builder import load_segmentor
+from posattack.utils.checkpoint import load_checkpoint
 
 CONFIG = osp.join(REPO_ROOT, 'configs', 'paper', 'deeplabv3_r50-os16_authors_cityscapes.py')
 AUTHORS_RANKINGS = osp.join(osp.dirname(REPO_ROOT), 'shared', 'reference', 'authors_rankings')
@@ -104,7 +106,7 @@ def test_config_is_the_papers_setting():
     from mmengine.config import Config
     from mmseg.registry import METRICS
 
-    from posattack.metrics import RegionIoUMetric
+    from posattack.evaluation.metric import RegionIoUMetric
     cfg = Config.fromfile(CONFIG)
     assert cfg.custom_imports['imports'] == ['posattack'] and cfg.default_scope == 'mmseg'
     preprocessor = cfg.model.data_preprocessor

@@ -1,4 +1,6 @@
-"""posattack.builder: config + checkpoint -> segmentor, checked, compatible with mmseg."""
+"""posattack.models.builder: config + checkpoint -> segmentor, checked, compatible with mmseg."""
+from __future__ import annotations
+
 import pickle
 
 import numpy as np
@@ -6,9 +8,9 @@ import pytest
 import torch
 
 import posattack  # noqa: F401  (registers the checkpoint allowlist, as users get it)
-from posattack.builder import (CheckpointMismatchError, ConfigError, load_config,
-                               load_segmentor)
-from posattack.checkpoint import CheckpointSecurityError, load_checkpoint
+from posattack.models.builder import (CheckpointMismatchError, ConfigError, load_config,
+                                      load_segmentor)
+from posattack.utils.checkpoint import CheckpointSecurityError, load_checkpoint
 
 INPUT_SHAPE = (2, 3, 64, 128)
 
@@ -36,6 +38,7 @@ def _train_briefly(cfg):
     return runner
 
 
+@pytest.mark.slow
 def test_runner_checkpoint_loads_with_identical_logits(demo_cfg):
     """Train with MMEngine's Runner, save through it, load with posattack and with mmseg.
 
@@ -158,7 +161,7 @@ def test_missing_and_unexpected_keys_strict_and_lenient(tiny_segmentor, demo_cfg
 def test_unsafe_checkpoint_is_refused_by_builder(tiny_segmentor, demo_cfg, tmp_path):
     path = _save({'state_dict': tiny_segmentor.state_dict(), 'meta': {'obj': ConfigError('x')}},
                  tmp_path / 'with_object.pth')
-    with pytest.raises(CheckpointSecurityError, match='posattack.builder.ConfigError'):
+    with pytest.raises(CheckpointSecurityError, match='posattack.models.builder.ConfigError'):
         load_segmentor(demo_cfg, path)
     model, _ = load_segmentor(demo_cfg, path, trust_checkpoint=True)
     assert torch.equal(model.decode_head.conv_seg.bias, tiny_segmentor.decode_head.conv_seg.bias)

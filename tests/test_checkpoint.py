@@ -1,8 +1,10 @@
-"""posattack.checkpoint: weights_only loading with an explicit allowlist.
+"""posattack.utils.checkpoint: weights_only loading with an explicit allowlist.
 
 The Runner-made checkpoint itself is exercised in test_builder.py (training is the slow
 part); here the allowlist, the refusals and the error messages are checked on small files.
 """
+from __future__ import annotations
+
 import os
 import pickle
 
@@ -12,8 +14,8 @@ import torch
 from mmengine.logging import HistoryBuffer, MessageHub
 
 import posattack  # noqa: F401  (registers the allowlist, as users get it)
-from posattack.checkpoint import (CheckpointError, CheckpointSecurityError, load_checkpoint,
-                                  register_safe_globals, safe_checkpoint_globals)
+from posattack.utils.checkpoint import (CheckpointError, CheckpointSecurityError, load_checkpoint,
+                                        register_safe_globals, safe_checkpoint_globals)
 
 
 class _RunsShellCommand:

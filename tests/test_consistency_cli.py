@@ -8,6 +8,8 @@ weights and the first 2 synthetic val images (64x128). Its numbers are checked a
 - MMEngine's Runner.test() with the TTA model, the way mmseg's tools/test.py --tta builds
   it (``tta_model.module = model; model = tta_model``) and ``load_from`` a checkpoint.
 """
+from __future__ import annotations
+
 import glob
 import json
 import os.path as osp
@@ -17,12 +19,12 @@ import mmcv
 import numpy as np
 import pytest
 import torch
-from attack_helpers import (load_tool, make_checkpoint,  # noqa: F401
-                            one_torch_thread, run_cli, write_tiny_config)
+from helpers import (load_tool, make_checkpoint, one_torch_thread, run_cli,  # noqa: F401
+                     write_tiny_config)
 from mmseg.structures import SegDataSample
 
-from posattack.builder import load_segmentor
-from posattack.shift_crops import shift_origins
+from posattack.models.builder import load_segmentor
+from posattack.training.shift_crops import shift_origins
 
 MAX_SHIFTS = (4, 8)
 NUM_IMAGES = 2

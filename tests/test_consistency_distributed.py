@@ -3,18 +3,22 @@
 3 images over 2 processes: shards of 2 and 1, so an image counted twice or lost would change
 the counts. Corners are keyed by image, not by process, so every pair is the same in both.
 """
+from __future__ import annotations
+
 import os
 import subprocess
 import sys
 
-from attack_helpers import (REPO_ROOT, free_port, load_json, load_tool,  # noqa: F401
-                            make_checkpoint, one_torch_thread, run_cli, write_tiny_config)
+import pytest
+from helpers import (REPO_ROOT, free_port, load_json, load_tool, make_checkpoint,  # noqa: F401
+                     one_torch_thread, run_cli, write_tiny_config)
 
 CONSISTENCY = os.path.join(REPO_ROOT, 'tools', 'consistency.py')
 CLI = load_tool('consistency')
 ARGS = ['--max-images', '3', '--max-shift', '4', '8', '--trials', '2', '--batch-size', '1']
 
 
+@pytest.mark.slow
 def test_two_processes_give_the_one_process_numbers(synthetic_root, tmp_path):
     config = write_tiny_config(tmp_path / 'tiny.py', synthetic_root)
     checkpoint = make_checkpoint(config, tmp_path / 'model.pth')

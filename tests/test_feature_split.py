@@ -3,18 +3,19 @@
 The expectation is independent of the split: mmseg's test loop (MMEngine Runner) on the same
 checkpoint with posattack's ChannelRemovalHook, one Runner per setting.
 """
+from __future__ import annotations
+
 import pytest
 import torch
-from attack_helpers import (diversify, one_torch_thread, run_mmseg_test,  # noqa: F401
-                            save_checkpoint)
-
-from posattack.builder import load_segmentor
-from posattack.experiment import build_test_dataloader
+from helpers import diversify, one_torch_thread, run_mmseg_test, save_checkpoint  # noqa: F401
 from mmseg.structures import SegDataSample
-from posattack.feature_split import FeatureSplit, logits_to_labels
-from posattack.layers import resolve_layer
-from posattack.ranking import ChannelRanking
-from posattack.removal import select_channels
+
+from posattack.attack.feature_split import FeatureSplit, logits_to_labels
+from posattack.channels import select_channels
+from posattack.channels.layers import resolve_layer
+from posattack.channels.ranking import ChannelRanking
+from posattack.data.dataloader import build_test_dataloader
+from posattack.models.builder import load_segmentor
 
 NUM_TOTAL = 128  # channels of the demo backbone's last stage
 

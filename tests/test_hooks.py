@@ -1,4 +1,6 @@
 """ChannelRemovalHook inside MMEngine's Runner, and the configs/_base_ fragment."""
+from __future__ import annotations
+
 import contextlib
 import copy
 import logging
@@ -7,13 +9,13 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from helpers import REPO_ROOT
 from mmengine.logging import MMLogger
 
-from posattack.hooks import ChannelRemovalHook
-from posattack.ranking import ChannelRanking
-from posattack.removal import channel_means, random_channels
+from posattack.channels import channel_means, random_channels
+from posattack.channels.hook import ChannelRemovalHook
+from posattack.channels.ranking import ChannelRanking
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 FRAGMENT = osp.join(REPO_ROOT, 'configs', '_base_', 'posattack', 'channel_removal.py')
 DEMO_CONFIG = osp.join(REPO_ROOT, 'configs', 'demo', 'deeplabv3_r18-tiny_synthetic-cityscapes.py')
 
@@ -85,8 +87,10 @@ def _inputs(batch=1):
      'no/such/ranking.json.*tools/identify.py'),
     (dict(mode='random', num_channels=1, apply_in=('val', 'predict')), ValueError, 'apply_in'),
     (dict(mode='random', num_channels=1, apply_in=()), ValueError, 'apply_in'),
-    (dict(mode='random', num_channels=1, ablation='mean', apply_in=('train',)), ValueError, 'training'),
-    (dict(mode='random', num_channels=1, ablation='mean', mean_num_images=0), ValueError, 'mean_num_images'),
+    (dict(mode='random', num_channels=1, ablation='mean',
+          apply_in=('train', )), ValueError, 'training'),
+    (dict(mode='random', num_channels=1, ablation='mean',
+          mean_num_images=0), ValueError, 'mean_num_images'),
     (dict(mode='random', num_channels=1, layer=''), ValueError, 'layer'),
 ])
 def test_bad_arguments_fail_at_construction(kwargs, error, words):
@@ -107,7 +111,8 @@ def test_ranking_errors_surface_at_construction(tmp_path):
 AUTHORS_RANKINGS = osp.join(osp.dirname(REPO_ROOT), 'shared', 'reference', 'authors_rankings')
 
 
-@pytest.mark.skipif(not osp.isdir(AUTHORS_RANKINGS), reason='shared/reference/authors_rankings is not '
+@pytest.mark.skipif(not osp.isdir(AUTHORS_RANKINGS),
+                    reason='shared/reference/authors_rankings is not '
                     'beside the repository (it is in CI and on the project machine)')
 def test_authors_release_drives_a_targeted_removal():
     import json
@@ -180,8 +185,11 @@ def test_ranking_of_another_width_fails_on_first_forward(tiny_segmentor, tmp_pat
 
 
 def test_warns_when_the_ranking_names_another_layer(tiny_segmentor, tmp_path):
-    ranking = ChannelRanking(layer='backbone.layer4', num_channels=NUM_STAGE4_CHANNELS, method='hand_made',
-                             num_images=0, orders={'overall': list(range(NUM_STAGE4_CHANNELS))})
+    ranking = ChannelRanking(layer='backbone.layer4',
+                             num_channels=NUM_STAGE4_CHANNELS,
+                             method='hand_made',
+                             num_images=0,
+                             orders={'overall': list(range(NUM_STAGE4_CHANNELS))})
     hook = ChannelRemovalHook(ranking=ranking, num_channels=2)
     with _captured_log() as messages:
         hook.before_run(_fake_runner(tiny_segmentor))
@@ -221,7 +229,7 @@ def test_unwraps_distributed_models_and_reduces_means(tiny_segmentor, demo_cfg, 
     assert len(tiny_segmentor.backbone._forward_hooks) == 0
 
 
-# ----------------------------------------------------------------------------- through mmseg's test loop
+# ---------------------------------------------------------------- through mmseg's test loop
 @pytest.fixture
 def varied_checkpoint(tiny_segmentor, tmp_path):
     """Weights whose predictions vary from pixel to pixel (unlike the random init, whose
@@ -252,10 +260,12 @@ def _run_test(demo_cfg, hooks, checkpoint=None):
 def test_hook_in_mmseg_test_loop(demo_cfg, tmp_path, varied_checkpoint):
     ranking = _ranking_file(tmp_path)
     clean, _, _ = _run_test(demo_cfg, [], varied_checkpoint)
-    unchanged, _, _ = _run_test(
-        demo_cfg, [dict(type='ChannelRemovalHook', ranking=ranking, num_channels=0)], varied_checkpoint)
+    unchanged, _, _ = _run_test(demo_cfg,
+                                [dict(type='ChannelRemovalHook', ranking=ranking, num_channels=0)],
+                                varied_checkpoint)
     attacked, hooks, runner = _run_test(
-        demo_cfg, [dict(type='ChannelRemovalHook', ranking=ranking, num_channels=120, mode='targeted')],
+        demo_cfg,
+        [dict(type='ChannelRemovalHook', ranking=ranking, num_channels=120, mode='targeted')],
         varied_checkpoint)
 
     assert unchanged == clean  # removing nothing is exactly the clean evaluation
@@ -279,14 +289,17 @@ def test_fragment_sets_the_hook_and_overrides_work():
     from mmengine.config import Config
     cfg = Config.fromfile(FRAGMENT)
     assert len(cfg.custom_hooks) == 1
-    assert cfg.custom_hooks[0].type == 'posattack.hooks.ChannelRemovalHook'
+    assert cfg.custom_hooks[0].type == 'posattack.ChannelRemovalHook'
     assert cfg.custom_hooks[0].ranking == 'ranking.json' and cfg.custom_hooks[0].num_channels == 100
     # what `--cfg-options custom_hooks.0.ranking=... custom_hooks.0.num_channels=50` does
-    cfg.merge_from_dict({'custom_hooks.0.ranking': '/data/r.json', 'custom_hooks.0.num_channels': 50})
+    cfg.merge_from_dict(
+        {'custom_hooks.0.ranking': '/data/r.json', 'custom_hooks.0.num_channels': 50})
     assert cfg.custom_hooks[0].ranking == '/data/r.json' and cfg.custom_hooks[0].num_channels == 50
     assert cfg.custom_hooks[0].region == 'overall'  # the other defaults survive the override
     # switching to random needs no ranking file; targeted with the default path names the fix
-    ChannelRemovalHook(**{k: v for k, v in cfg.custom_hooks[0].items() if k != 'type'} | dict(mode='random'))
+    ChannelRemovalHook(**{k: v
+                          for k, v in cfg.custom_hooks[0].items() if k != 'type'}
+                       | dict(mode='random'))
     with pytest.raises(FileNotFoundError, match='custom_hooks.0.ranking'):
         ChannelRemovalHook(**{k: v for k, v in cfg.custom_hooks[0].items() if k != 'type'})
 
@@ -298,14 +311,15 @@ def test_fragment_merges_into_an_mmseg_config(tmp_path):
     child.write_text(f'_base_ = [{DEMO_CONFIG!r}, {FRAGMENT!r}]\n')
     cfg = Config.fromfile(str(child))
     assert cfg.model.type == 'EncoderDecoder' and cfg.custom_imports.imports == ['posattack']
-    assert [h.type for h in cfg.custom_hooks] == ['posattack.hooks.ChannelRemovalHook']
+    assert [h.type for h in cfg.custom_hooks] == ['posattack.ChannelRemovalHook']
 
     zoo_child = tmp_path / 'attack_zoo.py'  # a config from mmseg's model zoo, no posattack in it
-    zoo_child.write_text("_base_ = ['mmseg::deeplabv3/deeplabv3_r50-d8_4xb2-40k_cityscapes-512x1024.py', "
-                         f"{FRAGMENT!r}]\n")
+    zoo_child.write_text(
+        "_base_ = ['mmseg::deeplabv3/deeplabv3_r50-d8_4xb2-40k_cityscapes-512x1024.py', "
+        f"{FRAGMENT!r}]\n")
     cfg = Config.fromfile(str(zoo_child))
     assert cfg.model.decode_head.type == 'ASPPHead'
-    assert [h.type for h in cfg.custom_hooks] == ['posattack.hooks.ChannelRemovalHook']
+    assert [h.type for h in cfg.custom_hooks] == ['posattack.ChannelRemovalHook']
 
 
 def test_fragment_hook_runs_from_a_config_without_custom_imports(demo_cfg, tmp_path):

@@ -13,6 +13,8 @@ top-left 2x4 block and 0 elsewhere:
 e.g. channel 1: the block's ramp weights sum to 2*(7+6+5+4)/7 = 44/7, flipped 2*(3+2+1+0)/7 =
 12/7, so z(x) - z(hflip x) = b*(44/7 - 12/7)/32 = b/7.
 """
+from __future__ import annotations
+
 import hashlib
 import json
 import os.path as osp
@@ -20,14 +22,13 @@ import shutil
 
 import pytest
 import torch
-from attack_helpers import load_tool
+from helpers import load_tool
 from torch import nn
 
-from posattack.identify import (FlipDifferenceAccumulator, build_split_dataloader, flip_images,
-                                forward_to_layer, identify_channels)
-from posattack.ranking import ChannelRanking
-
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from posattack.channels.forward import forward_to_layer
+from posattack.channels.ranking import ChannelRanking
+from posattack.data.dataloader import build_split_dataloader
+from posattack.identify import FlipDifferenceAccumulator, flip_images, identify_channels
 
 
 # ----------------------------------------------------------------------------- toy model

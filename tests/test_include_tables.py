@@ -1,6 +1,8 @@
 """tools/include_tables.py: README tables are the generated files, verbatim."""
+from __future__ import annotations
+
 import pytest
-from attack_helpers import load_tool
+from helpers import load_tool
 
 include = load_tool('include_tables')
 

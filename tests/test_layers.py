@@ -1,10 +1,13 @@
 """Layer names: resolving, listing, defaults, capture with early exit, clear errors."""
+from __future__ import annotations
+
 import pytest
 import torch
 from torch import nn
 
-from posattack.layers import (LayerRef, StopForward, capture, default_layer, list_layer_names,
-                              parse_layer_name, replace_output, resolve_layer, select_output)
+from posattack.channels.layers import (LayerRef, StopForward, capture, default_layer,
+                                       list_layer_names, parse_layer_name, replace_output,
+                                       resolve_layer, select_output)
 
 
 class TwoStageBackbone(nn.Module):

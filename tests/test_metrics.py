@@ -1,5 +1,7 @@
 """RegionIoUMetric and its helpers: hand-computed scores per region type, partitions,
 agreement with mmseg's IoUMetric, NaN handling, JSON output and build-time errors."""
+from __future__ import annotations
+
 import json
 import os
 import warnings
@@ -13,9 +15,8 @@ from mmengine.structures import PixelData
 from mmseg.registry import METRICS
 from mmseg.structures import SegDataSample
 
-from posattack.metrics import RegionIoUMetric, region_confusion, summarize_confusion
-from posattack.regions import build_region_masks
-
+from posattack.evaluation.metric import RegionIoUMetric, region_confusion, summarize_confusion
+from posattack.evaluation.regions import build_region_masks
 
 
 def sample(pred, gt, img_path='img.png'):

@@ -1,4 +1,6 @@
 """RegionIoUMetric under two processes (torchrun, gloo on CPU) equals one process."""
+from __future__ import annotations
+
 import importlib.util
 import json
 import math
@@ -7,8 +9,10 @@ import os.path as osp
 import subprocess
 import sys
 
+import pytest
+from helpers import REPO_ROOT
+
 WORKER = osp.join(osp.dirname(osp.abspath(__file__)), 'region_metric_dist_worker.py')
-REPO_ROOT = osp.dirname(osp.dirname(WORKER))
 
 
 def load_worker():
@@ -22,6 +26,7 @@ def same(a, b):
     return (math.isnan(a) and math.isnan(b)) or a == b
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one(tmp_path):
     worker = load_worker()
     single = worker.evaluate_share(worker.make_samples(), rank=0, world_size=1)

@@ -1,4 +1,6 @@
 """Overlay panels and the top-K selector, checked pixel by pixel on tiny hand-made maps."""
+from __future__ import annotations
+
 import itertools
 import os
 
@@ -6,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from posattack.overlay import (BOX_COLOR, CHANGED_OUTLINE, OverlaySelector, changed_fraction,
-                               colorize_labels, panel_geometry, render_panel, save_panel)
+from posattack.report.overlay import (BOX_COLOR, CHANGED_OUTLINE, OverlaySelector, changed_fraction,
+                                      colorize_labels, panel_geometry, render_panel, save_panel)
 
 PALETTE = [(128, 64, 128), (0, 0, 142), (220, 20, 60)]  # road, car, person (Cityscapes colours)
 H, W = 32, 64
@@ -169,6 +171,6 @@ def test_save_panel_round_trip(scene, tmp_path):
 
 
 def test_cityscapes_palette_from_mmseg():
-    from posattack.overlay import cityscapes_palette
+    from posattack.report.overlay import cityscapes_palette
     palette = cityscapes_palette()
     assert len(palette) == 19 and palette[0] == (128, 64, 128) and palette[13] == (0, 0, 142)

@@ -5,6 +5,8 @@ majority classes, convolutions computed with torch's functional padding, GAPNet'
 computed as a linear map of pooled channels, and the orderings the paper reports (Islam et
 al., ICCV 2021, Table 1) reproduced at a reduced scale with MMEngine's Runner.
 """
+from __future__ import annotations
+
 import json
 import os.path as osp
 
@@ -13,34 +15,27 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import REPO_ROOT, one_torch_thread  # noqa: F401  (one_torch_thread: a fixture)
 from torch import nn
 
 import posattack.probes  # noqa: F401 - registers GAPNet, PermuteNet, GridPatchDataset, ...
-from posattack.probes.accuracy import ProbeAccuracy, accuracy_summary
-from posattack.probes.frozen_probe import (build_probe_datasets, frozen_grid_probe,
+from posattack.channels import ChannelRemoval, select_channels
+from posattack.channels.ranking import ChannelRanking
+from posattack.identify.grid_probe import (build_probe_datasets, frozen_grid_probe,
                                            grid_probe_ranking, segmentor_normalization)
+from posattack.probes.accuracy import ProbeAccuracy, accuracy_summary
 from posattack.probes.grid_data import (GridPatchDataset, PackGridInputs, PlacePatchInGrid,
                                         cell_names, crop_cityscapes_patches, load_patch_folder)
 from posattack.probes.models import GAPNet, PermuteNet, shuffle_channels
 from posattack.probes.padding import padding_modes, set_padding_mode
 from posattack.probes.table import (configure_probe, format_runs, format_table1, load_results,
                                     network_label, row_key, run_probe, run_table)
-from posattack.ranking import ChannelRanking
-from posattack.removal import ChannelRemoval, select_channels
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-PROBE_CONFIG = osp.join(REPO_ROOT, 'configs', 'probes', 'gapnet_r18-w16_grid3-location_synthetic.py')
+PROBE_CONFIG = osp.join(REPO_ROOT, 'configs', 'probes',
+                        'gapnet_r18-w16_grid3-location_synthetic.py')
 TINY_BACKBONE = dict(type='ResNetV1c', depth=18, base_channels=8, stem_channels=8, num_stages=4,
                      out_indices=(3, ), norm_cfg=dict(type='BN', requires_grad=True))
 
-
-@pytest.fixture(scope='module', autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on the shared 2-core machine a second one mostly waits."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)
@@ -56,7 +51,9 @@ def _build(cfg):
 
 # ----------------------------------------------------------------------------- padding
 def _padded_convs(module):
-    return [m for m in module.modules() if isinstance(m, nn.Conv2d) and any(p > 0 for p in m.padding)]
+    return [
+        m for m in module.modules() if isinstance(m, nn.Conv2d) and any(p > 0 for p in m.padding)
+    ]
 
 
 @pytest.mark.parametrize('mode, torch_mode', [('reflect', 'reflect'), ('replicate', 'replicate'),
@@ -117,7 +114,8 @@ def test_padding_mode_bad_input():
     with pytest.raises(ValueError, match="Unknown padding mode 'circle'.*'zero', 'reflect'"):
         set_padding_mode(nn.Conv2d(1, 1, 3, padding=1), 'circle')
     net = nn.Sequential(nn.Conv2d(3, 3, 3, padding=1), Conv2dAdaptivePadding(3, 3, 3))
-    with pytest.raises(ValueError, match=r"Cannot switch to 'reflect'.*1 \(Conv2dAdaptivePadding\)"):
+    with pytest.raises(ValueError,
+                       match=r"Cannot switch to 'reflect'.*1 \(Conv2dAdaptivePadding\)"):
         set_padding_mode(net, 'reflect')
     assert set_padding_mode(net, 'zero') == 1  # zero is what it does anyway
 
@@ -185,7 +183,10 @@ def test_cityscapes_crops_carry_their_majority_class(hand_cityscapes):
                                      classes=['car', 'road'], min_class_fraction=0.75)
     assert chosen.labels.tolist() == [1, 1, 1, 1, 0] and chosen.patches.shape[1:] == (8, 8, 3)
     assert chosen.class_names == ['car', 'road']
-    strict = crop_cityscapes_patches(hand_cityscapes, 'train', patch_size=16, min_class_fraction=0.6)
+    strict = crop_cityscapes_patches(hand_cityscapes,
+                                     'train',
+                                     patch_size=16,
+                                     min_class_fraction=0.6)
     assert len(strict) == 15  # the half-ignored crop is dropped
     balanced = crop_cityscapes_patches(hand_cityscapes, 'train', 16, max_patches_per_class=2)
     assert sorted(balanced.labels.tolist()) == [0, 0, 8, 8, 10, 10, 13]
@@ -229,11 +230,13 @@ def test_patch_folders(tmp_path):
     assert patches.patches.shape == (4, 8, 8, 3) and patches.patches[3, 0, 0, 0] == 201
     dataset = GridPatchDataset(grid_size=2, patch_size=8, cell_size=10, task='classification',
                                patch_dir=str(tmp_path / 'labelled'))
-    assert dataset.metainfo['classes'] == ('cats', 'dogs') and dataset[0]['inputs'].shape == (3, 20, 20)
+    assert dataset.metainfo['classes'] == ('cats', 'dogs') and dataset[0]['inputs'].shape == (3, 20,
+                                                                                              20)
 
     (tmp_path / 'flat').mkdir()
     cv2.imwrite(str(tmp_path / 'flat' / 'a.jpg'), np.zeros((9, 9, 3), np.uint8))
-    assert GridPatchDataset(grid_size=2, patch_size=8, patch_dir=str(tmp_path / 'flat'))[0]['inputs'].shape == (3, 16, 16)
+    assert GridPatchDataset(grid_size=2, patch_size=8,
+                            patch_dir=str(tmp_path / 'flat'))[0]['inputs'].shape == (3, 16, 16)
     with pytest.raises(ValueError, match='classification task needs labelled patches'):
         GridPatchDataset(grid_size=2, patch_size=8, task='classification',
                          patch_dir=str(tmp_path / 'flat'))
@@ -320,7 +323,8 @@ def test_permutenet_per_batch_permutation_gives_every_row_the_same_order():
     per_image = shuffle_channels(rows, per='image') - offsets
     assert len({tuple(order.tolist()) for order in per_image}) > 1  # rows differ (else p = 720^-7)
     assert all(sorted(order.tolist()) == list(range(6)) for order in per_image)
-    seeded = [shuffle_channels(rows, torch.Generator().manual_seed(3), per='batch') for _ in range(2)]
+    seeded = [shuffle_channels(rows, torch.Generator().manual_seed(3), per='batch')
+              for _ in range(2)]
     assert torch.equal(*seeded)
     with pytest.raises(ValueError, match="Unknown permutation kind 'pixel'"):
         shuffle_channels(rows, per='pixel')
@@ -420,6 +424,7 @@ class CellEnergySegmentor(nn.Module):
         return self.backbone(inputs)
 
 
+@pytest.mark.slow
 def test_frozen_probe_finds_channel_wise_position_and_ranks_each_cell(hand_cityscapes):
     model = CellEnergySegmentor()
     normalization = segmentor_normalization(model)
@@ -457,7 +462,9 @@ def test_frozen_probe_finds_channel_wise_position_and_ranks_each_cell(hand_citys
     x = torch.randn(1, 3, 48, 48)
     with ChannelRemoval(model, 'backbone:0', ids):
         removed = model.extract_feat(x)[0]
-    assert removed[:, CELL_CHANNELS[7]].abs().sum() == 0 and removed[:, CELL_CHANNELS[0]].abs().sum() > 0
+    assert removed[:,
+                   CELL_CHANNELS[7]].abs().sum() == 0 and removed[:,
+                                                                  CELL_CHANNELS[0]].abs().sum() > 0
 
 
 def test_probe_datasets_are_normalised_as_the_segmentor_expects(tiny_segmentor, synthetic_root):
@@ -482,9 +489,12 @@ def test_probe_datasets_are_normalised_as_the_segmentor_expects(tiny_segmentor, 
 
 
 def test_grid_probe_ranking_centres_weights_and_round_trips(tmp_path):
-    readout = posattack.probes.frozen_probe.GridReadout(torch.zeros(3), torch.ones(3), num_classes=4)
+    readout = posattack.identify.grid_probe.GridReadout(torch.zeros(3),
+                                                        torch.ones(3),
+                                                        num_classes=4)
     with torch.no_grad():
-        readout.conv.weight.copy_(torch.tensor([[1., 0, 2], [3, 0, 2], [1, 4, 2], [3, 0, 2]])[:, :, None, None])
+        readout.conv.weight.copy_(
+            torch.tensor([[1., 0, 2], [3, 0, 2], [1, 4, 2], [3, 0, 2]])[:, :, None, None])
     x = torch.randn(5, 3)
     before = readout(x)
     readout.centre_weights()  # column means 2, 1, 2 removed: same softmax
@@ -492,7 +502,8 @@ def test_grid_probe_ranking_centres_weights_and_round_trips(tmp_path):
     assert not torch.allclose(after, before)
     assert torch.allclose(torch.softmax(after, 1), torch.softmax(before, 1), atol=1e-6)
     ranking = grid_probe_ranking(readout, 'backbone:3', grid_size=2, num_images=5)
-    # centred weights: cell_0_0 [-1, -1, 0], cell_0_1 [1, -1, 0], cell_1_0 [-1, 3, 0], cell_1_1 [1, -1, 0]
+    # centred weights: cell_0_0 [-1, -1, 0], cell_0_1 [1, -1, 0], cell_1_0 [-1, 3, 0],
+    # cell_1_1 [1, -1, 0]
     assert ranking.scores['cell_0_0'] == [-1.0, -1.0, 0.0]
     assert ranking.orders['cell_0_0'] == [2, 0, 1] and ranking.orders['cell_1_0'] == [1, 2, 0]
     assert ranking.scores['overall'] == pytest.approx([1.0, (12 / 4) ** 0.5, 0.0])
@@ -516,7 +527,7 @@ def test_grid_probe_ranking_centres_weights_and_round_trips(tmp_path):
 # channels, which takes far longer to learn for more classes (see docs/probes.md).
 @pytest.fixture(scope='module')
 def probe_scenes(tmp_path_factory):
-    from posattack.synthetic import generate_cityscapes
+    from posattack.data.synthetic import generate_cityscapes
     root = tmp_path_factory.mktemp('probe_scenes')
     generate_cityscapes(root, num_train=16, num_val=8, size=(64, 128), seed=0)
     return str(root)
@@ -526,6 +537,7 @@ def _accuracy(rows, network, task, grid_size):
     return rows[row_key('zero', network, task, grid_size)]['accuracy']
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('padding', ['zero', 'reflect'])
 def test_gapnet_locates_a_patch_on_a_3x3_grid(padding, probe_scenes, tmp_path):
     cfg = configure_probe(PROBE_CONFIG, 'GAPNet', 'location', 3, padding, data_root=probe_scenes,
@@ -536,6 +548,7 @@ def test_gapnet_locates_a_patch_on_a_3x3_grid(padding, probe_scenes, tmp_path):
     assert metrics['probe/num_samples'] >= 300
 
 
+@pytest.mark.slow
 def test_permutenet_loses_location_and_the_table_resumes(probe_scenes, tmp_path, monkeypatch):
     rows = run_table(PROBE_CONFIG, tmp_path, paddings=['zero'], grid_sizes=[5],
                      tasks=['location'], data_root=probe_scenes, max_iters=60)
@@ -563,6 +576,7 @@ def test_permutenet_loses_location_and_the_table_resumes(probe_scenes, tmp_path,
                   tasks=['location'], data_root=probe_scenes, max_iters=61)
 
 
+@pytest.mark.slow
 def test_permutenet_keeps_image_classification(probe_scenes, tmp_path):
     rows = run_table(PROBE_CONFIG, tmp_path, paddings=['zero'], grid_sizes=[3],
                      tasks=['classification'], data_root=probe_scenes, max_iters=150,
@@ -581,10 +595,12 @@ def test_configure_probe_switches_network_task_and_schedule(tmp_path):
     assert cfg.model.num_classes == len(cfg.classification_classes) == 6
     for dataset in (cfg.train_dataloader.dataset, cfg.test_dataloader.dataset):
         assert dataset.grid_size == 7 and dataset.task == 'classification'
-        assert dataset.cityscapes_root == '/data/cs' and dataset.classes == cfg.classification_classes
+        assert dataset.cityscapes_root == '/data/cs'
+        assert dataset.classes == cfg.classification_classes
     assert cfg.train_cfg.max_iters == 50 and cfg.randomness.seed == 3
     warmup, decay = cfg.param_scheduler
-    assert (warmup.begin, warmup.end) == (0, 10) and (decay.begin, decay.end, decay.T_max) == (10, 50, 40)
+    assert (warmup.begin, warmup.end) == (0, 10)
+    assert (decay.begin, decay.end, decay.T_max) == (10, 50, 40)
     assert cfg.default_hooks.checkpoint.interval == 50
     location = configure_probe(cfg, 'GAPNet', 'location', 4, 'zero')
     assert location.model.type == 'GAPNet' and 'shuffle_channels' not in location.model
@@ -597,7 +613,8 @@ def test_configure_probe_switches_network_task_and_schedule(tmp_path):
     assert network_label(gapnet.model) == 'GAPNet (3x3 head)'
     assert network_label(permutenet.model) == 'PermuteNet (per-batch permutation)'
     assert network_label(location.model) == 'GAPNet'
-    assert network_label(configure_probe(gapnet, 'PermuteNet', 'location', 3, 'zero').model) == 'PermuteNet'
+    plain = configure_probe(gapnet, 'PermuteNet', 'location', 3, 'zero')
+    assert network_label(plain.model) == 'PermuteNet'
     with pytest.raises(ValueError, match="Unknown network 'ViT'"):
         configure_probe(PROBE_CONFIG, 'ViT', 'location', 3, 'zero')
     with pytest.raises(ValueError, match='grid_size must be an integer >= 2'):
@@ -612,26 +629,34 @@ def test_format_table1_puts_the_paper_beside_ours():
     lines = format_table1(rows).splitlines()
     assert lines[0] == ('| padding | network | location 3x3 | location 5x5 | location 7x7 | '
                         'image cls 3x3 | image cls 5x5 | image cls 7x7 |')
-    assert lines[2] == '| reflect | GAPNet | – (100) | – (100) | – (100) | – (83.8) | – (83.4) | 80.0 (82.9) |'
-    assert lines[3] == '| reflect | PermuteNet | 12.5 (78.3) | – (36.3) | – (23.2) | – (71.1) | – (71.4) | – (65.7) |'
+    assert lines[2] == ('| reflect | GAPNet | – (100) | – (100) | – (100) | – (83.8) | – (83.4) '
+                        '| 80.0 (82.9) |')
+    assert lines[3] == ('| reflect | PermuteNet | 12.5 (78.3) | – (36.3) | – (23.2) | – (71.1) '
+                        '| – (71.4) | – (65.7) |')
     assert '2 runs, 1.5 min' in lines[-1]
-    rows[row_key('reflect', 'PermuteNet', 'location', 3)]['network_label'] = 'PermuteNet (per-batch permutation)'
-    assert format_table1(rows).splitlines()[3].startswith('| reflect | PermuteNet (per-batch permutation) | 12.5 (78.3) |')
+    label = 'PermuteNet (per-batch permutation)'
+    rows[row_key('reflect', 'PermuteNet', 'location', 3)]['network_label'] = label
+    assert format_table1(rows).splitlines()[3].startswith(f'| reflect | {label} | 12.5 (78.3) |')
 
 
 def test_format_runs_puts_settings_side_by_side():
-    small = {row_key('zero', 'PermuteNet', 'location', 3): {'accuracy': 33.04, 'settings': {'max_iters': 400}},
-             row_key('zero', 'PermuteNet', 'location', 5): {'accuracy': 7.8, 'settings': {'max_iters': 400}},
-             row_key('reflect', 'GAPNet', 'classification', 7): {'accuracy': 70, 'settings': {'max_iters': 400}}}
-    wide = {row_key('zero', 'GAPNet', 'location', 3): {'accuracy': 100, 'network_label': 'GAPNet (3x3 head)',
-                                                        'settings': {'max_iters': 300}}}
+    at_400 = {'settings': {'max_iters': 400}}
+    small = {row_key('zero', 'PermuteNet', 'location', 3): dict(at_400, accuracy=33.04),
+             row_key('zero', 'PermuteNet', 'location', 5): dict(at_400, accuracy=7.8),
+             row_key('reflect', 'GAPNet', 'classification', 7): dict(at_400, accuracy=70)}
+    wide = {row_key('zero', 'GAPNet', 'location', 3): {
+        'accuracy': 100, 'network_label': 'GAPNet (3x3 head)', 'settings': {'max_iters': 300}}}
     lines = format_runs([('small', small), ('wide', wide)]).splitlines()
-    assert lines[0] == ('| setting | iterations | padding | network | location 3x3 | location 5x5 | '
-                        'location 7x7 | image cls 3x3 | image cls 5x5 | image cls 7x7 |')
+    assert lines[0] == ('| setting | iterations | padding | network | location 3x3 | '
+                        'location 5x5 | location 7x7 | image cls 3x3 | image cls 5x5 | '
+                        'image cls 7x7 |')
     assert lines[2:] == [
-        '| small | 400 | zero | PermuteNet | 33.0 (78.8) | 7.8 (37.8) | – (21.4) | – (73.6) | – (72.2) | – (69.9) |',
-        '| small | 400 | reflect | GAPNet | – (100) | – (100) | – (100) | – (83.8) | – (83.4) | 70.0 (82.9) |',
-        '| wide | 300 | zero | GAPNet (3x3 head) | 100.0 (100) | – (100) | – (100) | – (82.6) | – (82.4) | – (82.1) |']
+        '| small | 400 | zero | PermuteNet | 33.0 (78.8) | 7.8 (37.8) | – (21.4) | – (73.6) | '
+        '– (72.2) | – (69.9) |',
+        '| small | 400 | reflect | GAPNet | – (100) | – (100) | – (100) | – (83.8) | – (83.4) | '
+        '70.0 (82.9) |',
+        '| wide | 300 | zero | GAPNet (3x3 head) | 100.0 (100) | – (100) | – (100) | – (82.6) | '
+        '– (82.4) | – (82.1) |']
 
 
 def test_full_width_config_is_resnet18_width_on_96_pixel_canvases():
@@ -647,24 +672,28 @@ def test_full_width_config_is_resnet18_width_on_96_pixel_canvases():
 
 
 def test_probe_tables_md_stamps_the_tables(tmp_path):
-    from attack_helpers import load_tool
-    from posattack.machine import describe_machine
+    from helpers import load_tool
+
+    from posattack.utils.machine import describe_machine
     tool = load_tool('probe_tables_md')
     done = tmp_path / 'done'
     done.mkdir()
     rows = {row_key('zero', 'GAPNet', 'location', 3): {
         'accuracy': 99.96, 'seconds': 90, 'finished_utc': '2026-12-03 07:40',
-        'load_average_at_start': 2.5, 'num_test_samples': 625, 'network_label': 'GAPNet (3x3 head)', 'settings': {'max_iters': 400}}}
+        'load_average_at_start': 2.5, 'num_test_samples': 625,
+        'network_label': 'GAPNet (3x3 head)', 'settings': {'max_iters': 400}}}
     (done / 'results.json').write_text(json.dumps({'meta': {}, 'rows': rows}))
     out = tmp_path / 'one.md'
     assert tool.main(['--out', str(out), '--command', 'bash run.sh', '--seconds', '120',
                       '--part', f'small={done}']) == 0
     lines = out.read_text().splitlines()
     assert lines[0].startswith('<!-- generated by tools/probe_tables_md.py')
-    assert f'on {describe_machine()}, torch on 1 thread, by `bash run.sh`, 2.0 min for this' in lines[1]
+    assert (f'on {describe_machine()}, torch on 1 thread, by `bash run.sh`, 2.0 min for this'
+            in lines[1])
     assert ('1 run, 1.5 min of training and testing in all, finished 2026-12-03 07:40 to '
-            '2026-12-03 07:40 UTC, load average 2.5 to 2.5 at their starts. One seed per run; 625 to '
-            '625 test patches per run, so one accuracy has a binomial standard error of at most 2.0 '
+            '2026-12-03 07:40 UTC, load average 2.5 to 2.5 at their starts. One seed per run; '
+            '625 to 625 test patches per run, so one accuracy has a binomial standard error of '
+            'at most 2.0 '
             'points (test sampling only, not training).') in lines[1]
     assert '| zero | GAPNet (3x3 head) | 100.0 (100) | – (100) |' in out.read_text()
     out = tmp_path / 'two.md'
@@ -688,14 +717,15 @@ def _probe_cli():
 
 @pytest.fixture(scope='module')
 def segmentor_files(synthetic_root, tmp_path_factory):
-    from attack_helpers import make_checkpoint, write_tiny_config
+    from helpers import make_checkpoint, write_tiny_config
     root = tmp_path_factory.mktemp('probe_segmentor')
     config = write_tiny_config(root / 'tiny.py', synthetic_root)
     return config, make_checkpoint(config, root / 'model.pth')
 
 
+@pytest.mark.slow
 def test_frozen_probe_cli_ranking_drives_a_cell_attack(segmentor_files, synthetic_root, tmp_path):
-    from attack_helpers import load_cli, run_cli
+    from helpers import load_cli, run_cli
     config, checkpoint = segmentor_files
     out = tmp_path / 'probe' / 'probe_ranking.json'
     result = _probe_cli().run(['frozen', config, checkpoint, '--data-root', str(synthetic_root),
@@ -711,14 +741,16 @@ def test_frozen_probe_cli_ranking_drives_a_cell_attack(segmentor_files, syntheti
     assert ranking.model['checkpoint'] == osp.abspath(checkpoint)
     summary = json.loads((tmp_path / 'probe' / 'probe_ranking_summary.json').read_text())
     assert summary['gapnet_readout_accuracy'] == result.gapnet_accuracy
-    assert summary['accuracy_gap'] == pytest.approx(result.gapnet_accuracy - result.permutenet_accuracy)
+    assert summary['accuracy_gap'] == pytest.approx(result.gapnet_accuracy -
+                                                    result.permutenet_accuracy)
     assert 0 <= result.permutenet_accuracy <= 100 and 0 < result.num_test <= 100
 
     work_dir = tmp_path / 'attack'
-    code, stderr = run_cli(load_cli(), [config, checkpoint, '--work-dir', work_dir, '--ranking', out,
-                                        '--attack-region', 'cell_0_0', '--num-channels', 8,
-                                        '--seeds', 1, '--max-images', 2, '--no-overlays',
-                                        '--regions', 'grid=3x3'])
+    code, stderr = run_cli(load_cli(), [
+        config, checkpoint, '--work-dir', work_dir, '--ranking', out, '--attack-region', 'cell_0_0',
+        '--num-channels', 8, '--seeds', 1, '--max-images', 2, '--no-overlays', '--regions',
+        'grid=3x3'
+    ])
     assert code == 0, stderr
     results = json.loads((work_dir / 'results.json').read_text())
     settings = {s['key']: s for s in results['settings']}
@@ -727,8 +759,10 @@ def test_frozen_probe_cli_ranking_drives_a_cell_attack(segmentor_files, syntheti
     assert 'cell_0_0.mIoU' in settings['clean']['metrics']
 
 
+@pytest.mark.slow
 def test_probe_cli_trains_the_permutenet_config(probe_scenes, tmp_path):
-    config = osp.join(REPO_ROOT, 'configs', 'probes', 'permutenet_r18-w16_grid3-location_synthetic.py')
+    config = osp.join(REPO_ROOT, 'configs', 'probes',
+                      'permutenet_r18-w16_grid3-location_synthetic.py')
     metrics = _probe_cli().run([
         'train', config, '--work-dir', str(tmp_path), '--max-iters', '5', '--cfg-options',
         f'train_dataloader.dataset.cityscapes_root={probe_scenes}',
@@ -739,6 +773,7 @@ def test_probe_cli_trains_the_permutenet_config(probe_scenes, tmp_path):
     assert "type='PermuteNet'" in logs and "padding='replicate'" in logs
 
 
+@pytest.mark.slow
 def test_probe_cli_table_runs_the_authors_variants(probe_scenes, tmp_path):
     rows = _probe_cli().run([
         'table', '--work-dir', str(tmp_path), '--data-root', probe_scenes, '--paddings', 'zero',
@@ -768,7 +803,8 @@ def test_probe_cli_bad_input_fails_with_one_clear_line(argv, message, segmentor_
     (tmp_path / 'EMPTY').mkdir()
     replacements = {'CONFIG': segmentor_files[0], 'CHECKPOINT': segmentor_files[1],
                     'DATA': str(synthetic_root), 'EMPTY': str(tmp_path / 'EMPTY')}
-    argv = [replacements.get(a, a) for a in argv] + ['--out', str(tmp_path / 'r.json')] * (argv[0] == 'frozen')
+    argv = [replacements.get(a, a)
+            for a in argv] + ['--out', str(tmp_path / 'r.json')] * (argv[0] == 'frozen')
     assert _probe_cli().main(argv) == 2
     stderr = capsys.readouterr().err
     assert stderr.startswith('probe.py: error: ') and stderr.count('\n') == 1, stderr

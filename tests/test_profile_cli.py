@@ -1,6 +1,8 @@
 """tools/depth_profile.py end to end on the tiny demo model: the files, numbers that agree with
 independent runs (tools/identify.py's one-layer identification, tools/attack.py once per
 layer with the profile's ranking), resume, torchrun, and the refusals."""
+from __future__ import annotations
+
 import os
 import os.path as osp
 import shutil
@@ -9,14 +11,13 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import (REPO_ROOT, free_port, load_cli, load_json, load_tool,  # noqa: F401
+                     make_checkpoint, one_torch_thread, run_cli, write_tiny_config)
 
-from posattack.builder import load_segmentor
-from posattack.concentration import concentration
-from posattack.experiment import build_test_dataloader
+from posattack.data.dataloader import build_test_dataloader
 from posattack.identify import identify_channels
-
-from attack_helpers import (REPO_ROOT, free_port, load_cli, load_json, load_tool,  # noqa: F401
-                            make_checkpoint, one_torch_thread, run_cli, write_tiny_config)
+from posattack.models.builder import load_segmentor
+from posattack.profile.concentration import concentration
 
 LAYERS = ['backbone.layer2', 'backbone:3']  # one replayed inside the backbone, one fast
 SETTINGS = ['--fractions', '0.1', '--seeds', '2', '--bootstrap', '50', '--max-images', '3',
@@ -152,6 +153,7 @@ def test_unread_layer_refusal_names_the_layers_that_are_read(model_files, tmp_pa
     assert 'backbone.layer1 backbone.layer2 backbone.layer3 backbone:3' in error_line(stderr)
 
 
+@pytest.mark.slow
 def test_two_processes_give_the_one_process_profile(profiled, model_files, tmp_path):
     folder, config, checkpoint = model_files
     env = dict(os.environ, OMP_NUM_THREADS='1',
@@ -185,7 +187,7 @@ def test_profile_table_stamps_the_run_and_copies_the_numbers(profiled, tmp_path)
     row = next(r for r in load_json(profiled / 'profile.json')['layers']
                if r['layer'] == 'backbone:3')
     gini = row['concentration']['horizontal']['gini']
-    assert f'| `backbone:3` | 128 | ' in text and f'| {gini:.2f} |' in text
+    assert '| `backbone:3` | 128 | ' in text and f'| {gini:.2f} |' in text
     code, stderr = run_cli(load_tool('profile_table'), [
         profiled / 'identification.json', '--out', out, '--command', 'x'])
     assert code == 2 and 'is not a profile.json' in error_line(stderr)

@@ -1,9 +1,11 @@
 """Concentration of flip-difference scores: top-k share and Gini against hand-computed values
 and against the Gini's other definition (mean absolute difference over all pairs)."""
+from __future__ import annotations
+
 import numpy as np
 import pytest
 
-from posattack.concentration import concentration, gini, share_key, top_share
+from posattack.profile.concentration import concentration, gini, share_key, top_share
 
 
 def gini_by_pairs(values):

@@ -1,17 +1,18 @@
 """A model whose answer is known: position is injected into two channels of ONE layer
 (backbone.layer2 of the demo segmentor multiplies them by a left-to-right ramp), and the
 profile must single that layer out."""
+from __future__ import annotations
+
 import json
 import os.path as osp
 
 import pytest
 import torch
+from conftest import DEMO_CONFIG
+from helpers import diversify, one_torch_thread  # noqa: F401 - fixture
 from torch import nn
 
-from posattack.profile import ProfileOptions, profile_model
-
-from attack_helpers import diversify, one_torch_thread  # noqa: F401 - fixture
-from conftest import DEMO_CONFIG
+from posattack.profile.run import ProfileOptions, profile_model
 
 INJECTED = (3, 11)  # of backbone.layer2's 32 channels
 

@@ -1,16 +1,17 @@
 """The pieces under a depth profile: which layers the prediction reads, and the prefix replay
 that computes what precedes a layer inside the backbone once per batch."""
+from __future__ import annotations
+
 import pytest
 import torch
+from helpers import diversify, one_torch_thread  # noqa: F401 - fixture
 from mmseg.structures import SegDataSample
 from torch import nn
 
-from posattack.depth_layers import check_layers_read, depth_layers, prediction_reads
-from posattack.feature_split import FeatureSplit
-from posattack.layers import resolve_layer
-from posattack.prefix_replay import PrefixReplaySplit
-
-from attack_helpers import diversify, one_torch_thread  # noqa: F401 - fixture
+from posattack.attack.feature_split import FeatureSplit
+from posattack.attack.prefix_replay import PrefixReplaySplit
+from posattack.channels.layers import resolve_layer
+from posattack.profile.depth_layers import check_layers_read, depth_layers, prediction_reads
 
 HEIGHT, WIDTH = 64, 128
 

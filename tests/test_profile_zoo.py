@@ -1,17 +1,18 @@
 """The depth profile on MMSeg zoo architectures (configs/paper): which layers it picks, that it
 runs end to end, and that the replay of a layer inside a ResNet-50 gives the labels of a
 hooked full forward. Random weights, 2 synthetic images at 64x128, one fraction, one draw."""
+from __future__ import annotations
+
 import pytest
 import torch
-
-from posattack.builder import load_segmentor
-from posattack.feature_split import FeatureSplit
-from posattack.layers import resolve_layer
-from posattack.prefix_replay import PrefixReplaySplit
-from posattack.profile import ProfileOptions, profile_model
-
-from attack_helpers import diversify, one_torch_thread  # noqa: F401 - fixture
+from helpers import diversify, one_torch_thread  # noqa: F401 - fixture
 from test_zoo_attack import ARCHITECTURES, NUM_IMAGES, _first_batch, _tiny_data_options
+
+from posattack.attack.feature_split import FeatureSplit
+from posattack.attack.prefix_replay import PrefixReplaySplit
+from posattack.channels.layers import resolve_layer
+from posattack.models.builder import load_segmentor
+from posattack.profile.run import ProfileOptions, profile_model
 
 STAGES = ['backbone.layer1', 'backbone.layer2', 'backbone.layer3', 'backbone:3']
 EXPECTED = {

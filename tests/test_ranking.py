@@ -1,15 +1,17 @@
 """ChannelRanking: orders and scores, JSON in and out, the authors' release, clear errors."""
+from __future__ import annotations
+
 import json
 import os
 import os.path as osp
 
 import pytest
+from helpers import REPO_ROOT
 
-import posattack.ranking as ranking_module
-from posattack.ranking import (FORMAT_TAG, ChannelRanking, order_by_score,
-                               resolve_channel_count)
+import posattack.channels.ranking as ranking_module
+from posattack.channels.ranking import (FORMAT_TAG, ChannelRanking, order_by_score,
+                                        resolve_channel_count)
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 AUTHORS_DIR = osp.join(REPO_ROOT, '..', 'shared', 'reference', 'authors_rankings')
 needs_authors = pytest.mark.skipif(
     not osp.isdir(AUTHORS_DIR),
@@ -167,7 +169,8 @@ def test_authors_layout_region_from_file_name(tmp_path):
     ranking = ChannelRanking.load(tmp_path, format='authors')
     assert ranking.regions == ['overall', 'left', 'right']
     assert ranking.orders == {'overall': overall, 'left': left, 'right': right}
-    assert (ranking.method, ranking.num_images, ranking.layer) == ('authors_release', None, 'backbone:3')
+    assert (ranking.method, ranking.num_images, ranking.layer) == ('authors_release', None,
+                                                                   'backbone:3')
     assert ChannelRanking.load(tmp_path, format='auto') == ranking
     single = ChannelRanking.load(
         tmp_path / 'right_ordered_positional_encoding_neurons_signed_difference.json',

@@ -4,14 +4,17 @@ Expected values are worked out by hand from rho = 1 - 6 sum d^2 / (C (C^2 - 1)) 
 sets of the first k channels, and, on the authors' release, from the figures the issue that
 asked for this states (their left and right top-100 share 19 channels; rho +0.39).
 """
+from __future__ import annotations
+
 import json
 import os.path as osp
 
 import pytest
-from attack_helpers import REPO_ROOT, load_tool
+from helpers import REPO_ROOT, load_tool
 
-from posattack.ranking import ChannelRanking
-from posattack.ranking_comparison import compare_orders, compare_rankings, comparison_markdown
+from posattack.channels.ranking import ChannelRanking
+from posattack.channels.ranking_comparison import (compare_orders, compare_rankings,
+                                                   comparison_markdown)
 
 AUTHORS_RANKINGS = osp.join(osp.dirname(REPO_ROOT), 'shared', 'reference', 'authors_rankings')
 

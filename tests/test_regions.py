@@ -1,11 +1,13 @@
 """Region masks: hand-checked geometry per type, partitions, caching, clear errors."""
+from __future__ import annotations
+
 import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
-from posattack.regions import (REGIONS, build_region_layout, build_region_masks,
-                               register_region, validate_region_specs)
+from posattack.evaluation.regions import (REGIONS, build_region_layout, build_region_masks,
+                                          register_region, validate_region_specs)
 
 
 def region(specs, height, width, name):

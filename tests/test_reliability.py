@@ -4,6 +4,8 @@ Each test reproduces a fault that used to end in a normal-looking report, a trac
 lost results, and checks what happens now: a one-line error naming the problem and the fix
 (exit status 2), or a correct result. The CLI runs in this process (``main(argv)``).
 """
+from __future__ import annotations
+
 import json
 import os
 import os.path as osp
@@ -13,13 +15,12 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from attack_helpers import (REPO_ROOT, load_cli, make_checkpoint,  # noqa: F401
-                            one_torch_thread, run_cli, snapshot, start_lock_holder,
-                            write_tiny_config)
+from helpers import (REPO_ROOT, load_cli, make_checkpoint, one_torch_thread, run_cli,  # noqa: F401
+                     snapshot, start_lock_holder, write_tiny_config)
 
-import posattack.experiment as experiment
-from posattack.ranking import ChannelRanking
-from posattack.synthetic import generate_cityscapes
+import posattack.attack.experiment as experiment
+from posattack.channels.ranking import ChannelRanking
+from posattack.data.synthetic import generate_cityscapes
 
 CLI = load_cli()
 # 3 images, N = 8 of 128 channels, one random seed: clean, targeted, random
@@ -165,6 +166,7 @@ def test_resume_refuses_an_edited_ranking_file(files, reference, tmp_path):
 
 
 # ----------------------------------------------------------------------------- 2. lock
+@pytest.mark.slow
 def test_a_locked_work_dir_is_refused_and_free_after_kill_9(files, tmp_path):
     work_dir = tmp_path / 'work'
     holder = start_lock_holder(work_dir)
@@ -192,7 +194,7 @@ def test_a_locked_work_dir_is_refused_and_free_after_kill_9(files, tmp_path):
 _STALLED_ATTACK = """
 import sys, time
 sys.path.insert(0, sys.argv[1])
-import posattack.sweep as sweep
+import posattack.attack.sweep as sweep
 evaluate = sweep._Pass.evaluate
 def stalled(self, *args):
     if any(s.mode == 'targeted' for s in self.settings):
@@ -207,6 +209,7 @@ attack.main(sys.argv[3:])
 """
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_gives_the_uninterrupted_bytes(files, reference, tmp_path):
     import subprocess
     import sys

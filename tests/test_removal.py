@@ -3,13 +3,15 @@
 Expectations are independent of the code under test: hand-built tensors, an unhooked run of
 the same model, manual means over the same images, orders written into the test.
 """
+from __future__ import annotations
+
 import pytest
 import torch
 from torch import nn
 
-from posattack.ranking import ChannelRanking
-from posattack.removal import (ChannelRemoval, channel_means, random_channels, replace_channels,
-                               select_channels)
+from posattack.channels import (ChannelRemoval, channel_means, random_channels, replace_channels,
+                                select_channels)
+from posattack.channels.ranking import ChannelRanking
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -49,7 +51,8 @@ def _run_with_probes(model, inputs):
     finally:
         for handle in handles:
             handle.remove()
-    assert pool_in.value is backbone_out.value[3], 'the head must consume what the backbone hook saw'
+    assert pool_in.value is backbone_out.value[
+        3], 'the head must consume what the backbone hook saw'
     return logits, backbone_out.value, layer3_out.value
 
 
@@ -295,7 +298,8 @@ def test_mean_ablation_writes_the_reference_means(tiny_segmentor, demo_cfg):
         _, head_in, _ = _run_with_probes(tiny_segmentor, inputs)
     features = head_in[3]
     for channel in removed:
-        assert torch.equal(features[:, channel], torch.full_like(features[:, channel], means[channel].item()))
+        assert torch.equal(features[:, channel],
+                           torch.full_like(features[:, channel], means[channel].item()))
     kept = [c for c in range(128) if c not in removed]
     assert torch.equal(features[:, kept], clean_head_in[3][:, kept])
 

@@ -2,6 +2,8 @@
 
 Every expected number below is worked out by hand from the values in `hand_results`.
 """
+from __future__ import annotations
+
 import csv
 import json
 import math
@@ -11,11 +13,12 @@ import cv2
 import numpy as np
 import pytest
 
-from posattack.plots import (class_drop_matrix, plot_class_drop_heatmap,
-                             plot_iou_vs_border_distance, plot_miou_vs_channels)
 from posattack.report import (aggregate, compare_targeted_random, format_summary_table, read_json,
-                              results_to_rows, summarize_values, write_json_atomic,
-                              write_markdown_report, write_report, write_results_csv)
+                              results_to_rows, summarize_values, write_markdown_report,
+                              write_report, write_results_csv)
+from posattack.report.plots import (class_drop_matrix, plot_class_drop_heatmap,
+                                    plot_iou_vs_border_distance, plot_miou_vs_channels)
+from posattack.utils.fileio import write_json_atomic
 
 CLASSES = ['road', 'car', 'person']
 REGIONS = ['full', 'left', 'right', 'center', 'periphery', 'band_0', 'band_1']

@@ -14,6 +14,8 @@ out through a 1x1 conv) with a registered test backbone:
 They run the way tools/consistency.py runs them: mmseg's test dataloader with the views
 transform appended, the TTA wrapper's test_step, an MMEngine Evaluator.
 """
+from __future__ import annotations
+
 import copy
 import json
 import os.path as osp
@@ -31,10 +33,10 @@ from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 from torch import nn
 
-from posattack.regions import build_region_layout, validate_region_specs
-from posattack.shift_consistency import (ShiftConsistencyMetric, ShiftPairTTAModel,
-                                         pair_confusion)
-from posattack.shift_crops import ShiftConsistencyPairs, overlap_slices, shift_origins
+from posattack.evaluation.regions import build_region_layout, validate_region_specs
+from posattack.evaluation.shift_consistency import (ShiftConsistencyMetric, ShiftPairTTAModel,
+                                                    pair_confusion)
+from posattack.training.shift_crops import ShiftConsistencyPairs, overlap_slices, shift_origins
 
 NUM_CLASSES = 19
 SOURCE = (64, 128)  # the synthetic images (conftest.TINY_SIZE); Resize keeps them as they are
@@ -129,7 +131,7 @@ def column_bucket_counts(names, max_shift, trials, seed, bucket=BUCKET, source=S
     ColumnBucketNet, with the corners shift_origins draws for each image."""
     height, width = source
     crop_h, crop_w = height - max_shift, width - max_shift
-    center = range(width // 4, (3 * width) // 4)  # posattack.regions 'paper'
+    center = range(width // 4, (3 * width) // 4)  # posattack.evaluation.regions 'paper'
     counts = [{region: [0, 0] for region in ('full', 'center', 'periphery')}
               for _ in range(trials)]
     for name in names:

@@ -4,14 +4,16 @@ The source image and labels encode absolute position (image channel 0 = row, cha
 column, label = (row * W + col) % 19), so every check compares a crop with where it says it
 came from, independently of the transform's own arithmetic.
 """
+from __future__ import annotations
+
 import numpy as np
 import pytest
 import torch
 from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 
-from posattack.shift_crops import (AugShiftPair, check_max_shift, crop_size_for,
-                                   overlap_slices, shift_origins)
+from posattack.training.shift_crops import (AugShiftPair, check_max_shift, crop_size_for,
+                                            overlap_slices, shift_origins)
 
 H, W = 12, 16
 NUM_CLASSES = 19

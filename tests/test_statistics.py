@@ -3,6 +3,8 @@
 Hand-worked values (counted or computed on paper), scipy, and mmseg's own IoU code on the
 same confusions: never the function under test run a second way.
 """
+from __future__ import annotations
+
 import math
 
 import numpy as np
@@ -11,14 +13,14 @@ import torch
 from mmseg.evaluation.metrics import IoUMetric
 from scipy import stats as scipy_stats
 
-from posattack.metrics import region_confusion
-from posattack.per_image import (PairedBootstrap, PerImageCounts, PerImageRecorder,
-                                 miou_from_counts, resample_weights)
-from posattack.pooling import paper_claims, pool_tests
-from posattack.significance import build_statistics, draws_test
-from posattack.statistics import (bootstrap_p_value, compare_with_draws, empirical_p_value,
-                                  one_sample_t, percentile_interval, prediction_interval,
-                                  verdict_from_interval)
+from posattack.evaluation.metric import region_confusion
+from posattack.report.per_image import (PairedBootstrap, PerImageCounts, PerImageRecorder,
+                                        miou_from_counts, resample_weights)
+from posattack.report.pooling import paper_claims, pool_tests
+from posattack.report.significance import build_statistics, draws_test
+from posattack.report.statistics import (bootstrap_p_value, compare_with_draws, empirical_p_value,
+                                         one_sample_t, percentile_interval, prediction_interval,
+                                         verdict_from_interval)
 
 
 # ------------------------------------------------------------------ random draws

@@ -1,23 +1,24 @@
 """run_sweep: one prefix per batch, many settings, each scored exactly as mmseg's test loop
 with ChannelRemovalHook and RegionIoUMetric would score it; nothing kept per image."""
+from __future__ import annotations
+
 import gc
 import tracemalloc
 
 import numpy as np
 import pytest
 import torch
-from attack_helpers import (diversify, one_torch_thread, run_mmseg_test,  # noqa: F401
-                            save_checkpoint)
+from helpers import diversify, one_torch_thread, run_mmseg_test, save_checkpoint  # noqa: F401
 
-from posattack.builder import load_segmentor
-from posattack.experiment import build_test_dataloader
-from posattack.feature_split import FeatureSplit
+from posattack.attack.feature_split import FeatureSplit
+from posattack.attack.settings import AttackSetting
+from posattack.attack.sweep import SweepState, run_sweep
+from posattack.channels import channel_means
+from posattack.channels.layers import resolve_layer
+from posattack.channels.ranking import ChannelRanking
+from posattack.data.dataloader import build_test_dataloader
 from posattack.identify import identify_channels
-from posattack.layers import resolve_layer
-from posattack.ranking import ChannelRanking
-from posattack.removal import channel_means
-from posattack.settings import AttackSetting
-from posattack.sweep import SweepState, run_sweep
+from posattack.models.builder import load_segmentor
 
 NUM_TOTAL = 128
 NUM_CLASSES = 19
@@ -186,3 +187,69 @@ def test_bad_calls_fail_clearly(demo_cfg, tiny_segmentor):
     empty = _RepeatedLoader(next(iter(dataloader)), 0)
     with pytest.raises(ValueError, match='no images'):
         run_sweep(split, empty, [CLEAN], NUM_TOTAL, REGIONS, NUM_CLASSES, progress=False)
+
+
+def test_gaussian_noise_ablation_reads_the_dataset_std_like_the_hook(demo_cfg, checkpoint):
+    from posattack.channels import channel_statistics
+    model, cfg = load_segmentor(demo_cfg, checkpoint)
+    split = FeatureSplit(model, resolve_layer(model, 'backbone:3'), exact=True)
+    dataloader = build_test_dataloader(cfg, None, None)
+    clean, _ = _sweep(split, dataloader, [CLEAN, RANDOM])
+    state, passes = _sweep(split, dataloader, [CLEAN, RANDOM], ablation='gaussian_noise')
+
+    assert passes == [[CLEAN.key], [RANDOM.key]]  # the std exists only after pass 1
+    expected = channel_statistics(model, 'backbone:3', dataloader)
+    torch.testing.assert_close(state.mean_values.mean, expected.mean, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(state.mean_values.std, expected.std, rtol=1e-4, atol=1e-6)
+    assert np.array_equal(state.confusions[CLEAN.key], clean.confusions[CLEAN.key])
+    # noise at each channel's own scale moves predictions, but differently from zeroing
+    assert not np.array_equal(state.confusions[RANDOM.key], clean.confusions[RANDOM.key])
+
+
+def test_sweep_identifies_with_any_registered_method(demo_cfg, checkpoint):
+    """The sweep knows methods only through their interface: a method registered here (rank
+    by pooled mean, no views) is driven like the flip difference."""
+    from posattack.channels.ranking import order_by_score
+    from posattack.identify import (IDENTIFICATION_METHODS, IdentificationMethod,
+                                    register_identification_method)
+
+    @register_identification_method('pooled_mean_for_test', force=True)
+    class PooledMean(IdentificationMethod):
+        def __init__(self, num_channels=None):
+            super().__init__(num_channels)
+            self.sums, self.seen = torch.zeros(num_channels, dtype=torch.float64), 0
+
+        @property
+        def count(self):
+            return self.seen
+
+        def observe(self, features, view_features):
+            assert view_features == []
+            self.sums += features.double().mean(dim=(2, 3)).sum(0)
+            self.seen += features.shape[0]
+
+        def all_reduce(self):
+            return self
+
+        def to_ranking(self, layer, model_info=None):
+            scores = (self.sums / self.seen).tolist()
+            return ChannelRanking(layer=layer, num_channels=len(scores), method=self.name,
+                                  num_images=self.seen,
+                                  orders={'overall': order_by_score(scores)},
+                                  scores={'overall': scores})
+
+    try:
+        model, cfg = load_segmentor(demo_cfg, checkpoint)
+        split = FeatureSplit(model, resolve_layer(model, 'backbone:3'), exact=True)
+        dataloader = build_test_dataloader(cfg, None, None)
+        state, _ = _sweep(split, dataloader, [CLEAN, TARGETED], identify=True,
+                          identification_method='pooled_mean_for_test')
+        means = channel_means(model, 'backbone:3', dataloader).double()
+        assert state.ranking.method == 'pooled_mean_for_test'
+        assert state.ranking.orders['overall'][:5] == \
+            torch.argsort(means, descending=True)[:5].tolist()
+        with pytest.raises(ValueError, match='Unknown identification method'):
+            _sweep(split, dataloader, [CLEAN, TARGETED], identify=True,
+                   identification_method='no_such_method')
+    finally:
+        IDENTIFICATION_METHODS.module_dict.pop('pooled_mean_for_test')

@@ -1,7 +1,10 @@
 """The synthetic generator writes real Cityscapes files that mmseg and cityscapesScripts-style
 tools read, with labels that follow the official table and a street-scene structure."""
+from __future__ import annotations
+
 import filecmp
 import glob
+import hashlib
 import importlib.util
 import os
 import os.path as osp
@@ -11,13 +14,13 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from helpers import REPO_ROOT
 
-from posattack.synthetic import generate_cityscapes
-
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from posattack.data.synthetic import (generate_cityscapes, render_street_scene_with_instances,
+                                      scene_rng)
 
 # Written out here from cityscapesScripts' helpers/labels.py, independently of
-# posattack/cityscapes_labels.py, so that a typo in either one fails the test.
+# posattack/data/cityscapes_labels.py, so that a typo in either one fails the test.
 OFFICIAL_ID_TO_TRAINID = {
     0: 255, 1: 255, 2: 255, 3: 255, 4: 255, 5: 255, 6: 255, 7: 0, 8: 1, 9: 255, 10: 255,
     11: 2, 12: 3, 13: 4, 14: 255, 15: 255, 16: 255, 17: 5, 18: 255, 19: 6, 20: 7, 21: 8,
@@ -305,3 +308,52 @@ def test_command_line_tool(tmp_path, capsys):
     (tmp_path / 'foreign' / 'x').write_text('x')
     assert tool.main([str(tmp_path / 'foreign')]) == 2
     assert 'not written by generate_cityscapes' in capsys.readouterr().err
+
+
+def test_side_free_scenes_put_each_class_on_both_sides_with_its_own_look(tmp_path):
+    """--side-free: sidewalk/terrain and building/wall are found on either side (about as
+    often), so a horizontal flip preserves labels; their looks differ (the verges' colours,
+    the facades' heights), so a network can still tell them apart without position."""
+    info = generate_cityscapes(tmp_path, num_train=0, num_val=40, size=(128, 256), seed=3,
+                               side_free=True)
+    assert info['side_free'] is True
+    paths = _image_paths(tmp_path, 'val')
+    labels = [_read(_gt_path(p, '_gtFine_labelTrainIds.png')) for p in paths]
+    width = labels[0].shape[1]
+    sidewalk, building, wall, terrain = 1, 2, 3, 9
+    for class_id in (sidewalk, terrain, building, wall):
+        left = sum(int((label[:, :width // 2] == class_id).sum()) for label in labels)
+        right = sum(int((label[:, width // 2:] == class_id).sum()) for label in labels)
+        # The default scenes put over 90% of each on one side; here neither side dominates.
+        assert 0.25 < left / (left + right) < 0.75, (class_id, left, right)
+    colour_gaps, wall_tops, building_tops = [], [], []
+    for path, label in zip(paths, labels):
+        image = _read(path).astype(np.float32)[..., ::-1]  # RGB
+        if (label == sidewalk).sum() > 50 and (label == terrain).sum() > 50:
+            # terrain is greener than sidewalk, relative to red
+            green_minus_red = [image[label == c][:, 1].mean() - image[label == c][:, 0].mean()
+                               for c in (terrain, sidewalk)]
+            colour_gaps.append(green_minus_red[0] - green_minus_red[1])
+        for class_id, tops in ((wall, wall_tops), (building, building_tops)):
+            rows = np.nonzero((label == class_id).any(axis=1))[0]
+            if rows.size:
+                tops.append(rows.min())
+    assert len(colour_gaps) >= 5 and min(colour_gaps) > 10
+    # walls are low, buildings tall: buildings reach higher up the image
+    assert np.median(building_tops) < np.median(wall_tops) - 5
+
+
+def test_side_free_leaves_the_default_scenes_alone():
+    """The option draws its random numbers after the default scene's, so default data sets
+    (and every result measured on them) keep their bytes: the digest below was computed with
+    the generator as it was before side-free scenes existed."""
+    digest, side_free = hashlib.sha256(), hashlib.sha256()
+    for index in range(3):
+        for array in render_street_scene_with_instances(scene_rng(5, 'val', index), 64, 128):
+            digest.update(array.tobytes())
+        for array in render_street_scene_with_instances(scene_rng(5, 'val', index), 64, 128,
+                                                        side_free=True):
+            side_free.update(array.tobytes())
+    assert digest.hexdigest() == ('ac5450cac326ef6bb238cd6ee67ef192'
+                                  '800b59be412403e641a0f59806d81042')
+    assert side_free.hexdigest() != digest.hexdigest()

@@ -1,5 +1,7 @@
 """tools/train.py trains the demo config on synthetic Cityscapes, writes a checkpoint that
 loads under torch's weights_only default, resumes from it, and explains bad input."""
+from __future__ import annotations
+
 import importlib.util
 import os
 import os.path as osp
@@ -8,8 +10,8 @@ import sys
 
 import pytest
 import torch
+from helpers import REPO_ROOT
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TRAIN_TOOL = osp.join(REPO_ROOT, 'tools', 'train.py')
 DEMO_CONFIG = osp.join(REPO_ROOT, 'configs', 'demo', 'deeplabv3_r18-tiny_synthetic-cityscapes.py')
 
@@ -48,8 +50,9 @@ def trained_work_dir(synthetic_root, tmp_path_factory):
     return work_dir, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_train_writes_checkpoint_and_validates(trained_work_dir):
-    from posattack.checkpoint import load_checkpoint
+    from posattack.utils.checkpoint import load_checkpoint
     work_dir, log = trained_work_dir
     checkpoint_path = work_dir / 'iter_4.pth'
     assert checkpoint_path.is_file()
@@ -62,6 +65,7 @@ def test_train_writes_checkpoint_and_validates(trained_work_dir):
     assert checkpoint['meta']['iter'] == 4
 
 
+@pytest.mark.slow
 def test_runner_checkpoint_loads_with_weights_only_after_import(trained_work_dir):
     # What the Runner's own resume does: torch.load with torch's default (weights_only=True).
     import posattack  # noqa: F401  registers the allowlist
@@ -70,6 +74,7 @@ def test_runner_checkpoint_loads_with_weights_only_after_import(trained_work_dir
     assert 'message_hub' in checkpoint and 'optimizer' in checkpoint
 
 
+@pytest.mark.slow
 def test_resume_continues_from_last_checkpoint(trained_work_dir, synthetic_root):
     work_dir, _ = trained_work_dir
     result = _train(work_dir, synthetic_root, 6, '--resume')

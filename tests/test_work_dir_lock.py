@@ -1,13 +1,16 @@
 """WorkDirLock: one run per work dir, released on any exit of its holder, kill -9 included."""
+from __future__ import annotations
+
 import os
 import signal
 
 import pytest
-from attack_helpers import start_lock_holder
+from helpers import start_lock_holder
 
-from posattack.work_dir_lock import LOCK_FILE_NAME, WorkDirBusyError, WorkDirLock
+from posattack.attack.work_dir_lock import LOCK_FILE_NAME, WorkDirBusyError, WorkDirLock
 
 
+@pytest.mark.slow
 def test_a_second_taker_is_refused_with_the_holders_pid(tmp_path):
     holder = start_lock_holder(tmp_path)
     try:
@@ -21,6 +24,7 @@ def test_a_second_taker_is_refused_with_the_holders_pid(tmp_path):
         holder.wait()
 
 
+@pytest.mark.slow
 def test_the_lock_is_free_again_after_the_holder_is_killed_with_sigkill(tmp_path):
     holder = start_lock_holder(tmp_path)
     os.kill(holder.pid, signal.SIGKILL)  # no cleanup code runs: the kernel drops the flock

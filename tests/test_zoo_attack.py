@@ -7,6 +7,8 @@ result is checked against an independent expectation: mmseg's own IoUMetric on
 ``model.predict``, the flip difference computed here by hand, and a ChannelRemoval-hooked
 ``model.predict`` for the exact fast path.
 """
+from __future__ import annotations
+
 import json
 import math
 import os
@@ -16,16 +18,16 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from attack_helpers import REPO_ROOT, diversify, load_cli, run_cli
+from helpers import REPO_ROOT, diversify, load_cli, one_torch_thread, run_cli  # noqa: F401
 from mmengine.config import Config
 
-from posattack.builder import load_segmentor
-from posattack.experiment import build_test_dataloader
-from posattack.feature_split import FeatureSplit
-from posattack.layers import default_layer, resolve_layer
-from posattack.metrics import RegionIoUMetric
-from posattack.ranking import ChannelRanking
-from posattack.removal import ChannelRemoval
+from posattack.attack.feature_split import FeatureSplit
+from posattack.channels import ChannelRemoval
+from posattack.channels.layers import default_layer, resolve_layer
+from posattack.channels.ranking import ChannelRanking
+from posattack.data.dataloader import build_test_dataloader
+from posattack.evaluation.metric import RegionIoUMetric
+from posattack.models.builder import load_segmentor
 
 PAPER = osp.join(REPO_ROOT, 'configs', 'paper')
 FRAGMENTS = osp.join(REPO_ROOT, 'configs', '_base_', 'posattack')
@@ -57,15 +59,6 @@ ARCHITECTURES = {
         layer='backbone:3', channels=144, shortcut=False, auxiliary=False, options={}),
 }
 
-
-@pytest.fixture(scope='module', autouse=True)
-def one_torch_thread():
-    """One intra-op thread while this module runs: on 2 shared cores, two threads spin
-    against each other and the other jobs (the demo model runs ~6x slower with 2)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _tiny_data_options(root) -> dict:
@@ -278,7 +271,7 @@ def test_fragments_compose_with_channel_removal_on_a_zoo_config(tmp_path):
         "test_evaluator = dict(_delete_=True, **_base_.region_metric)\n")
     cfg = Config.fromfile(str(child))
     assert cfg.custom_imports['imports'] == ['posattack']
-    assert cfg.test_evaluator == dict(type='posattack.metrics.RegionIoUMetric',
+    assert cfg.test_evaluator == dict(type='posattack.RegionIoUMetric',
                                       iou_metrics=['mIoU'],
                                       regions=['paper', dict(type='border', bands=4)])
     # command-line style overrides reach the evaluator and the hook, and both build
@@ -336,6 +329,7 @@ def test_hrnet_resize_concat_head_defaults_to_its_last_branch(synthetic_root):
 
 
 # ------------------------------------------------------------------ tools/benchmark_attack.py
+@pytest.mark.slow
 def test_benchmark_attack_runs_and_reports_identical_exact_labels(synthetic_root, capsys):
     import importlib.util
     spec = importlib.util.spec_from_file_location(

@@ -14,6 +14,8 @@ with the state-dict names their file has. Nothing here comes from posattack or m
 DeepLabHead keeps the Sequential in an attribute); False is torchvision's own layout
 (``classifier.<i>``).
 """
+from __future__ import annotations
+
 import torch
 import torch.nn.functional as F
 from torch import nn

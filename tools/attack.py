@@ -11,17 +11,20 @@ results.json/.csv, report.md, plots and overlays into the work dir. With several
 of the config (training seeds), each model goes to <work-dir>/models/<name>/ and the work dir
 gets summary.json and report.md pooled over models.
 """
+from __future__ import annotations
+
 import argparse
 import os.path as osp
 import sys
 
 from mmengine.logging import MMLogger
 
-from posattack.cli import (BAD_INPUT_ERRORS, CfgOptionsAction, parse_region_arg,
-                           report_bad_input)
-from posattack.distributed import LAUNCHERS, exit_process, init_launcher
-from posattack.experiment import DEFAULT_BOOTSTRAP, DEFAULT_SEEDS, AttackOptions, run_attack
-from posattack.multi_model import run_attacks
+from posattack.attack.experiment import DEFAULT_BOOTSTRAP, DEFAULT_SEEDS, AttackOptions, run_attack
+from posattack.attack.multi_model import run_attacks
+from posattack.channels.ablations import ablation_names
+from posattack.utils.cli import (BAD_INPUT_ERRORS, CfgOptionsAction, parse_region_arg,
+                                 report_bad_input)
+from posattack.utils.distributed import LAUNCHERS, exit_process, init_launcher
 
 
 def parse_args(argv=None):
@@ -61,7 +64,8 @@ def parse_args(argv=None):
     parser.add_argument('--bootstrap', type=int, default=DEFAULT_BOOTSTRAP,
                         help='image bootstrap resamples for the confidence intervals')
     parser.add_argument('--bootstrap-seed', type=int, default=0)
-    parser.add_argument('--ablation', default='zero', choices=['zero', 'mean'])
+    parser.add_argument('--ablation', default='zero', choices=ablation_names(),
+                        help='what a removed channel becomes (posattack/channels/ablations.py)')
     parser.add_argument('--regions', nargs='+', type=parse_region_arg,
                         default=['paper', dict(type='border', bands=4)],
                         help='evaluation regions: paper, border[=K], grid[=RxC], '

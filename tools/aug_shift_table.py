@@ -9,12 +9,16 @@ segmentation, plus targeted-minus-random and periphery-minus-center drops at the
 count nearest --fraction of the layer) and writes it, with the numbers as JSON, when --out
 is given.
 """
+from __future__ import annotations
+
 import argparse
+import datetime
 import os.path as osp
 import sys
 
-from posattack.aug_shift_report import comparison_rows, markdown_table
-from posattack.fileio import write_json_atomic, write_text_atomic
+from posattack.report.aug_shift_table import comparison_rows, markdown_table, over_seeds_table
+from posattack.utils.fileio import write_json_atomic, write_text_atomic
+from posattack.utils.machine import describe_machine
 
 
 def main(argv=None) -> int:
@@ -25,6 +29,8 @@ def main(argv=None) -> int:
                         help='compare removals of this fraction of the channels (nearest N)')
     parser.add_argument('--out', help='write the table here (and the numbers beside it as '
                         '.json)')
+    parser.add_argument('--command', help='stamp the table with the date, the machine and '
+                        'this command (the one that made the runs)')
     args = parser.parse_args(argv)
     try:
         rows = comparison_rows([tuple(run) for run in args.run], args.fraction)
@@ -34,6 +40,11 @@ def main(argv=None) -> int:
     shifts = sorted({int(key.split('.')[1]) for row in rows for key in row['consistency']
                      if key.startswith('Cons.') and key.count('.') == 1})
     table = markdown_table(rows, shifts)
+    if any('/' in row['model'] for row in rows):  # setting/seed names: a summary per setting
+        table += '\nOver training seeds (mean ± sd):\n\n' + over_seeds_table(rows, shifts)
+    if args.command:
+        table = (f'Measured {datetime.date.today().isoformat()} on {describe_machine()} by '
+                 f'`{args.command}`.\n\n' + table)
     print(table)
     if args.out:
         write_text_atomic(args.out, table)

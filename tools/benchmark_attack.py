@@ -14,11 +14,11 @@ by batch, so a noisy, shared machine slows them alike; compare ratios within one
 Preprocessing and metrics are left out of every path (they cost the same in each).
 
 Then the cost of more random draws: the whole default run (``run_sweep`` identifying on the
-fly, every setting, then the bootstrap statistics of ``posattack.significance``) with each
+fly, every setting, then the bootstrap statistics of ``posattack.report.significance``) with each
 ``--compare-seeds`` count, against today's run before per-image statistics (5 seeds, no
 per-image counts, no bootstrap). Rounds alternate the order, and the ratios share one run.
 
-Then peak memory of the sweep itself (``posattack.sweep.run_sweep``, identifying the channels
+Then peak memory of the sweep itself (``posattack.attack.sweep.run_sweep``, identifying the channels
 on the fly as tools/attack.py does) on N and on 4N images, each run in its own subprocess:
 ``resource.getrusage(RUSAGE_SELF).ru_maxrss``, the peak resident set size (tracemalloc does
 not see torch's allocations). Flat memory means the 4N peak equals the N peak.
@@ -31,6 +31,8 @@ not see torch's allocations). Flat memory means the 4N peak equals the N peak.
 On a machine whose cores other jobs share, --threads 1 gives steadier figures: several torch
 threads spinning against other processes can make every path many times slower.
 """
+from __future__ import annotations
+
 import argparse
 import json
 import os
@@ -40,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, List, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -117,7 +119,7 @@ def data_options(model_name: str, data_root: str) -> dict:
 
 def build_model(model_name: str, data_root: str):
     """(model, cfg) with random weights, eval mode, CPU (SyncBN becomes BN)."""
-    from posattack.builder import load_segmentor
+    from posattack.models.builder import load_segmentor
     torch.manual_seed(0)
     model, cfg = load_segmentor(BENCHMARK_MODELS[model_name]['config'], None,
                                 cfg_options=data_options(model_name, data_root))
@@ -129,7 +131,7 @@ def build_model(model_name: str, data_root: str):
 
 
 def build_loader(cfg, batch_size: int, num_images: int):
-    from posattack.experiment import build_test_dataloader
+    from posattack.data.dataloader import build_test_dataloader
     loader = build_test_dataloader(cfg, batch_size, num_images)
     if len(loader.dataset) < num_images:
         raise ValueError(f'the data folder has {len(loader.dataset)} val images, the run needs '
@@ -139,8 +141,8 @@ def build_loader(cfg, batch_size: int, num_images: int):
 
 
 def attacked_channels(model, cfg) -> int:
-    from posattack.feature_split import FeatureSplit
-    from posattack.layers import default_layer, resolve_layer
+    from posattack.attack.feature_split import FeatureSplit
+    from posattack.channels.layers import default_layer, resolve_layer
     split = FeatureSplit(model, resolve_layer(model, default_layer(model)))
     batch = next(iter(build_loader(cfg, 1, 1)))
     with torch.no_grad():
@@ -149,17 +151,17 @@ def attacked_channels(model, cfg) -> int:
 
 
 def make_settings(num_total: int, args) -> list:
-    from posattack.settings import build_settings
+    from posattack.attack.settings import build_settings
     fractions = args.fractions
     if args.num_channels is None and fractions is None:
         fractions = list(DEFAULT_FRACTIONS)
     return build_settings(num_total, args.num_channels, fractions, args.seeds)
 
 
-def channels_of(settings, num_total: int) -> Dict[str, List[int]]:
+def channels_of(settings, num_total: int) -> dict[str, list[int]]:
     """Channel ids per setting. Targeted ones take a fixed stand-in order: time depends on
     how many channels go, not on which (identification is not what is timed here)."""
-    from posattack.removal import select_channels
+    from posattack.channels import select_channels
     stand_in_order = np.random.default_rng(2021).permutation(num_total).tolist()
     channels = {}
     for setting in settings:
@@ -177,7 +179,7 @@ def channels_of(settings, num_total: int) -> Dict[str, List[int]]:
 # ----------------------------------------------------------------------------- timing
 def _run_path(path: str, model, splits, ref, inputs, samples, channel_lists):
     """Label maps of every setting for one batch, the way ``path`` computes them."""
-    from posattack.removal import ChannelRemoval
+    from posattack.channels.removal import ChannelRemoval
     labels = []
     if path == 'full':
         for channels in channel_lists:
@@ -194,8 +196,8 @@ def _run_path(path: str, model, splits, ref, inputs, samples, channel_lists):
 
 def time_paths(model, cfg, args, channel_lists: Sequence[Sequence[int]]) -> dict:
     """Seconds per path over ``args.images`` images, plus how far the fast labels agree."""
-    from posattack.feature_split import FeatureSplit
-    from posattack.layers import default_layer, resolve_layer
+    from posattack.attack.feature_split import FeatureSplit
+    from posattack.channels.layers import default_layer, resolve_layer
     ref = resolve_layer(model, default_layer(model))
     splits = {'exact': FeatureSplit(model, ref, exact=True),
               'shortcut': FeatureSplit(model, ref, exact=False)}
@@ -245,12 +247,12 @@ def time_draw_counts(model, cfg, args) -> dict:
     Keys: ``'baseline'`` (5 draws, no per-image counts, no bootstrap: the run before
     per-image statistics) and each ``--compare-seeds`` count (per-image counts + bootstrap).
     """
-    from posattack.experiment import DEFAULT_BOOTSTRAP
-    from posattack.feature_split import FeatureSplit
-    from posattack.layers import default_layer, resolve_layer
-    from posattack.settings import build_settings
-    from posattack.significance import build_statistics
-    from posattack.sweep import run_sweep
+    from posattack.attack.experiment import DEFAULT_BOOTSTRAP
+    from posattack.attack.feature_split import FeatureSplit
+    from posattack.attack.settings import build_settings
+    from posattack.attack.sweep import run_sweep
+    from posattack.channels.layers import default_layer, resolve_layer
+    from posattack.report.significance import build_statistics
     split = FeatureSplit(model, resolve_layer(model, default_layer(model)))
     loader = build_loader(cfg, args.batch_size, args.images)
     num_total = attacked_channels(model, cfg)
@@ -286,9 +288,9 @@ def _current_rss_mb() -> float:
 
 def memory_worker(args) -> None:
     """In its own process: build, note RSS, run the sweep, print peak RSS as JSON."""
-    from posattack.feature_split import FeatureSplit
-    from posattack.layers import default_layer, resolve_layer
-    from posattack.sweep import run_sweep
+    from posattack.attack.feature_split import FeatureSplit
+    from posattack.attack.sweep import run_sweep
+    from posattack.channels.layers import default_layer, resolve_layer
     model, cfg = build_model(args.model, args.data_root)
     num_total = attacked_channels(model, cfg)
     loader = build_loader(cfg, args.batch_size, args.images)
@@ -355,7 +357,7 @@ def benchmark_model(model_name: str, data_root: str, args) -> dict:
     return result
 
 
-def print_draws(results: List[dict]) -> None:
+def print_draws(results: list[dict]) -> None:
     rows = []
     for r in results:
         base = r['draws']['baseline']
@@ -369,7 +371,7 @@ def print_draws(results: List[dict]) -> None:
     print(_table(['model', 'images', 'draws per N', 'CPU s', 'ratio'], rows))
 
 
-def print_report(results: List[dict], args) -> None:
+def print_report(results: list[dict], args) -> None:
     print(f'\ntorch threads: {torch.get_num_threads()}   batch size: {args.batch_size}   '
           f'timing rounds: {args.repeat} (fastest counts)')
     if args.only_draws:
@@ -438,7 +440,7 @@ def run(args) -> int:
         for name in names:
             data_root = args.data_root
             if data_root is None:
-                from posattack.synthetic import generate_cityscapes
+                from posattack.data.synthetic import generate_cityscapes
                 data_root = osp.join(tmp, name)
                 num_val = args.images * (1 if args.no_memory or args.only_draws else 4)
                 generate_cityscapes(data_root, num_train=0, num_val=num_val,

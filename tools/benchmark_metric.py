@@ -8,6 +8,8 @@ beside it for scale. Both are timed in this one run, so the ratio is fair on any
     python tools/benchmark_metric.py --num-images 32 --size 256 512 --max-ratio 0.05
     python tools/benchmark_metric.py --regions '["paper", {"type": "border", "bands": 8}]'
 """
+from __future__ import annotations
+
 import argparse
 import json
 import os.path as osp
@@ -77,10 +79,11 @@ def best_time(function, repeat):
 
 def main(argv=None):
     args = parse_args(argv)
-    import posattack  # noqa: F401  registers RegionIoUMetric
     from mmseg.registry import METRICS, MODELS
-    from posattack.metrics import region_confusion
-    from posattack.regions import build_region_masks
+
+    import posattack  # noqa: F401  registers RegionIoUMetric
+    from posattack.evaluation.metric import region_confusion
+    from posattack.evaluation.regions import build_region_masks
 
     cfg = Config.fromfile(args.config)
     init_default_scope(cfg.get('default_scope', 'mmseg'))

@@ -3,10 +3,10 @@
 On the same model, images and settings (fractions, random draws, bootstrap resamples,
 regions), times
 
-* profile:  ``posattack.profile.run_profile`` over the layers (one identification pass for
+* profile:  ``posattack.profile.run.run_profile`` over the layers (one identification pass for
             all of them, then one sweep pass per layer with its ranking, prefix replayed for
             layers inside the backbone), reports and plots included;
-* attack:   ``posattack.experiment.run_attack`` once per layer, identifying on the fly as
+* attack:   ``posattack.attack.experiment.run_attack`` once per layer, identifying on the fly as
             tools/attack.py does (no overlays), reports and plots included;
 
 each in a fresh temporary work dir, in process (model loading counts in both: attack.py
@@ -19,6 +19,8 @@ issue's target is <= 0.5.
         work_dirs/demo/train/iter_600.pth --max-images 20 --threads 1 \
         --cfg-options test_dataloader.dataset.data_root=data/synthetic_cityscapes
 """
+from __future__ import annotations
+
 import argparse
 import json
 import os.path as osp
@@ -34,9 +36,9 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if REPO_ROOT not in sys.path:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, REPO_ROOT)
 
-from posattack.experiment import AttackOptions, run_attack  # noqa: E402
-from posattack.profile import (DEFAULT_FRACTIONS, DEFAULT_SEEDS, ProfileOptions,  # noqa: E402
-                               run_profile)
+from posattack.attack.experiment import AttackOptions, run_attack  # noqa: E402
+from posattack.profile.run import (DEFAULT_FRACTIONS, DEFAULT_SEEDS, ProfileOptions,  # noqa: E402
+                                   run_profile)
 
 
 def parse_args(argv=None):

@@ -8,6 +8,8 @@ Writes ranking_comparison.json and ranking_comparison.md into --out-dir and prin
 A ranking is a posattack JSON (tools/identify.py, tools/attack.py) or the authors' release
 (a directory of their three files, or one of them) with --format-* authors.
 """
+from __future__ import annotations
+
 import argparse
 import os.path as osp
 import sys
@@ -37,10 +39,10 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from posattack.cli import BAD_INPUT_ERRORS, report_bad_input
-    from posattack.fileio import write_json_atomic, write_text_atomic
-    from posattack.ranking import ChannelRanking
-    from posattack.ranking_comparison import compare_rankings, comparison_markdown
+    from posattack.channels.ranking import ChannelRanking
+    from posattack.channels.ranking_comparison import compare_rankings, comparison_markdown
+    from posattack.utils.cli import BAD_INPUT_ERRORS, report_bad_input
+    from posattack.utils.fileio import write_json_atomic, write_text_atomic
     try:
         a = ChannelRanking.load(args.a, format=args.format_a)
         b = ChannelRanking.load(args.b, format=args.format_b)

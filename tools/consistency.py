@@ -8,26 +8,19 @@ of the pixels both crops see whose predicted label agrees, agreement_mIoU.s the 
 crop's labels against the other's there, each also per region (center vs periphery...).
 The same seed gives the same crops. Writes consistency.json (settings and metrics) and
 consistency_details.json (pixels and per-class agreement IoU per region) into the work dir.
+The measurement itself is posattack.evaluation.consistency.
 """
+from __future__ import annotations
+
 import argparse
-import os
 import os.path as osp
 
-import torch
-from mmengine.dist import get_dist_info, is_main_process
-from mmengine.evaluator import Evaluator
-from mmengine.logging import MMLogger, print_log
-from mmengine.utils import ProgressBar
+from mmengine.logging import MMLogger
 
-from posattack.builder import load_segmentor
-from posattack.cli import (BAD_INPUT_ERRORS, CfgOptionsAction, parse_region_arg,
-                           report_bad_input)
-from posattack.distributed import LAUNCHERS, exit_process, init_launcher
-from posattack.experiment import build_test_dataloader
-from posattack.fileio import file_sha256, write_json_atomic
-from posattack.non_finite import NonFiniteWatch
-from posattack.shift_consistency import ShiftConsistencyMetric, ShiftPairTTAModel
-from posattack.shift_crops import ShiftConsistencyPairs
+from posattack.evaluation.consistency import ConsistencyOptions, run_consistency
+from posattack.utils.cli import (BAD_INPUT_ERRORS, CfgOptionsAction, parse_region_arg,
+                                 report_bad_input)
+from posattack.utils.distributed import LAUNCHERS, exit_process, init_launcher
 
 
 def parse_args(argv=None):
@@ -59,54 +52,6 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def run_consistency(args) -> dict:
-    """Measure, write consistency.json; returns its content."""
-    # the transform checks max shifts, trials and seed before anything heavy happens
-    views = ShiftConsistencyPairs(max_shifts=args.max_shift, trials=args.trials, seed=args.seed)
-    metric = ShiftConsistencyMetric(regions=args.regions,
-                                    out_file=osp.join(args.work_dir,
-                                                      'consistency_details.json'))
-    segmentor, cfg = load_segmentor(args.config, args.checkpoint, args.cfg_options,
-                                    trust_checkpoint=args.trust_checkpoint)
-    cfg.test_dataloader.dataset.pipeline = list(cfg.test_dataloader.dataset.pipeline) + [
-        dict(type=ShiftConsistencyPairs, max_shifts=views.max_shifts, trials=views.trials,
-             seed=views.seed)]
-    dataloader = build_test_dataloader(cfg, args.batch_size, args.max_images)
-    model = ShiftPairTTAModel(module=segmentor).eval()
-    evaluator = Evaluator(metric)
-    evaluator.dataset_meta = segmentor.dataset_meta
-    if is_main_process():
-        os.makedirs(args.work_dir, exist_ok=True)
-    rank, world_size = get_dist_info()
-    progress = ProgressBar(len(dataloader.dataset) // world_size) if rank == 0 else None
-    first_batch = True
-    with torch.no_grad():
-        for data in dataloader:
-            if first_batch:  # NaN logits agree with themselves everywhere: Cons.s = 100
-                with NonFiniteWatch(segmentor) as watch:
-                    outputs = model.test_step(data)
-                watch.raise_if_logits_non_finite('the first test batch')
-                first_batch = False
-            else:
-                outputs = model.test_step(data)
-            evaluator.process(outputs, data)
-            if progress is not None:
-                for _ in range(len(data['data_samples'][0])):
-                    progress.update()
-    metrics = evaluator.evaluate(len(dataloader.dataset))
-    result = dict(config=osp.abspath(args.config), checkpoint=osp.abspath(args.checkpoint),
-                  checkpoint_sha256=file_sha256(args.checkpoint),
-                  max_shifts=views.max_shifts, trials=views.trials, seed=views.seed,
-                  regions=metric.region_specs, num_images=len(dataloader.dataset),
-                  metrics=metrics)
-    if is_main_process():
-        write_json_atomic(osp.join(args.work_dir, 'consistency.json'), result)
-        summary = ', '.join(f'Cons.{s} {metrics[f"Cons.{s}"]:.2f}' for s in views.max_shifts)
-        print_log(f'{summary}; written to {osp.join(args.work_dir, "consistency.json")}',
-                  'posattack')
-    return result
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:  # outside torchrun, --launcher pytorch is bad input, not a traceback
@@ -117,7 +62,11 @@ def main(argv=None) -> int:
         'work_dirs', osp.splitext(osp.basename(args.config))[0], 'consistency')
     MMLogger.get_instance('posattack', log_level='INFO')
     try:
-        run_consistency(args)
+        run_consistency(ConsistencyOptions(
+            config=args.config, checkpoint=args.checkpoint, work_dir=args.work_dir,
+            max_shifts=args.max_shift, trials=args.trials, seed=args.seed, regions=args.regions,
+            max_images=args.max_images, batch_size=args.batch_size, cfg_options=args.cfg_options,
+            trust_checkpoint=args.trust_checkpoint))
     except BAD_INPUT_ERRORS as error:
         return report_bad_input(error)
     return 0

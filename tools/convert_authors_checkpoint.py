@@ -8,6 +8,8 @@ tools/attack.py, tools/identify.py and mmseg's own tools. The input is read with
 torch.load(weights_only=True); every key must map onto the model and every model weight must
 be filled, with equal shapes, or nothing is written (exit status 2, one line naming the keys).
 """
+from __future__ import annotations
+
 import argparse
 import os.path as osp
 import sys
@@ -34,8 +36,8 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from posattack.authors_checkpoint import convert_authors_checkpoint
-    from posattack.cli import BAD_INPUT_ERRORS, report_bad_input
+    from posattack.models.authors_checkpoint import convert_authors_checkpoint
+    from posattack.utils.cli import BAD_INPUT_ERRORS, report_bad_input
     try:
         summary = convert_authors_checkpoint(args.input, args.output, args.config,
                                              trust_checkpoint=args.trust_checkpoint)

@@ -13,6 +13,8 @@ vs random removal of 5/10/20% of its channels costs, with p-values and confidenc
 profile.json, profile.md, concentration_vs_depth.png, gap_vs_depth.png,
 class_drop_by_layer.png, and one tools/attack.py-style work dir per layer under layers/.
 """
+from __future__ import annotations
+
 import argparse
 import os.path as osp
 import sys
@@ -20,10 +22,10 @@ import sys
 from mmengine.config import DictAction
 from mmengine.logging import MMLogger
 
-from posattack.cli import BAD_INPUT_ERRORS, parse_region_arg, report_bad_input
-from posattack.distributed import LAUNCHERS, exit_process, init_launcher
-from posattack.profile import (DEFAULT_BOOTSTRAP, DEFAULT_FRACTIONS, DEFAULT_SEEDS,
-                               ProfileOptions, run_profile)
+from posattack.profile.run import (DEFAULT_BOOTSTRAP, DEFAULT_FRACTIONS, DEFAULT_SEEDS,
+                                   ProfileOptions, run_profile)
+from posattack.utils.cli import BAD_INPUT_ERRORS, parse_region_arg, report_bad_input
+from posattack.utils.distributed import LAUNCHERS, exit_process, init_launcher
 
 
 def parse_args(argv=None):

@@ -8,16 +8,17 @@ through the model up to the layer, and ranks channels by the flip difference of 
 globally pooled activation (Islam et al., ICCV 2021): orders overall, left, right, top and
 bottom, saved as a ranking JSON that tools/attack.py and ChannelRemovalHook read.
 """
+from __future__ import annotations
+
 import argparse
 import os.path as osp
 import sys
 
-
-from posattack.builder import ConfigError
-from posattack.cli import CfgOptionsAction
-from posattack.checkpoint import CheckpointError
-from posattack.distributed import LAUNCHERS, exit_process, init_launcher
-from posattack.fileio import file_sha256
+from posattack.models.builder import ConfigError
+from posattack.utils.checkpoint import CheckpointError
+from posattack.utils.cli import CfgOptionsAction
+from posattack.utils.distributed import LAUNCHERS, exit_process, init_launcher
+from posattack.utils.fileio import file_sha256
 
 
 def parse_args(argv=None):
@@ -81,8 +82,9 @@ def main(argv=None) -> str:
     from mmengine.dist import get_dist_info
     from mmengine.logging import print_log
 
-    from posattack.builder import load_segmentor
-    from posattack.identify import build_split_dataloader, identify_channels
+    from posattack.data.dataloader import build_split_dataloader
+    from posattack.identify import identify_channels
+    from posattack.models.builder import load_segmentor
 
     init_launcher(args.launcher)
     if not osp.isfile(args.config):

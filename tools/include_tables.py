@@ -11,12 +11,14 @@ Every block of the form
 gets the current content of the named file (relative to the repository root), so a table in
 the README is always the one a command in the repository wrote, never one typed by hand.
 """
+from __future__ import annotations
+
 import argparse
 import os.path as osp
 import re
 import sys
 
-from posattack.fileio import write_text_atomic
+from posattack.utils.fileio import write_text_atomic
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 BLOCK = re.compile(r'(<!-- include: (?P<path>[^ ]+) -->\n)(?P<body>.*?)(<!-- end include -->)',

@@ -1,16 +1,18 @@
-"""Write synthetic street scenes in the Cityscapes layout (see posattack/synthetic.py).
+"""Write synthetic street scenes in the Cityscapes layout (see posattack/data/synthetic.py).
 
     python tools/make_synthetic_cityscapes.py data/synthetic_cityscapes \
         --num-train 300 --num-val 60 --size 128 256 --seed 0
     # then: python tools/train.py configs/demo/deeplabv3_r18-tiny_synthetic-cityscapes.py
 """
+from __future__ import annotations
+
 import argparse
 import sys
 import time
 
 from mmengine.logging import print_log
 
-from posattack.synthetic import generate_cityscapes
+from posattack.data.synthetic import generate_cityscapes
 
 
 def parse_args(argv=None):
@@ -22,6 +24,10 @@ def parse_args(argv=None):
     parser.add_argument('--size', type=int, nargs=2, default=(128, 256),
                         metavar=('HEIGHT', 'WIDTH'), help='image size in pixels')
     parser.add_argument('--seed', type=int, default=0, help='seed; same seed, same bytes')
+    parser.add_argument('--side-free', action='store_true',
+                        help='scenes whose classes do not depend on the side of the street '
+                        '(sidewalk/terrain and building/wall told apart by looks), for '
+                        'training with random horizontal flips')
     return parser.parse_args(argv)
 
 
@@ -30,7 +36,8 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     try:
         info = generate_cityscapes(args.out_dir, args.num_train, args.num_val,
-                                   size=tuple(args.size), seed=args.seed)
+                                   size=tuple(args.size), seed=args.seed,
+                                   side_free=args.side_free)
     except (ValueError, FileExistsError, NotADirectoryError) as error:
         print(f'error: {error}', file=sys.stderr)
         return 2

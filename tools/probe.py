@@ -17,6 +17,8 @@
 an interrupted table resumes) and WORK_DIR/table.md (ours beside the paper's figures). Without
 --data-root it makes synthetic Cityscapes scenes in WORK_DIR/data first.
 """
+from __future__ import annotations
+
 import argparse
 import json
 import os
@@ -97,16 +99,18 @@ def parse_args(argv=None):
     frozen.add_argument('--out', default='work_dirs/probe/probe_ranking.json',
                         help='ranking JSON; a summary goes beside it (*_summary.json)')
     frozen.add_argument('--device', default=None, help="'cpu' or 'cuda' (default: cuda if any)")
-    frozen.add_argument('--trust-checkpoint', action='store_true',
-                        help='allow checkpoints outside the safe allowlist (runs code from the file)')
+    frozen.add_argument(
+        '--trust-checkpoint',
+        action='store_true',
+        help='allow checkpoints outside the safe allowlist (runs code from the file)')
     frozen.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings of the segmentor config')
     args = parser.parse_args(argv)
     head_kernel = getattr(args, 'gapnet_head_kernel', None)
     if head_kernel is not None and (head_kernel < 1 or head_kernel % 2 == 0):
         parser.error(f'--gapnet-head-kernel must be odd and positive, got {head_kernel}.')
-    for name in ('num_threads', 'max_iters', 'num_train_scenes', 'num_val_scenes', 'steps', 'patch_size',
-                 'max_patches', 'placements', 'batch_size'):
+    for name in ('num_threads', 'max_iters', 'num_train_scenes', 'num_val_scenes', 'steps',
+                 'patch_size', 'max_patches', 'placements', 'batch_size'):
         value = getattr(args, name, None)
         if value is not None and value < 1:
             parser.error(f'--{name.replace("_", "-")} must be at least 1, got {value}.')
@@ -114,14 +118,15 @@ def parse_args(argv=None):
     if any(g < 2 for g in grid_sizes):
         parser.error(f'grid sizes must be at least 2 (a g x g grid), got {grid_sizes}.')
     if getattr(args, 'patch_dir', None) and not args.test_patch_dir:
-        parser.error('--patch-dir needs --test-patch-dir: the read-outs are tested on other patches.')
+        parser.error(
+            '--patch-dir needs --test-patch-dir: the read-outs are tested on other patches.')
     return args
 
 
 def _synthetic_root(work_dir: str, num_train: int, num_val: int) -> str:
     from mmengine.logging import print_log
 
-    from posattack.synthetic import MARKER_FILE, generate_cityscapes
+    from posattack.data.synthetic import MARKER_FILE, generate_cityscapes
     root = osp.join(work_dir, 'data', 'synthetic_cityscapes')
     marker = osp.join(root, MARKER_FILE)
     if osp.isfile(marker):
@@ -139,7 +144,8 @@ def _synthetic_root(work_dir: str, num_train: int, num_val: int) -> str:
 def run_table(args) -> dict:
     from mmengine.logging import print_log
 
-    from posattack.probes.table import format_table1, run_table as run_all
+    from posattack.probes.table import format_table1
+    from posattack.probes.table import run_table as run_all
     data_root = args.data_root or _synthetic_root(args.work_dir, args.num_train_scenes,
                                                   args.num_val_scenes)
     start, load = time.perf_counter(), os.getloadavg()
@@ -180,9 +186,9 @@ def run_frozen(args):
     import torch
     from mmengine.logging import print_log
 
-    from posattack.builder import load_segmentor
-    from posattack.probes.frozen_probe import build_probe_datasets, frozen_grid_probe
-    from posattack.fileio import write_text_atomic
+    from posattack.identify.grid_probe import build_probe_datasets, frozen_grid_probe
+    from posattack.models.builder import load_segmentor
+    from posattack.utils.fileio import write_text_atomic
     for path, what in ((args.config, 'Config'), (args.checkpoint, 'Checkpoint')):
         if not osp.isfile(path):
             raise FileNotFoundError(f'{what} file not found: {path}')
@@ -203,16 +209,20 @@ def run_frozen(args):
     path = result.ranking.save(args.out)
     summary_path = osp.splitext(args.out)[0] + '_summary.json'
     write_text_atomic(summary_path, json.dumps(result.summary(), indent=2) + '\n')
-    print_log(f'{args.grid_size}x{args.grid_size} grid probe of {result.layer} '
-              f'{result.tensor_shape}: GAPNet read-out {result.gapnet_accuracy:.1f} %, PermuteNet '
-              f'read-out {result.permutenet_accuracy:.1f} % (gap {result.accuracy_gap:.1f} points, '
-              f'chance {result.chance_accuracy:.1f} %)\nRanking ({", ".join(result.ranking.regions[:4])}, '
-              f'...) written to {osp.abspath(path)}; summary {summary_path}', logger='current')
+    print_log(
+        f'{args.grid_size}x{args.grid_size} grid probe of {result.layer} '
+        f'{result.tensor_shape}: GAPNet read-out {result.gapnet_accuracy:.1f} %, PermuteNet '
+        f'read-out {result.permutenet_accuracy:.1f} % (gap {result.accuracy_gap:.1f} points, '
+        f'chance {result.chance_accuracy:.1f} %)\nRanking '
+        f'({", ".join(result.ranking.regions[:4])}, '
+        f'...) written to {osp.abspath(path)}; summary {summary_path}',
+        logger='current')
     return result
 
 
 def run(argv=None):
-    """Run a sub-command; returns its result (rows, metrics or FrozenProbeResult), raises on bad input."""
+    """Run a sub-command; returns its result (rows, metrics or FrozenProbeResult), raises on bad "
+    "input."""
     args = parse_args(argv)
     if args.num_threads:
         import torch
@@ -222,8 +232,8 @@ def run(argv=None):
 
 def main(argv=None) -> int:
     """The command line: exit code 0, or 2 with one line saying what is wrong."""
-    from posattack.builder import ConfigError
-    from posattack.checkpoint import CheckpointError
+    from posattack.models.builder import ConfigError
+    from posattack.utils.checkpoint import CheckpointError
     try:
         run(argv)
     except (FileNotFoundError, FileExistsError, NotADirectoryError, ValueError, KeyError,

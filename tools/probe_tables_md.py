@@ -15,15 +15,17 @@ the command, its wall time and, from the rows, their number, their summed traini
 time, when they finished and the load average at their starts, so a table in the docs always
 names the runs behind it.
 """
+from __future__ import annotations
+
 import argparse
 import datetime
 import math
 import os.path as osp
 import sys
 
-from posattack.fileio import write_text_atomic
-from posattack.machine import describe_machine
 from posattack.probes.table import format_runs, format_table1, load_results
+from posattack.utils.fileio import write_text_atomic
+from posattack.utils.machine import describe_machine
 
 
 def _part(text: str) -> tuple:
@@ -38,7 +40,8 @@ def _rows_summary(parts) -> str:
     if not rows:
         return 'no runs yet.'
     minutes = sum(row.get('seconds', 0) for row in rows) / 60
-    text = f'{len(rows)} run{"s" * (len(rows) != 1)}, {minutes:.1f} min of training and testing in all'
+    text = (f'{len(rows)} run{"s" * (len(rows) != 1)}, {minutes:.1f} min of training and '
+            'testing in all')
     finished = sorted(row['finished_utc'] for row in rows if row.get('finished_utc'))
     if finished:
         text += f', finished {finished[0]} to {finished[-1]} UTC'
@@ -75,7 +78,8 @@ def main(argv=None) -> int:
             if osp.isfile(path):
                 rows = load_results(path)
                 if args.paddings:
-                    rows = {key: row for key, row in rows.items() if key.split('/')[0] in args.paddings}
+                    rows = {key: row for key, row in rows.items()
+                            if key.split('/')[0] in args.paddings}
                 parts.append((label, rows))
             else:
                 missing.append((label, work_dir))

@@ -1,24 +1,26 @@
 """The depth-profile tables of a tools/depth_profile.py run, stamped with when, where and how.
 
     python tools/profile_table.py work_dirs/demo/profile/profile.json \
-        --out docs/tables/demo_profile.md --command "python tools/depth_profile.py ..." --seconds 321
+        --out docs/tables/demo_profile.md --command "python tools/depth_profile.py ..." \
+        --seconds 321
 
 Writes the concentration table and the attack table of profile.json under a line that says
 the date, the machine, the command that made the run and how long it took, so a table in
 the docs always names the run behind it; numbers are never typed by hand. The run's plots
 are copied beside the table (``<out stem>_<plot>.png``) and linked.
 """
+from __future__ import annotations
+
 import argparse
 import datetime
 import os.path as osp
 import sys
 
-from posattack.fileio import write_bytes_atomic, write_text_atomic
-from posattack.machine import describe_machine
-from posattack.profile_report import (ATTACK_LEGEND, CONCENTRATION_LEGEND, attack_table,
+from posattack.profile.report import (ATTACK_LEGEND, CONCENTRATION_LEGEND, attack_table,
                                       concentration_table)
 from posattack.report import read_json
-
+from posattack.utils.fileio import write_bytes_atomic, write_text_atomic
+from posattack.utils.machine import describe_machine
 
 PLOTS = ('concentration_vs_depth', 'gap_vs_depth', 'class_drop_by_layer')
 

@@ -6,6 +6,8 @@
 # About 45 minutes on 2 free cores (the pair-trained models take 12 minutes each).
 # Steps whose outputs exist are skipped, so a rerun only redoes what is missing.
 #   SEED=1 bash tools/run_aug_shift_demo.sh   another training seed (own work dirs)
+#   RUNS="latent-only-1 latent-only-10" ...   other runs: the AugShift loss's latent term
+#                                              alone (dense_weight=0) at latent weight 1/10/100
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${POSATTACK_VENV:-.venv}/bin/python"
@@ -20,8 +22,9 @@ if [ ! -f "$DATA/.complete" ]; then
   touch "$DATA/.complete"
 fi
 
+NAMES="${RUNS:-plain shift-crops augshift augshift-strong}"
 RUNS=()
-for name in plain shift-crops augshift augshift-strong; do
+for name in $NAMES; do
   weights=""
   case $name in
     plain) config=configs/demo/deeplabv3_r18-tiny_synthetic-cityscapes.py ;;
@@ -29,6 +32,10 @@ for name in plain shift-crops augshift augshift-strong; do
     augshift) config=configs/demo/deeplabv3_r18-tiny_augshift_synthetic-cityscapes.py ;;
     augshift-strong) config=configs/demo/deeplabv3_r18-tiny_augshift_synthetic-cityscapes.py
       weights="model.latent_weight=100.0 model.dense_weight=10.0" ;;
+    latent-only-*) config=configs/demo/deeplabv3_r18-tiny_augshift_synthetic-cityscapes.py
+      weights="model.latent_weight=${name#latent-only-}.0 model.dense_weight=0.0" ;;
+    *) echo "error: unknown run '$name'; choose from plain shift-crops augshift" \
+         "augshift-strong latent-only-1 latent-only-10 latent-only-100" >&2; exit 2 ;;
   esac
   dir="$WORK/$name"
   if [ ! -f "$dir/train/last_checkpoint" ]; then

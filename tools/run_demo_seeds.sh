@@ -2,31 +2,49 @@
 # The embedded default over several training seeds, pooled: the demo model trained with
 # seeds 0..SEEDS-1 (same data, config and iterations), each attacked as `make demo` does,
 # then the across-model tests and the paper's two claims (tools/attack.py with several
-# checkpoints). Writes work_dirs/demo/seeds/pooled/{summary.json,report.md} and the table
-# the README quotes, docs/tables/demo_pooled.md, stamped with date, machine and time taken.
+# checkpoints). Writes $WORK/pooled/{summary.json,report.md} and the table the README
+# quotes, docs/tables/demo_pooled.md, stamped with date, machine and time taken.
 # Steps whose outputs exist are skipped (each attack resumes), so a rerun is cheap.
 #   SEEDS=3 make demo-seeds   fewer models (default 5)
+# The seed-robustness study (tools/run_study.sh) calls this script once per setting and data
+# seed through these variables (defaults: the embedded default on data seed 0):
+#   CONFIG      the model config
+#   DATA_SEED   seed of the synthetic data (data in data/synthetic_cityscapes for seed 0)
+#   GEN_OPTS    extra options of tools/make_synthetic_cityscapes.py (e.g. --side-free)
+#   NUM_VAL     validation images (default 60)
+#   TRAIN_OPTS  extra --cfg-options for training only
+#   TRAIN_WORK  where the models are trained (default $WORK): a setting that changes only
+#               the validation images reuses the models of the setting that trained them
+#   TABLE       the table to write; README=0 leaves README.md alone
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${POSATTACK_VENV:-.venv}/bin/python"
+DATA_SEED="${DATA_SEED:-0}"
+NUM_VAL="${NUM_VAL:-60}"
+GEN_OPTS="${GEN_OPTS:-}"
+TRAIN_OPTS="${TRAIN_OPTS:-}"
 DATA="${DATA:-data/synthetic_cityscapes}"
 SEEDS="${SEEDS:-5}"
 WORK="${WORK:-work_dirs/demo/seeds}"
+TRAIN_WORK="${TRAIN_WORK:-$WORK}"
 TABLE="${TABLE:-docs/tables/demo_pooled.md}"
-CONFIG=configs/demo/deeplabv3_r18-tiny_synthetic-cityscapes.py
+README="${README:-1}"
+COMMAND="${COMMAND:-SEEDS=$SEEDS make demo-seeds}"
+CONFIG="${CONFIG:-configs/demo/deeplabv3_r18-tiny_synthetic-cityscapes.py}"
 DATA_OPTS="train_dataloader.dataset.data_root=$DATA val_dataloader.dataset.data_root=$DATA test_dataloader.dataset.data_root=$DATA"
 start=$(date +%s)
 
 if [ ! -f "$DATA/.complete" ]; then
-  "$PY" tools/make_synthetic_cityscapes.py "$DATA" --num-train 300 --num-val 60 --size 128 256 --seed 0
+  "$PY" tools/make_synthetic_cityscapes.py "$DATA" --num-train 300 --num-val "$NUM_VAL" \
+    --size 128 256 --seed "$DATA_SEED" $GEN_OPTS
   touch "$DATA/.complete"
 fi
 CKPTS=()
 NAMES=()
 for seed in $(seq 0 $((SEEDS - 1))); do
-  dir="$WORK/seed$seed/train"
+  dir="$TRAIN_WORK/seed$seed/train"
   if [ ! -f "$dir/last_checkpoint" ]; then
-    "$PY" tools/train.py "$CONFIG" --work-dir "$dir" --cfg-options $DATA_OPTS randomness.seed=$seed
+    "$PY" tools/train.py "$CONFIG" --work-dir "$dir" --cfg-options $DATA_OPTS randomness.seed=$seed $TRAIN_OPTS
   fi
   CKPTS+=("$(cat "$dir/last_checkpoint")")
   NAMES+=("seed$seed")
@@ -34,6 +52,8 @@ done
 "$PY" tools/attack.py "$CONFIG" "${CKPTS[@]}" --model-names "${NAMES[@]}" \
   --work-dir "$WORK/pooled" --resume --no-overlays --cfg-options $DATA_OPTS
 "$PY" tools/pooled_table.py "$WORK/pooled/summary.json" --out "$TABLE" \
-  --command "SEEDS=$SEEDS make demo-seeds" --seconds $(( $(date +%s) - start ))
+  --command "$COMMAND" --seconds $(( $(date +%s) - start ))
 echo "[demo-seeds] pooled report: $WORK/pooled/report.md; table: $TABLE"
-"$PY" tools/include_tables.py README.md
+if [ "$README" = 1 ]; then
+  "$PY" tools/include_tables.py README.md
+fi

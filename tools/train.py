@@ -7,6 +7,8 @@
 Importing posattack registers its modules and allowlists the globals of MMEngine
 checkpoints, so `--resume` (which torch.loads the last checkpoint) works on torch >= 2.6.
 """
+from __future__ import annotations
+
 import argparse
 import os
 import os.path as osp

@@ -20,7 +20,7 @@
 # The authors' released rankings (authors_rankings/*.json) index the channels of *their*
 # checkpoint only: with any other weights, identify the channels anew (the default).
 #
-# SyncBN in the zoo config becomes plain BatchNorm on CPU (posattack.builder.load_segmentor),
+# SyncBN in the zoo config becomes plain BatchNorm on CPU (posattack.models.builder.load_segmentor),
 # with the same weights. The auxiliary FCN head stays: zoo checkpoints carry its weights,
 # and test-time inference never runs it.
 _base_ = [

@@ -23,7 +23,7 @@
 #  - zero padding (plain Conv2d), BatchNorm, no bias in the backbone's convolutions.
 # out_indices=(0, 1, 2, 3) with in_index=3, as mmseg's R50 configs have it: the attacked
 # tensor is then named 'backbone:3', the name the authors' rankings load under
-# (posattack.ranking.AUTHORS_LAYER); the head reads layer4's output only, and returning the
+# (posattack.channels.ranking.AUTHORS_LAYER); the head reads layer4's output only, and returning the
 # other stages costs nothing (they are computed anyway).
 #
 # Inputs: BGR 0..255 images -> RGB, normalised by ImageNet mean/std on the 0..255 scale

@@ -16,7 +16,7 @@ patch_size = 16  # pixels; each cell is one patch wide, as CIFAR images in the p
 task = 'location'  # or 'classification': the label is the patch's majority class
 padding = 'zero'  # 'zero' | 'reflect' | 'replicate', for every padded conv of the backbone
 # Classes for the classification task: the synthetic generator paints sky like road, walls like
-# buildings and terrain like sidewalk on purpose (see posattack/synthetic.py), so a crop alone
+# buildings and terrain like sidewalk on purpose (see posattack/data/synthetic.py), so a crop alone
 # cannot tell those apart; these six it can.
 classification_classes = ['road', 'sidewalk', 'building', 'fence', 'vegetation', 'car']
 

@@ -3,7 +3,8 @@
 # so a 3x3 canvas is 96 pixels. Everything else (data, batch 32, 400 iterations of AdamW) is
 # the 1/4-width config's. About 13 times the compute of that config per iteration.
 #
-#   python tools/probe.py table --config configs/probes/gapnet_r18-w64-p32_grid3-location_synthetic.py \
+#   python tools/probe.py table \
+#       --config configs/probes/gapnet_r18-w64-p32_grid3-location_synthetic.py \
 #       --paddings zero --grid-sizes 3 --tasks location --gapnet-head-kernel 3 --permutation batch
 _base_ = './gapnet_r18-w16_grid3-location_synthetic.py'
 

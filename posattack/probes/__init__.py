@@ -3,25 +3,26 @@
 Importing this subpackage registers, in mmseg's registries: the models ``GAPNet`` and
 ``PermuteNet``, the dataset ``GridPatchDataset`` with its transforms ``PlacePatchInGrid`` and
 ``PackGridInputs``, and the metric ``ProbeAccuracy``. The frozen-backbone probe of a trained
-segmentor (:func:`frozen_grid_probe`) turns its read-out weights into a ChannelRanking with one
-order per grid cell (``cell_r_c``), for a region-specific attack on any cell.
-
-Usage::
-
-    import posattack.probes
-    result = posattack.probes.frozen_grid_probe(model, train_set, test_set)
-    result.ranking.save('probe_ranking.json')     # tools/attack.py --attack-region cell_0_0
+segmentor, which turns its read-out weights into a ChannelRanking with one order per grid
+cell, is an identification method: :mod:`posattack.identify.grid_probe`.
 """
-from .padding import PADDING_MODES, padding_modes, set_padding_mode
+from __future__ import annotations
+
+from .accuracy import ProbeAccuracy, accuracy_summary
 from .grid_data import (GridPatchDataset, PackGridInputs, PlacePatchInGrid, cell_name, cell_names,
                         crop_cityscapes_patches, load_patch_folder)
 from .models import GAPNet, PermuteNet, shuffle_channels
-from .accuracy import ProbeAccuracy, accuracy_summary
-from .frozen_probe import FrozenProbeResult, frozen_grid_probe, grid_probe_ranking
+from .padding import PADDING_MODES, padding_modes, set_padding_mode
 
 __all__ = [
-    'FrozenProbeResult', 'GAPNet', 'GridPatchDataset', 'PADDING_MODES', 'PackGridInputs',
+    'GAPNet', 'GridPatchDataset', 'PADDING_MODES', 'PackGridInputs',
     'PermuteNet', 'PlacePatchInGrid', 'ProbeAccuracy', 'accuracy_summary', 'cell_name',
-    'cell_names', 'crop_cityscapes_patches', 'frozen_grid_probe', 'grid_probe_ranking',
+    'cell_names', 'crop_cityscapes_patches',
     'load_patch_folder', 'padding_modes', 'set_padding_mode', 'shuffle_channels',
 ]
+
+
+def __getattr__(name: str):
+    # The frozen-backbone grid probe is an identification method now (posattack.identify).
+    from ..deprecated_paths import moved_name
+    return moved_name(__name__, name)

@@ -11,7 +11,8 @@ Usage (config)::
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, Optional
 
 import numpy as np
 from mmengine.evaluator import BaseMetric
@@ -25,7 +26,8 @@ def accuracy_summary(predictions: Sequence[int], labels: Sequence[int]) -> dict[
 
     Usage::
 
-        accuracy_summary([0, 1, 1], [0, 1, 0])   # {'accuracy': 66.67, 'mean_class_accuracy': 75.0, ...}
+        accuracy_summary([0, 1, 1], [0, 1, 0])
+        # {'accuracy': 66.67, 'mean_class_accuracy': 75.0, ...}
     """
     predictions, labels = np.asarray(predictions, np.int64), np.asarray(labels, np.int64)
     if predictions.shape != labels.shape or predictions.ndim != 1:

@@ -10,8 +10,8 @@ Patches come from
 * a folder of images (``patch_dir``): flat (unlabelled, location only) or
   ``root/<class_name>/*.png`` (labelled, both tasks); every image is resized to the patch size;
 * Cityscapes-layout data (``cityscapes_root``; real, or made by
-  ``posattack.synthetic.generate_cityscapes``): crops of the ``leftImg8bit`` images on a regular
-  grid, labelled with the majority ``labelTrainIds`` class of the crop.
+  ``posattack.data.synthetic.generate_cityscapes``): crops of the ``leftImg8bit`` images on a
+  regular grid, labelled with the majority ``labelTrainIds`` class of the crop.
 
 Usage::
 
@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Optional, Union
 
 import cv2
 import numpy as np
@@ -34,7 +35,7 @@ from mmcv.transforms import BaseTransform
 from mmengine.dataset import BaseDataset
 from mmseg.registry import DATASETS, TRANSFORMS
 
-from ..cityscapes_labels import IGNORE_INDEX, TRAINID_TO_NAME
+from ..data.cityscapes_labels import IGNORE_INDEX, TRAINID_TO_NAME
 
 __all__ = [
     'IMAGE_EXTENSIONS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'GridPatchDataset', 'PackGridInputs',
@@ -58,7 +59,8 @@ def check_grid_size(grid_size: Any) -> int:
 
 
 def cell_name(index: int, grid_size: int) -> str:
-    """``'cell_<row>_<col>'`` of cell ``index`` (row-major), e.g. ``cell_name(5, 3) == 'cell_1_2'``."""
+    """``'cell_<row>_<col>'`` of cell ``index`` (row-major), e.g. ``cell_name(5, 3) == "
+    "'cell_1_2'``."""
     row, col = divmod(int(index), int(grid_size))
     return f'cell_{row}_{col}'
 
@@ -97,7 +99,8 @@ def _resize(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
 def patch_folder_classes(root: Union[str, os.PathLike]) -> list[str]:
@@ -150,10 +153,12 @@ def _cityscapes_pairs(data_root: Path, split: str) -> list[tuple[Path, Path]]:
     pairs = []
     for image in sorted(image_root.glob('*/*_leftImg8bit.png')):
         stem = image.name[:-len('_leftImg8bit.png')]
-        label = data_root / 'gtFine' / split / image.parent.name / f'{stem}_gtFine_labelTrainIds.png'
+        label = (data_root / 'gtFine' / split / image.parent.name
+                 / f'{stem}_gtFine_labelTrainIds.png')
         if not label.is_file():
-            raise FileNotFoundError(f'{image} has no label map {label}; the Cityscapes layout needs '
-                                    f'gtFine/{split}/<city>/<stem>_gtFine_labelTrainIds.png.')
+            raise FileNotFoundError(
+                f'{image} has no label map {label}; the Cityscapes layout needs '
+                f'gtFine/{split}/<city>/<stem>_gtFine_labelTrainIds.png.')
         pairs.append((image, label))
     if not pairs:
         raise ValueError(f'{image_root} holds no *_leftImg8bit.png images in city folders.')
@@ -184,7 +189,8 @@ def crop_cityscapes_patches(data_root: Union[str, os.PathLike], split: str, patc
     crop_size = int(crop_size or patch_size)
     crop_stride = int(crop_stride or crop_size)
     if crop_size < 1 or crop_stride < 1:
-        raise ValueError(f'crop_size and crop_stride must be positive, got {crop_size}, {crop_stride}.')
+        raise ValueError(
+            f'crop_size and crop_stride must be positive, got {crop_size}, {crop_stride}.')
     if not 0.0 < float(min_class_fraction) <= 1.0:
         raise ValueError(f'min_class_fraction must lie in (0, 1], got {min_class_fraction!r}.')
     if classes is None:
@@ -216,14 +222,16 @@ def crop_cityscapes_patches(data_root: Union[str, os.PathLike], split: str, patc
                 majority = int(counts.argmax())
                 if counts[majority] < min_pixels or majority not in label_of_train_id:
                     continue
-                patches.append(_resize(image[top:top + crop_size, left:left + crop_size], patch_size))
+                patches.append(
+                    _resize(image[top:top + crop_size, left:left + crop_size], patch_size))
                 labels.append(label_of_train_id[majority])
     if not patches:
         raise ValueError(
-            f'No crop of {crop_size}x{crop_size} from {len(pairs)} images of {data_root}/{split} has '
-            f'a class covering {min_class_fraction:.0%} of it'
-            + (f' among {class_names}' if classes is not None else '')
-            + '; lower min_class_fraction, use a smaller crop_size or other classes.')
+            f'No crop of {crop_size}x{crop_size} from {len(pairs)} images of {data_root}/{split} '
+            'has '
+            f'a class covering {min_class_fraction:.0%} of it' +
+            (f' among {class_names}' if classes is not None else '') +
+            '; lower min_class_fraction, use a smaller crop_size or other classes.')
     patches_array, labels_array = np.stack(patches), np.array(labels, np.int64)
     if max_patches_per_class is not None:
         rng = np.random.default_rng(seed)
@@ -277,7 +285,8 @@ class PlacePatchInGrid(BaseTransform):
         if self.offset == 'center':
             dy, dx = (cell_size - height) // 2, (cell_size - width) // 2
         else:
-            dy, dx = np.random.randint(cell_size - height + 1), np.random.randint(cell_size - width + 1)
+            dy, dx = np.random.randint(cell_size - height + 1), np.random.randint(cell_size -
+                                                                                  width + 1)
         if self.to_bgr:  # mean and std are in the order the model sees, so flip first
             patch = patch[..., ::-1]
         values = (patch.astype(np.float32) - self.mean) / self.std
@@ -334,7 +343,8 @@ class GridPatchDataset(BaseDataset):
                  max_images: Optional[int] = None, max_patches: Optional[int] = None,
                  seed: int = 0, pipeline: Optional[Sequence[Any]] = None, **kwargs):
         self.grid_size = check_grid_size(grid_size)
-        if isinstance(patch_size, bool) or not isinstance(patch_size, (int, np.integer)) or patch_size < 1:
+        if isinstance(patch_size, bool) or not isinstance(patch_size,
+                                                          (int, np.integer)) or patch_size < 1:
             raise ValueError(f'patch_size must be a positive integer (pixels), got {patch_size!r}.')
         self.patch_size = int(patch_size)
         self.cell_size = int(cell_size if cell_size is not None else patch_size)
@@ -414,4 +424,3 @@ class GridPatchDataset(BaseDataset):
     def labels(self) -> np.ndarray:
         """The label of every sample, in order (for class balance checks)."""
         return np.array([self.get_data_info(i)['gt_label'] for i in range(len(self))], np.int64)
-

@@ -8,8 +8,9 @@ about *where* a patch lies must be carried by *which channel* is active:
   read-out of the pooled channels, so position must be encoded channel-wise to be read at all.
 * ``PermuteNet``: backbone -> global average pooling -> a fresh random permutation of the
   channel order (drawn at every forward, in training and in test: independently per image by
-  default, or one for the whole batch as in the authors' code) -> linear layer. Channel identity is destroyed, so position is lost while semantic content,
-  which survives as the distribution of channel values, is not.
+  default, or one for the whole batch as in the authors' code) -> linear layer. Channel
+  identity is destroyed, so position is lost while semantic content, which survives as the
+  distribution of channel values, is not.
 
 Both are MMEngine ``BaseModel``\\ s registered in mmseg's MODELS: the Runner trains them with
 ``forward(inputs, data_samples, mode)`` returning losses ('loss'), per-image predictions
@@ -23,7 +24,8 @@ Usage::
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Any, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -41,7 +43,8 @@ _CHANNEL_PROBE_SIZE = (64, 64)
 PERMUTATION_KINDS = ('image', 'batch')
 
 
-def shuffle_channels(pooled: torch.Tensor, generator: Optional[torch.Generator] = None,
+def shuffle_channels(pooled: torch.Tensor,
+                     generator: Optional[torch.Generator] = None,
                      per: str = 'image') -> torch.Tensor:
     """The C values of every row of ``pooled`` (B, C) in a random order.
 
@@ -51,11 +54,12 @@ def shuffle_channels(pooled: torch.Tensor, generator: Optional[torch.Generator] 
 
     Usage::
 
-        shuffled = shuffle_channels(torch.arange(6.).view(2, 3))   # each row a permutation of itself
+        shuffled = shuffle_channels(torch.arange(6.).view(2, 3))  # rows: permutations of themselves
         same_order = shuffle_channels(torch.arange(6.).view(2, 3), per='batch')
     """
     if pooled.dim() != 2:
-        raise ValueError(f'shuffle_channels expects pooled activations (B, C), got {tuple(pooled.shape)}.')
+        raise ValueError(
+            f'shuffle_channels expects pooled activations (B, C), got {tuple(pooled.shape)}.')
     if per not in PERMUTATION_KINDS:
         raise ValueError(f'Unknown permutation kind {per!r}; choose one of '
                          f'{", ".join(map(repr, PERMUTATION_KINDS))}.')
@@ -63,7 +67,8 @@ def shuffle_channels(pooled: torch.Tensor, generator: Optional[torch.Generator] 
     if generator is None:
         keys = torch.rand(shape, device=pooled.device)
     else:
-        keys = torch.rand(shape, generator=generator, device=generator.device).to(pooled.device)
+        keys = torch.rand(shape, generator=generator,
+                          device=generator.device).to(pooled.device)
     return pooled.gather(1, keys.argsort(dim=1).expand(pooled.shape))
 
 
@@ -115,9 +120,12 @@ class PooledProbe(BaseModel):
             got = (f'shape {tuple(output.shape)}' if isinstance(output, torch.Tensor)
                    else type(output).__name__)
             raise ValueError(
-                f'{type(self).__name__} pools a feature map (B, C, H, W) over H and W, but backbone '
-                f'{self._backbone_name()} (output {self.feature_index}) gives {got}, which cannot be '
-                f'pooled spatially. Use a backbone (or feature_index) that returns 4-D feature maps, '
+                f'{type(self).__name__} pools a feature map (B, C, H, W) over H and W, but '
+                'backbone '
+                f'{self._backbone_name()} (output {self.feature_index}) gives {got}, which cannot '
+                'be '
+                'pooled spatially. Use a backbone (or feature_index) that returns 4-D feature '
+                'maps, '
                 f'e.g. a vision transformer with out_type="featmap".')
         return output
 
@@ -126,7 +134,8 @@ class PooledProbe(BaseModel):
         self.backbone.eval()  # a dry run must not move BatchNorm statistics
         try:
             with torch.no_grad():
-                feature = self._select_feature(self.backbone(torch.zeros(1, 3, *_CHANNEL_PROBE_SIZE)))
+                feature = self._select_feature(
+                    self.backbone(torch.zeros(1, 3, *_CHANNEL_PROBE_SIZE)))
         finally:
             self.backbone.train(was_training)
         return int(feature.shape[1])
@@ -159,8 +168,8 @@ class PooledProbe(BaseModel):
             return {'loss': F.cross_entropy(logits, labels), 'accuracy': accuracy}
         if mode == 'predict':
             predictions = logits.argmax(dim=1).tolist()
-            labels = (_labels_tensor(data_samples, logits.device).tolist() if data_samples is not None
-                      else [None] * len(predictions))
+            labels = (_labels_tensor(data_samples, logits.device).tolist()
+                      if data_samples is not None else [None] * len(predictions))
             return [{'pred_label': p, 'gt_label': g} for p, g in zip(predictions, labels)]
         raise ValueError(f"Unknown mode {mode!r}; use 'loss', 'predict' or 'tensor'.")
 

@@ -30,7 +30,9 @@ __all__ = ['PADDING_MODES', 'normalize_padding_mode', 'padding_modes', 'set_padd
 # Our names (the paper's, and mmcv's padding-layer names) -> torch's ``padding_mode``.
 PADDING_MODES = {'zero': 'zeros', 'reflect': 'reflect', 'replicate': 'replicate'}
 _TORCH_TO_OURS = {torch_name: ours for ours, torch_name in PADDING_MODES.items()}
-_PAD_LAYERS = {'zero': nn.ZeroPad2d, 'reflect': nn.ReflectionPad2d, 'replicate': nn.ReplicationPad2d}
+_PAD_LAYERS = {
+    'zero': nn.ZeroPad2d, 'reflect': nn.ReflectionPad2d, 'replicate': nn.ReplicationPad2d
+}
 _PAD_LAYER_NAMES = {layer: name for name, layer in _PAD_LAYERS.items()}
 
 

@@ -21,19 +21,30 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence, Union
+from typing import Any, Optional, Union
 
 from mmengine.config import Config
 from mmengine.logging import print_log
 
-from ..fileio import write_text_atomic
+from ..utils.fileio import write_text_atomic
 from .grid_data import TASKS, check_grid_size, patch_folder_classes
 from .padding import PADDING_MODES, normalize_padding_mode
 
 __all__ = [
-    'NETWORKS', 'PAPER_TABLE1', 'config_fingerprint', 'configure_probe', 'format_runs', 'format_table1',
-    'load_results', 'network_label', 'row_key', 'run_probe', 'run_table', 'set_schedule_length',
+    'NETWORKS',
+    'PAPER_TABLE1',
+    'config_fingerprint',
+    'configure_probe',
+    'format_runs',
+    'format_table1',
+    'load_results',
+    'network_label',
+    'row_key',
+    'run_probe',
+    'run_table',
+    'set_schedule_length',
 ]
 
 NETWORKS = ('GAPNet', 'PermuteNet')
@@ -55,7 +66,10 @@ PAPER_TABLE1: dict[tuple[str, str], dict[str, dict[int, float]]] = {
                                   'classification': {3: 72.0, 5: 71.5, 7: 71.4}},
 }
 
-_NETWORK_ONLY_KEYS = {'GAPNet': ('head_kernel_size', ), 'PermuteNet': ('shuffle_channels', 'permutation')}
+_NETWORK_ONLY_KEYS = {
+    'GAPNet': ('head_kernel_size', ),
+    'PermuteNet': ('shuffle_channels', 'permutation'),
+}
 
 
 def network_label(model: dict) -> str:
@@ -82,7 +96,8 @@ def row_key(padding: str, network: str, task: str, grid_size: int) -> str:
 def _check_choice(value: str, choices: Iterable[str], what: str) -> str:
     choices = tuple(choices)
     if value not in choices:
-        raise ValueError(f'Unknown {what} {value!r}; choose one of {", ".join(map(repr, choices))}.')
+        raise ValueError(
+            f'Unknown {what} {value!r}; choose one of {", ".join(map(repr, choices))}.')
     return value
 
 
@@ -119,7 +134,8 @@ def _num_classes(cfg: Config, task: str, grid_size: int) -> int:
 def configure_probe(cfg: Union[str, Config], network: str, task: str, grid_size: int, padding: str,
                     data_root: Optional[str] = None, work_dir: Optional[str] = None,
                     max_iters: Optional[int] = None, seed: Optional[int] = None,
-                    head_kernel_size: Optional[int] = None, permutation: Optional[str] = None) -> Config:
+                    head_kernel_size: Optional[int] = None,
+                    permutation: Optional[str] = None) -> Config:
     """A copy of a probe config set to one cell of Table 1.
 
     Sets the model type (``GAPNet``/``PermuteNet``), its padding and class count, the grid
@@ -211,7 +227,8 @@ def run_probe(cfg: Config) -> dict[str, Any]:
 
 
 def config_fingerprint(cfg: Config) -> str:
-    """SHA-256 of a run's settings (its config, less work dir and run name): what resume compares."""
+    """SHA-256 of a run's settings (its config, less work dir and run name): what resume "
+    "compares."""
     settings = cfg.to_dict()
     for key in ('work_dir', 'experiment_name'):
         settings.pop(key, None)
@@ -221,7 +238,7 @@ def config_fingerprint(cfg: Config) -> str:
 
 def _data_marker(data_root: Optional[str]) -> Optional[dict]:
     """What generated a synthetic data root (counts, size, seed), so new data means new runs."""
-    from ..synthetic import MARKER_FILE
+    from ..data.synthetic import MARKER_FILE
     marker = Path(data_root) / MARKER_FILE if data_root else None
     if marker is None or not marker.is_file():
         return None
@@ -266,21 +283,31 @@ def run_table(config: Union[str, Config], work_dir: Union[str, os.PathLike],
     work_dir = Path(work_dir)
     results_path = work_dir / 'results.json'
     rows = load_results(results_path) if resume else {}
-    base = copy.deepcopy(config) if isinstance(config, Config) else Config.fromfile(os.fspath(config))
+    base = copy.deepcopy(config) if isinstance(config, Config) else Config.fromfile(
+        os.fspath(config))
     if cfg_options:
         base.merge_from_dict(dict(cfg_options))
     paddings = [normalize_padding_mode(p) for p in paddings]
-    meta = {'config': str(getattr(base, 'filename', '') or ''), 'data_root': data_root,
-            'max_iters': max_iters or base.train_cfg.get('max_iters'), 'cfg_options': cfg_options or {}}
+    meta = {
+        'config': str(getattr(base, 'filename', '') or ''), 'data_root': data_root,
+        'max_iters': max_iters or base.train_cfg.get('max_iters'), 'cfg_options': cfg_options or {}
+    }
     for padding in paddings:
         for network in networks:
             for task in tasks:
                 for grid_size in grid_sizes:
                     key = row_key(padding, network, task, grid_size)
-                    cfg = configure_probe(base, network, task, grid_size, padding,
-                                          data_root=data_root, work_dir=str(work_dir / key.replace('/', '_')),
-                                          max_iters=max_iters, seed=seed,
-                                          head_kernel_size=head_kernel_size, permutation=permutation)
+                    cfg = configure_probe(base,
+                                          network,
+                                          task,
+                                          grid_size,
+                                          padding,
+                                          data_root=data_root,
+                                          work_dir=str(work_dir / key.replace('/', '_')),
+                                          max_iters=max_iters,
+                                          seed=seed,
+                                          head_kernel_size=head_kernel_size,
+                                          permutation=permutation)
                     settings = {'max_iters': cfg.train_cfg.max_iters,
                                 'seed': (cfg.get('randomness') or {}).get('seed'),
                                 'data_root': data_root, 'cfg_options': cfg_options or {},
@@ -299,14 +326,19 @@ def run_table(config: Union[str, Config], work_dir: Union[str, os.PathLike],
                                  'num_classes': int(cfg.model.num_classes),
                                  'network_label': network_label(cfg.model),
                                  'seconds': round(time.perf_counter() - start, 1),
-                                 'finished_utc': datetime.datetime.now(datetime.timezone.utc).strftime(
-                                     '%Y-%m-%d %H:%M'),
+                                 'finished_utc': _utc_minute(),
                                  'load_average_at_start': round(load, 2), 'settings': settings}
-                    print_log(f'{key}: {rows[key]["accuracy"]:.1f} % in {rows[key]["seconds"]:.0f} s',
-                              logger='current')
+                    print_log(
+                        f'{key}: {rows[key]["accuracy"]:.1f} % in {rows[key]["seconds"]:.0f} s',
+                        logger='current')
                     _save_results(results_path, rows, meta)
                     write_text_atomic(work_dir / 'table.md', format_table1(rows) + '\n')
     return rows
+
+
+def _utc_minute() -> str:
+    """The current UTC time to the minute, e.g. ``'2026-12-03 07:40'`` (when a run finished)."""
+    return datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M')
 
 
 def _cell(rows: dict, padding: str, network: str, task: str, grid_size: int) -> str:
@@ -342,7 +374,8 @@ def format_table1(rows: dict[str, dict], paddings: Optional[Sequence[str]] = Non
     for padding in paddings:
         for network in networks:
             cells = [_cell(rows, padding, network, task, g) for task in TASKS for g in grid_sizes]
-            lines.append('| ' + ' | '.join([padding, _label(rows, padding, network)] + cells) + ' |')
+            label = _label(rows, padding, network)
+            lines.append('| ' + ' | '.join([padding, label] + cells) + ' |')
     seconds = [row['seconds'] for row in rows.values() if 'seconds' in row]
     lines.append('')
     lines.append('Accuracy in % on held-out patches: ours (paper, Islam et al. ICCV 2021 Table 1). '
@@ -377,7 +410,8 @@ def format_runs(parts: Sequence[tuple[str, dict[str, dict]]],
                     continue
                 iterations = sorted({str(row.get('settings', {}).get('max_iters', '?'))
                                      for row in mine.values()})
-                cells = [_cell(rows, padding, network, task, g) for task in TASKS for g in grid_sizes]
+                cells = [_cell(rows, padding, network, task, g)
+                         for task in TASKS for g in grid_sizes]
                 lines.append('| ' + ' | '.join([setting, ' / '.join(iterations), padding,
                                                 _label(rows, padding, network)] + cells) + ' |')
     return '\n'.join(lines)

@@ -2,10 +2,12 @@
 
 Python imports ``sitecustomize`` at start-up from sys.path; the test puts this folder on the
 PYTHONPATH of tools/dist_attack.sh only, with POSATTACK_SHARD_LOG=PREFIX. Every process
-then wraps ``posattack.sweep._batches`` when that module is imported and, at exit, writes
+then wraps ``posattack.attack.sweep._batches`` when that module is imported and, at exit, writes
 ``PREFIX.<RANK>``: one list of image paths per pass over the data. Without the variable it
 does nothing.
 """
+from __future__ import annotations
+
 import atexit
 import importlib.abc
 import importlib.util
@@ -14,7 +16,7 @@ import os
 import sys
 
 _LOG = os.environ.get('POSATTACK_SHARD_LOG')
-_TARGET = 'posattack.sweep'
+_TARGET = 'posattack.attack.sweep'
 
 
 def _wrap(module) -> None:

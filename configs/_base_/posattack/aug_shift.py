@@ -12,7 +12,8 @@
 #       pipeline=_base_.train_dataloader.dataset.pipeline + [_base_.aug_shift_pair]))
 #
 # configs/demo/deeplabv3_r18-tiny_augshift_synthetic-cityscapes.py is a worked example.
-# Types are full dotted paths, which MMEngine's registry imports by itself.
+# Types are posattack's top-level names (`posattack.AugShiftEncoderDecoder`), which MMEngine's
+# registry imports by itself and which stay put when modules move.
 aug_shift_model = dict(
     type='posattack.AugShiftEncoderDecoder',
     latent_weight=1.0,  # pooled-latent distance (the paper's AugShift loss)

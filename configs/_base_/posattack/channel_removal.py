@@ -8,7 +8,8 @@
 #   python tools/test.py my_config.py ckpt.pth \
 #       --cfg-options custom_hooks.0.ranking=work_dirs/ranking.json custom_hooks.0.num_channels=50
 #
-# The hook's type is its full dotted path, which MMEngine's registry imports by itself (and
+# The hook's type is posattack's top-level name, `posattack.ChannelRemovalHook`, which
+# MMEngine's registry imports by itself and which stays put when modules move (and
 # importing posattack registers its metrics and the checkpoint allowlist too). So this file
 # sets no `custom_imports`: MMEngine refuses a key defined by two `_base_` files, and many
 # configs (the demo ones included) already have their own `custom_imports`. Writing
@@ -20,19 +21,21 @@
 # already defines `custom_hooks`, do not list it beside this file in `_base_` (duplicate key):
 # copy the dict below into your own list instead.
 #
-# Fields (see posattack.hooks.ChannelRemovalHook):
+# Fields (see posattack.channels.hook.ChannelRemovalHook):
 #   layer: 'backbone:3' style name; None = the tensor the decode head consumes.
 #   mode: 'targeted' (top of a ranking), 'random' (drawn with seed), 'explicit' (channels=[...]).
 #   num_channels / fraction: how many to remove; give exactly one (set the other to None).
 #   region: which ranking order: 'overall', 'left', 'right', 'top', 'bottom'.
-#   ablation: 'zero', or 'mean' (each channel's mean over the first mean_num_images images of
-#             the loop's dataloader, computed before each val/test epoch: one extra pass).
+#   ablation: 'zero', 'mean' (each channel's mean over the first mean_num_images images of
+#             the loop's dataloader, computed before each val/test epoch: one extra pass), or
+#             'gaussian_noise' (noise at each channel's std, from the same extra pass); see
+#             posattack/channels/ablations.py.
 #   apply_in: phases to remove channels in: any of 'val', 'test', 'train'.
 #   ranking_format: 'posattack' (tools/identify.py's JSON) or 'authors' (the paper's release:
 #                   ranking=<directory of their three JSON files>).
 custom_hooks = [
     dict(
-        type='posattack.hooks.ChannelRemovalHook',
+        type='posattack.ChannelRemovalHook',
         layer=None,
         ranking='ranking.json',
         region='overall',

@@ -7,6 +7,7 @@
 #
 # MMEngine refuses a key defined by two `_base_` files: if another base of yours already
 # sets `custom_imports` (the demo configs do), leave this file out and add 'posattack' to
-# that list. region_metric.py and channel_removal.py name their types by dotted path, so they
-# also work without this file; it makes the import happen first, before any checkpoint loads.
+# that list. region_metric.py and channel_removal.py name their types by top-level path, so
+# they also work without this file; it makes the import happen first, before any checkpoint
+# loads.
 custom_imports = dict(imports=['posattack'], allow_failed_imports=False)

@@ -1,6 +1,7 @@
 # Per-region mIoU as the paper scores it (full image, left/right halves, center vs periphery)
-# plus four border-distance bands, for mmseg's own tools/test.py. The type is a dotted path,
-# which MMEngine's registry imports by itself (imports.py is not required, but harmless).
+# plus four border-distance bands, for mmseg's own tools/test.py. The type is posattack's
+# top-level name, `posattack.RegionIoUMetric`, which MMEngine's registry imports by itself
+# (imports.py is not required, but harmless) and which stays put when modules move.
 #
 # Why a variable and not `test_evaluator = ...`: every mmseg zoo config already defines
 # val_evaluator and test_evaluator, and MMEngine refuses a key defined by two `_base_` files.
@@ -19,6 +20,6 @@
 # `out_file='region_miou.json'` also writes every region's scores, per class, as JSON.
 # mmseg's tools/test.py --out sets `keep_results`; RegionIoUMetric accepts it, as IoUMetric does.
 region_metric = dict(
-    type='posattack.metrics.RegionIoUMetric',
+    type='posattack.RegionIoUMetric',
     regions=['paper', dict(type='border', bands=4)],
     iou_metrics=['mIoU'])

@@ -1,0 +1,386 @@
+"""The whole position attack as one call: identify, sweep, report (what tools/attack.py runs).
+
+Work-dir contract (every file is written atomically; ``resume=True`` keeps finished
+settings and refuses a work dir made from another config, checkpoint, layer, test images
+or ranking, :mod:`posattack.attack.run_fingerprint`): ranking.json, per_image.npz (what the
+bootstrap resamples), results.json (with the ``statistics`` and ``tests`` of
+:mod:`posattack.report.significance`), results.csv, report.md, plots, overlays/ with
+overlays.json (the panels of this run, :mod:`posattack.report.overlay_manifest`), and .lock (one
+run at a time, :mod:`posattack.attack.work_dir_lock`). A fresh run first removes what an earlier
+run wrote (:mod:`posattack.attack.work_dir`). per_image.npz is written before results.json, so a
+setting listed in results.json always has its per-image counts; one without them (a work
+dir from before per-image statistics) is evaluated again on --resume.
+"""
+from __future__ import annotations
+
+import os
+import os.path as osp
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Optional, Union
+
+import torch
+from mmengine import dist
+from mmengine.logging import MMLogger, print_log
+
+from ..channels.ablations import ablation_names
+from ..channels.layers import default_layer, resolve_layer
+from ..channels.modes import CLEAN, RANDOM, TARGETED
+from ..channels.ranking import FLIP_DIFFERENCE_RULES, ChannelRanking
+from ..channels.ranking_comparison import compare_rankings
+from ..data.dataloader import build_test_dataloader
+from ..evaluation.metric import summarize_confusion
+from ..evaluation.regions import validate_region_specs
+from ..models.builder import load_segmentor
+from ..report.markdown import format_summary_table, write_report
+from ..report.overlay import OverlaySelector, render_panel, save_panel
+from ..report.overlay_manifest import overlays_up_to_date, reported_overlays, write_overlay_manifest
+from ..report.per_image import PerImageCounts, per_image_path
+from ..report.pooling import paper_claims
+from ..report.significance import build_statistics
+from ..utils.fileio import file_sha256, read_json, write_json_atomic
+# issue 13: nothing silently wrong (see docs/reliability.md)
+from .checks import check_ranking_layer, check_segmentor_config, probe_attack
+from .feature_split import FeatureSplit
+from .run_fingerprint import (content_fingerprint, describe_mismatch, outdated_fingerprint_message,
+                              ranking_provenance, ranking_provenance_problem)
+from .settings import AttackSetting, build_settings
+from .sweep import OverlayRequest, run_sweep
+from .work_dir import claim_work_dir, clear_earlier_outputs
+
+DEFAULT_REGIONS = ('paper', dict(type='border', bands=4))
+DEFAULT_NUM_CHANNELS_FRACTIONS = (0.01, 0.05, 0.1, 0.2)
+# Random draws per N: the most that keep the default run within 1.5x of its cost before
+# per-image statistics (tools/benchmark_attack.py --only-draws: 8 draws 1.35x, 10 draws
+# 1.53x, 20 draws 2.69x on the demo). p < 0.05 needs 19 draws: ask for them with --seeds.
+DEFAULT_SEEDS = 8
+DEFAULT_BOOTSTRAP = 2000
+RESULTS_FORMAT = 'posattack.results/1'
+OVERLAY_TILE_WIDTH = 512  # a 2048-wide frame would make a 10,000-pixel panel
+
+
+@dataclass
+class AttackOptions:
+    """Everything tools/attack.py accepts; the defaults give the paper's experiment."""
+    config: str
+    checkpoint: str
+    work_dir: str
+    layer: Optional[str] = None
+    ranking: Optional[str] = None
+    ranking_format: str = 'auto'
+    attack_region: Union[str, Sequence[str]] = 'overall'
+    num_channels: Optional[Sequence[int]] = None
+    fractions: Optional[Sequence[float]] = None
+    seeds: int = DEFAULT_SEEDS
+    bootstrap: int = DEFAULT_BOOTSTRAP
+    bootstrap_seed: int = 0
+    ablation: str = 'zero'
+    regions: Sequence = field(default_factory=lambda: list(DEFAULT_REGIONS))
+    show_dir: Optional[str] = None
+    num_overlays: int = 4
+    max_images: Optional[int] = None
+    batch_size: Optional[int] = None
+    resume: bool = False
+    cfg_options: Optional[dict] = None
+    trust_checkpoint: bool = False
+    progress: bool = True
+    compare_ranking: Optional[str] = None
+    compare_ranking_format: str = 'auto'
+    allow_ranking_layer_mismatch: bool = False
+
+
+class ResumeMismatchError(RuntimeError):
+    """The work dir holds results of a different experiment."""
+
+
+def _fingerprint(opts: AttackOptions, checkpoint_sha: str, layer: str, num_images: int) -> dict:
+    return dict(config=osp.abspath(opts.config), checkpoint=osp.abspath(opts.checkpoint),
+                checkpoint_sha256=checkpoint_sha, layer=layer, ablation=opts.ablation,
+                regions=list(opts.regions), num_images=num_images,
+                ranking=osp.abspath(opts.ranking) if opts.ranking else None)
+
+
+def _load_previous(path: str, fingerprint: dict) -> dict:
+    previous = read_json(path)
+    theirs = previous.get('fingerprint', {})
+    outdated = outdated_fingerprint_message(path, theirs)
+    if outdated:
+        raise ResumeMismatchError(outdated)
+    different = [k for k in fingerprint if theirs.get(k) != fingerprint[k]]
+    if different:
+        lines = ', '.join(describe_mismatch(k, theirs.get(k), fingerprint[k])
+                          for k in different)
+        raise ResumeMismatchError(
+            f'--resume refused: {path} comes from a different experiment ({lines}). '
+            'Use another --work-dir, or drop --resume to start over.')
+    return previous
+
+
+def _load_ranking_file(path: str, fmt: str) -> ChannelRanking:
+    """A --ranking or --compare-ranking file; 'auto' knows the authors' release by its name
+    (or a folder of their files)."""
+    if fmt == 'auto':
+        fmt = 'authors' if 'positional_encoding_neurons' in osp.basename(
+            path.rstrip('/')) or osp.isdir(path) else 'posattack'
+    return ChannelRanking.load(path, format=fmt)
+
+
+def _load_ranking(opts: AttackOptions, work_ranking: str) -> Optional[ChannelRanking]:
+    if opts.ranking:
+        return _load_ranking_file(opts.ranking, opts.ranking_format)
+    if opts.resume and osp.exists(work_ranking):
+        return ChannelRanking.load(work_ranking)
+    return None
+
+
+def _num_channels(split: FeatureSplit, dataloader) -> int:
+    """Channels of the attacked tensor, from one forward of the dataset's first image.
+
+    Not the first batch of this rank's shard: with more processes than images it is empty.
+    """
+    batch = dataloader.collate_fn([dataloader.dataset[0]])
+    with torch.no_grad():
+        inputs = split.model.data_preprocessor(batch, False)['inputs'][:1]
+        return int(split.attacked(split.prefix(inputs)).shape[1])
+
+
+def _check_attack_region(region: str, ranking: Optional[ChannelRanking]) -> None:
+    """Fail before any work when the ranking (given, or identified later) lacks ``region``."""
+    available = ranking.regions if ranking is not None else list(FLIP_DIFFERENCE_RULES)
+    if region not in available:
+        source = 'the ranking' if ranking is not None else 'identification on the fly'
+        raise ValueError(f'unknown --attack-region {region!r}: {source} gives the orders '
+                         f'{", ".join(available)}; pick one of them.')
+
+
+def _overlay_request(settings: list[AttackSetting], num_total: int,
+                     num_overlays: int) -> Optional[OverlayRequest]:
+    """Overlays show the targeted count nearest 10% of the channels, and random seed 0."""
+    targeted = [s for s in settings if s.mode == TARGETED]
+    if num_overlays <= 0 or not targeted:
+        return None
+    chosen = min(targeted, key=lambda s: (abs(s.num_channels - 0.1 * num_total), s.num_channels))
+    randoms = [s for s in settings if s.mode == RANDOM and s.num_channels == chosen.num_channels]
+    random = min(randoms, key=lambda s: s.seed) if randoms else AttackSetting(
+        'random', chosen.num_channels, chosen.fraction, seed=0)
+    return OverlayRequest(AttackSetting(CLEAN), chosen, random, OverlaySelector(num_overlays))
+
+
+def run_attack(opts: AttackOptions) -> dict:
+    """Run the experiment; returns the results dict (also written to the work dir)."""
+    # Before any compute: folders usable, and this run the only one in the work dir.
+    with claim_work_dir(opts.work_dir, opts.show_dir):
+        return _run_attack_claimed(opts)
+
+
+def _run_attack_claimed(opts: AttackOptions) -> dict:
+    logger = MMLogger.get_current_instance()
+    specs = [opts.regions] if isinstance(opts.regions, (str, dict)) else list(opts.regions)
+    if 'full' not in validate_region_specs(specs):
+        # As RegionIoUMetric does: mIoU/aAcc/mAcc are the full image's, and reports plot them.
+        opts = replace(opts, regions=['full'] + specs)
+    if opts.ablation not in ablation_names():
+        raise ValueError(f'ablation must be one of {", ".join(map(repr, ablation_names()))}, '
+                         f'got {opts.ablation!r}.')
+    check_segmentor_config(opts.config, opts.cfg_options)  # a probe config: say so
+    model, cfg = load_segmentor(opts.config, opts.checkpoint, cfg_options=opts.cfg_options,
+                                trust_checkpoint=opts.trust_checkpoint)
+    layer = opts.layer or default_layer(model)
+    split = FeatureSplit(model, resolve_layer(model, layer))
+    if not split.fast:
+        print_log(f'fast path off ({split.why_slow}): one full forward per setting.', logger)
+    dataloader = build_test_dataloader(cfg, opts.batch_size, opts.max_images)
+    num_images = len(dataloader.dataset)
+    num_total = _num_channels(split, dataloader)
+
+    rank = dist.get_rank()
+    results_path = osp.join(opts.work_dir, 'results.json')
+    ranking_path = osp.join(opts.work_dir, 'ranking.json')
+    checkpoint_sha = file_sha256(opts.checkpoint)
+    fingerprint = _fingerprint(opts, checkpoint_sha, layer, num_images)
+    fingerprint.update(content_fingerprint(cfg, dataloader.dataset, opts.ranking))
+    previous = None
+    if opts.resume and osp.exists(results_path):
+        previous = _load_previous(results_path, fingerprint)
+
+    ranking = _load_ranking(opts, ranking_path)
+    check_ranking_layer(model, ranking, layer, opts.ranking, opts.allow_ranking_layer_mismatch)
+    if ranking is not None and not opts.ranking:  # ranking.json left by an earlier run
+        problem = ranking_provenance_problem(ranking.model, fingerprint, ranking_path)
+        if problem:
+            raise ResumeMismatchError(problem)
+    if ranking is not None:
+        ranking.check_compatible(num_total)
+    other_ranking = _load_other_ranking(opts, num_total)
+    if opts.num_channels is None and opts.fractions is None:
+        fractions, counts = list(DEFAULT_NUM_CHANNELS_FRACTIONS), None
+    else:
+        fractions, counts = opts.fractions, opts.num_channels
+    attack_regions = _attack_regions(opts.attack_region)
+    settings = build_settings(num_total, counts, fractions, opts.seeds, attack_regions)
+    if any(s.mode == TARGETED for s in settings):
+        for attack_region in attack_regions:
+            _check_attack_region(attack_region, ranking)
+    if opts.bootstrap < 1:
+        raise ValueError(f'--bootstrap must be >= 1 resample, got {opts.bootstrap} '
+                         '(2000 is the default).')
+    probe_attack(split, dataloader, num_total)  # finite logits; the tensor reaches them
+    # Only now that the input checked out: a refused run leaves no work dir behind.
+    os.makedirs(opts.work_dir, exist_ok=True)
+    if not opts.resume and rank == 0:
+        clear_earlier_outputs(opts.work_dir, opts.show_dir, keep=[opts.ranking])
+
+    done = {s['key']: s for s in (previous or {}).get('settings', [])}
+    per_image = _previous_per_image(opts.work_dir) if previous is not None else None
+    without_counts = [key for key in done if per_image is None or key not in per_image.tp]
+    if without_counts:
+        # From a run before per-image statistics: no bootstrap is possible on them.
+        print_log(f'{len(without_counts)} finished settings have no per-image counts (a work '
+                  'dir from an older posattack): evaluating them again.', logger)
+        done = {key: s for key, s in done.items() if key not in without_counts}
+    pending = [s for s in settings if s.key not in done]
+    results = dict(format=RESULTS_FORMAT, config=opts.config, checkpoint=opts.checkpoint,
+                   layer=layer, num_images=num_images, num_channels_total=num_total,
+                   class_names=list(model.dataset_meta['classes']),
+                   regions=validate_region_specs(opts.regions),
+                   fingerprint=fingerprint, settings=list(done.values()))
+    if not pending:
+        print_log(f'nothing left to do: all {len(settings)} settings are in {results_path}.',
+                  logger)
+    else:
+        print_log(f'{len(pending)} settings to evaluate on {num_images} images '
+                  f'(layer {layer}, {num_total} channels); {len(done)} already done.', logger)
+        overlay = _overlay_request(settings, num_total, opts.num_overlays) \
+            if opts.show_dir else None
+        per_image = _sweep(opts, split, dataloader, pending, num_total, ranking, overlay,
+                           results, results_path, ranking_path, checkpoint_sha, per_image,
+                           identify_anyway=other_ranking is not None)
+    _render_missing_overlays(opts, split, dataloader, settings, num_total, ranking, results)
+    results['settings'] = _ordered(results['settings'], settings)
+    # Every process computes the same statistics from the same gathered counts; only rank 0
+    # writes them.
+    results['statistics'], results['tests'] = build_statistics(
+        results['settings'], per_image, num_resamples=opts.bootstrap, seed=opts.bootstrap_seed)
+    if other_ranking is not None and rank == 0:
+        # Cheap: recomputed on every run, resumed or not, from the ranking this run used (on
+        # rank 0, which wrote ranking.json: the others have no barrier after that write).
+        used = ranking if ranking is not None else ChannelRanking.load(ranking_path)
+        results['ranking_comparison'] = dict(
+            compare_rankings(used, other_ranking),
+            names=dict(a='this run', b=osp.basename(opts.compare_ranking.rstrip('/'))))
+    if rank == 0:
+        overlays = reported_overlays(opts.work_dir, opts.show_dir)
+        write_report(opts.work_dir, results, overlays=overlays)
+        logger.info('\n' + format_summary_table(results))
+        for claim in paper_claims([('this model', results)]):
+            logger.info(f'{claim["claim"]}: {claim["verdict"]} ({claim["evidence"]})')
+        logger.info(f'report: {osp.join(opts.work_dir, "report.md")}')
+    return results
+
+
+def _attack_regions(attack_region: Union[str, Sequence[str]]) -> list[str]:
+    regions = [attack_region] if isinstance(attack_region, str) else list(attack_region)
+    if not regions:
+        raise ValueError('--attack-region needs at least one ranking order, e.g. overall.')
+    return list(dict.fromkeys(regions))
+
+
+def _load_other_ranking(opts: AttackOptions, num_total: int) -> Optional[ChannelRanking]:
+    """The ranking to compare with (--compare-ranking), checked before any work."""
+    if not opts.compare_ranking:
+        return None
+    other = _load_ranking_file(opts.compare_ranking, opts.compare_ranking_format)
+    other.check_compatible(num_total)
+    return other
+
+
+def _previous_per_image(work_dir: str) -> Optional[PerImageCounts]:
+    path = per_image_path(work_dir)
+    return PerImageCounts.load(path) if osp.exists(path) else None
+
+
+def _ordered(finished: list[dict], settings: list[AttackSetting]) -> list[dict]:
+    order = {s.key: i for i, s in enumerate(settings)}
+    return sorted(finished, key=lambda s: order.get(s['key'], len(order)))
+
+
+def _sweep(opts, split, dataloader, pending, num_total, ranking, overlay, results,
+           results_path, ranking_path, checkpoint_sha, previous_per_image,
+           identify_anyway: bool = False) -> PerImageCounts:
+    model = split.model
+    class_names = results['class_names']
+    region_names = results['regions']
+    rank = dist.get_rank()
+
+    def on_pass_done(state, finished):
+        # Identified in this run: replace any ranking.json an earlier run left in the work
+        # dir, or a later --resume would pair these results with that stale ranking.
+        if state.ranking is not None and ranking is None and rank == 0:
+            state.ranking.save(ranking_path)
+        for setting in finished:
+            flat, per_class = summarize_confusion(state.confusions[setting.key],
+                                                  region_names, class_names)
+            results['settings'].append(dict(
+                setting.to_dict(), key=setting.key, metrics=flat, per_class=per_class))
+        if rank == 0:  # counts first: a setting in results.json always has its counts
+            # state.per_image holds every pass of this run; the earlier run's settings add on
+            state.per_image.merged(previous_per_image).save(per_image_path(opts.work_dir))
+            write_json_atomic(results_path, results)
+
+    ranking_info = dict(config=osp.basename(opts.config), checkpoint_sha256=checkpoint_sha,
+                        num_classes=len(class_names),
+                        identified_on=ranking_provenance(results['fingerprint']))
+    ignore_index = getattr(model.decode_head, 'ignore_index', 255)
+    state = run_sweep(split, dataloader, pending, num_total, opts.regions, len(class_names),
+                      ignore_index, ranking=ranking, ablation=opts.ablation,
+                      identify=ranking is None and (identify_anyway or any(
+                          s.mode == TARGETED for s in pending)),
+                      overlay=overlay, ranking_info=ranking_info, on_pass_done=on_pass_done,
+                      progress=opts.progress)
+    if overlay is not None:
+        written = _write_overlays(opts.show_dir, overlay, ignore_index, model)
+        if rank == 0:
+            write_overlay_manifest(opts.work_dir, opts.show_dir, written, overlay)
+    return state.per_image.merged(previous_per_image)
+
+
+def _render_missing_overlays(opts, split, dataloader, settings, num_total, ranking,
+                             results) -> None:
+    """Draw the overlays a finished run lacks (killed after results.json, before them)."""
+    overlay = _overlay_request(settings, num_total, opts.num_overlays) \
+        if opts.show_dir else None
+    if overlay is None or overlays_up_to_date(opts.work_dir, opts.show_dir, overlay):
+        return
+    print_log('overlays missing from the work dir: rendering them.', 'current')
+    ignore_index = getattr(split.model.decode_head, 'ignore_index', 255)
+    shown = [overlay.clean, overlay.targeted, overlay.random]
+    run_sweep(split, dataloader, shown, num_total, opts.regions, len(results['class_names']),
+              ignore_index, ranking=ranking, ablation=opts.ablation, identify=ranking is None,
+              overlay=overlay, progress=opts.progress, record_per_image=False)
+    written = _write_overlays(opts.show_dir, overlay, ignore_index, split.model)
+    if dist.get_rank() == 0:
+        write_overlay_manifest(opts.work_dir, opts.show_dir, written, overlay)
+
+
+def _write_overlays(show_dir: str, overlay: OverlayRequest, ignore_index: int, model) -> None:
+    """Gather every process's best images, keep the overall top K, draw them on rank 0."""
+    import mmcv
+    gathered = dist.all_gather_object(overlay.selector.selected())
+    if dist.get_rank() != 0:
+        return []
+    best = sorted((item for part in gathered for item in part),
+                  key=lambda item: (-item[0], item[1]))[:overlay.selector.k]
+    os.makedirs(show_dir, exist_ok=True)
+    palette = model.dataset_meta['palette']
+    written = []
+    for score, key, payload in best:
+        image = mmcv.imread(payload['img_path'], channel_order='rgb')
+        width = payload['gt'].shape[1]
+        panel = render_panel(image, payload['gt'], payload['preds'], palette,
+                             ignore_index=ignore_index, periphery=(width // 4, 3 * width // 4),
+                             tile_width=min(width, OVERLAY_TILE_WIDTH))
+        name = osp.splitext(osp.basename(payload['img_path']))[0]
+        written.append(save_panel(osp.join(show_dir, f'{name}.png'), panel))
+    print_log(f'{len(best)} overlays in {show_dir}', 'current')
+    return written
+

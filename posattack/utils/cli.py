@@ -1,0 +1,77 @@
+"""What the command-line tools share: parsing region arguments, reporting bad input.
+
+    parser.add_argument('--regions', nargs='+', type=parse_region_arg)
+    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction)
+    try:
+        run(args)
+    except BAD_INPUT_ERRORS as error:
+        return report_bad_input(error)
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from mmengine.config import DictAction
+
+__all__ = ['BAD_INPUT_ERRORS', 'CfgOptionsAction', 'parse_region_arg', 'report_bad_input']
+
+# What bad input (files, layer names, counts, settings, a mismatched work dir) raises.
+BAD_INPUT_ERRORS = (ValueError, KeyError, IndexError, FileNotFoundError, RuntimeError)
+
+
+def parse_region_arg(text: str):
+    """'paper' | 'halves' | 'border[=K]' | 'grid[=RxC]' | 'frame[=F]' -> a region spec."""
+    name, _, value = text.partition('=')
+    if name in ('paper', 'halves') and not value:
+        return name
+    try:
+        if name == 'border':
+            return dict(type='border', bands=int(value or 4))
+        if name == 'grid':
+            rows, _, cols = (value or '3x3').partition('x')
+            return dict(type='grid', rows=int(rows), cols=int(cols or rows))
+        if name == 'frame':
+            value = value or '0.1'
+            thickness = int(value) if value.isdigit() else float(value)
+            return dict(type='frame', thickness=thickness)
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(
+        f'bad region {text!r}: use paper, halves, border=K, grid=RxC or frame=F '
+        '(F a fraction of the shorter side in (0, 1), or a whole number of pixels).')
+
+
+class CfgOptionsAction(DictAction):
+    """mmengine's DictAction, with a usage error instead of a traceback for a pair that is
+    not KEY=VALUE (DictAction unpacks ``kv.split('=')`` unchecked)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        for pair in values or []:
+            key, equals, _ = pair.partition('=')
+            if not equals or not key:
+                raise argparse.ArgumentError(
+                    self, f'{pair!r} is not KEY=VALUE: write e.g. '
+                    '--cfg-options test_dataloader.batch_size=1')
+        super().__call__(parser, namespace, values, option_string)
+
+
+def _original_message(message: str) -> str:
+    """The last line of an error re-raised from a DataLoader worker (torch wraps it in a
+    'Caught ... in DataLoader worker process' header and the worker's traceback)."""
+    if 'Original Traceback' not in message:
+        return message
+    last = [line for line in message.splitlines() if line.strip()][-1]
+    return last.split(': ', 1)[1] if ': ' in last else last
+
+
+def report_bad_input(error: BaseException) -> int:
+    """Print one line that says what is wrong (no traceback from deep inside mmengine) and
+    return exit status 2; with POSATTACK_DEBUG set, re-raise instead."""
+    if os.environ.get('POSATTACK_DEBUG'):
+        raise error
+    # str(KeyError) would add quotes
+    message = error.args[0] if isinstance(error, KeyError) and error.args else error
+    print(f'error: {_original_message(str(message))}', file=sys.stderr)
+    return 2

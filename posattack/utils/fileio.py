@@ -1,0 +1,122 @@
+"""Atomic file writes: a reader sees the old file or the new one, never half of one.
+
+Every output of posattack (rankings, results, reports, plots, overlays, synthetic data)
+goes through here, so an interrupted run (Ctrl-C, a killed job) leaves no corrupt file.
+Also the one file hash the fingerprints use (:func:`file_sha256`).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, Optional
+
+import cv2
+import numpy as np
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def atomic_open(path: str, mode: str = 'w', encoding: Optional[str] = 'utf-8') -> Iterator:
+    """Open a temporary file beside ``path``; on success it replaces ``path``.
+
+    On an exception the temporary file is removed and ``path`` is left as it was.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp_path = tempfile.mkstemp(prefix=f'.{os.path.basename(path)}.', suffix='.tmp',
+                                    dir=folder)
+    # mkstemp makes 0600 files; give the result the permissions a plain open() would.
+    os.chmod(tmp_path, 0o666 & ~_umask())
+    try:
+        with os.fdopen(fd, mode, encoding=None if 'b' in mode else encoding) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_path, path)
+    except BaseException:
+        if os.path.exists(tmp_path):
+            os.unlink(tmp_path)
+        raise
+
+
+def write_text_atomic(path: str, text: str) -> str:
+    with atomic_open(path, 'w') as handle:
+        handle.write(text)
+    return path
+
+
+def write_bytes_atomic(path: str, data: bytes) -> str:
+    with atomic_open(path, 'wb') as handle:
+        handle.write(data)
+    return path
+
+
+def json_safe(obj: Any) -> Any:
+    """Plain JSON types; NaN/inf become None so the file is strict JSON (null)."""
+    if isinstance(obj, Mapping):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return json_safe(obj.tolist())
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        value = float(obj)
+        return value if math.isfinite(value) else None
+    if hasattr(obj, 'item') and callable(obj.item):  # 0-d torch tensors and kin
+        return json_safe(obj.item())
+    return obj
+
+
+def write_json_atomic(path: str, obj: Any, indent: Optional[int] = 2) -> str:
+    """JSON with NaN written as null (strict JSON readers reject NaN)."""
+    return write_text_atomic(path, json.dumps(json_safe(obj), indent=indent,
+                                              allow_nan=False) + '\n')
+
+
+def write_image_atomic(path: str, image: np.ndarray) -> str:
+    """Encode with OpenCV by the file's extension (``image`` as cv2 expects: BGR or gray)."""
+    extension = os.path.splitext(path)[1] or '.png'
+    ok, encoded = cv2.imencode(extension, image)
+    if not ok:
+        raise ValueError(f'OpenCV could not encode an image of shape {image.shape} as '
+                         f'{extension!r} for {path}.')
+    return write_bytes_atomic(path, encoded.tobytes())
+
+
+def file_sha256(path: str, chunk_size: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in chunks (checkpoints are hundreds of MB)."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as handle:
+        for chunk in iter(lambda: handle.read(chunk_size), b''):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# ----------------------------------------------------------------------------- files
+def read_json(path: str) -> Any:
+    """Read a JSON file, with an error that names the file when it is missing or broken."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'JSON file not found: {path!r}. Check the path (a sweep '
+                                f'writes results.json into its work dir).')
+    with open(path, encoding='utf-8') as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as err:
+            raise ValueError(f'{path!r} is not valid JSON ({err}); was it written completely? '
+                             f'Re-run the step that produces it.') from err

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The AugShift table of the README (make tables-aug-shift): every run of
+# tools/run_aug_shift_demo.sh (plain; shift-crops, the control; augshift, latent 1 / dense 1;
+# augshift-strong, latent 100 / dense 10; latent-only-1/10/100, the paper's latent term alone
+# with dense_weight=0) for training seeds 0, 1 and 2, then one table per run and seed and its
+# summary over seeds, docs/tables/aug_shift.md, stamped. Every step resumes, so it can be
+# stopped and rerun; it is long: 21 trainings, the pair-trained ones about 12 min each on 2
+# free cores (about 4 hours in all).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${POSATTACK_VENV:-.venv}/bin/python"
+SEEDS="${SEEDS:-0 1 2}"
+ALL_RUNS="plain shift-crops augshift augshift-strong latent-only-1 latent-only-10 latent-only-100"
+RUNS="${RUNS:-$ALL_RUNS}"
+ROWS=()
+for seed in $SEEDS; do
+  SEED=$seed RUNS="$RUNS" bash tools/run_aug_shift_demo.sh
+  for name in $RUNS; do
+    dir="work_dirs/aug_shift/seed$seed/$name"
+    ROWS+=(--run "$name/$seed" "$dir/consistency/consistency.json" "$dir/attack/results.json")
+  done
+done
+"$PY" tools/aug_shift_table.py "${ROWS[@]}" --out docs/tables/aug_shift.md \
+  --command "make tables-aug-shift (SEEDS=\"$SEEDS\")"

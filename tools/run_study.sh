@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The seed-robustness study of the embedded default (docs/seed_robustness.md): each setting
+# trained with 5 training seeds on each data seed, attacked and pooled as `make demo-seeds`
+# does (tools/run_demo_seeds.sh), then one table of how many models carry the paper's two
+# claims, docs/tables/study.md (tools/study_table.py). Every part resumes: trained models
+# and finished attacks are kept, so a rerun only does what is missing, and
+#   bash tools/run_study.sh long            runs one setting (both data seeds)
+#   DATA_SEEDS=0 bash tools/run_study.sh    one data seed
+# Settings (every one tried is listed here and in the table, whatever its outcome):
+#   default          the embedded default (600 iterations, 60 validation images)
+#   default_val300   the same models, attacked on 300 validation images (the first 60 are
+#                    default's: an image depends only on its seed, split and index)
+#   long             trained 1200 iterations instead of 600
+#   long_val300      long's models on 300 validation images
+#   flip_side_free   random horizontal flip in training, on side-free scenes (classes do not
+#                    depend on the side of the street), as the paper's Cityscapes model
+# Models train on one thread each (OMP_NUM_THREADS=1; about 5 min per 600 iterations on a
+# free core of this project's machine).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${POSATTACK_VENV:-.venv}/bin/python"
+ALL_SETTINGS="default default_val300 long long_val300 flip_side_free"
+SETTINGS="${*:-$ALL_SETTINGS}"
+DATA_SEEDS="${DATA_SEEDS:-0 1}"
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+DEFAULT_CONFIG=configs/demo/deeplabv3_r18-tiny_synthetic-cityscapes.py
+start=$(date +%s)
+
+data_dir() {  # data_dir DATA_SEED SIDE_FREE NUM_VAL
+  local dir=data/synthetic_cityscapes
+  [ "$2" = 1 ] && dir="${dir}_side_free"
+  [ "$1" != 0 ] && dir="${dir}_d$1"
+  [ "$3" != 60 ] && dir="${dir}_val$3"
+  echo "$dir"
+}
+
+work_dir() {  # work_dir SETTING DATA_SEED: default on data seed 0 is make demo-seeds' run
+  if [ "$1" = default ] && [ "$2" = 0 ]; then echo work_dirs/demo/seeds
+  else echo "work_dirs/study/$1/data$2"; fi
+}
+
+run_setting() {  # run_setting SETTING DATA_SEED
+  local setting=$1 data_seed=$2 config=$DEFAULT_CONFIG side_free=0 num_val=60 train_work=""
+  case $setting in
+    default) ;;
+    default_val300) num_val=300; train_work=$(work_dir default "$data_seed") ;;
+    long) config=configs/demo/deeplabv3_r18-tiny-1200it_synthetic-cityscapes.py ;;
+    long_val300) config=configs/demo/deeplabv3_r18-tiny-1200it_synthetic-cityscapes.py
+      num_val=300; train_work=$(work_dir long "$data_seed") ;;
+    flip_side_free) config=configs/demo/deeplabv3_r18-tiny_flip_side-free_synthetic-cityscapes.py
+      side_free=1 ;;
+    *) echo "error: unknown setting '$setting'; choose from: $ALL_SETTINGS" >&2; exit 2 ;;
+  esac
+  local work
+  work=$(work_dir "$setting" "$data_seed")
+  echo "[study] $setting, data seed $data_seed -> $work" >&2
+  CONFIG=$config DATA_SEED=$data_seed NUM_VAL=$num_val \
+    GEN_OPTS=$([ "$side_free" = 1 ] && echo --side-free || true) \
+    DATA=$(data_dir "$data_seed" "$side_free" "$num_val") WORK=$work \
+    TRAIN_WORK=${train_work:-$work} SEEDS=5 README=0 \
+    TABLE=docs/tables/study/${setting}_data${data_seed}.md \
+    COMMAND="bash tools/run_study.sh $setting (data seed $data_seed)" \
+    bash tools/run_demo_seeds.sh
+}
+
+for setting in $SETTINGS; do  # names first, so that a typo fails before hours of training
+  case " $ALL_SETTINGS " in *" $setting "*) ;; *)
+    echo "error: unknown setting '$setting'; choose from: $ALL_SETTINGS" >&2; exit 2 ;; esac
+done
+for setting in $SETTINGS; do
+  for data_seed in $DATA_SEEDS; do
+    run_setting "$setting" "$data_seed"
+  done
+done
+
+RUNS=()
+for setting in $ALL_SETTINGS; do
+  for data_seed in 0 1; do
+    summary="$(work_dir "$setting" "$data_seed")/pooled/summary.json"
+    [ -f "$summary" ] && RUNS+=(--run "$setting" "$data_seed" "$summary")
+  done
+done
+"$PY" tools/study_table.py "${RUNS[@]}" --out docs/tables/study.md \
+  --command "make tables-study" --seconds $(( $(date +%s) - start ))
+"$PY" tools/include_tables.py docs/seed_robustness.md

@@ -1,0 +1,132 @@
+"""The seed-robustness study's table: for each setting and data seed, how many training
+seeds carry the paper's two claims, from the pooled runs' summary.json files.
+
+    python tools/study_table.py \
+        --run default 0 work_dirs/demo/seeds/pooled/summary.json \
+        --run default 1 work_dirs/study/default/data1/pooled/summary.json \
+        --out docs/tables/study.md --command "make tables-study"
+
+A model *carries* a claim when its own image-bootstrap test says ``holds`` at the 5% level
+(the per-model verdicts of the pooled table: claim 1, the targeted-minus-random gap; claim 2,
+periphery-minus-center under targeted removal, both at the N nearest 10% of the channels).
+A setting *passes on a data seed* when at least PASS_MODELS of its models (the issue's "4 of
+5 training seeds") carry both claims; it *passes* when it does so on at least PASS_DATA_SEEDS
+data seeds. The verdict over models (the one-sample t interval of the pooled run) is shown
+beside the counts, as it is the statement a reader should quote.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Optional
+
+import numpy as np
+
+from posattack.report.pooling import test_key
+from posattack.report.statistics import HOLDS
+from posattack.utils.fileio import read_json, write_text_atomic
+from posattack.utils.machine import describe_machine
+
+PASS_MODELS = 4
+PASS_DATA_SEEDS = 2
+
+
+def _pooled(summary: Mapping, kind: str, eval_region: str) -> Optional[Mapping]:
+    models = summary['models']
+    if not models:
+        return None
+    key = (kind, 'targeted', models[0]['num_channels'], models[0]['attack_region'], eval_region)
+    return next((p for p in summary['pooled_tests'] if test_key(p) == key), None)
+
+
+def _interval(p: Optional[Mapping]) -> str:
+    if p is None or p.get('mean') is None:
+        return 'n/a'
+    ci = p.get('ci95')
+    ci_text = 'n/a' if ci is None else f'[{ci[0]:+.2f}, {ci[1]:+.2f}]'
+    return f'{p["mean"]:+.2f} {ci_text}, {p["verdict"]}'
+
+
+def study_row(setting: str, data_seed: str, summary: Mapping) -> dict:
+    """One setting on one data seed: counts of models carrying each claim, and the pooled
+    t verdicts."""
+    models = summary['models']
+    claim_1 = [m['gap'] is not None and m['gap']['verdict'] == HOLDS for m in models]
+    claim_2 = [m['periphery_minus_center'] is not None
+               and m['periphery_minus_center']['verdict'] == HOLDS for m in models]
+    draws = [m['draws'] is not None and m['draws']['verdict'] == HOLDS for m in models]
+    both = [a and b for a, b in zip(claim_1, claim_2)]
+    clean = [m['clean_mIoU'] for m in models if m['clean_mIoU'] is not None]
+    n = models[0]['num_channels'] if models else None
+    return dict(setting=setting, data_seed=data_seed, num_models=len(models),
+                num_channels=n, clean_mean=float(np.mean(clean)) if clean else None,
+                clean_std=float(np.std(clean, ddof=1)) if len(clean) > 1 else None,
+                claim_1=sum(claim_1), claim_2=sum(claim_2), both=sum(both), draws=sum(draws),
+                gap=_pooled(summary, 'targeted_minus_random', 'full'),
+                periphery_minus_center=_pooled(summary, 'periphery_minus_center',
+                                               'periphery-center'),
+                passes=len(models) >= 5 and sum(both) >= PASS_MODELS)
+
+
+def study_markdown(rows: Sequence[Mapping]) -> list[str]:
+    lines = ['| setting | data seed | models | N | clean mIoU (mean ± sd) | claim 1: models | '
+             'claim 1 over models: gap [t 95% CI] | claim 2: models | claim 2 over models: '
+             'P - C [t 95% CI] | both: models | passes on this data seed |',
+             '|---|---|---|---|---|---|---|---|---|---|---|']
+    for r in rows:
+        clean = ('n/a' if r['clean_mean'] is None else f'{r["clean_mean"]:.2f}'
+                 + ('' if r['clean_std'] is None else f' ± {r["clean_std"]:.2f}'))
+        lines.append(
+            f'| {r["setting"]} | {r["data_seed"]} | {r["num_models"]} | {r["num_channels"]} | '
+            f'{clean} | {r["claim_1"]}/{r["num_models"]} | {_interval(r["gap"])} | '
+            f'{r["claim_2"]}/{r["num_models"]} | {_interval(r["periphery_minus_center"])} | '
+            f'{r["both"]}/{r["num_models"]} | {"yes" if r["passes"] else "no"} |')
+    lines.append('')
+    settings = list(dict.fromkeys(r['setting'] for r in rows))
+    for setting in settings:
+        mine = [r for r in rows if r['setting'] == setting]
+        passed = [r['data_seed'] for r in mine if r['passes']]
+        failed = [r['data_seed'] for r in mine if not r['passes']]
+        if len(passed) >= PASS_DATA_SEEDS:
+            verdict = 'passes'
+        elif failed:
+            verdict = f'does not pass (fails on data seed {", ".join(failed)})'
+        else:
+            verdict = (f'not decided (passes on {len(passed)} data seed(s) measured, '
+                       f'{PASS_DATA_SEEDS} needed)')
+        lines.append(f'- **{setting}**: {verdict}. The rule: at least {PASS_MODELS} of 5 '
+                     f'models carry both claims, on at least {PASS_DATA_SEEDS} data seeds.')
+    return lines
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--run', nargs=3, action='append', required=True,
+                        metavar=('SETTING', 'DATA_SEED', 'SUMMARY'),
+                        help='a pooled run: setting name, data seed, its summary.json')
+    parser.add_argument('--out', required=True, help='Markdown file to write')
+    parser.add_argument('--command', required=True, help='the command that made the runs')
+    parser.add_argument('--seconds', type=float, help='wall time of this invocation')
+    args = parser.parse_args(argv)
+    rows = []
+    for setting, data_seed, path in args.run:
+        try:
+            rows.append(study_row(setting, data_seed, read_json(path)))
+        except (ValueError, FileNotFoundError) as error:
+            print(f'error: {error}', file=sys.stderr)
+            return 2
+    took = (f', {args.seconds / 60:.1f} min for this invocation (steps it found done were '
+            'skipped)' if args.seconds is not None else '')
+    lines = ['<!-- generated by tools/study_table.py -->',
+             f'Measured {datetime.date.today().isoformat()} on {describe_machine()} by '
+             f'`{args.command}`{took}.', '']
+    lines += study_markdown(rows)
+    write_text_atomic(args.out, '\n'.join(lines).rstrip('\n') + '\n')
+    print('\n'.join(lines))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
