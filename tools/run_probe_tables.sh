@@ -5,13 +5,13 @@
 # include blocks of docs/probes.md. Each part has its own work dir and resumes: runs already
 # in its results.json with the same settings are skipped, so a rerun is cheap.
 #   table1       36 runs: 3 paddings x {GAPNet, PermuteNet} x {location, image cls} x {3,5,7}
-#                (ResNetV1c-18 at 1/4 width, 16 px patches, 400 iterations; ~15 min on 1 core)
+#                (ResNetV1c-18 at 1/4 width, 16 px patches, 400 iterations; the longest part)
 #   full_width*  3 runs, zero padding, 3x3 location: full ResNet-18 width, 32 px patches;
 #                GAPNet (3x3 head) and PermuteNet per batch, PermuteNet per image
-#                (FULL_ITERS iterations each, default 400: ~7 min each on a busy core)
+#                (FULL_ITERS iterations each, default 400)
 #   protocol     12 runs, zero padding: GAPNet with the authors' 3x3 head, PermuteNet with
-#                their one permutation per batch (~5 min)
-#   long         4 runs, zero padding, 3x3 grid: today's networks, 2000 iterations (~6 min)
+#                their one permutation per batch
+#   long         4 runs, zero padding, 3x3 grid: today's networks, 2000 iterations
 # Settings: WORK (default work_dirs/probe_tables), FULL_ITERS, PARTS (default all:
 # "table1 full_width protocol long"). The tables list a part that has no results as not run.
 set -euo pipefail

@@ -1,7 +1,8 @@
 # GAPNet closer to the paper's scale: ResNetV1c-18 at full width (channels 64/128/256/512, as
 # the authors' ResNet-18) and 32x32 crops (the size of their CIFAR-10 images) in 32x32 cells,
 # so a 3x3 canvas is 96 pixels. Everything else (data, batch 32, 400 iterations of AdamW) is
-# the 1/4-width config's. About 13 times the compute of that config per iteration.
+# the 1/4-width config's; each iteration costs many times more (see the runs' seconds in
+# tools/run_probe_tables.sh's results.json files).
 #
 #   python tools/probe.py table \
 #       --config configs/probes/gapnet_r18-w64-p32_grid3-location_synthetic.py \
