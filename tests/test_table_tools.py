@@ -130,3 +130,15 @@ def test_study_refuses_an_unknown_setting_before_any_training(tmp_path):
     assert done.returncode == 2
     assert "unknown setting 'defualt'; choose from: default default_val300" in done.stderr
     assert '[study]' not in done.stderr  # nothing started
+
+
+def test_command_table_keeps_the_output_from_a_prefix(tmp_path):
+    out = tmp_path / 'metric.md'
+    code = 'print("INFO init weights\\nimages: 16\\nratio 1.2%")'
+    assert command_table.main(['--out', str(out), '--title', 'Metric', '--from', 'images:',
+                               '--', sys.executable, '-c', code]) == 0
+    assert out.read_text().splitlines()[5:9] == ['```', 'images: 16', 'ratio 1.2%', '```']
+    # a prefix that never comes: refused, the file left alone
+    assert command_table.main(['--out', str(out), '--title', 'Metric', '--from', 'nothing',
+                               '--', sys.executable, '-c', code]) == 2
+    assert 'images: 16' in out.read_text()

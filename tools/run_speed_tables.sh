@@ -12,15 +12,17 @@ DEMO_CKPT="${DEMO_CKPT:-work_dirs/tables/demo/train/last_checkpoint}"
 DATA="${DATA:-data/synthetic_cityscapes}"
 export OMP_NUM_THREADS=1
 
-part() {  # part FILE TITLE -- COMMAND...
-  local out=$1 title=$2
-  shift 3
+part() {  # part FILE TITLE [--from PREFIX] -- COMMAND...
+  local out=$1 title=$2 from=()
+  shift 2
+  if [ "$1" = --from ]; then from=(--from "$2"); shift 2; fi
+  shift
   if [ -f "$out" ] && ! grep -q '^<!-- not measured yet' "$out"; then
     echo "[speed] $out exists, skipped" >&2; return
   fi
-  "$PY" tools/command_table.py --out "$out" --title "$title" -- "$@"
+  "$PY" tools/command_table.py --out "$out" --title "$title" "${from[@]}" -- "$@"
 }
-part docs/tables/speed_metric.md "RegionIoUMetric against a test pass" -- \
+part docs/tables/speed_metric.md "RegionIoUMetric against a test pass" --from "images:" -- \
   "$PY" tools/benchmark_metric.py
 part docs/tables/speed_fast_path_demo.md "Fast path, demo model (25 settings)" -- \
   "$PY" tools/benchmark_attack.py --model demo --threads 1 --compare-seeds 5 8
