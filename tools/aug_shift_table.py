@@ -12,13 +12,12 @@ is given.
 from __future__ import annotations
 
 import argparse
-import datetime
 import os.path as osp
 import sys
 
 from posattack.report.aug_shift_table import comparison_rows, markdown_table, over_seeds_table
 from posattack.utils.fileio import write_json_atomic, write_text_atomic
-from posattack.utils.machine import describe_machine
+from posattack.utils.machine import measured_by
 
 
 def main(argv=None) -> int:
@@ -43,8 +42,7 @@ def main(argv=None) -> int:
     if any('/' in row['model'] for row in rows):  # setting/seed names: a summary per setting
         table += '\nOver training seeds (mean ± sd):\n\n' + over_seeds_table(rows, shifts)
     if args.command:
-        table = (f'Measured {datetime.date.today().isoformat()} on {describe_machine()} by '
-                 f'`{args.command}`.\n\n' + table)
+        table = f'{measured_by(args.command)}.\n\n' + table
     print(table)
     if args.out:
         write_text_atomic(args.out, table)

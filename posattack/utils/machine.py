@@ -16,3 +16,11 @@ def describe_machine() -> str:
     gpu = (f'GPU {torch.cuda.get_device_name(0)}' if torch.cuda.is_available() else 'no GPU')
     return (f'{os.cpu_count()} CPU cores ({platform.machine()}, {platform.system()})'
             f'{memory_text}, torch {torch.__version__}, {gpu}')
+
+
+def measured_by(command: str) -> str:
+    """The opening of a generated table's stamp: 'Measured <date> on <machine> by `<command>`',
+    so that every table in the docs names when, where and how it was made in the same words."""
+    import datetime
+    return (f'Measured {datetime.date.today().isoformat()} on {describe_machine()} by '
+            f'`{command}`')
