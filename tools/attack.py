@@ -22,9 +22,9 @@ from mmengine.logging import MMLogger
 from posattack.attack.experiment import DEFAULT_BOOTSTRAP, DEFAULT_SEEDS, AttackOptions, run_attack
 from posattack.attack.multi_model import run_attacks
 from posattack.channels.ablations import ablation_names
-from posattack.utils.cli import (BAD_INPUT_ERRORS, CfgOptionsAction, parse_region_arg,
+from posattack.utils.cli import (BAD_INPUT_ERRORS, add_run_arguments, parse_region_arg,
                                  report_bad_input)
-from posattack.utils.distributed import LAUNCHERS, exit_process, init_launcher
+from posattack.utils.distributed import exit_process, init_launcher
 
 
 def parse_args(argv=None):
@@ -78,14 +78,7 @@ def parse_args(argv=None):
     parser.add_argument('--batch-size', type=int, help='override the test batch size')
     parser.add_argument('--resume', action='store_true',
                         help='keep the finished settings in the work dir')
-    parser.add_argument('--trust-checkpoint', action='store_true',
-                        help='load a checkpoint that needs globals outside the allowlist '
-                        '(runs arbitrary code from the file: only for files you trust)')
-    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction,
-                        help='override config settings, as in mmseg tools/test.py')
-    parser.add_argument('--launcher', choices=LAUNCHERS, default='none')
-    parser.epilog = 'Errors print one line; set POSATTACK_DEBUG=1 to see the traceback.'
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_run_arguments(parser)
     return parser.parse_args(argv)
 
 

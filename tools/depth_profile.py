@@ -19,13 +19,13 @@ import argparse
 import os.path as osp
 import sys
 
-from mmengine.config import DictAction
 from mmengine.logging import MMLogger
 
 from posattack.profile.run import (DEFAULT_BOOTSTRAP, DEFAULT_FRACTIONS, DEFAULT_SEEDS,
                                    ProfileOptions, run_profile)
-from posattack.utils.cli import BAD_INPUT_ERRORS, parse_region_arg, report_bad_input
-from posattack.utils.distributed import LAUNCHERS, exit_process, init_launcher
+from posattack.utils.cli import (BAD_INPUT_ERRORS, add_run_arguments, parse_region_arg,
+                                 report_bad_input)
+from posattack.utils.distributed import exit_process, init_launcher
 
 
 def parse_args(argv=None):
@@ -54,14 +54,7 @@ def parse_args(argv=None):
                         help="also draw tools/attack.py's three plots in every layer's folder")
     parser.add_argument('--resume', action='store_true',
                         help='keep finished layers (and the identification) in the work dir')
-    parser.add_argument('--trust-checkpoint', action='store_true',
-                        help='load a checkpoint that needs globals outside the allowlist '
-                        '(runs arbitrary code from the file: only for files you trust)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, as in mmseg tools/test.py')
-    parser.add_argument('--launcher', choices=LAUNCHERS, default='none')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    parser.epilog = 'Errors print one line; set POSATTACK_DEBUG=1 to see the traceback.'
+    add_run_arguments(parser)
     return parser.parse_args(argv)
 
 

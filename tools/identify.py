@@ -16,8 +16,8 @@ import sys
 
 from posattack.models.builder import ConfigError
 from posattack.utils.checkpoint import CheckpointError
-from posattack.utils.cli import CfgOptionsAction
-from posattack.utils.distributed import LAUNCHERS, exit_process, init_launcher
+from posattack.utils.cli import add_run_arguments, report_bad_input
+from posattack.utils.distributed import exit_process, init_launcher
 from posattack.utils.fileio import file_sha256
 
 
@@ -41,13 +41,7 @@ def parse_args(argv=None):
     parser.add_argument('--device', default=None,
                         help="'cpu' or 'cuda' (default: cuda when available)")
     parser.add_argument('--top', type=int, default=10, help='channels to print per order')
-    parser.add_argument('--trust-checkpoint', action='store_true',
-                        help='load a checkpoint that needs globals outside the allowlist '
-                        '(runs arbitrary code from the file: only for files you trust)')
-    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction,
-                        help='override config settings, as in mmseg tools/test.py')
-    parser.add_argument('--launcher', choices=LAUNCHERS, default='none',
-                        help='distributed launcher (torchrun: pytorch)')
+    add_run_arguments(parser)
     args = parser.parse_args(argv)
     if args.num_images is not None and args.num_images < 1:
         parser.error(f'--num-images must be at least 1, got {args.num_images}.')
@@ -122,8 +116,8 @@ if __name__ == '__main__':
         main()
     except (FileNotFoundError, ValueError, KeyError, IndexError, CheckpointError,
             ConfigError) as error:
-        # Bad input: the message says what is wrong and how to fix it; no traceback needed.
-        print(f'identify.py: error: {error}', file=sys.stderr)
-        sys.exit(2)
+        # Bad input: one line that says what is wrong and how to fix it (POSATTACK_DEBUG=1
+        # gives the traceback), as the other tools do.
+        sys.exit(report_bad_input(error))
     # under torchrun, leave the gloo group before exit (a rank can abort in teardown)
     exit_process(0)

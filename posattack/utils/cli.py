@@ -2,6 +2,7 @@
 
     parser.add_argument('--regions', nargs='+', type=parse_region_arg)
     parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction)
+    add_run_arguments(parser)  # or all four options every tool that runs a model takes
     try:
         run(args)
     except BAD_INPUT_ERRORS as error:
@@ -15,7 +16,12 @@ import sys
 
 from mmengine.config import DictAction
 
-__all__ = ['BAD_INPUT_ERRORS', 'CfgOptionsAction', 'parse_region_arg', 'report_bad_input']
+from posattack.utils.distributed import LAUNCHERS
+
+__all__ = [
+    'BAD_INPUT_ERRORS', 'CfgOptionsAction', 'add_run_arguments', 'parse_region_arg',
+    'report_bad_input'
+]
 
 # What bad input (files, layer names, counts, settings, a mismatched work dir) raises.
 BAD_INPUT_ERRORS = (ValueError, KeyError, IndexError, FileNotFoundError, RuntimeError)
@@ -55,6 +61,21 @@ class CfgOptionsAction(DictAction):
                     self, f'{pair!r} is not KEY=VALUE: write e.g. '
                     '--cfg-options test_dataloader.batch_size=1')
         super().__call__(parser, namespace, values, option_string)
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every tool that loads a config and a checkpoint takes, declared once so
+    that they read and fail alike: --trust-checkpoint, --cfg-options (KEY=VALUE checked),
+    --launcher and --local_rank (torch.distributed.launch passes it; torchrun does not)."""
+    parser.add_argument('--trust-checkpoint', action='store_true',
+                        help='load a checkpoint that needs globals outside the allowlist '
+                        '(runs arbitrary code from the file: only for files you trust)')
+    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction,
+                        help='override config settings, as in mmseg tools/test.py')
+    parser.add_argument('--launcher', choices=LAUNCHERS, default='none',
+                        help='distributed launcher (torchrun: pytorch)')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    parser.epilog = 'Errors print one line; set POSATTACK_DEBUG=1 to see the traceback.'
 
 
 def _original_message(message: str) -> str:
