@@ -11,7 +11,8 @@ import pytest
 from helpers import load_tool
 from test_report import hand_results  # noqa: F401  (the fixture)
 
-from posattack.report.aug_shift_table import comparison_row, markdown_table, over_seeds_table
+from posattack.report.aug_shift_table import (comparison_row, markdown_table, over_seeds_table,
+                                              paired_with_reference_table)
 from posattack.utils.fileio import write_json_atomic
 
 CONSISTENCY = {'metrics': {'Cons.8': 91.25, 'Cons.16': 88.5, 'agreement_mIoU.8': 80.0,
@@ -69,6 +70,29 @@ def test_gap_interval_and_summary_over_seeds(hand_results):  # noqa: F811
                           '| +15.00 ± 0.00 |')
 
 
+def _row(name, miou, cons8, gap):
+    return dict(model=name, mIoU=miou, consistency={'Cons.8': cons8}, targeted_minus_random=gap)
+
+
+def test_paired_with_plain_by_hand():
+    """Differences seed by seed, t interval with df = 2 (t_0.975 = 4.3027):
+    mIoU -2, -1, -2: mean -1.667, sd 0.5774, half 4.3027 * 0.5774 / sqrt 3 = 1.434;
+    Cons.8 +3, +2, +2: mean +2.333, same half; gap 0, -2, -1: mean -1, sd 1, half 2.484."""
+    rows = ([_row(f'plain/{k}', 70 + k, 90 + k, 18.0) for k in range(3)]
+            + [_row('augshift/0', 68, 93, 18.0), _row('augshift/1', 70, 93, 16.0),
+               _row('augshift/2', 70, 94, 17.0), _row('other/1', 71, 91, 18.0)])
+    lines = paired_with_reference_table(rows, [8]).splitlines()
+    assert lines[2] == ('| augshift | 3 | -1.67 [-3.10, -0.23] lower | +2.33 [+0.90, +3.77] higher '
+                        '| -1.00 [-3.48, +1.48] no difference shown |')
+    # one shared seed: no interval; equal values on every seed: no spread
+    assert lines[3] == ('| other | 1 | +0.00 (too few seeds: no interval) | +0.00 (too few '
+                        'seeds: no interval) | +0.00 (too few seeds: no interval) |')
+    flat = [_row(f'plain/{k}', 70, 90, 18.0) for k in range(2)] + [
+        _row(f'same/{k}', 71, 90, 18.0) for k in range(2)]
+    assert '+1.00 (no spread: no interval)' in paired_with_reference_table(flat, [8])
+    assert paired_with_reference_table(rows, [8], reference='missing') == ''
+
+
 def test_table_tool_writes_table_and_numbers(hand_results, tmp_path):  # noqa: F811
     tool = load_tool('aug_shift_table')
     consistency = write_json_atomic(str(tmp_path / 'consistency.json'), CONSISTENCY)
@@ -83,3 +107,10 @@ def test_table_tool_writes_table_and_numbers(hand_results, tmp_path):  # noqa: F
     assert tool.main(['--run', 'a', str(tmp_path / 'nope.json'), results,
                       '--out', str(tmp_path / 'other.md')]) == 2
     assert not (tmp_path / 'other.md').exists()
+    # setting/seed names: the summary over seeds and the paired comparison with plain follow
+    runs = [arg for name in ('plain/0', 'plain/1', 'x/0', 'x/1')
+            for arg in ('--run', name, consistency, results)]
+    assert tool.main(runs + ['--out', str(out)]) == 0
+    text = out.read_text()
+    assert 'Over training seeds' in text and 'Each setting minus `plain`' in text
+    assert '| x | 2 | +0.00 (no spread: no interval) |' in text

@@ -15,7 +15,8 @@ import argparse
 import os.path as osp
 import sys
 
-from posattack.report.aug_shift_table import comparison_rows, markdown_table, over_seeds_table
+from posattack.report.aug_shift_table import (comparison_rows, markdown_table, over_seeds_table,
+                                              paired_with_reference_table)
 from posattack.utils.fileio import write_json_atomic, write_text_atomic
 from posattack.utils.machine import measured_by
 
@@ -28,6 +29,9 @@ def main(argv=None) -> int:
                         help='compare removals of this fraction of the channels (nearest N)')
     parser.add_argument('--out', help='write the table here (and the numbers beside it as '
                         '.json)')
+    parser.add_argument('--reference', default='plain',
+                        help='with setting/seed names: the setting every other one is '
+                        'compared with, seed by seed (default: plain)')
     parser.add_argument('--command', help='stamp the table with the date, the machine and '
                         'this command (the one that made the runs)')
     args = parser.parse_args(argv)
@@ -41,6 +45,10 @@ def main(argv=None) -> int:
     table = markdown_table(rows, shifts)
     if any('/' in row['model'] for row in rows):  # setting/seed names: a summary per setting
         table += '\nOver training seeds (mean ± sd):\n\n' + over_seeds_table(rows, shifts)
+        paired = paired_with_reference_table(rows, shifts, reference=args.reference)
+        if paired:
+            table += (f'\nEach setting minus `{args.reference}`, paired by training seed '
+                      '(t 95% interval over seeds; with 3 seeds, df = 2):\n\n' + paired)
     if args.command:
         table = f'{measured_by(args.command)}.\n\n' + table
     print(table)

@@ -15,8 +15,12 @@ from typing import Any, Optional
 
 from ..channels.modes import CLEAN, RANDOM, TARGETED
 from .results import aggregate, compare_targeted_random, read_json, region_drops
+from .statistics import one_sample_t
 
-__all__ = ['comparison_row', 'comparison_rows', 'markdown_table', 'over_seeds_table']
+__all__ = [
+    'comparison_row', 'comparison_rows', 'markdown_table', 'over_seeds_table',
+    'paired_with_reference_table'
+]
 
 
 def _pick_count(results: Mapping[str, Any], fraction: float) -> int:
@@ -129,5 +133,58 @@ def over_seeds_table(rows: Sequence[Mapping[str, Any]], max_shifts: Sequence[int
                  + [mean_sd([r['targeted_minus_random'] for r in mine], signed=True),
                     f'{holding}/{len(mine)}',
                     mean_sd([r['periphery_minus_center'] for r in mine], signed=True)])
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines) + '\n'
+
+
+def _direction(interval: Optional[Sequence[float]], higher: str, lower: str) -> str:
+    """What a 95% interval of a difference says: above zero, below zero, or spans zero."""
+    if interval is None:
+        return 'not computed'
+    if interval[0] > 0:
+        return higher
+    if interval[1] < 0:
+        return lower
+    return 'no difference shown'
+
+
+def paired_with_reference_table(rows: Sequence[Mapping[str, Any]], max_shifts: Sequence[int],
+                                reference: str = 'plain') -> str:
+    """Each setting minus ``reference``, paired by training seed (rows ``setting/seed``: the
+    same seed gives both models the same data order and initial weights), with the t 95%
+    interval over seeds (scipy; df = seeds - 1) and what it says. Settings without a
+    reference row of the same seed are paired on the seeds they share; an empty table when
+    there is no reference."""
+    by_setting: dict[str, dict[str, Mapping[str, Any]]] = {}
+    for row in rows:
+        setting, _, seed = row['model'].rpartition('/')
+        by_setting.setdefault(setting, {})[seed] = row
+    if reference not in by_setting:
+        return ''
+    base = by_setting[reference]
+    quantities = ([('mIoU', lambda r: r['mIoU'], 'higher', 'lower')]
+                  + [(f'Cons.{s}', lambda r, s=s: r['consistency'].get(f'Cons.{s}'),
+                      'higher', 'lower') for s in max_shifts]
+                  + [('targeted - random', lambda r: r['targeted_minus_random'],
+                      'larger', 'smaller')])
+    header = ['Setting', 'seeds paired'] + [f'{name}: difference [t 95% CI]'
+                                            for name, *_ in quantities]
+    lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+    for setting, mine in by_setting.items():
+        if setting == reference:
+            continue
+        seeds = sorted(set(mine) & set(base))
+        cells = [setting, str(len(seeds))]
+        for _, value, higher, lower in quantities:
+            pairs = [(value(mine[seed]), value(base[seed])) for seed in seeds]
+            diffs = [a - b for a, b in pairs if a is not None and b is not None]
+            test = one_sample_t(diffs)
+            if test['ci95'] is None:
+                mean, why = test['mean'], 'too few seeds' if test['n'] < 2 else 'no spread'
+                cells.append('n/a' if mean is None else f'{mean:+.2f} ({why}: no interval)')
+                continue
+            low, high = test['ci95']
+            cells.append(f'{test["mean"]:+.2f} [{low:+.2f}, {high:+.2f}] '
+                         f'{_direction(test["ci95"], higher, lower)}')
         lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines) + '\n'
