@@ -48,7 +48,7 @@ def main(argv=None) -> int:
         paired = paired_with_reference_table(rows, shifts, reference=args.reference)
         if paired:
             table += (f'\nEach setting minus `{args.reference}`, paired by training seed '
-                      '(t 95% interval over seeds; with 3 seeds, df = 2):\n\n' + paired)
+                      '(t 95% interval over the seeds paired, df = seeds - 1):\n\n' + paired)
     if args.command:
         table = f'{measured_by(args.command)}.\n\n' + table
     print(table)
