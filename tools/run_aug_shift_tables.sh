@@ -13,6 +13,8 @@ SEEDS="${SEEDS:-0 1 2}"
 ALL_RUNS="plain shift-crops augshift augshift-strong latent-only-1 latent-only-10 latent-only-100"
 RUNS="${RUNS:-$ALL_RUNS}"
 ROWS=()
+RUNS_NOTE=""
+[ "$RUNS" = "$ALL_RUNS" ] || RUNS_NOTE=", RUNS=\"$RUNS\""
 for seed in $SEEDS; do
   SEED=$seed RUNS="$RUNS" bash tools/run_aug_shift_demo.sh
   for name in $RUNS; do
@@ -21,4 +23,4 @@ for seed in $SEEDS; do
   done
 done
 "$PY" tools/aug_shift_table.py "${ROWS[@]}" --out docs/tables/aug_shift.md \
-  --command "make tables-aug-shift (SEEDS=\"$SEEDS\")"
+  --command "make tables-aug-shift (SEEDS=\"$SEEDS\"$RUNS_NOTE)"
