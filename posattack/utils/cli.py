@@ -2,7 +2,7 @@
 
     parser.add_argument('--regions', nargs='+', type=parse_region_arg)
     parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction)
-    add_run_arguments(parser)  # or all four options every tool that runs a model takes
+    add_run_arguments(parser)  # the four options every model-running tool takes
     try:
         run(args)
     except BAD_INPUT_ERRORS as error:
@@ -15,8 +15,6 @@ import os
 import sys
 
 from mmengine.config import DictAction
-
-from posattack.utils.distributed import LAUNCHERS
 
 __all__ = [
     'BAD_INPUT_ERRORS', 'CfgOptionsAction', 'add_run_arguments', 'parse_region_arg',
@@ -67,6 +65,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """The options every tool that loads a config and a checkpoint takes, declared once so
     that they read and fail alike: --trust-checkpoint, --cfg-options (KEY=VALUE checked),
     --launcher and --local_rank (torch.distributed.launch passes it; torchrun does not)."""
+    # here, not at the top: distributed imports torch, which tools that only report
+    # (compare_rankings.py) should not pay for
+    from posattack.utils.distributed import LAUNCHERS
     parser.add_argument('--trust-checkpoint', action='store_true',
                         help='load a checkpoint that needs globals outside the allowlist '
                         '(runs arbitrary code from the file: only for files you trust)')
