@@ -114,3 +114,6 @@ def test_table_tool_writes_table_and_numbers(hand_results, tmp_path):  # noqa: F
     text = out.read_text()
     assert 'Over training seeds' in text and 'Each setting minus `plain`' in text
     assert '| x | 2 | +0.00 (no spread: no interval) |' in text
+    assert 'minus `shift-crops`' not in text  # no such setting: no table
+    assert tool.main(runs + ['--out', str(out), '--reference', 'plain', 'x']) == 0
+    assert 'minus `plain`' in out.read_text() and 'minus `x`' in out.read_text()

@@ -29,9 +29,10 @@ def main(argv=None) -> int:
                         help='compare removals of this fraction of the channels (nearest N)')
     parser.add_argument('--out', help='write the table here (and the numbers beside it as '
                         '.json)')
-    parser.add_argument('--reference', default='plain',
-                        help='with setting/seed names: the setting every other one is '
-                        'compared with, seed by seed (default: plain)')
+    parser.add_argument('--reference', nargs='+', default=['plain', 'shift-crops'],
+                        help='with setting/seed names: the settings every other one is '
+                        'compared with, seed by seed, one table each (default: plain, and '
+                        'shift-crops, the control that isolates the AugShift loss)')
     parser.add_argument('--command', help='stamp the table with the date, the machine and '
                         'this command (the one that made the runs)')
     args = parser.parse_args(argv)
@@ -45,10 +46,12 @@ def main(argv=None) -> int:
     table = markdown_table(rows, shifts)
     if any('/' in row['model'] for row in rows):  # setting/seed names: a summary per setting
         table += '\nOver training seeds (mean ± sd):\n\n' + over_seeds_table(rows, shifts)
-        paired = paired_with_reference_table(rows, shifts, reference=args.reference)
-        if paired:
-            table += (f'\nEach setting minus `{args.reference}`, paired by training seed '
-                      '(t 95% interval over the seeds paired, df = seeds - 1):\n\n' + paired)
+        for reference in args.reference:
+            paired = paired_with_reference_table(rows, shifts, reference=reference)
+            if paired:
+                table += (f'\nEach setting minus `{reference}`, paired by training seed '
+                          '(t 95% interval over the seeds paired, df = seeds - 1):\n\n'
+                          + paired)
     if args.command:
         table = f'{measured_by(args.command)}.\n\n' + table
     print(table)
