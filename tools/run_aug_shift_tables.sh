@@ -4,8 +4,10 @@
 # augshift-strong, latent 100 / dense 10; latent-only-1/10/100, the paper's latent term alone
 # with dense_weight=0) for training seeds 0, 1 and 2, then one table per run and seed and its
 # summary over seeds, docs/tables/aug_shift.md, stamped. Every step resumes, so it can be
-# stopped and rerun; it is long: 21 trainings, the pair-trained ones about 12 min each on 2
-# free cores (about 4 hours in all).
+# stopped and rerun; it is long: 21 trainings on one thread each, the pair-trained ones
+# about 12 min each: about 4 hours in all on this project's 2-core machine. On 2026-12-03 the
+# runs went as two chains of tools/run_aug_shift_demo.sh calls side by side, one per core
+# (2 h 13 min), then this script found them done and wrote the table (3.6 min).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${POSATTACK_VENV:-.venv}/bin/python"
