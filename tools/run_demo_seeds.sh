@@ -19,10 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${POSATTACK_VENV:-.venv}/bin/python"
-# One torch thread unless OMP_NUM_THREADS says otherwise: on a CPU the trained weights depend
-# on how many threads summed them, so this is what makes `make demo`, seed 0 of `make
-# demo-seeds` and the `plain` run of `make aug-shift-demo` one model (bit-identical weights on
-# one machine). It makes training slower on a free machine (make tables-demo times the demo).
+# One torch thread unless OMP_NUM_THREADS says otherwise (why: tools/run_demo.sh).
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 DATA_SEED="${DATA_SEED:-0}"
 NUM_VAL="${NUM_VAL:-60}"

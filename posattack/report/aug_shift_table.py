@@ -137,10 +137,8 @@ def over_seeds_table(rows: Sequence[Mapping[str, Any]], max_shifts: Sequence[int
     return '\n'.join(lines) + '\n'
 
 
-def _direction(interval: Optional[Sequence[float]], higher: str, lower: str) -> str:
+def _direction(interval: Sequence[float], higher: str, lower: str) -> str:
     """What a 95% interval of a difference says: above zero, below zero, or spans zero."""
-    if interval is None:
-        return 'not computed'
     if interval[0] > 0:
         return higher
     if interval[1] < 0:
@@ -176,9 +174,8 @@ def paired_with_reference_table(rows: Sequence[Mapping[str, Any]], max_shifts: S
         seeds = sorted(set(mine) & set(base))
         cells = [setting, str(len(seeds))]
         for _, value, higher, lower in quantities:
-            pairs = [(value(mine[seed]), value(base[seed])) for seed in seeds]
-            diffs = [a - b for a, b in pairs if a is not None and b is not None]
-            test = one_sample_t(diffs)
+            pairs = ((value(mine[seed]), value(base[seed])) for seed in seeds)
+            test = one_sample_t([a - b for a, b in pairs if a is not None and b is not None])
             if test['ci95'] is None:
                 mean, why = test['mean'], 'too few seeds' if test['n'] < 2 else 'no spread'
                 cells.append('n/a' if mean is None else f'{mean:+.2f} ({why}: no interval)')

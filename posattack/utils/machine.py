@@ -1,6 +1,7 @@
 """One line that says what machine a measurement ran on (for stamps beside tables)."""
 from __future__ import annotations
 
+import datetime
 import os
 import platform
 
@@ -21,6 +22,5 @@ def describe_machine() -> str:
 def measured_by(command: str) -> str:
     """The opening of a generated table's stamp: 'Measured <date> on <machine> by `<command>`',
     so that every table in the docs names when, where and how it was made in the same words."""
-    import datetime
     return (f'Measured {datetime.date.today().isoformat()} on {describe_machine()} by '
             f'`{command}`')
