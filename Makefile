@@ -4,6 +4,7 @@
 #   make lint   style: ruff (ruff.toml) and isort (setup.cfg); .ci/run runs it before the tests
 #   make aug-shift-demo   AugShift vs plain training on the embedded default (about 45 min)
 #   make demo-seeds   the demo over SEEDS training seeds (default 5), pooled tests and claims
+#                     (JOBS=2: two models train at once, one thread each)
 #   make demo-profile   the depth profile of the demo model (docs/tables/demo_profile.md)
 #   make tables   every measured table in README.md and docs/ (hours; each part resumes and
 #                 runs alone: tables-demo, tables-seeds, tables-study, tables-profile,

@@ -6,6 +6,7 @@
 # and finished attacks are kept, so a rerun only does what is missing, and
 #   bash tools/run_study.sh long            runs one setting (both data seeds)
 #   DATA_SEEDS=0 bash tools/run_study.sh    one data seed
+#   JOBS=2 bash tools/run_study.sh long     two models trained side by side (one per core)
 # Settings (every one tried is listed here and in the table, whatever its outcome):
 #   default          the embedded default (600 iterations, 60 validation images)
 #   default_val300   the same models, attacked on 300 validation images (the first 60 are
@@ -15,7 +16,7 @@
 #   flip_side_free   random horizontal flip in training, on side-free scenes (classes do not
 #                    depend on the side of the street), as the paper's Cityscapes model
 # Models train on one thread each (OMP_NUM_THREADS=1; about 5 min per 600 iterations on a
-# free core of this project's machine).
+# free core of this project's machine; JOBS is passed on to tools/run_demo_seeds.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${POSATTACK_VENV:-.venv}/bin/python"
