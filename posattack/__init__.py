@@ -34,6 +34,7 @@ from .evaluation import (RegionIoUMetric, ShiftConsistencyMetric, ShiftPairTTAMo
                          build_region_masks)
 from .identify import FlipDifferenceAccumulator, identify_channels  # noqa: E402
 from .models.authors_deeplab_head import TorchvisionDeepLabHead  # noqa: E402
+from .models.wide_last_stage_resnet import ResNetV1cWideLastStage  # noqa: E402
 from .training import (AugShiftDataPreProcessor, AugShiftEncoderDecoder, AugShiftPair,  # noqa: E402
                        ShiftConsistencyPairs)
 from .utils.checkpoint import load_checkpoint, register_safe_globals  # noqa: E402
@@ -44,6 +45,7 @@ __version__ = '0.1.0'
 __all__ = [
     'AugShiftDataPreProcessor', 'AugShiftEncoderDecoder', 'AugShiftPair', 'ChannelRanking',
     'ChannelRemoval', 'ChannelRemovalHook', 'FlipDifferenceAccumulator', 'RegionIoUMetric',
+    'ResNetV1cWideLastStage',
     'ShiftConsistencyMetric', 'ShiftConsistencyPairs', 'ShiftPairTTAModel',
     'TorchvisionDeepLabHead', 'build_region_masks', 'default_layer', 'identify_channels',
     'list_layer_names', 'load_checkpoint', 'register_safe_globals', 'resolve_layer',

@@ -13,6 +13,8 @@
 #                    default's: an image depends only on its seed, split and index)
 #   long             trained 1200 iterations instead of 600
 #   long_val300      long's models on 300 validation images
+#   wide             the backbone's last stage (the attacked tensor) twice as wide: 256
+#                    channels, so N = 26 at 10%
 #   flip_side_free   random horizontal flip in training, on side-free scenes (classes do not
 #                    depend on the side of the street), as the paper's Cityscapes model
 # Models train on one thread each (OMP_NUM_THREADS=1; about 5 min per 600 iterations on a
@@ -20,7 +22,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${POSATTACK_VENV:-.venv}/bin/python"
-ALL_SETTINGS="default default_val300 long long_val300 flip_side_free"
+ALL_SETTINGS="default default_val300 long long_val300 wide flip_side_free"
 SETTINGS="${*:-$ALL_SETTINGS}"
 DATA_SEEDS="${DATA_SEEDS:-0 1}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
@@ -48,6 +50,7 @@ run_setting() {  # run_setting SETTING DATA_SEED
     long) config=configs/demo/deeplabv3_r18-tiny-1200it_synthetic-cityscapes.py ;;
     long_val300) config=configs/demo/deeplabv3_r18-tiny-1200it_synthetic-cityscapes.py
       num_val=300; train_work=$(work_dir long "$data_seed") ;;
+    wide) config=configs/demo/deeplabv3_r18-tiny-wide_synthetic-cityscapes.py ;;
     flip_side_free) config=configs/demo/deeplabv3_r18-tiny_flip_side-free_synthetic-cityscapes.py
       side_free=1 ;;
     *) echo "error: unknown setting '$setting'; choose from: $ALL_SETTINGS" >&2; exit 2 ;;

@@ -1,3 +1,4 @@
-"""Models: build a segmentor from a config and load its checkpoint (:mod:`.builder`), and the
+"""Models: build a segmentor from a config and load its checkpoint (:mod:`.builder`), the
 paper authors' DeepLabv3 head and checkpoint converter (:mod:`.authors_deeplab_head`,
-:mod:`.authors_checkpoint`)."""
+:mod:`.authors_checkpoint`), and a ResNetV1c with a wider last stage for the seed-robustness
+study (:mod:`.wide_last_stage_resnet`)."""
