@@ -25,6 +25,7 @@ from posattack.channels.ablations import ablation_names
 from posattack.utils.cli import (BAD_INPUT_ERRORS, add_run_arguments, parse_region_arg,
                                  report_bad_input)
 from posattack.utils.distributed import exit_process, init_launcher
+from posattack.utils.run_options import options_from_args
 
 
 def parse_args(argv=None):
@@ -92,19 +93,8 @@ def main(argv=None) -> int:
         'work_dirs', osp.splitext(osp.basename(args.config))[0], 'attack')
     show_dir = None if args.no_overlays else (args.show_dir or osp.join(work_dir, 'overlays'))
     MMLogger.get_instance('posattack', log_level='INFO')
-    opts = AttackOptions(
-        config=args.config, checkpoint=args.checkpoint[0], work_dir=work_dir, layer=args.layer,
-        ranking=args.ranking, ranking_format=args.ranking_format,
-        attack_region=args.attack_region, num_channels=args.num_channels,
-        fractions=args.fractions, seeds=args.seeds, bootstrap=args.bootstrap,
-        bootstrap_seed=args.bootstrap_seed, ablation=args.ablation,
-        regions=args.regions, show_dir=show_dir,
-        num_overlays=args.num_overlays, max_images=args.max_images,
-        batch_size=args.batch_size, resume=args.resume, cfg_options=args.cfg_options,
-        compare_ranking=args.compare_ranking,
-        compare_ranking_format=args.compare_ranking_format,
-        trust_checkpoint=args.trust_checkpoint,
-        allow_ranking_layer_mismatch=args.allow_ranking_layer_mismatch)
+    opts = options_from_args(AttackOptions, args, checkpoint=args.checkpoint[0],
+                             work_dir=work_dir, show_dir=show_dir)
     try:
         if len(args.checkpoint) > 1:
             run_attacks(opts, args.checkpoint, args.model_names)

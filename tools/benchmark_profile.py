@@ -36,9 +36,8 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if REPO_ROOT not in sys.path:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, REPO_ROOT)
 
-from posattack.attack.experiment import AttackOptions, run_attack  # noqa: E402
-from posattack.profile.run import (DEFAULT_FRACTIONS, DEFAULT_SEEDS, ProfileOptions,  # noqa: E402
-                                   run_profile)
+from posattack.attack.experiment import DEFAULT_SEEDS, AttackOptions, run_attack  # noqa: E402
+from posattack.profile.run import DEFAULT_FRACTIONS, ProfileOptions, run_profile  # noqa: E402
 
 
 def parse_args(argv=None):

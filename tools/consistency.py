@@ -21,6 +21,7 @@ from posattack.evaluation.consistency import ConsistencyOptions, run_consistency
 from posattack.utils.cli import (BAD_INPUT_ERRORS, add_run_arguments, parse_region_arg,
                                  report_bad_input)
 from posattack.utils.distributed import exit_process, init_launcher
+from posattack.utils.run_options import options_from_args
 
 
 def parse_args(argv=None):
@@ -55,11 +56,7 @@ def main(argv=None) -> int:
         'work_dirs', osp.splitext(osp.basename(args.config))[0], 'consistency')
     MMLogger.get_instance('posattack', log_level='INFO')
     try:
-        run_consistency(ConsistencyOptions(
-            config=args.config, checkpoint=args.checkpoint, work_dir=args.work_dir,
-            max_shifts=args.max_shift, trials=args.trials, seed=args.seed, regions=args.regions,
-            max_images=args.max_images, batch_size=args.batch_size, cfg_options=args.cfg_options,
-            trust_checkpoint=args.trust_checkpoint))
+        run_consistency(options_from_args(ConsistencyOptions, args, max_shifts=args.max_shift))
     except BAD_INPUT_ERRORS as error:
         return report_bad_input(error)
     return 0

@@ -21,11 +21,12 @@ import sys
 
 from mmengine.logging import MMLogger
 
-from posattack.profile.run import (DEFAULT_BOOTSTRAP, DEFAULT_FRACTIONS, DEFAULT_SEEDS,
-                                   ProfileOptions, run_profile)
+from posattack.attack.experiment import DEFAULT_BOOTSTRAP, DEFAULT_SEEDS
+from posattack.profile.run import DEFAULT_FRACTIONS, ProfileOptions, run_profile
 from posattack.utils.cli import (BAD_INPUT_ERRORS, add_run_arguments, parse_region_arg,
                                  report_bad_input)
 from posattack.utils.distributed import exit_process, init_launcher
+from posattack.utils.run_options import options_from_args
 
 
 def parse_args(argv=None):
@@ -65,12 +66,7 @@ def main(argv=None) -> int:
         'work_dirs', osp.splitext(osp.basename(args.config))[0], 'profile')
     if not MMLogger.check_instance_created('posattack'):  # a second call in one process warns
         MMLogger.get_instance('posattack', log_level='INFO')
-    opts = ProfileOptions(
-        config=args.config, checkpoint=args.checkpoint, work_dir=work_dir, layers=args.layers,
-        fractions=args.fractions, seeds=args.seeds, bootstrap=args.bootstrap,
-        bootstrap_seed=args.bootstrap_seed, regions=args.regions, max_images=args.max_images,
-        batch_size=args.batch_size, resume=args.resume, cfg_options=args.cfg_options,
-        trust_checkpoint=args.trust_checkpoint, layer_plots=args.layer_plots)
+    opts = options_from_args(ProfileOptions, args, work_dir=work_dir)
     try:
         run_profile(opts)
     except BAD_INPUT_ERRORS as error:

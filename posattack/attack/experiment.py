@@ -39,6 +39,7 @@ from ..report.per_image import PerImageCounts, per_image_path
 from ..report.pooling import paper_claims
 from ..report.significance import build_statistics
 from ..utils.fileio import file_sha256, read_json, write_json_atomic
+from ..utils.run_options import ModelRunOptions
 # issue 13: nothing silently wrong (see docs/reliability.md)
 from .checks import check_ranking_layer, check_segmentor_config, probe_attack
 from .feature_split import FeatureSplit
@@ -60,30 +61,29 @@ OVERLAY_TILE_WIDTH = 512  # a 2048-wide frame would make a 10,000-pixel panel
 
 
 @dataclass
-class AttackOptions:
+class RemovalRunOptions(ModelRunOptions):
+    """What a channel-removal run on one model takes, tools/attack.py's and
+    tools/depth_profile.py's alike: random draws, the bootstrap, regions, resume."""
+    seeds: int = DEFAULT_SEEDS
+    bootstrap: int = DEFAULT_BOOTSTRAP
+    bootstrap_seed: int = 0
+    regions: Sequence = field(default_factory=lambda: list(DEFAULT_REGIONS))
+    resume: bool = False
+    progress: bool = True
+
+
+@dataclass
+class AttackOptions(RemovalRunOptions):
     """Everything tools/attack.py accepts; the defaults give the paper's experiment."""
-    config: str
-    checkpoint: str
-    work_dir: str
     layer: Optional[str] = None
     ranking: Optional[str] = None
     ranking_format: str = 'auto'
     attack_region: Union[str, Sequence[str]] = 'overall'
     num_channels: Optional[Sequence[int]] = None
     fractions: Optional[Sequence[float]] = None
-    seeds: int = DEFAULT_SEEDS
-    bootstrap: int = DEFAULT_BOOTSTRAP
-    bootstrap_seed: int = 0
     ablation: str = 'zero'
-    regions: Sequence = field(default_factory=lambda: list(DEFAULT_REGIONS))
     show_dir: Optional[str] = None
     num_overlays: int = 4
-    max_images: Optional[int] = None
-    batch_size: Optional[int] = None
-    resume: bool = False
-    cfg_options: Optional[dict] = None
-    trust_checkpoint: bool = False
-    progress: bool = True
     compare_ranking: Optional[str] = None
     compare_ranking_format: str = 'auto'
     allow_ranking_layer_mismatch: bool = False

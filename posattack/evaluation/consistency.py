@@ -21,7 +21,7 @@ import os
 import os.path as osp
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Optional, Union
+from typing import Union
 
 import torch
 from mmengine.dist import get_dist_info, is_main_process
@@ -34,25 +34,19 @@ from ..models.builder import load_segmentor
 from ..models.non_finite import NonFiniteWatch
 from ..training.shift_crops import ShiftConsistencyPairs
 from ..utils.fileio import file_sha256, write_json_atomic
+from ..utils.run_options import ModelRunOptions
 from .shift_consistency import ShiftConsistencyMetric, ShiftPairTTAModel
 
 __all__ = ['ConsistencyOptions', 'run_consistency']
 
 
 @dataclass
-class ConsistencyOptions:
+class ConsistencyOptions(ModelRunOptions):
     """What tools/consistency.py's arguments say (see its --help)."""
-    config: str
-    checkpoint: str
-    work_dir: str
     max_shifts: Sequence[int] = (8, 16)
     trials: int = 1
     seed: int = 0
     regions: Sequence[Union[str, dict]] = field(default_factory=lambda: ['paper'])
-    max_images: Optional[int] = None
-    batch_size: Optional[int] = None
-    cfg_options: Optional[dict] = None
-    trust_checkpoint: bool = False
 
 
 def run_consistency(opts: ConsistencyOptions) -> dict:

@@ -45,7 +45,7 @@ import re
 import time
 from collections.abc import Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import torch
@@ -53,8 +53,8 @@ from mmengine import dist
 from mmengine.logging import MMLogger, print_log
 from mmengine.utils import ProgressBar
 
-from ..attack.experiment import (DEFAULT_BOOTSTRAP, DEFAULT_REGIONS, DEFAULT_SEEDS, RESULTS_FORMAT,
-                                 ResumeMismatchError, build_test_dataloader, file_sha256)
+from ..attack.experiment import (RESULTS_FORMAT, RemovalRunOptions, ResumeMismatchError,
+                                 build_test_dataloader, file_sha256)
 from ..attack.prefix_replay import PrefixReplaySplit
 from ..attack.settings import build_settings
 from ..attack.sweep import run_sweep
@@ -81,23 +81,10 @@ ALL_LAYERS = 'all'
 
 
 @dataclass
-class ProfileOptions:
+class ProfileOptions(RemovalRunOptions):
     """Everything tools/depth_profile.py accepts."""
-    config: str
-    checkpoint: str
-    work_dir: str
     layers: Optional[Sequence[str]] = None       # None or ['all']: the depth layers
     fractions: Sequence[float] = DEFAULT_FRACTIONS
-    seeds: int = DEFAULT_SEEDS
-    bootstrap: int = DEFAULT_BOOTSTRAP
-    bootstrap_seed: int = 0
-    regions: Sequence = field(default_factory=lambda: list(DEFAULT_REGIONS))
-    max_images: Optional[int] = None
-    batch_size: Optional[int] = None
-    resume: bool = False
-    cfg_options: Optional[dict] = None
-    trust_checkpoint: bool = False
-    progress: bool = True
     layer_plots: bool = False   # tools/attack.py's three plots in every layer's folder
 
 
