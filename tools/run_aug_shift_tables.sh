@@ -5,20 +5,28 @@
 # with dense_weight=0) for training seeds 0, 1 and 2, then one table per run and seed and its
 # summary over seeds, docs/tables/aug_shift.md, stamped. Every step resumes, so it can be
 # stopped and rerun; it is long: 21 trainings on one thread each, the pair-trained ones
-# about 12 min each: about 4 hours in all on this project's 2-core machine. On 2026-12-03 the
-# runs went as two chains of tools/run_aug_shift_demo.sh calls side by side, one per core
-# (2 h 13 min), then this script found them done and wrote the table (3.6 min).
+# about 12 min each: about 4 hours in all on this project's 2-core machine with JOBS=1.
+# JOBS=2 runs two training seeds' chains side by side, one per core, each logging to
+# work_dirs/aug_shift/seedN.out (seeds 0 and 1, then 2). On 2026-12-03 the runs went as two
+# such chains (2 h 13 min), then this script found them done and wrote the table (3.6 min).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${POSATTACK_VENV:-.venv}/bin/python"
 SEEDS="${SEEDS:-0 1 2}"
+JOBS="${JOBS:-1}"
+source tools/lib/batches.sh
+check_jobs
 ALL_RUNS="plain shift-crops augshift augshift-strong latent-only-1 latent-only-10 latent-only-100"
 RUNS="${RUNS:-$ALL_RUNS}"
 ROWS=()
 RUNS_NOTE=""
 [ "$RUNS" = "$ALL_RUNS" ] || RUNS_NOTE=", RUNS=\"$RUNS\""
+seed_chain() {  # seed_chain SEED: every run of one training seed, one after another
+  SEED=$1 RUNS="$RUNS" bash tools/run_aug_shift_demo.sh
+}
+# shellcheck disable=SC2086  # SEEDS is a list
+run_batches "training seed" "work_dirs/aug_shift/seed%s.out" seed_chain $SEEDS
 for seed in $SEEDS; do
-  SEED=$seed RUNS="$RUNS" bash tools/run_aug_shift_demo.sh
   for name in $RUNS; do
     dir="work_dirs/aug_shift/seed$seed/$name"
     ROWS+=(--run "$name/$seed" "$dir/consistency/consistency.json" "$dir/attack/results.json")

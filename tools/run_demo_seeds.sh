@@ -30,9 +30,8 @@ TRAIN_OPTS="${TRAIN_OPTS:-}"
 DATA="${DATA:-data/synthetic_cityscapes}"
 SEEDS="${SEEDS:-5}"
 JOBS="${JOBS:-1}"
-case $JOBS in ""|*[!0-9]*|0)
-  echo "error: JOBS=$JOBS is not a positive integer; set JOBS=1 or more" >&2; exit 2 ;;
-esac
+source tools/lib/batches.sh
+check_jobs
 WORK="${WORK:-work_dirs/demo/seeds}"
 TRAIN_WORK="${TRAIN_WORK:-$WORK}"
 TABLE="${TABLE:-docs/tables/demo_pooled.md}"
@@ -51,26 +50,11 @@ train_seed() {  # train_seed SEED: one model, on one thread when OMP_NUM_THREADS
   "$PY" tools/train.py "$CONFIG" --work-dir "$TRAIN_WORK/seed$1/train" \
     --cfg-options $DATA_OPTS randomness.seed=$1 $TRAIN_OPTS
 }
-# JOBS models train side by side, each logging to $TRAIN_WORK/seedN/train.out; a batch
-# waits for all its members, and any failure stops the script after naming its log.
 pending=()
 for seed in $(seq 0 $((SEEDS - 1))); do
   [ -f "$TRAIN_WORK/seed$seed/train/last_checkpoint" ] || pending+=("$seed")
 done
-for ((i = 0; i < ${#pending[@]}; i += JOBS)); do
-  if [ "$JOBS" = 1 ]; then train_seed "${pending[$i]}"; continue; fi
-  pids=()
-  for seed in "${pending[@]:$i:$JOBS}"; do
-    mkdir -p "$TRAIN_WORK/seed$seed"
-    echo "[demo-seeds] training seed $seed -> $TRAIN_WORK/seed$seed/train.out" >&2
-    train_seed "$seed" >"$TRAIN_WORK/seed$seed/train.out" 2>&1 &
-    pids+=("$!:$seed")
-  done
-  for entry in "${pids[@]}"; do
-    wait "${entry%%:*}" || { echo "error: training seed ${entry#*:} failed;" \
-      "see $TRAIN_WORK/seed${entry#*:}/train.out" >&2; exit 1; }
-  done
-done
+run_batches "training seed" "$TRAIN_WORK/seed%s/train.out" train_seed ${pending[@]+"${pending[@]}"}
 CKPTS=()
 NAMES=()
 for seed in $(seq 0 $((SEEDS - 1))); do
