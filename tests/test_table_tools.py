@@ -65,10 +65,23 @@ def test_setting_verdict_needs_two_passing_data_seeds():
                                   study.study_row('c', '0', good)])
     text = '\n'.join(lines)
     assert '**a**: passes.' in text
-    assert '**b**: does not pass (fails on data seed 1).' in text
+    assert '**b**: does not pass (fails on data seed 1). Both claims in 5 of 10 models over ' \
+        'its data seeds (exact 95% CI of the share: 19% to 81%).' in text
     assert '**c**: not decided (passes on 1 data seed(s) measured, 2 needed).' in text
     assert '| a | 0 | 5 | 13 | 72.00 ± 1.58 | 5/5 | +0.50 [-1.00, +2.00], inconclusive |' \
         in text
+    assert '| 5/5 [48%, 100%] | yes |' in text and '| 0/5 [0%, 52%] | no |' in text
+
+
+def test_share_interval_matches_the_closed_forms_at_the_edges():
+    """Clopper-Pearson at 0 and n successes has a closed form: [0, 1 - (a/2)^(1/n)] and
+    [(a/2)^(1/n), 1]; at 5 models that is 52.2% and 47.8%."""
+    assert study.share_interval(0, 5) == pytest.approx((0.0, 1 - 0.025 ** (1 / 5)))
+    assert study.share_interval(5, 5) == pytest.approx((0.025 ** (1 / 5), 1.0))
+    low, high = study.share_interval(1, 5)
+    # the bounds solve P(X >= 1 | low) = 0.025 and P(X <= 1 | high) = 0.025
+    assert 1 - (1 - low) ** 5 == pytest.approx(0.025)
+    assert (1 - high) ** 5 + 5 * high * (1 - high) ** 4 == pytest.approx(0.025)
 
 
 def test_study_tool_refuses_a_missing_summary(tmp_path, capsys):

@@ -12,7 +12,11 @@ periphery-minus-center under targeted removal, both at the N nearest 10% of the 
 A setting *passes on a data seed* when at least PASS_MODELS of its models (the issue's "4 of
 5 training seeds") carry both claims; it *passes* when it does so on at least PASS_DATA_SEEDS
 data seeds. The verdict over models (the one-sample t interval of the pooled run) is shown
-beside the counts, as it is the statement a reader should quote.
+beside the counts, as it is the statement a reader should quote. Each count of models
+carrying both claims comes with the exact (Clopper-Pearson) 95% interval of the share of
+training seeds that would carry them, per data seed and over a setting's data seeds: with 5
+models it is wide (even 5 of 5 leaves [48%, 100%]), which a reader of the pass rule should
+see.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from typing import Optional
 
 import numpy as np
+from scipy.stats import binomtest
 
 from posattack.report.pooling import test_key
 from posattack.report.statistics import HOLDS
@@ -48,6 +53,17 @@ def _interval(p: Optional[Mapping]) -> str:
     return f'{p["mean"]:+.2f} {ci_text}, {p["verdict"]}'
 
 
+def share_interval(count: int, total: int) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) 95% interval of a share seen as ``count`` of ``total``."""
+    ci = binomtest(count, total).proportion_ci(confidence_level=0.95, method='exact')
+    return float(ci.low), float(ci.high)
+
+
+def _share(count: int, total: int) -> str:
+    low, high = share_interval(count, total)
+    return f'{count}/{total} [{100 * low:.0f}%, {100 * high:.0f}%]'
+
+
 def study_row(setting: str, data_seed: str, summary: Mapping) -> dict:
     """One setting on one data seed: counts of models carrying each claim, and the pooled
     t verdicts."""
@@ -72,7 +88,7 @@ def study_row(setting: str, data_seed: str, summary: Mapping) -> dict:
 def study_markdown(rows: Sequence[Mapping]) -> list[str]:
     lines = ['| setting | data seed | models | N | clean mIoU (mean ± sd) | claim 1: models | '
              'claim 1 over models: gap [t 95% CI] | claim 2: models | claim 2 over models: '
-             'P - C [t 95% CI] | both: models | passes on this data seed |',
+             'P - C [t 95% CI] | both: models [95% CI of the share] | passes on this data seed |',
              '|---|---|---|---|---|---|---|---|---|---|---|']
     for r in rows:
         clean = ('n/a' if r['clean_mean'] is None else f'{r["clean_mean"]:.2f}'
@@ -81,7 +97,7 @@ def study_markdown(rows: Sequence[Mapping]) -> list[str]:
             f'| {r["setting"]} | {r["data_seed"]} | {r["num_models"]} | {r["num_channels"]} | '
             f'{clean} | {r["claim_1"]}/{r["num_models"]} | {_interval(r["gap"])} | '
             f'{r["claim_2"]}/{r["num_models"]} | {_interval(r["periphery_minus_center"])} | '
-            f'{r["both"]}/{r["num_models"]} | {"yes" if r["passes"] else "no"} |')
+            f'{_share(r["both"], r["num_models"])} | {"yes" if r["passes"] else "no"} |')
     lines.append('')
     settings = list(dict.fromkeys(r['setting'] for r in rows))
     for setting in settings:
@@ -95,8 +111,12 @@ def study_markdown(rows: Sequence[Mapping]) -> list[str]:
         else:
             verdict = (f'not decided (passes on {len(passed)} data seed(s) measured, '
                        f'{PASS_DATA_SEEDS} needed)')
-        lines.append(f'- **{setting}**: {verdict}. The rule: at least {PASS_MODELS} of 5 '
-                     f'models carry both claims, on at least {PASS_DATA_SEEDS} data seeds.')
+        both, total = sum(r['both'] for r in mine), sum(r['num_models'] for r in mine)
+        low, high = share_interval(both, total) if total else (float('nan'),) * 2
+        lines.append(f'- **{setting}**: {verdict}. Both claims in {both} of {total} models '
+                     f'over its data seeds (exact 95% CI of the share: {100 * low:.0f}% to '
+                     f'{100 * high:.0f}%). The rule: at least {PASS_MODELS} of 5 models carry '
+                     f'both claims, on at least {PASS_DATA_SEEDS} data seeds.')
     return lines
 
 
