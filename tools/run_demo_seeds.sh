@@ -16,8 +16,8 @@
 #   TRAIN_WORK  where the models are trained (default $WORK): a setting that changes only
 #               the validation images reuses the models of the setting that trained them
 #   TABLE       the table to write; README=0 leaves README.md alone
-#   JOBS        models trained side by side (default 1; JOBS=2 on two free cores halves
-#               the training time, each model still on one thread)
+#   JOBS        models trained side by side (default 1; each still on one thread): JOBS=2
+#               on two free cores trains 5 models in 3 rounds instead of 5
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${POSATTACK_VENV:-.venv}/bin/python"
