@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The seed-robustness study of the embedded default (docs/seed_robustness.md): each setting
-# trained with 5 training seeds on each data seed, attacked and pooled as `make demo-seeds`
+# trained with 5 training seeds on each of its data seeds, attacked and pooled as `make demo-seeds`
 # does (tools/run_demo_seeds.sh), then one table of how many models carry the paper's two
 # claims, docs/tables/study.md (tools/study_table.py). Every part resumes: trained models
 # and finished attacks are kept, so a rerun only does what is missing.
