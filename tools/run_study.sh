@@ -31,16 +31,12 @@ ALL_SETTINGS="default default_val300 long long_val300 wide flip_side_free"
 # setting to run it anyway, on both data seeds unless DATA_SEEDS says otherwise.
 STUDY_PLAN="default:0,1 default_val300:0 long:0 wide:0,1 flip_side_free:0,1"
 PLAN=""  # entries SETTING:SEEDS, the data seeds comma-separated
+given_seeds=$(echo ${DATA_SEEDS:-} | tr ' ' ,)
 if [ $# -gt 0 ]; then
-  for setting in "$@"; do PLAN+="$setting:$(echo ${DATA_SEEDS:-0 1} | tr ' ' ,) "; done
+  for setting in "$@"; do PLAN+="$setting:${given_seeds:-0,1} "; done
 else
-  for entry in $STUDY_PLAN; do
-    seeds=${entry#*:}
-    [ -n "${DATA_SEEDS:-}" ] && seeds=$(echo $DATA_SEEDS | tr ' ' ,)
-    PLAN+="${entry%%:*}:$seeds "
-  done
+  for entry in $STUDY_PLAN; do PLAN+="${entry%%:*}:${given_seeds:-${entry#*:}} "; done
 fi
-SETTINGS=$(for entry in $PLAN; do echo -n "${entry%%:*} "; done)
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 DEFAULT_CONFIG=configs/demo/deeplabv3_r18-tiny_synthetic-cityscapes.py
 start=$(date +%s)
@@ -84,9 +80,9 @@ run_setting() {  # run_setting SETTING DATA_SEED
     bash tools/run_demo_seeds.sh
 }
 
-for setting in $SETTINGS; do  # names first, so that a typo fails before hours of training
-  case " $ALL_SETTINGS " in *" $setting "*) ;; *)
-    echo "error: unknown setting '$setting'; choose from: $ALL_SETTINGS" >&2; exit 2 ;; esac
+for entry in $PLAN; do  # names first, so that a typo fails before hours of training
+  case " $ALL_SETTINGS " in *" ${entry%%:*} "*) ;; *)
+    echo "error: unknown setting '${entry%%:*}'; choose from: $ALL_SETTINGS" >&2; exit 2 ;; esac
 done
 for entry in $PLAN; do
   seeds=${entry#*:}

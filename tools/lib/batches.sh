@@ -20,22 +20,23 @@ check_jobs() {
 run_batches() {
   local what=$1 log_pattern=$2 func=$3
   shift 3
-  local items=("$@") i item log entry entries
+  local items=("$@") i j item log pids batch
   for ((i = 0; i < ${#items[@]}; i += JOBS)); do
     if [ "$JOBS" = 1 ]; then "$func" "${items[$i]}"; continue; fi
-    entries=()
-    for item in "${items[@]:$i:$JOBS}"; do
+    batch=("${items[@]:$i:$JOBS}")
+    pids=()
+    for item in "${batch[@]}"; do
       # shellcheck disable=SC2059  # the pattern is ours, with one %s
       log=$(printf "$log_pattern" "$item")
       mkdir -p "$(dirname "$log")"
       echo "[batches] $what $item -> $log" >&2
       "$func" "$item" >"$log" 2>&1 &
-      entries+=("$!:$item:$log")
+      pids+=("$!")
     done
-    for entry in "${entries[@]}"; do
-      item=${entry#*:}
-      wait "${entry%%:*}" || {
-        echo "error: $what ${item%%:*} failed; see ${item#*:}" >&2; exit 1; }
+    for j in "${!pids[@]}"; do
+      # shellcheck disable=SC2059
+      wait "${pids[$j]}" || { echo "error: $what ${batch[$j]} failed; see" \
+        "$(printf "$log_pattern" "${batch[$j]}")" >&2; exit 1; }
     done
   done
 }
