@@ -82,6 +82,8 @@ test_pipeline = [
 ]
 model = dict(data_preprocessor=dict(size=(64, 128)))
 test_dataloader = dict(batch_size=2, dataset=dict(data_root=data_root, pipeline=test_pipeline))
+# identification reads the train images (test pipeline) by default: the same tiny dataset
+train_dataloader = dict(dataset=dict(data_root=data_root))
 """
 
 

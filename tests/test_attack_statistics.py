@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 from helpers import (load_cli, load_json, make_checkpoint, one_torch_thread, run_cli,  # noqa: F401
                      write_tiny_config)
+from scipy import stats as scipy_stats
 
 from posattack.report.per_image import PerImageCounts
 
 CLI = load_cli()
-ARGS = ['--num-channels', 8, 16, '--seeds', 3, '--max-images', 4, '--no-overlays',
+ARGS = ['--num-channels', 6, 16, '--seeds', 3, '--max-images', 4, '--no-overlays',
         '--bootstrap', 200]
 
 
@@ -51,33 +52,47 @@ def test_tests_agree_with_the_runs_own_metrics(run):
     results = load_json(run / 'results.json')
     by_key = {s['key']: s['metrics'] for s in results['settings']}
     clean = by_key['clean']['mIoU']
-    for n in (8, 16):
+    # N=6 is 5% of the 128 channels: the primary count, drawn sequentially (>= 19 draws)
+    assert results['statistics']['primary'] == dict(num_channels=6, attack_region='overall')
+    for n, seeds in ((6, None), (16, 3)):
         draws = _tests(results, 'targeted_vs_random_draws', num_channels=n,
                        attack_region='overall')[0]
-        random = [by_key[f'random/N={n}/seed={s}']['mIoU'] for s in range(3)]
+        random_keys = [k for k in by_key if k.startswith(f'random/N={n}/')]
+        assert draws['primary'] == (n == 6)
+        assert len(random_keys) == (seeds or draws['num_draws']) == draws['num_draws']
+        if n == 6:
+            assert draws['num_draws'] >= 19 and draws['p_value_holm'] is None
+        else:
+            assert draws['p_value_holm'] is not None
+            assert draws['sequential']['p_value_floor'] == 0.25
+        random = [by_key[k]['mIoU'] for k in random_keys]
         targeted = by_key[f'targeted/overall/N={n}']['mIoU']
         # the metrics are rounded to 2 decimals, the tests are not
-        assert draws['targeted_drop'] == pytest.approx(clean - targeted, abs=0.011)
+        assert draws['targeted_value'] == pytest.approx(clean - targeted, abs=0.011)
         assert draws['random_mean'] == pytest.approx(clean - np.mean(random), abs=0.011)
-        assert draws['num_draws'] == 3 and draws['p_value_floor'] == pytest.approx(0.25)
-        gap = _tests(results, 'targeted_minus_random', num_channels=n,
+        assert draws['estimate'] == pytest.approx(draws['targeted_value']
+                                                  - draws['random_mean'])
+        # the rank p-value by hand: draws reaching the targeted drop (metrics' rounding aside)
+        exceed = sum(clean - r >= clean - targeted for r in random)
+        if not draws['sequential']['stopped_early']:
+            assert draws['p_value'] == pytest.approx((exceed + 1) / (len(random) + 1))
+        # 4 images are too few for an image-bootstrap interval: said, not faked
+        assert draws['ci95'] is None and 'at least 5' in draws['ci95_reason']
+        did = _tests(results, 'periphery_minus_center_vs_random_draws', num_channels=n,
                      attack_region='overall')[0]
-        assert gap['estimate'] == pytest.approx(draws['estimate'])
-        low, high = gap['ci95']
-        assert low <= gap['estimate'] <= high
-        pc = _tests(results, 'periphery_minus_center', num_channels=n, mode='targeted',
-                    attack_region='overall')[0]
         metrics = by_key[f'targeted/overall/N={n}']
         expected = (by_key['clean']['periphery.mIoU'] - metrics['periphery.mIoU']) - (
             by_key['clean']['center.mIoU'] - metrics['center.mIoU'])
-        assert pc['estimate'] == pytest.approx(expected, abs=0.03)
-    # left and right orders are each tested on their own half against the other
-    halves = _tests(results, 'own_half_minus_other_half')
+        assert did['targeted_value'] == pytest.approx(expected, abs=0.03)
+        assert did['placebo']['num_placebos'] == did['num_draws']
+    # left and right orders are each tested on their own half against the random draws'
+    halves = _tests(results, 'own_half_vs_random_draws')
     assert sorted((t['attack_region'], t['eval_region']) for t in halves if
-                  t['num_channels'] == 8) == [('left', 'left-right'), ('right', 'right-left')]
+                  t['num_channels'] == 16) == [('left', 'left-right'), ('right', 'right-left')]
+    assert all(not t['primary'] for t in halves)
     report = (run / 'report.md').read_text()
-    assert '### Targeted vs random removal (full image, drops in mIoU points)' in report
-    assert '### Region-specific orders' in report and "### The paper's claims" in report
+    assert '### Tests' in report and "### The paper's claims" in report
+    assert 'placebo false positives' in report and 'identified on 4 train images' in report
     counts = PerImageCounts.load(str(run / 'per_image.npz'))
     assert len(counts.images) == 4 and set(counts.keys) == set(by_key)
 
@@ -98,7 +113,7 @@ def test_same_run_same_intervals_and_old_work_dirs_resume(files, run, tmp_path):
 
 
 def test_one_random_draw_is_not_a_distribution(files, tmp_path):
-    args = [a if a != 3 else 1 for a in ARGS]
+    args = ['--num-channels', 16, '--seeds', 1, '--max-images', 4, '--no-overlays']
     code, stderr = run_cli(CLI, [files.config, files.checkpoint, '--work-dir', tmp_path] + args)
     assert code == 0, stderr
     results = load_json(tmp_path / 'results.json')
@@ -106,7 +121,7 @@ def test_one_random_draw_is_not_a_distribution(files, tmp_path):
     assert draws and all(t['verdict'] == 'not computed' and t['p_value'] is None
                          for t in draws)
     report = (tmp_path / 'report.md').read_text()
-    assert 'one random draw is no distribution (no p-value, no interval)' in report
+    assert 'no rank test can separate a set from them' in report
 
 
 def test_pooled_run_over_two_models(files, tmp_path):
@@ -119,14 +134,17 @@ def test_pooled_run_over_two_models(files, tmp_path):
     names = [m['model'] for m in summary['models']]
     assert sorted(os.listdir(work_dir / 'models')) == sorted(names) and len(names) == 2
     per_model = [load_json(work_dir / 'models' / n / 'results.json') for n in names]
-    pooled = next(t for t in summary['pooled_tests'] if t['kind'] == 'targeted_minus_random'
+    pooled = next(t for t in summary['pooled_tests'] if t['kind'] == 'targeted_vs_random_draws'
                   and t['num_channels'] == 16)
-    gaps = [next(t for t in r['tests'] if t['kind'] == 'targeted_minus_random'
-                 and t['num_channels'] == 16)['estimate'] for r in per_model]
+    tests = [next(t for t in r['tests'] if t['kind'] == 'targeted_vs_random_draws'
+                  and t['num_channels'] == 16) for r in per_model]
+    gaps = [t['estimate'] for t in tests]
     assert [m['estimate'] for m in pooled['per_model']] == gaps
     assert pooled['mean'] == pytest.approx(np.mean(gaps))
     assert pooled['std'] == pytest.approx(np.std(gaps, ddof=1))
-    assert [c['verdict'] in ('holds', 'does not hold', 'inconclusive')
+    z = scipy_stats.norm.isf([t['p_value'] for t in tests]).sum() / np.sqrt(2)
+    assert pooled['p_value'] == pytest.approx(scipy_stats.norm.sf(z))
+    assert [c['verdict'] in ('holds', 'inconclusive', 'not computed')
             for c in summary['claims']] == [True, True]
     report = (work_dir / 'report.md').read_text()
     assert "The paper's claims" in report and f'(models/{names[0]}/report.md)' in report

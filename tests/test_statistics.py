@@ -17,7 +17,7 @@ from posattack.evaluation.metric import region_confusion
 from posattack.report.per_image import (PairedBootstrap, PerImageCounts, PerImageRecorder,
                                         miou_from_counts, resample_weights)
 from posattack.report.pooling import paper_claims, pool_tests
-from posattack.report.significance import build_statistics, draws_test
+from posattack.report.significance import build_statistics
 from posattack.report.statistics import (bootstrap_p_value, compare_with_draws, empirical_p_value,
                                          one_sample_t, percentile_interval, prediction_interval,
                                          verdict_from_interval)
@@ -49,12 +49,6 @@ def test_compare_with_draws_gap_z_and_verdict_inputs():
     assert out['beyond_prediction_interval'] is True   # 10 > 2.5 + 6.40
     single = compare_with_draws(10.0, [1.0])
     assert single['gap'] == 9.0 and single['p_value'] is None and single['z'] is None
-
-
-def test_draws_test_with_one_draw_says_why_not():
-    test = draws_test(8, 'overall', 5.0, [1.0])
-    assert test['verdict'] == 'not computed' and test['p_value'] is None
-    assert '--seeds 2 or more' in test['reason']
 
 
 # ------------------------------------------------------------------ images
@@ -183,43 +177,89 @@ def _two_region_counts(num_images=8):
 
 def test_build_statistics_on_a_constructed_attack():
     counts, settings = _two_region_counts()
-    statistics, tests = build_statistics(settings, counts, num_resamples=200, seed=0)
-    by_kind = {(t['kind'], t['mode']): t for t in tests}
+    statistics, tests = build_statistics(settings, counts, num_resamples=200, seed=0,
+                                         num_channels_total=40)
+    by_kind = {t['kind']: t for t in tests}
+    # N=2 is 5% of 40: the primary count, so both claims' tests are primary
+    assert statistics['primary'] == dict(num_channels=2, attack_region='overall')
     # periphery, class 0: tp 50, gt 50, pred 75 -> 50/75; class 1: 25/50 -> mIoU 58.33
     periphery_drop = 100 - 100 * (50 / 75 + 25 / 50) / 2
-    pc = by_kind['periphery_minus_center', 'targeted']
-    assert pc['estimate'] == pytest.approx(periphery_drop)     # the center does not drop
-    # every image is alike, so every resample gives the same value: a zero-width interval
-    assert pc['ci95'] == pytest.approx([periphery_drop] * 2) and pc['verdict'] == 'holds'
-    draws = by_kind['targeted_vs_random_draws', 'targeted']
-    assert draws['num_draws'] == 3 and draws['p_value'] == pytest.approx(1 / 4)
-    assert draws['verdict'] == 'holds'
-    gap = by_kind['targeted_minus_random', 'targeted']
+    did = by_kind['periphery_minus_center_vs_random_draws']
+    assert did['targeted_value'] == pytest.approx(periphery_drop)   # the center does not drop
+    assert did['primary'] and did['num_draws'] == 3
+    # 3 draws can give p >= 1/4 only: never a verdict of "holds"
+    assert did['p_value'] == pytest.approx(1 / 4) and did['verdict'] == 'inconclusive'
+    assert 'cannot give p < 0.05' in did['reason']
+    draws = by_kind['targeted_vs_random_draws']
     full_drop = statistics['settings']['targeted/overall/N=2']['full']['drop']['estimate']
     random_drop = statistics['random_groups']['2']['full']['drop']['estimate']
-    assert gap['estimate'] == pytest.approx(full_drop - random_drop)
-    assert gap['verdict'] == 'holds'
+    assert draws['estimate'] == pytest.approx(full_drop - random_drop)
+    assert draws['p_value'] == pytest.approx(1 / 4) and draws['verdict'] == 'inconclusive'
+    # every image is alike: every resample gives the same value, a zero-width interval
+    assert draws['ci95'] == pytest.approx([full_drop - random_drop] * 2)
+    effect = next(e for e in statistics['effects'] if e['kind'] == 'periphery_minus_center'
+                  and e['mode'] == 'targeted')
+    assert effect['estimate'] == pytest.approx(periphery_drop) and 'verdict' not in effect
 
 
-def test_bootstrap_test_on_an_empty_region_is_not_computed():
+def test_a_targeted_drop_above_19_draws_holds_and_its_placebos_do_not():
+    counts, settings = _two_region_counts()
+    # 19 more draws, each losing 1..3 class-1 pixels in the center and periphery alike
+    for seed in range(3, 22):
+        key = f'random/N=2/seed={seed}'
+        counts.tp[key] = counts.tp['random/N=2/seed=0'].copy()
+        counts.pred[key] = counts.pred['random/N=2/seed=0'].copy()
+        settings.append(dict(key=key, mode='random', num_channels=2, attack_region=None,
+                             seed=seed))
+    _, tests = build_statistics(settings, counts, num_resamples=200, seed=0,
+                                num_channels_total=40)
+    claim_1 = next(t for t in tests if t['kind'] == 'targeted_vs_random_draws')
+    # 22 draws, none reaches the targeted drop: p = 1/23, sequential rule never stopped
+    assert claim_1['p_value'] == pytest.approx(1 / 23) and claim_1['verdict'] == 'holds'
+    assert claim_1['placebo']['num_placebos'] == 22
+    # most draws tie (20 identical): a tied stand-in is never significant
+    assert claim_1['placebo']['num_significant'] == 0
+
+
+def test_zero_spread_draws_never_hold():
+    counts, settings = _two_region_counts()
+    for seed in (1, 2):   # every draw now identical to draw 0
+        counts.tp[f'random/N=2/seed={seed}'] = counts.tp['random/N=2/seed=0']
+        counts.pred[f'random/N=2/seed={seed}'] = counts.pred['random/N=2/seed=0']
+    _, tests = build_statistics(settings, counts, num_resamples=200, seed=0)
+    assert all(t['verdict'] == 'not computed' and 'zero spread' in t['reason'] for t in tests)
+
+
+def test_too_few_images_or_resamples_give_no_interval():
+    counts, settings = _two_region_counts(num_images=4)
+    statistics, tests = build_statistics(settings, counts, num_resamples=200, seed=0)
+    assert all(t['ci95'] is None and 'at least 5' in t['ci95_reason'] for t in tests)
+    counts, settings = _two_region_counts()
+    _, tests = build_statistics(settings, counts, num_resamples=20, seed=0)
+    assert all(t['ci95'] is None and 'at least 200' in t['ci95_reason'] for t in tests)
+
+
+def test_effect_on_an_empty_region_is_not_computed():
     counts, settings = _two_region_counts()
     counts.gt[:, 1] = 0
     for key in counts.keys:
         counts.tp[key][:, 1] = 0
         counts.pred[key][:, 1] = 0
-    _, tests = build_statistics(settings, counts, num_resamples=50, seed=0)
-    pc = next(t for t in tests if t['kind'] == 'periphery_minus_center'
-              and t['mode'] == 'targeted')
-    assert pc['verdict'] == 'not computed' and pc['ci95'] is None
-    assert 'no labelled pixel' in pc['reason']
+    statistics, tests = build_statistics(settings, counts, num_resamples=200, seed=0)
+    effect = next(e for e in statistics['effects'] if e['kind'] == 'periphery_minus_center'
+                  and e['mode'] == 'targeted')
+    assert effect['ci95'] is None and 'no labelled pixel' in effect['reason']
+    did = next(t for t in tests if t['kind'] == 'periphery_minus_center_vs_random_draws')
+    assert did['verdict'] == 'not computed'
 
 
 def test_bootstrap_intervals_are_seeded():
     counts, settings = _two_region_counts()
-    counts.tp['targeted/overall/N=2'][::2, 2, 1] -= 10   # images now differ
-    first = build_statistics(settings, counts, num_resamples=100, seed=1)[1]
-    again = build_statistics(settings, counts, num_resamples=100, seed=1)[1]
-    other = build_statistics(settings, counts, num_resamples=100, seed=2)[1]
+    # images now differ, each by its own amount
+    counts.tp['targeted/overall/N=2'][:, 2, 1] -= np.arange(8, dtype=np.uint32) * 2
+    first = build_statistics(settings, counts, num_resamples=200, seed=1)[1]
+    again = build_statistics(settings, counts, num_resamples=200, seed=1)[1]
+    other = build_statistics(settings, counts, num_resamples=200, seed=2)[1]
     assert first == again and first != other
 
 
@@ -237,33 +277,36 @@ def test_one_sample_t_against_scipy_and_by_hand():
     assert one_sample_t([1.0, 1.0])['t'] is None    # no spread: undefined
 
 
-def _model(gap, pc, total=20):
-    tests = [dict(kind='targeted_minus_random', mode='targeted', num_channels=2,
-                  attack_region='overall', eval_region='full', estimate=gap, ci95=[gap - 1,
-                                                                                   gap + 1],
-                  p_value=0.01, method='m', verdict=verdict_from_interval([gap - 1, gap + 1])),
-             dict(kind='periphery_minus_center', mode='targeted', num_channels=2,
-                  attack_region='overall', eval_region='periphery-center', estimate=pc,
-                  ci95=[pc - 1, pc + 1], p_value=0.01, method='m',
-                  verdict=verdict_from_interval([pc - 1, pc + 1]))]
+def _model(gap, pc, p_gap, p_pc, total=40):
+    def test(kind, region, estimate, p):
+        return dict(kind=kind, mode='targeted', num_channels=2, attack_region='overall',
+                    eval_region=region, estimate=estimate, ci95=[estimate - 1, estimate + 1],
+                    p_value=p, primary=True, verdict='holds' if p <= 0.05 else 'inconclusive',
+                    placebo=dict(p_values=[0.5, 0.02, 0.9]))
+    tests = [test('targeted_vs_random_draws', 'full', gap, p_gap),
+             test('periphery_minus_center_vs_random_draws', 'periphery-center', pc, p_pc)]
     settings = [dict(key='targeted/overall/N=2', mode='targeted', num_channels=2,
                      attack_region='overall', metrics={})]
-    return dict(tests=tests, settings=settings, num_channels_total=total)
+    return dict(tests=tests, settings=settings, num_channels_total=total,
+                statistics=dict(primary=dict(num_channels=2, attack_region='overall')))
 
 
-def test_pooled_claims_read_the_t_interval_over_models():
-    models = [('a', _model(3.0, 0.5)), ('b', _model(4.0, -0.5)), ('c', _model(5.0, 0.2))]
+def test_pooled_claims_combine_the_models_rank_p_values():
+    models = [('a', _model(3.0, 0.5, 0.04, 0.5)), ('b', _model(4.0, -0.5, 0.03, 0.7)),
+              ('c', _model(5.0, 0.2, 0.2, 0.4))]
     pooled = {t['kind']: t for t in pool_tests(models)}
-    assert pooled['targeted_minus_random']['num_models_holding'] == 3
-    assert pooled['targeted_minus_random']['p_value'] == pytest.approx(
-        scipy_stats.ttest_1samp([3.0, 4.0, 5.0], 0).pvalue)
+    gap = pooled['targeted_vs_random_draws']
+    assert gap['num_models_holding'] == 2
+    z = scipy_stats.norm.isf([0.04, 0.03, 0.2]).sum() / math.sqrt(3)
+    assert gap['p_value'] == pytest.approx(scipy_stats.norm.sf(z))
+    assert gap['p_value_t'] == pytest.approx(scipy_stats.ttest_1samp([3.0, 4.0, 5.0], 0).pvalue)
+    # the placebos combine as the real tests do: stand-in 1 of every model has p = 0.02
+    assert gap['placebo']['num_placebos'] == 3 and gap['placebo']['num_significant'] == 1
     claims = paper_claims(models)
     assert [c['verdict'] for c in claims] == ['holds', 'inconclusive']
-    assert 'N=2 of 20 channels' in claims[0]['claim']
+    assert 'N=2 of 40 channels' in claims[0]['claim']
 
 
-def test_single_model_claim_needs_both_draws_and_images():
-    results = _model(3.0, 2.0)
-    results['tests'].append(draws_test(2, 'overall', 5.0, [1.0, 2.0, 6.0]))
-    verdicts = [c['verdict'] for c in paper_claims([('m', results)])]
-    assert verdicts == ['inconclusive', 'holds']   # the draws do not separate at 3 draws
+def test_single_model_claims_read_the_models_own_rank_tests():
+    verdicts = [c['verdict'] for c in paper_claims([('m', _model(3.0, 2.0, 0.2, 0.01))])]
+    assert verdicts == ['inconclusive', 'holds']

@@ -20,8 +20,11 @@ import sys
 from mmengine.logging import MMLogger
 
 from posattack.attack.experiment import DEFAULT_BOOTSTRAP, DEFAULT_SEEDS, AttackOptions, run_attack
+from posattack.attack.identification_images import (DEFAULT_IDENTIFY_MAX_IMAGES,
+                                                    DEFAULT_IDENTIFY_ON, IDENTIFY_ON_CHOICES)
 from posattack.attack.multi_model import run_attacks
 from posattack.channels.ablations import ablation_names
+from posattack.report.rank_tests import DEFAULT_EXCEEDANCES, DEFAULT_MAX_DRAWS
 from posattack.utils.cli import (BAD_INPUT_ERRORS, add_run_arguments, parse_region_arg,
                                  report_bad_input)
 from posattack.utils.distributed import exit_process, init_launcher
@@ -61,7 +64,25 @@ def parse_args(argv=None):
     counts.add_argument('--fractions', type=float, nargs='+',
                         help='fractions of the channels to remove (default 0.01 0.05 0.1 0.2)')
     parser.add_argument('--seeds', type=int, default=DEFAULT_SEEDS,
-                        help='random draws per N (p < 0.05 needs 19 or more)')
+                        help='random draws per exploratory N (the primary N = 5%% draws '
+                        'sequentially, see --max-draws; p < 0.05 needs 19 or more)')
+    parser.add_argument('--max-draws', type=int, default=DEFAULT_MAX_DRAWS,
+                        help='most random draws at the primary N (Besag-Clifford sequential '
+                        'test; default %(default)s, floor p = 1/(1 + max))')
+    parser.add_argument('--exceedances', type=int, default=DEFAULT_EXCEEDANCES,
+                        help='stop drawing at the primary N once this many draws reach the '
+                        'targeted value (default %(default)s)')
+    parser.add_argument('--identify-on', default=DEFAULT_IDENTIFY_ON,
+                        choices=list(IDENTIFY_ON_CHOICES),
+                        help='images that rank the channels: the config\'s train (default) or '
+                        'val split with the test pipeline, refused if they share an image with '
+                        'the test set; "test" ranks on the scored images (every verdict flagged)')
+    parser.add_argument('--identify-max-images', type=int, default=DEFAULT_IDENTIFY_MAX_IMAGES,
+                        help='use at most this many identification images (default '
+                        '%(default)s)')
+    parser.add_argument('--bootstrap-groups',
+                        help="resample groups of images, not images: 'city' (Cityscapes file "
+                        'names) or a regex with one capture group on the file name')
     parser.add_argument('--bootstrap', type=int, default=DEFAULT_BOOTSTRAP,
                         help='image bootstrap resamples for the confidence intervals')
     parser.add_argument('--bootstrap-seed', type=int, default=0)

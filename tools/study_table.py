@@ -71,16 +71,15 @@ def study_row(setting: str, data_seed: str, summary: Mapping) -> dict:
     claim_1 = [m['gap'] is not None and m['gap']['verdict'] == HOLDS for m in models]
     claim_2 = [m['periphery_minus_center'] is not None
                and m['periphery_minus_center']['verdict'] == HOLDS for m in models]
-    draws = [m['draws'] is not None and m['draws']['verdict'] == HOLDS for m in models]
     both = [a and b for a, b in zip(claim_1, claim_2)]
     clean = [m['clean_mIoU'] for m in models if m['clean_mIoU'] is not None]
     n = models[0]['num_channels'] if models else None
     return dict(setting=setting, data_seed=data_seed, num_models=len(models),
                 num_channels=n, clean_mean=float(np.mean(clean)) if clean else None,
                 clean_std=float(np.std(clean, ddof=1)) if len(clean) > 1 else None,
-                claim_1=sum(claim_1), claim_2=sum(claim_2), both=sum(both), draws=sum(draws),
-                gap=_pooled(summary, 'targeted_minus_random', 'full'),
-                periphery_minus_center=_pooled(summary, 'periphery_minus_center',
+                claim_1=sum(claim_1), claim_2=sum(claim_2), both=sum(both),
+                gap=_pooled(summary, 'targeted_vs_random_draws', 'full'),
+                periphery_minus_center=_pooled(summary, 'periphery_minus_center_vs_random_draws',
                                                'periphery-center'),
                 passes=len(models) >= 5 and sum(both) >= PASS_MODELS)
 

@@ -24,6 +24,9 @@ from torch import nn
 from ..channels.layers import _num_outputs_hint, resolve_layer, unwrap_model
 from ..channels.removal import ChannelRemoval
 from ..models.non_finite import NonFiniteWatch
+from ..report.bootstrap_groups import image_groups
+from ..report.test_design import TestDesign
+from .identification_images import IDENTIFY_ON_CHOICES, dataset_image_paths
 
 __all__ = ['AttackReadsNothingError', 'check_ranking_layer', 'check_segmentor_config',
            'layers_read_by_head', 'probe_attack']
@@ -143,3 +146,37 @@ def probe_attack(split, dataloader, num_channels: int) -> None:
         f'removing all {num_channels} channels of layer {split.layer_ref.name!r} leaves the '
         f'logits unchanged on {image}: the prediction does not read that tensor, so every '
         f'setting would score exactly as clean. {fix}')
+
+
+MAX_DRAWS_LIMIT = 9999   # a per-image count array per draw: bounded memory and disk
+
+
+def check_design(opts) -> TestDesign:
+    """AttackOptions' draw and identification options, checked before any compute; a design
+    that cannot reach p < 0.05 is said in one line (not an error)."""
+    if not 1 <= opts.max_draws <= MAX_DRAWS_LIMIT:
+        raise ValueError(f'--max-draws must lie in 1..{MAX_DRAWS_LIMIT}, got {opts.max_draws} '
+                         '(99 is the default).')
+    if opts.exceedances is not None and opts.exceedances < 1:
+        raise ValueError(f'--exceedances must be >= 1, got {opts.exceedances} (10 is the '
+                         'default).')
+    if not 0 <= opts.seeds <= MAX_DRAWS_LIMIT:
+        raise ValueError(f'--seeds must lie in 0..{MAX_DRAWS_LIMIT}, got {opts.seeds}.')
+    if opts.identify_on not in IDENTIFY_ON_CHOICES:
+        raise ValueError(f'--identify-on must be one of {", ".join(IDENTIFY_ON_CHOICES)}, '
+                         f'got {opts.identify_on!r}.')
+    design = opts.design
+    if design.max_draws < 19:
+        print_log(f'--max-draws {design.max_draws}: the primary tests cannot reach p < 0.05 '
+                  '(the floor is 1/(1 + draws)); they will say inconclusive at best. Allow 19 or '
+                  'more.', 'current')
+    return design
+
+
+def image_groups_checked(spec: Optional[str], dataset):
+    """``--bootstrap-groups`` checked on the test image names before any compute; returns
+    the labelling function for the per-image counts' images (None: images independent)."""
+    if not spec:
+        return None
+    image_groups(dataset_image_paths(dataset), spec)
+    return lambda images: image_groups(images, spec)

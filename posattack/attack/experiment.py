@@ -37,23 +37,30 @@ from ..report.overlay import OverlaySelector, render_panel, save_panel
 from ..report.overlay_manifest import overlays_up_to_date, reported_overlays, write_overlay_manifest
 from ..report.per_image import PerImageCounts, per_image_path
 from ..report.pooling import paper_claims
+from ..report.rank_tests import DEFAULT_EXCEEDANCES, DEFAULT_MAX_DRAWS, draw_round_sizes
 from ..report.significance import build_statistics
+from ..report.test_design import TestDesign
 from ..utils.fileio import file_sha256, read_json, write_json_atomic
 from ..utils.run_options import ModelRunOptions
 # issue 13: nothing silently wrong (see docs/reliability.md)
-from .checks import check_ranking_layer, check_segmentor_config, probe_attack
+from .checks import (check_design, check_ranking_layer, check_segmentor_config,
+                     image_groups_checked, probe_attack)
 from .feature_split import FeatureSplit
+from .identification_images import (DEFAULT_IDENTIFY_MAX_IMAGES, DEFAULT_IDENTIFY_ON, SAME_IMAGES,
+                                    identify_held_out, ranking_source)
 from .run_fingerprint import (content_fingerprint, describe_mismatch, outdated_fingerprint_message,
                               ranking_provenance, ranking_provenance_problem)
+from .sequential_draws import (first_round_size, more_draws_needed, primary_draws, primary_order,
+                               primary_random_keys)
 from .settings import AttackSetting, build_settings
 from .sweep import OverlayRequest, run_sweep
 from .work_dir import claim_work_dir, clear_earlier_outputs
 
 DEFAULT_REGIONS = ('paper', dict(type='border', bands=4))
 DEFAULT_NUM_CHANNELS_FRACTIONS = (0.01, 0.05, 0.1, 0.2)
-# Random draws per N: the most that keep the default run within 1.5x of its cost before
-# per-image statistics (tools/benchmark_attack.py --only-draws: 8 draws 1.35x, 10 draws
-# 1.53x, 20 draws 2.69x on the demo). p < 0.05 needs 19 draws: ask for them with --seeds.
+# Random draws per exploratory N (every N but the primary 5%, whose draws are sequential:
+# 19 to --max-draws, see posattack.attack.sequential_draws). 8 keeps them cheap; their rank
+# p-values cannot go below 1/9, so they describe, and only --seeds 19+ lets them test.
 DEFAULT_SEEDS = 8
 DEFAULT_BOOTSTRAP = 2000
 RESULTS_FORMAT = 'posattack.results/1'
@@ -70,6 +77,15 @@ class RemovalRunOptions(ModelRunOptions):
     regions: Sequence = field(default_factory=lambda: list(DEFAULT_REGIONS))
     resume: bool = False
     progress: bool = True
+    max_draws: int = DEFAULT_MAX_DRAWS
+    exceedances: Optional[int] = DEFAULT_EXCEEDANCES
+    bootstrap_groups: Optional[str] = None
+    identify_on: str = DEFAULT_IDENTIFY_ON
+    identify_max_images: Optional[int] = DEFAULT_IDENTIFY_MAX_IMAGES
+
+    @property
+    def design(self) -> TestDesign:
+        return TestDesign(exceedances=self.exceedances, max_draws=self.max_draws)
 
 
 @dataclass
@@ -97,7 +113,9 @@ def _fingerprint(opts: AttackOptions, checkpoint_sha: str, layer: str, num_image
     return dict(config=osp.abspath(opts.config), checkpoint=osp.abspath(opts.checkpoint),
                 checkpoint_sha256=checkpoint_sha, layer=layer, ablation=opts.ablation,
                 regions=list(opts.regions), num_images=num_images,
-                ranking=osp.abspath(opts.ranking) if opts.ranking else None)
+                ranking=osp.abspath(opts.ranking) if opts.ranking else None,
+                identification=None if opts.ranking else dict(
+                    split=opts.identify_on, max_images=opts.identify_max_images))
 
 
 def _load_previous(path: str, fingerprint: dict) -> dict:
@@ -224,12 +242,35 @@ def _run_attack_claimed(opts: AttackOptions) -> dict:
     if opts.bootstrap < 1:
         raise ValueError(f'--bootstrap must be >= 1 resample, got {opts.bootstrap} '
                          '(2000 is the default).')
+    design = check_design(opts)
+    groups_of = image_groups_checked(opts.bootstrap_groups, dataloader.dataset)
+    primary_n = design.primary_num_channels(num_total)
+    if not any(s.mode == TARGETED and s.num_channels == primary_n for s in settings):
+        print_log(f'no primary test: the run has no targeted setting at the primary count '
+                  f'N={primary_n} (5% of {num_total} channels); every test is exploratory.',
+                  logger)
+        primary_n = None
+    else:
+        settings += primary_draws(settings, primary_n, first_round_size(opts.seeds, design))
     probe_attack(split, dataloader, num_total)  # finite logits; the tensor reaches them
     # Only now that the input checked out: a refused run leaves no work dir behind.
     os.makedirs(opts.work_dir, exist_ok=True)
     if not opts.resume and rank == 0:
         clear_earlier_outputs(opts.work_dir, opts.show_dir, keep=[opts.ranking])
 
+    source = ranking_source(opts, ranking, dataloader.dataset)
+    if ranking is None and (other_ranking is not None or any(s.mode == TARGETED
+                                                             for s in settings)) \
+            and opts.identify_on != SAME_IMAGES:
+        ranking = identify_held_out(
+            model, cfg, layer, opts.identify_on, dataloader.dataset, opts.identify_max_images,
+            opts.batch_size, progress=opts.progress, model_info=dict(
+                config=osp.basename(opts.config), checkpoint_sha256=checkpoint_sha,
+                num_classes=len(model.dataset_meta['classes']),
+                identified_on=ranking_provenance(fingerprint)))
+        source = ranking_source(opts, ranking, dataloader.dataset)
+        if rank == 0:
+            ranking.save(ranking_path)
     done = {s['key']: s for s in (previous or {}).get('settings', [])}
     per_image = _previous_per_image(opts.work_dir) if previous is not None else None
     without_counts = [key for key in done if per_image is None or key not in per_image.tp]
@@ -238,29 +279,52 @@ def _run_attack_claimed(opts: AttackOptions) -> dict:
         print_log(f'{len(without_counts)} finished settings have no per-image counts (a work '
                   'dir from an older posattack): evaluating them again.', logger)
         done = {key: s for key, s in done.items() if key not in without_counts}
-    pending = [s for s in settings if s.key not in done]
     results = dict(format=RESULTS_FORMAT, config=opts.config, checkpoint=opts.checkpoint,
                    layer=layer, num_images=num_images, num_channels_total=num_total,
                    class_names=list(model.dataset_meta['classes']),
                    regions=validate_region_specs(opts.regions),
-                   fingerprint=fingerprint, settings=list(done.values()))
-    if not pending:
-        print_log(f'nothing left to do: all {len(settings)} settings are in {results_path}.',
-                  logger)
-    else:
-        print_log(f'{len(pending)} settings to evaluate on {num_images} images '
-                  f'(layer {layer}, {num_total} channels); {len(done)} already done.', logger)
-        overlay = _overlay_request(settings, num_total, opts.num_overlays) \
-            if opts.show_dir else None
-        per_image = _sweep(opts, split, dataloader, pending, num_total, ranking, overlay,
-                           results, results_path, ranking_path, checkpoint_sha, per_image,
-                           identify_anyway=other_ranking is not None)
+                   fingerprint=fingerprint, test_design=design.to_dict(),
+                   ranking_source=source, settings=list(done.values()))
+    overlay = _overlay_request(settings, num_total, opts.num_overlays) \
+        if opts.show_dir else None
+    rounds = draw_round_sizes(design.max_draws, first_round_size(opts.seeds, design))
+    while True:
+        finished = {s['key'] for s in results['settings']}
+        pending = [s for s in settings if s.key not in finished]
+        if not pending:
+            print_log(f'nothing left to do: all {len(settings)} settings are in '
+                      f'{results_path}.', logger)
+        else:
+            print_log(f'{len(pending)} settings to evaluate on {num_images} images '
+                      f'(layer {layer}, {num_total} channels); {len(finished)} already done.',
+                      logger)
+            per_image = _sweep(opts, split, dataloader, pending, num_total, ranking, overlay,
+                               results, results_path, ranking_path, checkpoint_sha, per_image,
+                               identify_anyway=other_ranking is not None)
+            overlay = None  # drawn with the first pass only
+            if ranking is None and osp.exists(ranking_path):
+                dist.barrier()   # rank 0 wrote it in the pass that identified
+                ranking = ChannelRanking.load(ranking_path)
+        if primary_n is None:
+            break
+        draws = primary_random_keys(results['settings'], primary_n)
+        next_size = next((size for size in rounds if size > len(draws)), None)
+        targeted_key = AttackSetting(TARGETED, primary_n, attack_region=primary_order(
+            attack_regions)).key
+        if next_size is None or not more_draws_needed(per_image, targeted_key, draws, design):
+            break
+        print_log(f'primary tests undecided after {len(draws)} random draws at N={primary_n}: '
+                  f'drawing up to {next_size} (sequential, at most {design.max_draws}).', logger)
+        settings += primary_draws(settings, primary_n, next_size)
     _render_missing_overlays(opts, split, dataloader, settings, num_total, ranking, results)
     results['settings'] = _ordered(results['settings'], settings)
     # Every process computes the same statistics from the same gathered counts; only rank 0
     # writes them.
     results['statistics'], results['tests'] = build_statistics(
-        results['settings'], per_image, num_resamples=opts.bootstrap, seed=opts.bootstrap_seed)
+        results['settings'], per_image, num_resamples=opts.bootstrap, seed=opts.bootstrap_seed,
+        num_channels_total=num_total, design=design,
+        groups=groups_of(per_image.images) if groups_of else None,
+        ranking_on_scored_images=source['on_scored_images'] is not False)
     if other_ranking is not None and rank == 0:
         # Cheap: recomputed on every run, resumed or not, from the ranking this run used (on
         # rank 0, which wrote ranking.json: the others have no barrier after that write).

@@ -32,7 +32,8 @@ __all__ = ['CONTENT_KEYS', 'PROVENANCE_KEYS', 'config_sha256', 'content_fingerpr
 # Recorded since issue 13; a work dir without them was written by an older posattack.
 CONTENT_KEYS = ('config_sha256', 'images_sha256', 'ranking_sha256')
 # What a ranking identified on the fly depends on.
-PROVENANCE_KEYS = ('checkpoint_sha256', 'config_sha256', 'images_sha256', 'layer')
+PROVENANCE_KEYS = ('checkpoint_sha256', 'config_sha256', 'images_sha256', 'layer',
+                   'identification')
 # Loader settings that change how fast images come, not which or how.
 _LOADER_ONLY_KEYS = ('num_workers', 'persistent_workers', 'pin_memory', 'prefetch_factor')
 

@@ -221,7 +221,7 @@ def _profile_layer(model, dataloader, layer: str, ranking: ChannelRanking, opts:
                                         per_class=per_class))
     results['statistics'], results['tests'] = build_statistics(
         results['settings'], state.per_image, num_resamples=opts.bootstrap,
-        seed=opts.bootstrap_seed)
+        seed=opts.bootstrap_seed, ranking_on_scored_images=True)
     results['seconds'] = time.perf_counter() - started
     if dist.get_rank() == 0:
         # counts first: a layer whose results.json has tests always has its counts
@@ -255,7 +255,8 @@ def _kept_layer(previous: dict, settings, opts: ProfileOptions, layer_dir: str) 
     results = dict(previous, settings=[by_key[key] for key in wanted])
     counts = PerImageCounts.load(per_image_path(layer_dir))
     results['statistics'], results['tests'] = build_statistics(
-        results['settings'], counts, num_resamples=opts.bootstrap, seed=opts.bootstrap_seed)
+        results['settings'], counts, num_resamples=opts.bootstrap, seed=opts.bootstrap_seed,
+        ranking_on_scored_images=True)
     _write_layer(layer_dir, results, opts)
     return results
 
@@ -374,15 +375,19 @@ def _tests_by_n(results: dict) -> dict[int, dict]:
         entry['targeted_drop'] = stats['settings'][s['key']]['full']['drop']
         group = stats['random_groups'].get(str(n))
         entry['random_drop'] = group['full']['drop'] if group else None
-    for test in results['tests']:
+    # The rank tests give verdicts; the effects (periphery - center) only intervals.
+    for test in results['tests'] + list(stats.get('effects', [])):
         n = int(test['num_channels'])
         if n not in by_n:
             continue
         key = test['kind'] if test['kind'] != 'periphery_minus_center' else \
             f'periphery_minus_center_{test["mode"]}'
-        by_n[n][key] = {k: test.get(k) for k in ('estimate', 'ci95', 'p_value', 'verdict',
-                                                 'reason', 'num_draws')
-                        if test.get(k) is not None}
+        entry = {k: test.get(k) for k in ('estimate', 'ci95', 'p_value', 'p_value_holm',
+                                          'verdict', 'reason', 'num_draws')
+                 if test.get(k) is not None}
+        by_n[n][key] = entry
+        if test['kind'] == 'targeted_vs_random_draws':   # the gap and its image interval
+            by_n[n]['targeted_minus_random'] = entry
     return by_n
 
 

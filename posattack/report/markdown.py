@@ -51,6 +51,23 @@ def _comparison_sentence(entry: Mapping[str, Any]) -> str:
                        'draws).')
 
 
+def ranking_source_text(source: Optional[Mapping[str, Any]]) -> str:
+    """Where the channel ranking came from, said so a reader sees a same-image ranking."""
+    if not source:
+        return 'not recorded (results from an older posattack)'
+    where = f'{source.get("num_images", "?")} {source.get("split", "?")} images'
+    if source['kind'] == 'given':
+        where = f'given (`{source.get("path")}`), identified on ' + (
+            where if source.get('split') else 'images it does not record')
+    else:
+        where = f'identified on {where}'
+    if source.get('on_scored_images') is True:
+        return where + ': **ranking selected on the scored images** (every p-value optimistic)'
+    if source.get('on_scored_images') is None:
+        return where + ': **not shown to be held out** from the scored images'
+    return where + ', none of them scored (held out)'
+
+
 def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     lines = ['| ' + ' | '.join(header) + ' |', '|' + '|'.join(['---'] * len(header)) + '|']
     lines += ['| ' + ' | '.join(row) + ' |' for row in rows]
@@ -84,6 +101,7 @@ def build_markdown_report(results: Mapping[str, Any],
              f'- Attacked layer: `{results.get("layer", "n/a")}` '
              f'({results.get("num_channels_total", "n/a")} channels)',
              f'- Images evaluated: {results.get("num_images", "n/a")}',
+             f'- Ranking: {ranking_source_text(results.get("ranking_source"))}',
              f'- Settings evaluated: {len(results["settings"])} '
              f'({sum(s["mode"] == "clean" for s in results["settings"])} clean, '
              f'{sum(s["mode"] == "targeted" for s in results["settings"])} targeted, '

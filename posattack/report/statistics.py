@@ -110,6 +110,20 @@ def percentile_interval(samples: np.ndarray, level: float = LEVEL) -> Optional[l
     return [float(low), float(high)]
 
 
+def interval_with_estimate(samples: np.ndarray, estimate: float,
+                           level: float = LEVEL) -> Optional[list]:
+    """The percentile interval, widened where needed to contain the point estimate.
+
+    A percentile interval of a skewed statistic can miss the estimate it is about (e.g. an
+    mIoU whose resamples drop a rare class); an interval reported beside an estimate must
+    contain it, so the nearer end is moved to the estimate (conservative, never narrower).
+    """
+    interval = percentile_interval(samples, level)
+    if interval is None or not math.isfinite(estimate):
+        return interval
+    return [min(interval[0], estimate), max(interval[1], estimate)]
+
+
 def bootstrap_p_value(samples: np.ndarray) -> Optional[float]:
     """Two-sided bootstrap p-value of "the statistic is 0": twice the smaller tail share.
 

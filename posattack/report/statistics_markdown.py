@@ -10,10 +10,12 @@ from typing import Any, Optional
 
 from ..channels.modes import TARGETED
 from .pooling import paper_claims
-from .statistics import p_value_floor
 
 KIND_TITLES = {
-    'targeted_minus_random': 'targeted drop minus mean random drop',
+    'targeted_vs_random_draws': 'full-image drop, targeted vs random draws',
+    'periphery_minus_center_vs_random_draws':
+        'periphery drop minus center drop, targeted vs random draws',
+    'own_half_vs_random_draws': "own half's drop minus the other half's, targeted vs random",
     'periphery_minus_center': 'periphery drop minus center drop',
     'own_half_minus_other_half': "drop in the order's own half minus the other half",
 }
@@ -57,69 +59,88 @@ def _targeted_key(test: Mapping) -> str:
     return f'targeted/{test["attack_region"]}/N={test["num_channels"]}'
 
 
+def _placebo(placebo: Optional[Mapping]) -> str:
+    if not placebo or placebo.get('ci95') is None:
+        return 'n/a'
+    low, high = placebo['ci95']
+    return f'{placebo["num_significant"]}/{placebo["num_placebos"]} [{low:.2f}, {high:.2f}]'
+
+
+def _draws(test: Mapping) -> str:
+    seq = test.get('sequential') or {}
+    if not seq.get('draws_used'):
+        return str(test.get('num_draws', 0))
+    return f'{seq["draws_used"]}' + (' (stopped)' if seq.get('stopped_early') else '')
+
+
+def _test_rows(tests: Sequence[Mapping]) -> list[list[str]]:
+    return [['**primary**' if t['primary'] else 'exploratory', KIND_TITLES[t['kind']],
+             t['attack_region'] or '', str(t['num_channels']),
+             f'{_num(t["targeted_value"], sign=True)} vs {_num(t["random_mean"], sign=True)}',
+             f'{_num(t["estimate"], sign=True)} {_ci(t["ci95"])}', _draws(t),
+             _p(t['p_value']), _p(t['p_value_holm']) if not t['primary'] else '-',
+             _placebo(t.get('placebo')),
+             _num((t.get('detectable') or {}).get('gap'), sign=True), t['verdict']]
+            for t in tests]
+
+
+TEST_HEADER = ['test', 'statistic', 'order', 'N', 'targeted vs random mean',
+               'gap [image bootstrap 95% CI]', 'draws', 'rank p', 'Holm p',
+               'placebo false positives [95% CI]', 'detectable gap', 'verdict']
+
+
 def tests_markdown(results: Mapping[str, Any]) -> list[str]:
-    """Report lines: the method, the comparison tables, the claims, the tests in words."""
+    """Report lines: the method, the tests table, the effect sizes, the claims, in words."""
     tests = results.get('tests')
     statistics = results.get('statistics')
     if not tests or not statistics:
         return ['## Statistical tests', '',
-                'Not computed: these results carry no per-image counts (no targeted setting, '
-                'or a results file written before per-image statistics).', '']
-    lines = ['## Statistical tests', '',
-             f'- Images: {statistics["method"]}. Every setting sees the same resamples '
-             '(paired), so the image noise common to two settings cancels in their difference.',
-             '- Random draws: the targeted drop is ranked among the random drops of the same N '
-             '(empirical p = (1 + #draws with drop >= targeted) / (1 + draws); with n draws '
-             'it cannot go below 1/(1+n), so p < 0.05 needs 19 or more draws), and set against '
-             'the t-based 95% prediction interval of one more random draw. z = (targeted drop - '
-             'mean random drop) / sd of the random drops.',
-             '- Verdicts: "holds" when the 95% interval lies above 0, "does not hold" when it '
-             'lies below, "inconclusive" when it contains 0. A run on one trained model says '
-             'nothing about other training seeds: pool several checkpoints '
-             '(`tools/attack.py CONFIG CKPT1 CKPT2 ...`) for that.', '']
-
-    draws = {(_targeted_key(t), t['eval_region']): t
-             for t in _by_kind(tests, 'targeted_vs_random_draws')}
-    gaps = _by_kind(tests, 'targeted_minus_random')
-    if gaps:
-        lines += ['### Targeted vs random removal (full image, drops in mIoU points)', '']
-        rows = []
-        for t in gaps:
-            d = draws.get((_targeted_key(t), 'full'), {})
-            targeted = _drop_entry(statistics, _targeted_key(t), None, 'full')
-            random = _drop_entry(statistics, None, t['num_channels'], 'full')
-            rows.append([t['attack_region'], str(t['num_channels']),
-                         f'{_num(targeted["estimate"])} {_ci(targeted["ci95"], False)}',
-                         f'{_num(random["estimate"])} {_ci(random["ci95"], False)}',
-                         f'{_num(t["estimate"], sign=True)} {_ci(t["ci95"])}',
-                         t['verdict'], _num(d.get('z')),
-                         _ci(d.get('prediction_interval'), False),
-                         f'{_p(d.get("p_value"))} (floor {_p(d.get("p_value_floor"))})',
-                         d.get('verdict', 'n/a')])
-        lines += _table(['order', 'N', 'targeted drop [95% CI]',
-                         'random drop, mean of draws [95% CI]', 'gap [95% CI]',
-                         'gap verdict (images)', 'z', 'random draw 95% PI', 'p (draws)',
-                         'verdict (draws)'], rows) + ['']
-
-    pcs = _by_kind(tests, 'periphery_minus_center')
-    if pcs:
-        lines += ['### Periphery drop minus center drop', '']
-        rows = [[('targeted (' + t['attack_region'] + ')') if t['mode'] == TARGETED
-                 else 'random (mean of draws)', str(t['num_channels']),
-                 f'{_num(t["estimate"], sign=True)} {_ci(t["ci95"])}', _p(t['p_value']),
-                 t['verdict']] for t in pcs]
-        lines += _table(['setting', 'N', 'periphery - center [95% CI]',
-                         'p (bootstrap, >= 1/resamples)', 'verdict'], rows) + ['']
-
-    halves = _by_kind(tests, 'own_half_minus_other_half')
-    if halves:
-        lines += ['### Region-specific orders: does each order hurt its own half more?', '']
-        rows = [[t['attack_region'], str(t['num_channels']), t['eval_region'],
-                 f'{_num(t["estimate"], sign=True)} {_ci(t["ci95"])}', t['verdict']]
-                for t in halves]
-        lines += _table(['order', 'N', 'own - other', 'drop difference [95% CI]', 'verdict'],
-                        rows) + ['']
-
+                'Not computed: these results carry no per-image counts or no random draws '
+                '(no targeted setting with random settings of the same N, or a results file '
+                'written before per-image statistics).', '']
+    design = statistics.get('design') or {}
+    primary = statistics.get('primary') or {}
+    alpha = design.get('alpha', 0.05)
+    lines = ['## Statistical tests', '']
+    if statistics.get('ranking_on_scored_images'):
+        lines += ['> **Ranking selected on the scored images.** The channels were ranked on '
+                  'the very images they are scored on, so the targeted set is not exchangeable '
+                  'with random sets under the null and every p-value below is optimistic. '
+                  'Identify on held-out images (the default) for a valid test.', '']
+    lines += [
+        '- Verdicts come from rank tests, valid when the targeted set is exchangeable with '
+        'random sets of the same size (the ranking did not see these images): the targeted '
+        'statistic is ranked among the same statistic of random draws, one-sided, alpha '
+        f'{alpha}. "holds": significant; "inconclusive": not significant (the detectable gap '
+        'says what size of effect the run could have found); "not computed": no valid test.',
+        f'- Primary tests (fixed before any data): N = {primary.get("num_channels")} '
+        f'(5% of the channels), order {primary.get("attack_region")}: claim 1 on the '
+        'full-image drop, claim 2 on (periphery drop - center drop) against the random '
+        "draws' own (a difference in differences). Sequential Monte Carlo p-values (Besag & "
+        f'Clifford 1991): draws stop once {design.get("exceedances")} reach the targeted '
+        f'value, at most {design.get("max_draws")}. Every other test is exploratory, with '
+        'Holm-adjusted p-values, and uses the draws made at its N.',
+        '- Placebo check: each random draw in turn is tested as if it were the targeted set, '
+        "against the other draws, exactly as the real test: the share called significant is "
+        "the test's false-positive rate on this model and these images (exact binomial 95% "
+        'interval).',
+        f'- Effect sizes: {statistics["method"]}; every setting sees the same resamples. '
+        + ('Images are treated as independent: frames of one city are not, so give '
+           '`--bootstrap-groups city` on Cityscapes for intervals that allow for it.'
+           if not statistics.get('bootstrap_groups') else ''),
+        '- A run on one trained model says nothing about other training seeds: pool several '
+        'checkpoints (`tools/attack.py CONFIG CKPT1 CKPT2 ...`) for that.', '']
+    lines += ['### Tests', ''] + _table(TEST_HEADER, _test_rows(tests)) + ['']
+    effects = statistics.get('effects') or []
+    if effects:
+        lines += ['### Effect sizes without a test (image bootstrap)', '']
+        rows = [[('targeted (' + e['attack_region'] + ')') if e['mode'] == TARGETED
+                 else 'random (mean of draws)', str(e['num_channels']),
+                 KIND_TITLES.get(e['kind'], e['kind']),
+                 f'{_num(e["estimate"], sign=True)} {_ci(e["ci95"])}'
+                 if e['ci95'] is not None else e.get('reason', 'not computed')]
+                for e in effects]
+        lines += _table(['setting', 'N', 'statistic', 'estimate [95% CI]'], rows) + ['']
     lines += claims_markdown(paper_claims([('this model', results)]), level='###')
     lines += ['### Every test in words', '']
     lines += [f'- {sentence(t)}' for t in tests] + ['']
@@ -135,66 +156,61 @@ def claims_markdown(claims: Sequence[Mapping], level: str = '##') -> list[str]:
 
 
 def sentence(test: Mapping) -> str:
-    """One comparison in words, with its numbers."""
-    head = f'N={test["num_channels"]}, '
-    who = (f'targeted ({test["attack_region"]})' if test['mode'] == TARGETED
-           else 'random (mean of draws)')
-    if test['kind'] == 'targeted_vs_random_draws':
-        if test['verdict'] == 'not computed':
-            return head + f'{who} vs random draws: {test.get("reason", "not computed")}'
-        return (head + f'{who} drop {_num(test["targeted_drop"])} vs {test["num_draws"]} random '
-                f'draws (mean {_num(test["random_mean"])}, sd {_num(test["random_std"])}): gap '
-                f'{_num(test["estimate"], sign=True)}, z {_num(test["z"])}, 95% prediction '
-                f'interval of a draw {_ci(test["prediction_interval"], False)}, empirical p '
-                f'{_p(test["p_value"])} (floor {_p(p_value_floor(test["num_draws"]))}): '
-                f'{test["verdict"]}.')
-    what = KIND_TITLES.get(test['kind'], test['kind'])
-    if test['ci95'] is None:
-        return head + f'{who}, {what}: {test.get("reason", "not computed")}'
-    return (head + f'{who}, {what} ({test["eval_region"]}): {_num(test["estimate"], sign=True)}'
-            f', 95% CI {_ci(test["ci95"])}, bootstrap p {_p(test["p_value"])}: '
-            f'{test["verdict"]}.')
+    """One test in words, with its numbers."""
+    from .pooling import single_model_evidence
+    role = 'primary' if test['primary'] else 'exploratory'
+    head = (f'N={test["num_channels"]} ({test["attack_region"]}), '
+            f'{KIND_TITLES.get(test["kind"], test["kind"])} [{role}]: ')
+    if test['p_value'] is None:
+        return head + test.get('reason', 'not computed')
+    holm = '' if test['primary'] else f', Holm p {_p(test["p_value_holm"])}'
+    return head + single_model_evidence(test) + f'{holm}: {test["verdict"]}.'
 
 
 def headline_markdown(summary: Mapping[str, Any],
                       report_links: Optional[Mapping[str, str]] = None) -> list[str]:
-    """The claims, then one row per model at the headline N (what a README quotes)."""
+    """The claims, then one row per model at the primary N (what a README quotes)."""
     report_links = report_links or {}
-    models = summary['models']
     lines = claims_markdown(summary['claims'])
-    lines += ['## Per model (headline N)', '']
+    lines += ['## Per model (primary N)', '']
     rows = []
-    for m in models:
-        gap, pc, draws = m.get('gap') or {}, m.get('periphery_minus_center') or {}, \
-            m.get('draws') or {}
+    for m in summary['models']:
+        gap, pc = m.get('gap') or {}, m.get('periphery_minus_center') or {}
         link = report_links.get(m['model'])
         name = f'[{m["model"]}]({link})' if link else m['model']
         rows.append([name, _num(m['clean_mIoU']), str(m['num_channels']),
                      f'{_num(gap.get("estimate"), sign=True)} {_ci(gap.get("ci95"))}',
-                     gap.get('verdict', 'n/a'), _p(draws.get('p_value')), _num(draws.get('z')),
+                     f'{_p(gap.get("p_value"))} ({gap.get("num_draws", "n/a")} draws)',
+                     gap.get('verdict', 'n/a'),
                      f'{_num(pc.get("estimate"), sign=True)} {_ci(pc.get("ci95"))}',
-                     pc.get('verdict', 'n/a')])
-    return lines + _table(['model', 'clean mIoU', 'N', 'gap [95% CI]', 'gap verdict',
-                           'p (draws)', 'z', 'periphery - center [95% CI]', 'P-C verdict'],
-                          rows) + ['']
+                     _p(pc.get('p_value')), pc.get('verdict', 'n/a')])
+    return lines + _table(['model', 'clean mIoU', 'N', 'gap [95% CI]', 'rank p (draws)',
+                           'claim 1', 'DiD periphery - center [95% CI]', 'rank p',
+                           'claim 2'], rows) + ['']
 
 
 def summary_markdown(summary: Mapping[str, Any], report_links: Mapping[str, str]) -> str:
     """The top-level report of a multi-checkpoint run."""
     lines = ['# Position-channel attack across trained models', '',
              f'- Config: `{summary["config"]}`', f'- Models: {len(summary["models"])}', '',
-             'Gap = targeted drop minus the mean drop of the random draws (mIoU points); its '
-             'interval and verdict per model come from the image bootstrap; p (draws) is the '
-             'rank of the targeted drop among the random draws.', '']
+             'Gap = targeted drop minus the mean drop of the random draws (mIoU points), with '
+             'its image-bootstrap interval; DiD = the same for (periphery drop - center drop). '
+             "Verdicts per model come from the rank of the targeted value among the random "
+             "draws; over models from Stouffer's combination of those p-values (is there an "
+             'effect in these models?). The mean over models with its t interval is the effect '
+             'size for a new training seed.', '']
     lines += headline_markdown(summary, report_links)
-    lines += ['## Pooled tests (one-sample t over models)', '']
-    rows = [[t['kind'], t['mode'], str(t['num_channels']), t['attack_region'] or '',
-             t['eval_region'], f'{_num(t["mean"], sign=True)} ± {_num(t["std"])}',
-             _ci(t['ci95']), _p(t['p_value']), f'{t["num_models_holding"]}/{t["num_models"]}',
-             t['verdict']]
-            for t in summary['pooled_tests'] if t['kind'] != 'targeted_vs_random_draws']
-    lines += _table(['test', 'mode', 'N', 'order', 'region', 'mean ± sd over models',
-                     't 95% CI', 'p', 'models holding', 'verdict'], rows) + ['']
+    lines += ['## Pooled tests', '']
+    rows = [['**primary**' if t['primary'] else 'exploratory',
+             KIND_TITLES.get(t['kind'], t['kind']), str(t['num_channels']),
+             t['attack_region'] or '', f'{_num(t["mean"], sign=True)} ± {_num(t["std"])}',
+             _ci(t['ci95']), _p(t['p_value']), _p(t['p_value_holm']) if not t['primary']
+             else '-', _placebo(t['placebo']),
+             f'{t["num_models_holding"]}/{t["num_models"]}', t['verdict']]
+            for t in summary['pooled_tests']]
+    lines += _table(['test', 'statistic', 'N', 'order', 'mean gap ± sd over models',
+                     't 95% CI', 'Stouffer p', 'Holm p', 'placebo false positives',
+                     'models holding', 'verdict'], rows) + ['']
     lines += ['## Drops from clean across models (mIoU points, mean ± sd)', '']
     rows = [[d['mode'] + (f' ({d["attack_region"]})' if d['attack_region'] else ''),
              str(d['num_channels']), d['eval_region'],
@@ -203,4 +219,3 @@ def summary_markdown(summary: Mapping[str, Any], report_links: Mapping[str, str]
                                                                         'periphery')]
     lines += _table(['setting', 'N', 'region', 'drop', 'models'], rows) + ['']
     return '\n'.join(lines)
-

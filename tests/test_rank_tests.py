@@ -1,0 +1,114 @@
+"""The rank tests that give verdicts, against hand-counted values and simulated nulls.
+
+Besag & Clifford's sequential p-value, the placebo check, the detectable gap, Holm and
+Stouffer, each checked on numbers worked by hand or against scipy; the null calibration by
+simulation (exchangeable draws must give "holds" at most alpha of the time).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats as scipy_stats
+
+from posattack.report.rank_tests import (detectable_gap, draw_round_sizes, holm_adjust,
+                                         needs_more_draws, placebo_rate, sequential_p_value,
+                                         smallest_significant_rank, stouffer)
+
+
+def test_sequential_p_value_stops_at_the_hth_exceedance():
+    # draws reaching 5.0: the 2nd (6), 3rd (7) and 5th (8): the 3rd exceedance at draw 5
+    out = sequential_p_value(5.0, [1, 6, 7, 2, 8, 9, 9], exceedances=3, max_draws=10)
+    assert out['p_value'] == pytest.approx(3 / 5)
+    assert out['draws_used'] == 5 and out['stopped_early'] and out['complete']
+
+
+def test_sequential_p_value_without_stopping_is_the_empirical_p():
+    # 19 draws below, none reaching: (0 + 1) / (19 + 1)
+    out = sequential_p_value(100.0, list(range(19)), exceedances=10, max_draws=19)
+    assert out['p_value'] == pytest.approx(1 / 20) and not out['stopped_early']
+    # ties count against the targeted set: equal to two draws -> (2 + 1) / (4 + 1)
+    assert sequential_p_value(3.0, [3.0, 1.0, 3.0, 0.0], None)['p_value'] == pytest.approx(3 / 5)
+    # fewer draws than the cap and not stopped: truncated, flagged incomplete
+    short = sequential_p_value(100.0, [1.0, 2.0], exceedances=10, max_draws=99)
+    assert short['p_value'] == pytest.approx(1 / 3) and not short['complete']
+    assert sequential_p_value(None, [1.0, 2.0])['p_value'] is None
+    assert sequential_p_value(1.0, [])['p_value'] is None
+
+
+def test_needs_more_draws_follows_the_rule():
+    assert needs_more_draws(5.0, [1, 6, 2], exceedances=2, max_draws=10)      # 1 of 2 reached
+    assert not needs_more_draws(5.0, [1, 6, 7], exceedances=2, max_draws=10)  # 2 reached
+    assert not needs_more_draws(5.0, [1, 2, 3], exceedances=2, max_draws=3)   # cap reached
+    assert not needs_more_draws(None, [1, 2], exceedances=2, max_draws=10)
+
+
+def _null_hits(exceedances, max_draws, trials, seed=0):
+    """How many exchangeable (targeted, draws) sets are called significant at 0.05."""
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for _ in range(trials):
+        values = rng.standard_normal(max_draws + 1)
+        p = sequential_p_value(values[0], values[1:], exceedances, max_draws)['p_value']
+        hits += p <= 0.05
+    return hits
+
+
+@pytest.mark.parametrize('exceedances,max_draws', [(None, 19), (10, 99), (5, 39)])
+def test_the_sequential_test_is_valid_under_the_null(exceedances, max_draws):
+    # Exact test: P(p <= 0.05) = floor(0.05 (n + 1)) / (n + 1) <= 0.05. A rate above 0.05
+    # would show as a one-sided binomial p far below 1e-4 over 10000 simulated nulls.
+    trials = 10000
+    hits = _null_hits(exceedances, max_draws, trials)
+    assert scipy_stats.binomtest(hits, trials, 0.05, alternative='greater').pvalue > 1e-4
+
+
+def test_the_sequential_test_finds_a_clear_effect():
+    rng = np.random.default_rng(1)
+    draws = rng.standard_normal(99)
+    out = sequential_p_value(4.0, draws, exceedances=10, max_draws=99)
+    assert out['p_value'] == pytest.approx(1 / 100) and out['draws_used'] == 99
+
+
+def test_placebo_rate_counts_stand_ins_by_hand():
+    # draws 0..4 (no stopping): draw 4 as stand-in is above the 4 others: p = 1/5 > 0.05
+    out = placebo_rate([0.0, 1.0, 2.0, 3.0, 4.0], exceedances=None, max_draws=None)
+    assert out['num_placebos'] == 5 and out['num_significant'] == 0
+    assert out['p_values'] == pytest.approx([5 / 5, 4 / 5, 3 / 5, 2 / 5, 1 / 5])
+    # 40 distinct draws: the top one gets p = 1/40 <= 0.05, the 2nd 2/40 <= 0.05: 2 of 40
+    out = placebo_rate(list(range(40)), exceedances=None, max_draws=None)
+    assert out['num_significant'] == 2 and out['rate'] == pytest.approx(2 / 40)
+    ci = scipy_stats.binomtest(2, 40).proportion_ci(0.95, method='exact')
+    assert out['ci95'] == pytest.approx([ci.low, ci.high])
+
+
+def test_detectable_gap_reads_the_quantile_of_the_draws():
+    # 99 draws: significance allows 4 draws to reach the value ((4 + 1) / 100 = 0.05)
+    assert smallest_significant_rank(99) == 4
+    assert smallest_significant_rank(18) is None      # 1/19 > 0.05: nothing is significant
+    draws = np.arange(100, dtype=float)                # mean 49.5
+    out = detectable_gap(draws, max_draws=99)
+    assert out['quantile'] == pytest.approx(0.95)
+    assert out['threshold'] == pytest.approx(np.quantile(draws, 0.95))
+    assert out['gap'] == pytest.approx(np.quantile(draws, 0.95) - 49.5)
+    assert detectable_gap(draws, max_draws=10)['gap'] is None
+
+
+def test_holm_by_hand():
+    # sorted 0.01, 0.03, 0.04 -> 3 * 0.01, max(0.03, 2 * 0.03), max(0.06, 1 * 0.04)
+    assert holm_adjust([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm_adjust([0.5, None, 0.01]) == [pytest.approx(0.5), None, pytest.approx(0.02)]
+
+
+def test_stouffer_against_the_formula():
+    p = [0.01, 0.2, 0.5]
+    z = scipy_stats.norm.isf(p).sum() / np.sqrt(3)
+    out = stouffer(p)
+    assert out['z'] == pytest.approx(z) and out['p_value'] == pytest.approx(scipy_stats.norm.sf(z))
+    assert stouffer([0.03])['p_value'] == pytest.approx(0.03)
+    assert stouffer([None])['p_value'] is None
+
+
+def test_draw_rounds_end_at_the_cap():
+    assert draw_round_sizes(99, 19) == [19, 39, 99]
+    assert draw_round_sizes(50, 19) == [19, 39, 50]
+    assert draw_round_sizes(10, 10) == [10]
