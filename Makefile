@@ -11,7 +11,7 @@
 #                 tables-probes, tables-aug-shift, tables-speed), then copies them in
 VENV ?= .venv
 PY := $(VENV)/bin/python
-DATA ?= data/synthetic_cityscapes
+DATA ?= data/synthetic_cityscapes_side_free
 WORK ?= work_dirs/demo
 
 TABLE_PARTS := tables-demo tables-seeds tables-study tables-profile tables-probes \

@@ -24,7 +24,10 @@ from posattack.channels.ranking import ChannelRanking
 
 CLI = load_cli()
 # 3 images (batches of 2 and 1), N in {8, 16} of 128 channels, 2 random seeds: 7 settings
-SWEEP_ARGS = ['--num-channels', 8, 16, '--seeds', 2, '--max-images', 3]
+# Ranked on the scored images during the sweep (--identify-on test): these tests follow the
+# sweep's two passes (identification rides on pass 1, targeted settings follow in pass 2);
+# the default, held-out identification is tests/test_identification_images.py's.
+SWEEP_ARGS = ['--num-channels', 8, 16, '--seeds', 2, '--max-images', 3, '--identify-on', 'test']
 ALL_KEYS = ['clean', 'targeted/overall/N=8', 'random/N=8/seed=0', 'random/N=8/seed=1',
             'targeted/overall/N=16', 'random/N=16/seed=0', 'random/N=16/seed=1']
 
@@ -167,7 +170,7 @@ def test_resume_with_nothing_left_evaluates_nothing(files, full_run, spy, tmp_pa
 def test_resume_evaluates_only_new_settings(files, full_run, spy, tmp_path):
     work_dir = tmp_path / 'work'
     base = [files.config, files.checkpoint, '--work-dir', work_dir, '--no-overlays',
-            '--max-images', 3]
+            '--max-images', 3, '--identify-on', 'test']   # as full_run ranks
     assert run_cli(CLI, base + ['--num-channels', 8, '--seeds', 1])[0] == 0
     first = _by_key(_results(work_dir))
     assert sorted(first) == sorted(['clean', 'targeted/overall/N=8', 'random/N=8/seed=0'])
@@ -253,7 +256,7 @@ def test_fresh_run_replaces_the_ranking_of_an_earlier_run(files, full_run, tmp_p
                                  '--num-channels', 8, '--seeds', 0, '--max-images', 2])
     assert code == 0, stderr
     ranking = ChannelRanking.load(work_dir / 'ranking.json')
-    assert ranking.num_images == 2
+    assert ranking.num_images == 4    # the 4 train images, held out by default
     assert ranking.model['checkpoint_sha256'] == experiment.file_sha256(other)
 
 
@@ -306,7 +309,7 @@ def test_mean_ablation_regions_and_max_images(files, full_run, tmp_path):
     metrics = settings['targeted/overall/N=16']['metrics']
     assert {'cell_1_1.mIoU', 'top.mIoU', 'bottom.mIoU'} <= set(metrics)
     assert 'center.mIoU' not in metrics and 'periphery_minus_center.mIoU' not in metrics
-    assert ChannelRanking.load(work_dir / 'ranking.json').num_images == 2
+    assert ChannelRanking.load(work_dir / 'ranking.json').num_images == 4   # train images
     assert not os.path.exists(work_dir / 'iou_vs_border_distance.png')  # no border bands
     assert os.path.isfile(work_dir / 'miou_vs_channels.png')
     # mean ablation moves the attacked settings away from zero ablation; clean stays clean

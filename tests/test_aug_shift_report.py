@@ -57,7 +57,7 @@ def test_gap_interval_and_summary_over_seeds(hand_results):  # noqa: F811
     """The gap's image interval comes from the run's own test; rows named setting/seed are
     summarised per setting with the mean and the sample std (n - 1) over seeds."""
     with_test = dict(hand_results, tests=[dict(
-        kind='targeted_minus_random', mode='targeted', num_channels=10, attack_region='overall',
+        kind='targeted_vs_random_draws', mode='targeted', num_channels=10, attack_region='overall',
         eval_region='full', estimate=18.0, ci95=[16.5, 19.25], verdict='holds')])
     first = comparison_row('plain/0', CONSISTENCY, with_test)
     second = dict(comparison_row('plain/1', CONSISTENCY, hand_results),

@@ -106,7 +106,7 @@ def test_each_layer_equals_attack_py_with_the_profile_ranking(profiled, model_fi
         if layer == 'backbone:3':
             assert ours['tests'] == theirs['tests']
         row = next(r for r in load_json(profiled / 'profile.json')['layers'] if r['layer'] == layer)
-        gap = next(t for t in theirs['tests'] if t['kind'] == 'targeted_minus_random')
+        gap = next(t for t in theirs['tests'] if t['kind'] == 'targeted_vs_random_draws')
         assert row['attack'][0]['targeted_minus_random']['estimate'] == pytest.approx(
             gap['estimate'], abs=0.05)
 

@@ -47,10 +47,11 @@ def reference(files):
 
 @pytest.fixture
 def own_data(files, tmp_path):
-    """A dataset of this test's own (the 4 val images of the session's, seed 0) and a config
-    on it, so that the test may regenerate or damage it."""
+    """A dataset of this test's own (the 4 train and 4 val images of the session's, seed 0)
+    and a config on it, so that the test may regenerate or damage it (the train images rank
+    the channels, held out from the val images that are scored)."""
     root = tmp_path / 'data'
-    generate_cityscapes(root, num_train=0, num_val=4, size=(64, 128), seed=0)
+    generate_cityscapes(root, num_train=4, num_val=4, size=(64, 128), seed=0)
     return SimpleNamespace(root=root, config=write_tiny_config(tmp_path / 'own.py', root))
 
 

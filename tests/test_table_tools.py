@@ -19,9 +19,7 @@ def _model(name, gap_verdict, pc_verdict, clean=70.0):
     test = dict(estimate=1.0, ci95=[0.5, 1.5])
     return dict(model=name, checkpoint=None, clean_mIoU=clean, num_channels=13,
                 attack_region='overall', gap=dict(test, verdict=gap_verdict),
-                periphery_minus_center=dict(test, verdict=pc_verdict),
-                draws=dict(p_value=0.1, z=2.0, verdict='inconclusive',
-                           prediction_interval=[0, 1], num_draws=8))
+                periphery_minus_center=dict(test, verdict=pc_verdict))
 
 
 def _pooled_test(kind, eval_region, mean, ci, verdict):
@@ -36,10 +34,10 @@ def _summary(verdicts, cleans=(70.0, 71.0, 72.0, 73.0, 74.0)):
                 models=[_model(f'seed{i}', g, p, c)
                         for i, ((g, p), c) in enumerate(zip(verdicts, cleans))],
                 pooled_tests=[
-                    _pooled_test('targeted_minus_random', 'full', 0.5, [-1.0, 2.0],
+                    _pooled_test('targeted_vs_random_draws', 'full', 0.5, [-1.0, 2.0],
                                  'inconclusive'),
-                    _pooled_test('periphery_minus_center', 'periphery-center', 1.5,
-                                 [0.2, 2.8], 'holds')])
+                    _pooled_test('periphery_minus_center_vs_random_draws', 'periphery-center',
+                                 1.5, [0.2, 2.8], 'holds')])
 
 
 H, INC, F = 'holds', 'inconclusive', 'does not hold'
@@ -92,22 +90,20 @@ def test_study_tool_refuses_a_missing_summary(tmp_path, capsys):
 
 
 def test_pooled_table_reads_one_results_json_as_one_model(tmp_path):
-    """A results.json with one model's tests gives that model's claims, read from its own
-    tests: claim 1 holds only when the draws test and the image bootstrap both hold."""
-    tests = [dict(kind='targeted_vs_random_draws', mode='targeted', num_channels=13,
-                  attack_region='overall', eval_region='full', verdict='inconclusive',
-                  p_value=0.2, z=1.0, prediction_interval=[-1.0, 3.0], num_draws=8,
-                  targeted_drop=2.5, estimate=2.5, ci95=None),
-             dict(kind='targeted_minus_random', mode='targeted', num_channels=13,
-                  attack_region='overall', eval_region='full', verdict='holds', estimate=2.0,
-                  ci95=[1.0, 3.0], p_value=0.001),
-             dict(kind='periphery_minus_center', mode='targeted', num_channels=13,
-                  attack_region='overall', eval_region='periphery-center', verdict='holds',
-                  estimate=0.8, ci95=[0.1, 1.5], p_value=0.01)]
-    results = dict(config='c.py', num_channels_total=128, tests=tests, settings=[
-        dict(key='clean', mode='clean', num_channels=0, metrics=dict(mIoU=74.0)),
-        dict(key='t13', mode='targeted', num_channels=13, attack_region='overall',
-             metrics=dict(mIoU=70.0))])
+    """A results.json gives that model's claims, read from its own primary rank tests."""
+    def test(kind, region, estimate, ci, p, verdict):
+        return dict(kind=kind, mode='targeted', num_channels=6, attack_region='overall',
+                    eval_region=region, primary=True, estimate=estimate, ci95=ci, p_value=p,
+                    verdict=verdict, num_draws=99)
+    tests = [test('targeted_vs_random_draws', 'full', 2.5, [1.0, 3.0], 0.2, 'inconclusive'),
+             test('periphery_minus_center_vs_random_draws', 'periphery-center', 0.8,
+                  [0.1, 1.5], 0.01, 'holds')]
+    results = dict(config='c.py', num_channels_total=128, tests=tests,
+                   statistics=dict(primary=dict(num_channels=6, attack_region='overall')),
+                   settings=[dict(key='clean', mode='clean', num_channels=0,
+                                  metrics=dict(mIoU=74.0)),
+                             dict(key='t6', mode='targeted', num_channels=6,
+                                  attack_region='overall', metrics=dict(mIoU=70.0))])
     path = tmp_path / 'results.json'
     path.write_text(json.dumps(results))
     out = tmp_path / 'demo.md'
@@ -115,9 +111,10 @@ def test_pooled_table_reads_one_results_json_as_one_model(tmp_path):
                         'make demo']) == 0
     text = out.read_text()
     assert '1 model(s) of `c.py`' in text
-    assert 'full image): inconclusive.**' in text  # the draws test does not agree
-    assert 'ranking order overall): holds.**' in text
-    assert '| seed0 | 74.00 | 13 | +2.00 [+1.00, +3.00] | holds |' in text
+    assert 'full image): inconclusive.**' in text
+    assert 'difference in differences): holds.**' in text
+    assert ('| seed0 | 74.00 | 6 | +2.50 [+1.00, +3.00] | 0.2 (99 draws) | inconclusive | '
+            '+0.80 [+0.10, +1.50] | 0.01 | holds |') in text
 
 
 def test_command_table_keeps_the_output_and_refuses_a_failed_command(tmp_path):
@@ -137,11 +134,11 @@ def test_command_table_keeps_the_output_and_refuses_a_failed_command(tmp_path):
 
 def test_study_refuses_an_unknown_setting_before_any_training(tmp_path):
     """A typo in a setting name costs nothing: the driver checks every name first."""
-    done = subprocess.run(['bash', os.path.join(REPO_ROOT, 'tools', 'run_study.sh'), 'default',
-                           'defualt'], capture_output=True, text=True,
+    done = subprocess.run(['bash', os.path.join(REPO_ROOT, 'tools', 'run_study.sh'), 'plain',
+                           'plian'], capture_output=True, text=True,
                           env=dict(os.environ, POSATTACK_VENV=str(tmp_path / 'no-venv')))
     assert done.returncode == 2
-    assert "unknown setting 'defualt'; choose from: default default_val300" in done.stderr
+    assert "unknown setting 'plian'; choose from: flip_side_free plain plain_val300" in done.stderr
     assert '[study]' not in done.stderr  # nothing started
 
 
@@ -156,16 +153,15 @@ def _study_plan(tmp_path, *settings, **env):
 
 
 def test_study_plan_is_the_study_as_measured_unless_told_otherwise(tmp_path):
-    """make tables-study regenerates the rows of docs/tables/study.md, no more (a setting
-    that failed on data seed 0 was not run on 1); naming a setting runs it on both."""
+    """make tables-study regenerates the rows of docs/tables/study.md measured with the rank
+    tests, no more; naming a setting runs it on both data seeds."""
     assert _study_plan(tmp_path) == [
-        'default, data seed 0', 'default, data seed 1', 'default_val300, data seed 0',
-        'long, data seed 0', 'wide, data seed 0', 'wide, data seed 1',
-        'flip_side_free, data seed 0', 'flip_side_free, data seed 1']
+        'flip_side_free, data seed 0', 'flip_side_free, data seed 1', 'plain, data seed 0',
+        'plain, data seed 1', 'wide, data seed 0', 'wide, data seed 1']
     assert _study_plan(tmp_path, 'long') == ['long, data seed 0', 'long, data seed 1']
     assert _study_plan(tmp_path, 'long', DATA_SEEDS='1') == ['long, data seed 1']
-    assert _study_plan(tmp_path, DATA_SEEDS='1')[:2] == ['default, data seed 1',
-                                                         'default_val300, data seed 1']
+    assert _study_plan(tmp_path, DATA_SEEDS='1')[:2] == ['flip_side_free, data seed 1',
+                                                         'plain, data seed 1']
 
 
 def test_command_table_keeps_the_output_from_a_prefix(tmp_path):

@@ -85,7 +85,10 @@ def _first_batch(model, cfg, num_images=NUM_IMAGES):
 
 @pytest.fixture(scope='module', params=list(ARCHITECTURES))
 def zoo_run(request, synthetic_root, tmp_path_factory):
-    """One attack per architecture through tools/attack.py, with calls to the split counted."""
+    """One attack per architecture through tools/attack.py, with calls to the split counted.
+
+    The ranking rides on the sweep's pass over the scored images (--identify-on test), the
+    path whose flip-difference scores test_ranking_is_the_flip_difference recomputes."""
     arch = ARCHITECTURES[request.param]
     options = dict(_tiny_data_options(synthetic_root), **arch['options'])
     torch.manual_seed(0)
@@ -100,7 +103,7 @@ def zoo_run(request, synthetic_root, tmp_path_factory):
     work_dir = tmp / 'attack'
     argv = [arch['config'], checkpoint, '--work-dir', work_dir, '--num-channels', num_removed,
             '--seeds', '1', '--max-images', NUM_IMAGES, '--batch-size', NUM_IMAGES,
-            '--no-overlays', '--cfg-options'] + [
+            '--no-overlays', '--identify-on', 'test', '--cfg-options'] + [
                 f'{key}={_cli_value(value)}' for key, value in options.items()]
     calls = {'predict_from': 0, 'predict_full': 0}
 

@@ -5,9 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${POSATTACK_VENV:-.venv}/bin/python"
-DATA="${DATA:-data/synthetic_cityscapes}"
+DATA="${DATA:-data/synthetic_cityscapes_side_free}"
 WORK="${WORK:-work_dirs/demo/profile}"
-CONFIG=configs/demo/deeplabv3_r18-tiny_synthetic-cityscapes.py
+CONFIG=configs/demo/deeplabv3_r18-tiny_flip_side-free_synthetic-cityscapes.py
 CKPT_DIR=work_dirs/demo/seeds/seed0/train
 if [ ! -f "$CKPT_DIR/last_checkpoint" ]; then
   SEEDS=1 bash tools/run_demo_seeds.sh

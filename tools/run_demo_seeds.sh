@@ -9,8 +9,8 @@
 # The seed-robustness study (tools/run_study.sh) calls this script once per setting and data
 # seed through these variables (defaults: the embedded default on data seed 0):
 #   CONFIG      the model config
-#   DATA_SEED   seed of the synthetic data (data in data/synthetic_cityscapes for seed 0)
-#   GEN_OPTS    extra options of tools/make_synthetic_cityscapes.py (e.g. --side-free)
+#   DATA_SEED   seed of the synthetic data (data in data/synthetic_cityscapes_side_free for 0)
+#   GEN_OPTS    options of tools/make_synthetic_cityscapes.py (default --side-free)
 #   NUM_VAL     validation images (default 60)
 #   TRAIN_OPTS  extra --cfg-options for training only
 #   TRAIN_WORK  where the models are trained (default $WORK): a setting that changes only
@@ -25,9 +25,9 @@ PY="${POSATTACK_VENV:-.venv}/bin/python"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 DATA_SEED="${DATA_SEED:-0}"
 NUM_VAL="${NUM_VAL:-60}"
-GEN_OPTS="${GEN_OPTS:-}"
+GEN_OPTS="${GEN_OPTS---side-free}"   # set but empty: the plain scenes
 TRAIN_OPTS="${TRAIN_OPTS:-}"
-DATA="${DATA:-data/synthetic_cityscapes}"
+DATA="${DATA:-data/synthetic_cityscapes_side_free}"
 SEEDS="${SEEDS:-5}"
 JOBS="${JOBS:-1}"
 source tools/lib/batches.sh
@@ -37,7 +37,7 @@ TRAIN_WORK="${TRAIN_WORK:-$WORK}"
 TABLE="${TABLE:-docs/tables/demo_pooled.md}"
 README="${README:-1}"
 COMMAND="${COMMAND:-SEEDS=$SEEDS make demo-seeds}"
-CONFIG="${CONFIG:-configs/demo/deeplabv3_r18-tiny_synthetic-cityscapes.py}"
+CONFIG="${CONFIG:-configs/demo/deeplabv3_r18-tiny_flip_side-free_synthetic-cityscapes.py}"
 DATA_OPTS="train_dataloader.dataset.data_root=$DATA val_dataloader.dataset.data_root=$DATA test_dataloader.dataset.data_root=$DATA"
 start=$(date +%s)
 

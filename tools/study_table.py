@@ -2,17 +2,19 @@
 seeds carry the paper's two claims, from the pooled runs' summary.json files.
 
     python tools/study_table.py \
-        --run default 0 work_dirs/demo/seeds/pooled/summary.json \
-        --run default 1 work_dirs/study/default/data1/pooled/summary.json \
+        --run flip_side_free 0 work_dirs/demo/seeds/pooled/summary.json \
+        --run plain 1 work_dirs/study/plain/data1/pooled/summary.json \
         --out docs/tables/study.md --command "make tables-study"
 
-A model *carries* a claim when its own image-bootstrap test says ``holds`` at the 5% level
-(the per-model verdicts of the pooled table: claim 1, the targeted-minus-random gap; claim 2,
-periphery-minus-center under targeted removal, both at the N nearest 10% of the channels).
+A model *carries* a claim when its own primary rank test says ``holds`` at the 5% level
+(:mod:`posattack.report.significance`: claim 1, the targeted full-image drop ranked among
+random drops; claim 2, the targeted periphery-minus-center drop ranked among the random
+draws' own; both at the primary N, 5% of the channels).
 A setting *passes on a data seed* when at least PASS_MODELS of its models (the issue's "4 of
 5 training seeds") carry both claims; it *passes* when it does so on at least PASS_DATA_SEEDS
-data seeds. The verdict over models (the one-sample t interval of the pooled run) is shown
-beside the counts, as it is the statement a reader should quote. Each count of models
+data seeds. Over models, the mean gap with its one-sample t interval (the effect size for a
+new training seed) is shown beside the counts, with the pooled verdict (Stouffer's
+combination of the models' rank p-values, :mod:`posattack.report.pooling`). Each count of models
 carrying both claims comes with the exact (Clopper-Pearson) 95% interval of the share of
 training seeds that would carry them, per data seed and over a setting's data seeds: with 5
 models it is wide (even 5 of 5 leaves [48%, 100%]), which a reader of the pass rule should
@@ -86,8 +88,9 @@ def study_row(setting: str, data_seed: str, summary: Mapping) -> dict:
 
 def study_markdown(rows: Sequence[Mapping]) -> list[str]:
     lines = ['| setting | data seed | models | N | clean mIoU (mean ± sd) | claim 1: models | '
-             'claim 1 over models: gap [t 95% CI] | claim 2: models | claim 2 over models: '
-             'P - C [t 95% CI] | both: models [95% CI of the share] | passes on this data seed |',
+             'claim 1 over models: mean gap [t 95% CI], Stouffer verdict | claim 2: models | '
+             'claim 2 over models: mean DiD [t 95% CI], Stouffer verdict | both: models [95% CI '
+             'of the share] | passes on this data seed |',
              '|---|---|---|---|---|---|---|---|---|---|---|']
     for r in rows:
         clean = ('n/a' if r['clean_mean'] is None else f'{r["clean_mean"]:.2f}'

@@ -22,6 +22,7 @@ from mmengine.logging import print_log
 from torch import nn
 
 from ..channels.layers import _num_outputs_hint, resolve_layer, unwrap_model
+from ..channels.ranking import FLIP_DIFFERENCE_RULES, ChannelRanking
 from ..channels.removal import ChannelRemoval
 from ..models.non_finite import NonFiniteWatch
 from ..report.bootstrap_groups import image_groups
@@ -166,6 +167,10 @@ def check_design(opts) -> TestDesign:
         raise ValueError(f'--identify-on must be one of {", ".join(IDENTIFY_ON_CHOICES)}, '
                          f'got {opts.identify_on!r}.')
     design = opts.design
+    if 0 < opts.seeds < 19:
+        print_log(f'--seeds {opts.seeds}: the exploratory counts\' rank p-values cannot go below '
+                  f'1/{opts.seeds + 1}, so they describe but cannot reach p < 0.05; pass --seeds '
+                  '19 or more to test them (the primary count draws on its own).', 'current')
     if design.max_draws < 19:
         print_log(f'--max-draws {design.max_draws}: the primary tests cannot reach p < 0.05 '
                   '(the floor is 1/(1 + draws)); they will say inconclusive at best. Allow 19 or '
@@ -180,3 +185,12 @@ def image_groups_checked(spec: Optional[str], dataset):
         return None
     image_groups(dataset_image_paths(dataset), spec)
     return lambda images: image_groups(images, spec)
+
+
+def check_attack_region(region: str, ranking: Optional[ChannelRanking]) -> None:
+    """Fail before any work when the ranking (given, or identified later) lacks ``region``."""
+    available = ranking.regions if ranking is not None else list(FLIP_DIFFERENCE_RULES)
+    if region not in available:
+        source = 'the ranking' if ranking is not None else 'identification on the fly'
+        raise ValueError(f'unknown --attack-region {region!r}: {source} gives the orders '
+                         f'{", ".join(available)}; pick one of them.')

@@ -26,7 +26,7 @@ from mmengine.logging import MMLogger, print_log
 from ..channels.ablations import ablation_names
 from ..channels.layers import default_layer, resolve_layer
 from ..channels.modes import CLEAN, RANDOM, TARGETED
-from ..channels.ranking import FLIP_DIFFERENCE_RULES, ChannelRanking
+from ..channels.ranking import ChannelRanking
 from ..channels.ranking_comparison import compare_rankings
 from ..data.dataloader import build_test_dataloader
 from ..evaluation.metric import summarize_confusion
@@ -43,11 +43,11 @@ from ..report.test_design import TestDesign
 from ..utils.fileio import file_sha256, read_json, write_json_atomic
 from ..utils.run_options import ModelRunOptions
 # issue 13: nothing silently wrong (see docs/reliability.md)
-from .checks import (check_design, check_ranking_layer, check_segmentor_config,
+from .checks import (check_attack_region, check_design, check_ranking_layer, check_segmentor_config,
                      image_groups_checked, probe_attack)
 from .feature_split import FeatureSplit
 from .identification_images import (DEFAULT_IDENTIFY_MAX_IMAGES, DEFAULT_IDENTIFY_ON, SAME_IMAGES,
-                                    identify_held_out, ranking_source)
+                                    held_out_loader, identify_held_out, ranking_source)
 from .run_fingerprint import (content_fingerprint, describe_mismatch, outdated_fingerprint_message,
                               ranking_provenance, ranking_provenance_problem)
 from .sequential_draws import (first_round_size, more_draws_needed, primary_draws, primary_order,
@@ -77,15 +77,6 @@ class RemovalRunOptions(ModelRunOptions):
     regions: Sequence = field(default_factory=lambda: list(DEFAULT_REGIONS))
     resume: bool = False
     progress: bool = True
-    max_draws: int = DEFAULT_MAX_DRAWS
-    exceedances: Optional[int] = DEFAULT_EXCEEDANCES
-    bootstrap_groups: Optional[str] = None
-    identify_on: str = DEFAULT_IDENTIFY_ON
-    identify_max_images: Optional[int] = DEFAULT_IDENTIFY_MAX_IMAGES
-
-    @property
-    def design(self) -> TestDesign:
-        return TestDesign(exceedances=self.exceedances, max_draws=self.max_draws)
 
 
 @dataclass
@@ -103,6 +94,15 @@ class AttackOptions(RemovalRunOptions):
     compare_ranking: Optional[str] = None
     compare_ranking_format: str = 'auto'
     allow_ranking_layer_mismatch: bool = False
+    max_draws: int = DEFAULT_MAX_DRAWS
+    exceedances: Optional[int] = DEFAULT_EXCEEDANCES
+    bootstrap_groups: Optional[str] = None
+    identify_on: str = DEFAULT_IDENTIFY_ON
+    identify_max_images: Optional[int] = DEFAULT_IDENTIFY_MAX_IMAGES
+
+    @property
+    def design(self) -> TestDesign:
+        return TestDesign(exceedances=self.exceedances, max_draws=self.max_draws)
 
 
 class ResumeMismatchError(RuntimeError):
@@ -160,15 +160,6 @@ def _num_channels(split: FeatureSplit, dataloader) -> int:
     with torch.no_grad():
         inputs = split.model.data_preprocessor(batch, False)['inputs'][:1]
         return int(split.attacked(split.prefix(inputs)).shape[1])
-
-
-def _check_attack_region(region: str, ranking: Optional[ChannelRanking]) -> None:
-    """Fail before any work when the ranking (given, or identified later) lacks ``region``."""
-    available = ranking.regions if ranking is not None else list(FLIP_DIFFERENCE_RULES)
-    if region not in available:
-        source = 'the ranking' if ranking is not None else 'identification on the fly'
-        raise ValueError(f'unknown --attack-region {region!r}: {source} gives the orders '
-                         f'{", ".join(available)}; pick one of them.')
 
 
 def _overlay_request(settings: list[AttackSetting], num_total: int,
@@ -238,7 +229,7 @@ def _run_attack_claimed(opts: AttackOptions) -> dict:
     settings = build_settings(num_total, counts, fractions, opts.seeds, attack_regions)
     if any(s.mode == TARGETED for s in settings):
         for attack_region in attack_regions:
-            _check_attack_region(attack_region, ranking)
+            check_attack_region(attack_region, ranking)
     if opts.bootstrap < 1:
         raise ValueError(f'--bootstrap must be >= 1 resample, got {opts.bootstrap} '
                          '(2000 is the default).')
@@ -252,6 +243,11 @@ def _run_attack_claimed(opts: AttackOptions) -> dict:
         primary_n = None
     else:
         settings += primary_draws(settings, primary_n, first_round_size(opts.seeds, design))
+    identify_loader = None   # checked before any compute, used after
+    if ranking is None and opts.identify_on != SAME_IMAGES and (
+            other_ranking is not None or any(s.mode == TARGETED for s in settings)):
+        identify_loader = held_out_loader(cfg, opts.identify_on, dataloader.dataset,
+                                          opts.batch_size)
     probe_attack(split, dataloader, num_total)  # finite logits; the tensor reaches them
     # Only now that the input checked out: a refused run leaves no work dir behind.
     os.makedirs(opts.work_dir, exist_ok=True)
@@ -259,12 +255,10 @@ def _run_attack_claimed(opts: AttackOptions) -> dict:
         clear_earlier_outputs(opts.work_dir, opts.show_dir, keep=[opts.ranking])
 
     source = ranking_source(opts, ranking, dataloader.dataset)
-    if ranking is None and (other_ranking is not None or any(s.mode == TARGETED
-                                                             for s in settings)) \
-            and opts.identify_on != SAME_IMAGES:
+    if identify_loader is not None:
         ranking = identify_held_out(
-            model, cfg, layer, opts.identify_on, dataloader.dataset, opts.identify_max_images,
-            opts.batch_size, progress=opts.progress, model_info=dict(
+            model, identify_loader, layer, opts.identify_on, num_images,
+            opts.identify_max_images, progress=opts.progress, model_info=dict(
                 config=osp.basename(opts.config), checkpoint_sha256=checkpoint_sha,
                 num_classes=len(model.dataset_meta['classes']),
                 identified_on=ranking_provenance(fingerprint)))
@@ -292,8 +286,7 @@ def _run_attack_claimed(opts: AttackOptions) -> dict:
         finished = {s['key'] for s in results['settings']}
         pending = [s for s in settings if s.key not in finished]
         if not pending:
-            print_log(f'nothing left to do: all {len(settings)} settings are in '
-                      f'{results_path}.', logger)
+            print_log(f'nothing left to do: all settings are in {results_path}.', logger)
         else:
             print_log(f'{len(pending)} settings to evaluate on {num_images} images '
                       f'(layer {layer}, {num_total} channels); {len(finished)} already done.',
@@ -309,9 +302,8 @@ def _run_attack_claimed(opts: AttackOptions) -> dict:
             break
         draws = primary_random_keys(results['settings'], primary_n)
         next_size = next((size for size in rounds if size > len(draws)), None)
-        targeted_key = AttackSetting(TARGETED, primary_n, attack_region=primary_order(
-            attack_regions)).key
-        if next_size is None or not more_draws_needed(per_image, targeted_key, draws, design):
+        targeted = AttackSetting(TARGETED, primary_n, attack_region=primary_order(attack_regions))
+        if next_size is None or not more_draws_needed(per_image, targeted.key, draws, design):
             break
         print_log(f'primary tests undecided after {len(draws)} random draws at N={primary_n}: '
                   f'drawing up to {next_size} (sequential, at most {design.max_draws}).', logger)

@@ -52,13 +52,11 @@ def identification_record(split: str, paths: Sequence[str]) -> dict:
                 images=sorted(osp.basename(p) for p in paths))
 
 
-def identify_held_out(model, cfg, layer: str, split: str, test_dataset,
-                      max_images: Optional[int], batch_size: Optional[int],
-                      model_info: dict, progress: bool = True) -> ChannelRanking:
-    """The ranking from ``split``'s images (test pipeline), checked disjoint from the test set.
+def held_out_loader(cfg, split: str, test_dataset, batch_size: Optional[int]):
+    """The dataloader of ``split`` (test pipeline), checked before any forward pass.
 
-    Raises a one-line ValueError when the split is not configured, is empty, or overlaps the
-    test images, before any forward pass.
+    Raises a one-line ValueError when the split is not configured, cannot be read, is empty,
+    or shares an image with the test set.
     """
     if split not in IDENTIFY_ON_CHOICES or split == SAME_IMAGES:
         raise ValueError(f'held-out identification reads train or val, not {split!r}.')
@@ -73,11 +71,19 @@ def identify_held_out(model, cfg, layer: str, split: str, test_dataset,
         raise ValueError(f'--identify-on {split}: the split has no images (check its '
                          'data_root and img_path), so no channel can be ranked; fix the config '
                          'or pick another split.')
+    check_disjoint(dataset_image_paths(loader.dataset), dataset_image_paths(test_dataset), split)
+    return loader
+
+
+def identify_held_out(model, loader, layer: str, split: str, num_scored: int,
+                      max_images: Optional[int], model_info: dict,
+                      progress: bool = True) -> ChannelRanking:
+    """The ranking from the held-out ``loader`` (:func:`held_out_loader`), its images recorded
+    in the ranking's model fingerprint."""
     paths = dataset_image_paths(loader.dataset)
-    check_disjoint(paths, dataset_image_paths(test_dataset), split)
     used = paths[:max_images] if max_images else paths
     print_log(f'identifying position channels on {len(used)} {split} images (held out from the '
-              f'{len(test_dataset)} scored images; labels unused).', 'current')
+              f'{num_scored} scored images; labels unused).', 'current')
     info = dict(model_info, identification=identification_record(split, used))
     return identify_channels(model, loader, layer=layer, num_images=len(used),
                              progress=progress, model_info=info)

@@ -1,0 +1,86 @@
+"""What the calibrated default costs against the default it replaced: whole runs, one ratio.
+
+    python tools/benchmark_default_cost.py CONFIG CHECKPOINT [--rounds 2] [--cfg-options ...]
+
+Times complete ``tools/attack.py`` runs (each in its own process, from model build to
+report.md, overlays off) on the same config, checkpoint and images:
+
+* before: the old default, emulated with today's code: the ranking identified on the scored
+  images during the sweep (``--identify-on test``) and 8 draws at every N, the primary
+  included (``--max-draws 8``, so no sequential draws);
+* now: the new default: the ranking identified on held-out train images, sequential draws at
+  the primary N (19 to 99), 8 draws at the other N, the placebo check in the statistics.
+
+Rounds alternate the order, so a shared machine slows both alike; it prints every run's
+wall time, the draws the sequential rule made, and now/before per round and overall (the
+issue's target: <= 1.5). Compare ratios within one invocation only.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+VARIANTS = {'before': ['--identify-on', 'test', '--max-draws', '8'], 'now': []}
+
+
+def _run(config, checkpoint, work_dir, extra, cfg_options, threads) -> tuple[float, dict]:
+    command = [sys.executable, osp.join(REPO_ROOT, 'tools', 'attack.py'), config, checkpoint,
+               '--work-dir', work_dir, '--no-overlays', *extra]
+    if cfg_options:
+        command += ['--cfg-options', *cfg_options]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f'error: {" ".join(command)} failed:\n{done.stderr[-2000:]}')
+    with open(osp.join(work_dir, 'results.json')) as f:
+        results = json.load(f)
+    return seconds, results
+
+
+def _describe(results: dict) -> str:
+    primary = next((t for t in results['tests'] if t.get('primary')), None)
+    source = results.get('ranking_source') or {}
+    text = (f'{len(results["settings"])} settings, ranking from '
+            f'{source.get("num_images")} {source.get("split")} images')
+    if primary is not None:
+        text += (f', {primary["num_draws"]} draws at the primary N={primary["num_channels"]} '
+                 f'(claim 1 p = {primary["p_value"]:.3f})')
+    return text
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('config')
+    parser.add_argument('checkpoint')
+    parser.add_argument('--rounds', type=int, default=2)
+    parser.add_argument('--threads', type=int, default=1)
+    parser.add_argument('--cfg-options', nargs='+', default=[])
+    args = parser.parse_args(argv)
+    totals = {name: 0.0 for name in VARIANTS}
+    print(f'config {args.config}, {args.rounds} round(s), {args.threads} torch thread(s)')
+    for round_index in range(args.rounds):
+        order = list(VARIANTS) if round_index % 2 == 0 else list(reversed(VARIANTS))
+        times = {}
+        for name in order:
+            with tempfile.TemporaryDirectory() as tmp:
+                seconds, results = _run(args.config, args.checkpoint, osp.join(tmp, 'w'),
+                                        VARIANTS[name], args.cfg_options, args.threads)
+            times[name] = seconds
+            totals[name] += seconds
+            print(f'round {round_index + 1} {name:>6}: {seconds:7.1f} s  ({_describe(results)})')
+        print(f'round {round_index + 1} now/before: {times["now"] / times["before"]:.2f}')
+    print(f'overall now/before: {totals["now"] / totals["before"]:.2f} (target <= 1.5)')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
