@@ -13,10 +13,27 @@ import os
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import cv2
 import numpy as np
+
+# Temporary files start with this, so that the next run can tell posattack's leftovers of a
+# kill -9 from the user's files (posattack.utils.owned_files removes them).
+TEMP_PREFIX = '.posattack-tmp.'
+# Called with the target path before every atomic write (posattack.utils.owned_files records
+# the file as posattack's there, or refuses to replace a file of the user's).
+_WRITE_CHECKS: list[Callable[[str], None]] = []
+
+
+def add_write_check(check: Callable[[str], None]) -> None:
+    if check not in _WRITE_CHECKS:
+        _WRITE_CHECKS.append(check)
+
+
+def remove_write_check(check: Callable[[str], None]) -> None:
+    if check in _WRITE_CHECKS:
+        _WRITE_CHECKS.remove(check)
 
 
 def _umask() -> int:
@@ -32,10 +49,15 @@ def atomic_open(path: str, mode: str = 'w', encoding: Optional[str] = 'utf-8') -
     On an exception the temporary file is removed and ``path`` is left as it was.
     """
     path = os.fspath(path)
+    if os.path.isdir(path):  # os.replace would fail only after the work
+        raise ValueError(f'{path} is a folder, where a file is to be written: move it away '
+                         'or choose another output path.')
+    for check in list(_WRITE_CHECKS):
+        check(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(prefix=f'.{os.path.basename(path)}.', suffix='.tmp',
-                                    dir=folder)
+    fd, tmp_path = tempfile.mkstemp(prefix=f'{TEMP_PREFIX}{os.path.basename(path)}.',
+                                    suffix='.tmp', dir=folder)
     # mkstemp makes 0600 files; give the result the permissions a plain open() would.
     os.chmod(tmp_path, 0o666 & ~_umask())
     try:
