@@ -55,13 +55,16 @@ def parse_args(argv=None):
                         '"left right" the report tests whether each hurts its own half more')
     parser.add_argument('--allow-ranking-layer-mismatch', action='store_true',
                         help='use a --ranking made for another layer than --layer')
+    parser.add_argument('--allow-ranking-from-other-checkpoint', action='store_true',
+                        help='use a --ranking identified on another checkpoint (refused '
+                        'otherwise: it ranks another model\'s channels)')
     counts = parser.add_mutually_exclusive_group()
     counts.add_argument('--num-channels', type=int, nargs='+',
                         help='channel counts N to remove')
     counts.add_argument('--fractions', type=float, nargs='+',
                         help='fractions of the channels to remove (default 0.01 0.05 0.1 0.2)')
     parser.add_argument('--seeds', type=int, default=DEFAULT_SEEDS,
-                        help='random draws per N (p < 0.05 needs 19 or more)')
+                        help='random draws per N (p < 0.05 needs 19 or more; at most 1000)')
     parser.add_argument('--bootstrap', type=int, default=DEFAULT_BOOTSTRAP,
                         help='image bootstrap resamples for the confidence intervals')
     parser.add_argument('--bootstrap-seed', type=int, default=0)

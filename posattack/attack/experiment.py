@@ -38,16 +38,20 @@ from ..report.overlay_manifest import overlays_up_to_date, reported_overlays, wr
 from ..report.per_image import PerImageCounts, per_image_path
 from ..report.pooling import paper_claims
 from ..report.significance import build_statistics
-from ..utils.fileio import file_sha256, read_json, write_json_atomic
+from ..utils.fileio import file_sha256, write_json_atomic
+from ..utils.owned_files import unused_path
 from ..utils.run_options import ModelRunOptions
 # issue 13: nothing silently wrong (see docs/reliability.md)
-from .checks import check_ranking_layer, check_segmentor_config, probe_attack
+from .checks import (check_ranking_checkpoint, check_ranking_layer, check_segmentor_config,
+                     probe_attack)
 from .feature_split import FeatureSplit
+from .resume_files import RESULTS_FORMAT, load_previous_per_image, read_results_file, run_sha256
+from .run_bounds import check_per_image_memory, check_seeds
 from .run_fingerprint import (content_fingerprint, describe_mismatch, outdated_fingerprint_message,
                               ranking_provenance, ranking_provenance_problem)
 from .settings import AttackSetting, build_settings
 from .sweep import OverlayRequest, run_sweep
-from .work_dir import claim_work_dir, clear_earlier_outputs
+from .work_dir import check_outside_test_data, claim_work_dir, clear_earlier_outputs
 
 DEFAULT_REGIONS = ('paper', dict(type='border', bands=4))
 DEFAULT_NUM_CHANNELS_FRACTIONS = (0.01, 0.05, 0.1, 0.2)
@@ -56,7 +60,6 @@ DEFAULT_NUM_CHANNELS_FRACTIONS = (0.01, 0.05, 0.1, 0.2)
 # 1.53x, 20 draws 2.69x on the demo). p < 0.05 needs 19 draws: ask for them with --seeds.
 DEFAULT_SEEDS = 8
 DEFAULT_BOOTSTRAP = 2000
-RESULTS_FORMAT = 'posattack.results/1'
 OVERLAY_TILE_WIDTH = 512  # a 2048-wide frame would make a 10,000-pixel panel
 
 
@@ -87,6 +90,7 @@ class AttackOptions(RemovalRunOptions):
     compare_ranking: Optional[str] = None
     compare_ranking_format: str = 'auto'
     allow_ranking_layer_mismatch: bool = False
+    allow_ranking_from_other_checkpoint: bool = False
 
 
 class ResumeMismatchError(RuntimeError):
@@ -101,7 +105,7 @@ def _fingerprint(opts: AttackOptions, checkpoint_sha: str, layer: str, num_image
 
 
 def _load_previous(path: str, fingerprint: dict) -> dict:
-    previous = read_json(path)
+    previous = read_results_file(path)
     theirs = previous.get('fingerprint', {})
     outdated = outdated_fingerprint_message(path, theirs)
     if outdated:
@@ -169,6 +173,7 @@ def _overlay_request(settings: list[AttackSetting], num_total: int,
 def run_attack(opts: AttackOptions) -> dict:
     """Run the experiment; returns the results dict (also written to the work dir)."""
     # Before any compute: folders usable, and this run the only one in the work dir.
+    check_seeds(opts.seeds)  # before the folders: a refused run leaves none
     with claim_work_dir(opts.work_dir, opts.show_dir):
         return _run_attack_claimed(opts)
 
@@ -190,6 +195,8 @@ def _run_attack_claimed(opts: AttackOptions) -> dict:
     if not split.fast:
         print_log(f'fast path off ({split.why_slow}): one full forward per setting.', logger)
     dataloader = build_test_dataloader(cfg, opts.batch_size, opts.max_images)
+    check_outside_test_data(dataloader.dataset, {'--work-dir': opts.work_dir,
+                                                 '--show-dir': opts.show_dir})
     num_images = len(dataloader.dataset)
     num_total = _num_channels(split, dataloader)
 
@@ -209,6 +216,9 @@ def _run_attack_claimed(opts: AttackOptions) -> dict:
         problem = ranking_provenance_problem(ranking.model, fingerprint, ranking_path)
         if problem:
             raise ResumeMismatchError(problem)
+    if opts.ranking:
+        check_ranking_checkpoint(ranking, checkpoint_sha, opts.ranking,
+                                 opts.allow_ranking_from_other_checkpoint)
     if ranking is not None:
         ranking.check_compatible(num_total)
     other_ranking = _load_other_ranking(opts, num_total)
@@ -218,6 +228,7 @@ def _run_attack_claimed(opts: AttackOptions) -> dict:
         fractions, counts = opts.fractions, opts.num_channels
     attack_regions = _attack_regions(opts.attack_region)
     settings = build_settings(num_total, counts, fractions, opts.seeds, attack_regions)
+    check_per_image_memory(len(settings), num_images, len(model.dataset_meta['classes']))
     if any(s.mode == TARGETED for s in settings):
         for attack_region in attack_regions:
             _check_attack_region(attack_region, ranking)
@@ -231,7 +242,8 @@ def _run_attack_claimed(opts: AttackOptions) -> dict:
         clear_earlier_outputs(opts.work_dir, opts.show_dir, keep=[opts.ranking])
 
     done = {s['key']: s for s in (previous or {}).get('settings', [])}
-    per_image = _previous_per_image(opts.work_dir) if previous is not None else None
+    per_image = load_previous_per_image(opts.work_dir, fingerprint, previous) \
+        if previous is not None else None
     without_counts = [key for key in done if per_image is None or key not in per_image.tp]
     if without_counts:
         # From a run before per-image statistics: no bootstrap is possible on them.
@@ -252,6 +264,12 @@ def _run_attack_claimed(opts: AttackOptions) -> dict:
                   f'(layer {layer}, {num_total} channels); {len(done)} already done.', logger)
         overlay = _overlay_request(settings, num_total, opts.num_overlays) \
             if opts.show_dir else None
+        if overlay is not None and (overlay.targeted.key not in {s.key for s in pending}
+                                    or overlays_up_to_date(opts.work_dir, opts.show_dir,
+                                                           overlay)):
+            # Its settings are done (a resume adding draws): the panels on disk stand, or
+            # _render_missing_overlays draws them; a sweep without them would record none.
+            overlay = None
         per_image = _sweep(opts, split, dataloader, pending, num_total, ranking, overlay,
                            results, results_path, ranking_path, checkpoint_sha, per_image,
                            identify_anyway=other_ranking is not None)
@@ -294,11 +312,6 @@ def _load_other_ranking(opts: AttackOptions, num_total: int) -> Optional[Channel
     return other
 
 
-def _previous_per_image(work_dir: str) -> Optional[PerImageCounts]:
-    path = per_image_path(work_dir)
-    return PerImageCounts.load(path) if osp.exists(path) else None
-
-
 def _ordered(finished: list[dict], settings: list[AttackSetting]) -> list[dict]:
     order = {s.key: i for i, s in enumerate(settings)}
     return sorted(finished, key=lambda s: order.get(s['key'], len(order)))
@@ -324,7 +337,8 @@ def _sweep(opts, split, dataloader, pending, num_total, ranking, overlay, result
                 setting.to_dict(), key=setting.key, metrics=flat, per_class=per_class))
         if rank == 0:  # counts first: a setting in results.json always has its counts
             # state.per_image holds every pass of this run; the earlier run's settings add on
-            state.per_image.merged(previous_per_image).save(per_image_path(opts.work_dir))
+            state.per_image.merged(previous_per_image).save(
+                per_image_path(opts.work_dir), run_sha256=run_sha256(results['fingerprint']))
             write_json_atomic(results_path, results)
 
     ranking_info = dict(config=osp.basename(opts.config), checkpoint_sha256=checkpoint_sha,
@@ -380,7 +394,8 @@ def _write_overlays(show_dir: str, overlay: OverlayRequest, ignore_index: int, m
                              ignore_index=ignore_index, periphery=(width // 4, 3 * width // 4),
                              tile_width=min(width, OVERLAY_TILE_WIDTH))
         name = osp.splitext(osp.basename(payload['img_path']))[0]
-        written.append(save_panel(osp.join(show_dir, f'{name}.png'), panel))
+        # never over a file of the user's that has the image's name
+        written.append(save_panel(unused_path(osp.join(show_dir, f'{name}.png')), panel))
     print_log(f'{len(best)} overlays in {show_dir}', 'current')
     return written
 
