@@ -111,3 +111,20 @@ def test_an_output_path_that_is_a_folder_is_one_line(tmp_path):
     with pytest.raises(ValueError, match='ranking.json is a folder, where a file is to be '
                        'written'):
         write_text_atomic(str(tmp_path / 'ranking.json'), '{}')
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_old_file(tmp_path, monkeypatch):
+    import errno
+
+    import posattack.utils.fileio as fileio
+    target = tmp_path / 'results.json'
+    target.write_text('{"old": 1}')
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, 'No space left on device')
+    monkeypatch.setattr(fileio.os, 'fsync', full)
+    with pytest.raises(fileio.DiskFullError, match=f'no space left on the device to write '
+                       f'{target}') as error:
+        write_json_atomic(str(target), {'new': 2})
+    assert isinstance(error.value, RuntimeError) and '\n' not in str(error.value)
+    assert target.read_text() == '{"old": 1}' and os.listdir(tmp_path) == ['results.json']

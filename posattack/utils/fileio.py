@@ -6,6 +6,7 @@ Also the one file hash the fingerprints use (:func:`file_sha256`).
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
@@ -24,6 +25,10 @@ TEMP_PREFIX = '.posattack-tmp.'
 # Called with the target path before every atomic write (posattack.utils.owned_files records
 # the file as posattack's there, or refuses to replace a file of the user's).
 _WRITE_CHECKS: list[Callable[[str], None]] = []
+
+
+class DiskFullError(RuntimeError):
+    """The device is full (or over quota): what was being written is not, the old file is."""
 
 
 def add_write_check(check: Callable[[str], None]) -> None:
@@ -66,9 +71,14 @@ def atomic_open(path: str, mode: str = 'w', encoding: Optional[str] = 'utf-8') -
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as error:
         if os.path.exists(tmp_path):
             os.unlink(tmp_path)
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            # a full disk is the user's to fix, in one line: the old file is still whole
+            raise DiskFullError(f'no space left on the device to write {path} '
+                                f'({error.strerror}): free some space and rerun (tools/attack.py '
+                                'with --resume keeps the finished settings).') from error
         raise
 
 
