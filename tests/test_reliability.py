@@ -21,6 +21,7 @@ from helpers import (REPO_ROOT, load_cli, make_checkpoint, one_torch_thread, run
 import posattack.attack.experiment as experiment
 from posattack.channels.ranking import ChannelRanking
 from posattack.data.synthetic import generate_cityscapes
+from posattack.utils.owned_files import MANIFEST_NAME as OWNED_FILES_MANIFEST
 
 CLI = load_cli()
 # 3 images, N = 8 of 128 channels, one random seed: clean, targeted, random
@@ -270,7 +271,7 @@ def test_a_fresh_run_leaves_nothing_of_the_earlier_run(files, reference, tmp_pat
     assert code == 0, stderr
     assert (show_dir / 'mine.png').read_bytes() == b'not ours'
     assert os.listdir(work_dir / 'overlays') == [stray]  # this run's earlier panel went
-    ours = sorted(set(os.listdir(show_dir)) - {'mine.png'})
+    ours = sorted(set(os.listdir(show_dir)) - {'mine.png', OWNED_FILES_MANIFEST})
     assert len(ours) == 1
     assert [p for p in _report_images(work_dir) if 'panels' in p] == [f'../panels/{ours[0]}']
 

@@ -39,8 +39,10 @@ __all__ = ['RUN_OUTPUTS', 'check_output_dir', 'check_outside_test_data', 'claim_
 RUN_OUTPUTS = ('results.json', 'results.csv', 'report.md', 'ranking.json', 'per_image.npz',
                'miou_vs_channels.png', 'iou_vs_border_distance.png', 'class_drop_heatmap.png',
                MANIFEST_NAME)
-# A work dir of a posattack from before manifests is known by its results.json.
-RUN_LEGACY_MARK = (('results.json', ('posattack.results/1', )), )
+# A work dir of a posattack from before manifests is known by its results.json, or by the
+# ranking.json a run killed before its first results left.
+RUN_LEGACY_MARK = (('results.json', ('posattack.results/1', )),
+                   ('ranking.json', ('posattack.ranking/1', )))
 DEFAULT_OVERLAY_FOLDER = 'overlays'
 
 
