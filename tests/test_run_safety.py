@@ -294,3 +294,17 @@ def test_absurd_sizes_are_refused_before_compute(files, tmp_path, no_compute, ar
                            + argv)
     _one_line_error(code, stderr, phrase)
     assert not (tmp_path / 'w').exists()
+
+
+def test_identify_refuses_an_out_path_that_is_a_folder_before_loading(files, tmp_path,
+                                                                      monkeypatch):
+    from helpers import load_tool
+    identify = load_tool('identify')
+
+    import posattack.models.builder as builder
+
+    def refuse(*args, **kwargs):
+        raise AssertionError('the model was loaded before --out was checked')
+    monkeypatch.setattr(builder, 'load_segmentor', refuse)  # main() imports it from there
+    with pytest.raises(ValueError, match=f'--out {tmp_path} is a folder: pass a file path'):
+        identify.main([files.config, files.checkpoint, '--out', str(tmp_path)])
