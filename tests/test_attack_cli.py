@@ -21,6 +21,7 @@ from helpers import (load_cli, make_checkpoint, one_torch_thread, run_cli,  # no
 import posattack.attack.experiment as experiment
 import posattack.attack.sweep as sweep
 from posattack.channels.ranking import ChannelRanking
+from posattack.utils.owned_files import MANIFEST_NAME as OWNED_FILES_MANIFEST
 
 CLI = load_cli()
 # 3 images (batches of 2 and 1), N in {8, 16} of 128 channels, 2 random seeds: 7 settings
@@ -85,8 +86,10 @@ def spy(monkeypatch):
 
 
 def _temp_files(folder):
+    """Hidden files left behind, but for posattack's record of its files (owned_files.py)."""
     return [name for name in snapshot(folder)
-            if '.tmp' in name or osp.basename(name).startswith('.')]
+            if '.tmp' in name or osp.basename(name).startswith('.')
+            and osp.basename(name) != OWNED_FILES_MANIFEST]
 
 
 # ----------------------------------------------------------------------------- outputs

@@ -58,6 +58,9 @@ def parse_args(argv=None):
                         '"left right" the report tests whether each hurts its own half more')
     parser.add_argument('--allow-ranking-layer-mismatch', action='store_true',
                         help='use a --ranking made for another layer than --layer')
+    parser.add_argument('--allow-ranking-from-other-checkpoint', action='store_true',
+                        help='use a --ranking identified on another checkpoint (refused '
+                        'otherwise: it ranks another model\'s channels)')
     counts = parser.add_mutually_exclusive_group()
     counts.add_argument('--num-channels', type=int, nargs='+',
                         help='channel counts N to remove')

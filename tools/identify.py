@@ -85,6 +85,10 @@ def main(argv=None) -> str:
         raise FileNotFoundError(f'Config file not found: {args.config}')
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'Checkpoint file not found: {args.checkpoint}')
+    out = args.out or osp.join('work_dirs', osp.splitext(osp.basename(args.config))[0],
+                               'ranking.json')
+    if osp.isdir(out):  # found before the identification pass, not after it
+        raise ValueError(f'--out {out} is a folder: pass a file path, e.g. {out}/ranking.json.')
 
     device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
     model, cfg = load_segmentor(args.config, args.checkpoint, cfg_options=args.cfg_options,
@@ -92,7 +96,6 @@ def main(argv=None) -> str:
     dataloader = build_split_dataloader(cfg, args.split, batch_size=args.batch_size,
                                         num_workers=args.num_workers)
     config_name = osp.splitext(osp.basename(args.config))[0]
-    out = args.out or osp.join('work_dirs', config_name, 'ranking.json')
     model_info = {
         'config': osp.abspath(args.config),
         'config_name': config_name,

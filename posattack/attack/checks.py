@@ -5,12 +5,15 @@ Three ways a sweep can finish with exit 0 and numbers that mean nothing:
 * the config builds no segmentor (a ``configs/probes`` classifier given to attack.py);
 * the attacked tensor is not read by the prediction (``--layer backbone:1`` on a DeepLabv3
   whose head reads only ``backbone:3``): every setting equals clean, std 0;
-* the ranking ranks the channels of another tensor (its recorded layer differs).
+* the ranking ranks the channels of another tensor (its recorded layer differs), or was
+  identified on another checkpoint (its recorded sha256 differs);
+* slide inference without the crop size it reads on the first image.
 
 Plus the NaN model (non_finite.py), caught by the same probe forward.
 
     check_segmentor_config(config, cfg_options)
     check_ranking_layer(model, ranking, layer, source, allow=False)
+    check_ranking_checkpoint(ranking, checkpoint_sha256, source, allow=False)
     probe_attack(split, dataloader, num_channels)   # finite logits; the tensor reaches them
 """
 from __future__ import annotations
@@ -29,8 +32,9 @@ from ..report.bootstrap_groups import image_groups
 from ..report.test_design import TestDesign
 from .identification_images import IDENTIFY_ON_CHOICES, dataset_image_paths
 
-__all__ = ['AttackReadsNothingError', 'check_ranking_layer', 'check_segmentor_config',
-           'layers_read_by_head', 'probe_attack']
+__all__ = ['AttackReadsNothingError', 'check_ranking_checkpoint', 'check_ranking_layer',
+           'check_segmentor_config', 'check_slide_inference', 'layers_read_by_head',
+           'probe_attack']
 
 
 class AttackReadsNothingError(RuntimeError):
@@ -46,6 +50,7 @@ def check_segmentor_config(config, cfg_options: Optional[dict] = None) -> None:
 
     from ..models.builder import load_config
     cfg = load_config(config, cfg_options)  # also imports the config's custom_imports
+    check_slide_inference(cfg)
     model_type = (cfg.get('model') or {}).get('type')
     register_all_modules(init_default_scope=False)
     model_class = MODELS.get(model_type) if isinstance(model_type, str) else model_type
@@ -56,6 +61,19 @@ def check_segmentor_config(config, cfg_options: Optional[dict] = None) -> None:
     raise ValueError(f'{config} builds a {model_class.__name__}, not an MMSegmentation '
                      'segmentor (EncoderDecoder and kin): pass a segmentation model config.'
                      f'{hint}')
+
+
+def check_slide_inference(cfg) -> None:
+    """mmseg's slide inference reads ``test_cfg.crop_size`` and ``stride`` only on the first
+    image, with a KeyError deep in the sweep when one is missing: say so now."""
+    test_cfg = (cfg.get('model') or {}).get('test_cfg') or {}
+    if test_cfg.get('mode') != 'slide':
+        return
+    missing = [key for key in ('crop_size', 'stride') if not test_cfg.get(key)]
+    if missing:
+        raise ValueError(f"model.test_cfg has mode='slide' but no {' or '.join(missing)}: "
+                         'set them, e.g. --cfg-options model.test_cfg.crop_size="(512,1024)" '
+                         'model.test_cfg.stride="(341,341)", or use mode=\'whole\'.')
 
 
 def _normalized(model: nn.Module, name: str):
@@ -149,7 +167,7 @@ def probe_attack(split, dataloader, num_channels: int) -> None:
         f'setting would score exactly as clean. {fix}')
 
 
-MAX_DRAWS_LIMIT = 9999   # a per-image count array per draw: bounded memory and disk
+MAX_DRAWS_LIMIT = 1000   # as --seeds (run_bounds): a per-image count array per draw
 
 
 def check_design(opts) -> TestDesign:
@@ -161,8 +179,6 @@ def check_design(opts) -> TestDesign:
     if opts.exceedances is not None and opts.exceedances < 1:
         raise ValueError(f'--exceedances must be >= 1, got {opts.exceedances} (10 is the '
                          'default).')
-    if not 0 <= opts.seeds <= MAX_DRAWS_LIMIT:
-        raise ValueError(f'--seeds must lie in 0..{MAX_DRAWS_LIMIT}, got {opts.seeds}.')
     if opts.identify_on not in IDENTIFY_ON_CHOICES:
         raise ValueError(f'--identify-on must be one of {", ".join(IDENTIFY_ON_CHOICES)}, '
                          f'got {opts.identify_on!r}.')
@@ -194,3 +210,22 @@ def check_attack_region(region: str, ranking: Optional[ChannelRanking]) -> None:
         source = 'the ranking' if ranking is not None else 'identification on the fly'
         raise ValueError(f'unknown --attack-region {region!r}: {source} gives the orders '
                          f'{", ".join(available)}; pick one of them.')
+
+
+def check_ranking_checkpoint(ranking, checkpoint_sha256: str, source: Optional[str],
+                             allow: bool = False) -> None:
+    """Refuse a ranking identified on another checkpoint (it records the checkpoint's
+    sha256) unless ``allow``: the channels of one trained model are not those of another,
+    even of the same architecture, so its 'targeted' removal would be a random one."""
+    recorded = (ranking.model or {}).get('checkpoint_sha256') if ranking is not None else None
+    if not recorded or recorded == checkpoint_sha256:
+        return  # the authors' release and hand-made files record none: nothing to compare
+    message = (f'the ranking {source} was identified on another checkpoint (sha256 '
+               f'{recorded[:12]}..., this one is {checkpoint_sha256[:12]}...)')
+    if allow:
+        print_log(f'{message}; going on as --allow-ranking-from-other-checkpoint asks.',
+                  'current')
+        return
+    raise ValueError(f'{message}: identify on this checkpoint (drop --ranking), or pass '
+                     '--allow-ranking-from-other-checkpoint if a ranking transferred from '
+                     'another model is what you mean to test.')

@@ -40,21 +40,26 @@ from ..report.pooling import paper_claims
 from ..report.rank_tests import DEFAULT_EXCEEDANCES, DEFAULT_MAX_DRAWS, draw_round_sizes
 from ..report.significance import build_statistics
 from ..report.test_design import TestDesign
-from ..utils.fileio import file_sha256, read_json, write_json_atomic
+from ..utils.fileio import file_sha256, write_json_atomic
+from ..utils.owned_files import unused_path
 from ..utils.run_options import ModelRunOptions
 # issue 13: nothing silently wrong (see docs/reliability.md)
-from .checks import (check_attack_region, check_design, check_ranking_layer, check_segmentor_config,
-                     image_groups_checked, probe_attack)
+from .checks import (check_attack_region, check_design, check_ranking_checkpoint,
+                     check_ranking_layer, check_segmentor_config, image_groups_checked,
+                     probe_attack)
 from .feature_split import FeatureSplit
 from .identification_images import (DEFAULT_IDENTIFY_MAX_IMAGES, DEFAULT_IDENTIFY_ON, SAME_IMAGES,
                                     held_out_loader, identify_held_out, ranking_source)
+from .ranking_inputs import load_other_ranking, load_ranking
+from .resume_files import RESULTS_FORMAT, load_previous_per_image, read_results_file, run_sha256
+from .run_bounds import check_per_image_memory, check_seeds
 from .run_fingerprint import (content_fingerprint, describe_mismatch, outdated_fingerprint_message,
                               ranking_provenance, ranking_provenance_problem)
 from .sequential_draws import (first_round_size, more_draws_needed, primary_draws, primary_order,
                                primary_random_keys)
 from .settings import AttackSetting, build_settings
 from .sweep import OverlayRequest, run_sweep
-from .work_dir import claim_work_dir, clear_earlier_outputs
+from .work_dir import check_outside_test_data, claim_work_dir, clear_earlier_outputs
 
 DEFAULT_REGIONS = ('paper', dict(type='border', bands=4))
 DEFAULT_NUM_CHANNELS_FRACTIONS = (0.01, 0.05, 0.1, 0.2)
@@ -63,7 +68,6 @@ DEFAULT_NUM_CHANNELS_FRACTIONS = (0.01, 0.05, 0.1, 0.2)
 # p-values cannot go below 1/9, so they describe, and only --seeds 19+ lets them test.
 DEFAULT_SEEDS = 8
 DEFAULT_BOOTSTRAP = 2000
-RESULTS_FORMAT = 'posattack.results/1'
 OVERLAY_TILE_WIDTH = 512  # a 2048-wide frame would make a 10,000-pixel panel
 
 
@@ -103,6 +107,7 @@ class AttackOptions(RemovalRunOptions):
     @property
     def design(self) -> TestDesign:
         return TestDesign(exceedances=self.exceedances, max_draws=self.max_draws)
+    allow_ranking_from_other_checkpoint: bool = False
 
 
 class ResumeMismatchError(RuntimeError):
@@ -119,7 +124,7 @@ def _fingerprint(opts: AttackOptions, checkpoint_sha: str, layer: str, num_image
 
 
 def _load_previous(path: str, fingerprint: dict) -> dict:
-    previous = read_json(path)
+    previous = read_results_file(path)
     theirs = previous.get('fingerprint', {})
     outdated = outdated_fingerprint_message(path, theirs)
     if outdated:
@@ -132,23 +137,6 @@ def _load_previous(path: str, fingerprint: dict) -> dict:
             f'--resume refused: {path} comes from a different experiment ({lines}). '
             'Use another --work-dir, or drop --resume to start over.')
     return previous
-
-
-def _load_ranking_file(path: str, fmt: str) -> ChannelRanking:
-    """A --ranking or --compare-ranking file; 'auto' knows the authors' release by its name
-    (or a folder of their files)."""
-    if fmt == 'auto':
-        fmt = 'authors' if 'positional_encoding_neurons' in osp.basename(
-            path.rstrip('/')) or osp.isdir(path) else 'posattack'
-    return ChannelRanking.load(path, format=fmt)
-
-
-def _load_ranking(opts: AttackOptions, work_ranking: str) -> Optional[ChannelRanking]:
-    if opts.ranking:
-        return _load_ranking_file(opts.ranking, opts.ranking_format)
-    if opts.resume and osp.exists(work_ranking):
-        return ChannelRanking.load(work_ranking)
-    return None
 
 
 def _num_channels(split: FeatureSplit, dataloader) -> int:
@@ -178,6 +166,7 @@ def _overlay_request(settings: list[AttackSetting], num_total: int,
 def run_attack(opts: AttackOptions) -> dict:
     """Run the experiment; returns the results dict (also written to the work dir)."""
     # Before any compute: folders usable, and this run the only one in the work dir.
+    check_seeds(opts.seeds)  # before the folders: a refused run leaves none
     with claim_work_dir(opts.work_dir, opts.show_dir):
         return _run_attack_claimed(opts)
 
@@ -199,6 +188,8 @@ def _run_attack_claimed(opts: AttackOptions) -> dict:
     if not split.fast:
         print_log(f'fast path off ({split.why_slow}): one full forward per setting.', logger)
     dataloader = build_test_dataloader(cfg, opts.batch_size, opts.max_images)
+    check_outside_test_data(dataloader.dataset, {'--work-dir': opts.work_dir,
+                                                 '--show-dir': opts.show_dir})
     num_images = len(dataloader.dataset)
     num_total = _num_channels(split, dataloader)
 
@@ -212,21 +203,25 @@ def _run_attack_claimed(opts: AttackOptions) -> dict:
     if opts.resume and osp.exists(results_path):
         previous = _load_previous(results_path, fingerprint)
 
-    ranking = _load_ranking(opts, ranking_path)
+    ranking = load_ranking(opts, ranking_path)
     check_ranking_layer(model, ranking, layer, opts.ranking, opts.allow_ranking_layer_mismatch)
     if ranking is not None and not opts.ranking:  # ranking.json left by an earlier run
         problem = ranking_provenance_problem(ranking.model, fingerprint, ranking_path)
         if problem:
             raise ResumeMismatchError(problem)
+    if opts.ranking:
+        check_ranking_checkpoint(ranking, checkpoint_sha, opts.ranking,
+                                 opts.allow_ranking_from_other_checkpoint)
     if ranking is not None:
         ranking.check_compatible(num_total)
-    other_ranking = _load_other_ranking(opts, num_total)
+    other_ranking = load_other_ranking(opts, num_total)
     if opts.num_channels is None and opts.fractions is None:
         fractions, counts = list(DEFAULT_NUM_CHANNELS_FRACTIONS), None
     else:
         fractions, counts = opts.fractions, opts.num_channels
     attack_regions = _attack_regions(opts.attack_region)
     settings = build_settings(num_total, counts, fractions, opts.seeds, attack_regions)
+    check_per_image_memory(len(settings), num_images, len(model.dataset_meta['classes']))
     if any(s.mode == TARGETED for s in settings):
         for attack_region in attack_regions:
             check_attack_region(attack_region, ranking)
@@ -266,7 +261,8 @@ def _run_attack_claimed(opts: AttackOptions) -> dict:
         if rank == 0:
             ranking.save(ranking_path)
     done = {s['key']: s for s in (previous or {}).get('settings', [])}
-    per_image = _previous_per_image(opts.work_dir) if previous is not None else None
+    per_image = load_previous_per_image(opts.work_dir, fingerprint, previous) \
+        if previous is not None else None
     without_counts = [key for key in done if per_image is None or key not in per_image.tp]
     if without_counts:
         # From a run before per-image statistics: no bootstrap is possible on them.
@@ -291,6 +287,12 @@ def _run_attack_claimed(opts: AttackOptions) -> dict:
             print_log(f'{len(pending)} settings to evaluate on {num_images} images '
                       f'(layer {layer}, {num_total} channels); {len(finished)} already done.',
                       logger)
+            if overlay is not None and (overlay.targeted.key not in {s.key for s in pending}
+                                        or overlays_up_to_date(opts.work_dir, opts.show_dir,
+                                                               overlay)):
+                # Its settings are done (a resume adding draws): the panels on disk stand, or
+                # _render_missing_overlays draws them; a sweep without them would record none.
+                overlay = None
             per_image = _sweep(opts, split, dataloader, pending, num_total, ranking, overlay,
                                results, results_path, ranking_path, checkpoint_sha, per_image,
                                identify_anyway=other_ranking is not None)
@@ -341,20 +343,6 @@ def _attack_regions(attack_region: Union[str, Sequence[str]]) -> list[str]:
     return list(dict.fromkeys(regions))
 
 
-def _load_other_ranking(opts: AttackOptions, num_total: int) -> Optional[ChannelRanking]:
-    """The ranking to compare with (--compare-ranking), checked before any work."""
-    if not opts.compare_ranking:
-        return None
-    other = _load_ranking_file(opts.compare_ranking, opts.compare_ranking_format)
-    other.check_compatible(num_total)
-    return other
-
-
-def _previous_per_image(work_dir: str) -> Optional[PerImageCounts]:
-    path = per_image_path(work_dir)
-    return PerImageCounts.load(path) if osp.exists(path) else None
-
-
 def _ordered(finished: list[dict], settings: list[AttackSetting]) -> list[dict]:
     order = {s.key: i for i, s in enumerate(settings)}
     return sorted(finished, key=lambda s: order.get(s['key'], len(order)))
@@ -380,7 +368,8 @@ def _sweep(opts, split, dataloader, pending, num_total, ranking, overlay, result
                 setting.to_dict(), key=setting.key, metrics=flat, per_class=per_class))
         if rank == 0:  # counts first: a setting in results.json always has its counts
             # state.per_image holds every pass of this run; the earlier run's settings add on
-            state.per_image.merged(previous_per_image).save(per_image_path(opts.work_dir))
+            state.per_image.merged(previous_per_image).save(
+                per_image_path(opts.work_dir), run_sha256=run_sha256(results['fingerprint']))
             write_json_atomic(results_path, results)
 
     ranking_info = dict(config=osp.basename(opts.config), checkpoint_sha256=checkpoint_sha,
@@ -436,7 +425,8 @@ def _write_overlays(show_dir: str, overlay: OverlayRequest, ignore_index: int, m
                              ignore_index=ignore_index, periphery=(width // 4, 3 * width // 4),
                              tile_width=min(width, OVERLAY_TILE_WIDTH))
         name = osp.splitext(osp.basename(payload['img_path']))[0]
-        written.append(save_panel(osp.join(show_dir, f'{name}.png'), panel))
+        # never over a file of the user's that has the image's name
+        written.append(save_panel(unused_path(osp.join(show_dir, f'{name}.png')), panel))
     print_log(f'{len(best)} overlays in {show_dir}', 'current')
     return written
 

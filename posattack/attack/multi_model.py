@@ -21,11 +21,17 @@ from mmengine import dist
 from mmengine.logging import print_log
 
 from ..models.builder import extract_state_dict, load_segmentor, load_state_dict_checked
-from ..report.pooling import build_summary
+from ..report.pooling import SUMMARY_FORMAT, build_summary
 from ..report.statistics_markdown import summary_markdown
 from ..utils.checkpoint import load_checkpoint
-from ..utils.fileio import write_json_atomic, write_text_atomic
+from ..utils.fileio import file_sha256, write_json_atomic, write_text_atomic
+from ..utils.owned_files import claimed_folder
 from .experiment import AttackOptions, run_attack
+from .work_dir import claim_work_dir, clear_earlier_outputs
+
+# What a pooled run writes at the top of its work dir (each model has a work dir of its own).
+POOLED_OUTPUTS = ('summary.json', 'report.md')
+POOLED_LEGACY_MARK = (('summary.json', (SUMMARY_FORMAT, )), )
 
 
 def model_names(checkpoints: Sequence[str], names: Optional[Sequence[str]] = None) -> list[str]:
@@ -57,13 +63,19 @@ def model_names(checkpoints: Sequence[str], names: Optional[Sequence[str]] = Non
 def check_checkpoints(config: str, checkpoints: Sequence[str], cfg_options=None,
                       trust_checkpoint: bool = False) -> None:
     """Every checkpoint loads into the config's model, and all name the same classes."""
-    if len(set(osp.abspath(c) for c in checkpoints)) != len(checkpoints):
-        raise ValueError('the same checkpoint is given twice: pooled models must be distinct '
-                         'training runs.')
+    # By content, not path: a symlink or a byte copy under another name is the same model,
+    # and counting it twice would inflate the degrees of freedom of the pooled tests.
+    first_of: dict[str, str] = {}
     model, _ = load_segmentor(config, None, cfg_options=cfg_options)
     classes_of: dict[str, Optional[tuple[str, ...]]] = {}
     for path in checkpoints:
         loaded = load_checkpoint(path, map_location='cpu', trust_checkpoint=trust_checkpoint)
+        digest = file_sha256(path)
+        if digest in first_of:
+            raise ValueError(f'the same checkpoint is given twice ({first_of[digest]} and '
+                             f'{path} have the same contents, sha256 {digest[:12]}...): '
+                             'pooled models must be distinct training runs.')
+        first_of[digest] = path
         # Raises CheckpointMismatchError naming this file and the first differing keys.
         load_state_dict_checked(model, extract_state_dict(loaded, path), path)
         meta = loaded.get('meta') if isinstance(loaded, Mapping) else None
@@ -87,7 +99,22 @@ def run_attacks(opts: AttackOptions, checkpoints: Sequence[str],
         raise ValueError('a pooled run needs two or more checkpoints; with one, call '
                          'run_attack.')
     names = model_names(checkpoints, names)
-    check_checkpoints(opts.config, checkpoints, opts.cfg_options, opts.trust_checkpoint)
+    # The top level is locked and claimed like a single run's work dir: two pooled runs into
+    # one folder would each write a summary, the last one orphaning the other's models.
+    with claim_work_dir(opts.work_dir, None, outputs=POOLED_OUTPUTS,
+                        legacy=POOLED_LEGACY_MARK):
+        check_checkpoints(opts.config, checkpoints, opts.cfg_options, opts.trust_checkpoint)
+        if dist.get_rank() == 0:
+            if not opts.resume:
+                clear_earlier_outputs(opts.work_dir, None)
+            # marked as posattack's before models/ appears, so a --resume after a kill
+            # finds it ours
+            claimed_folder(opts.work_dir).save()
+        return _attack_and_pool(opts, checkpoints, names)
+
+
+def _attack_and_pool(opts: AttackOptions, checkpoints: Sequence[str],
+                     names: Sequence[str]) -> dict:
     models: list[tuple[str, Mapping]] = []
     for name, checkpoint in zip(names, checkpoints):
         work_dir = osp.join(opts.work_dir, 'models', name)

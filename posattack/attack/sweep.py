@@ -33,6 +33,7 @@ from ..channels.forward import global_average_pool
 from ..channels.modes import CLEAN, RANDOM, TARGETED
 from ..channels.ranking import ChannelRanking
 from ..channels.selection import select_channels
+from ..data.mixed_sizes import same_size_parts
 from ..evaluation.metric import region_confusion
 from ..evaluation.regions import build_region_masks, validate_region_specs
 from ..identify.base import build_identification_method, identification_method_class
@@ -63,10 +64,19 @@ class SweepState:
 
 
 def _batches(model, dataloader):
-    """Batches exactly as mmseg's test loop sees them: through the data preprocessor."""
+    """Batches exactly as mmseg's test loop sees them: through the data preprocessor (a batch
+    of images of different sizes one image at a time, said once)."""
+    said = []
+
+    def warn(note):
+        if not said:
+            print_log(note, 'current')
+            said.append(note)
+
     for batch in dataloader:
-        data = model.data_preprocessor(batch, False)
-        yield data['inputs'], data['data_samples']
+        for part in same_size_parts(batch, warn):
+            data = model.data_preprocessor(part, False)
+            yield data['inputs'], data['data_samples']
 
 
 def _shard_size(dataloader) -> int:
@@ -166,6 +176,10 @@ def _pooled_squares(tensor: torch.Tensor) -> torch.Tensor:
 def _all_reduce_confusions(confusions: dict[str, np.ndarray], keys: Sequence[str],
                            shape) -> dict[str, np.ndarray]:
     """Sum confusion matrices over processes (a rank with no images contributes zeros)."""
+    if not keys:
+        # A pass that only collects statistics (pass 1 of a mean or gaussian_noise resume
+        # whose clean setting is done) scores nothing; np.stack([]) would raise.
+        return {}
     stacked = torch.from_numpy(np.stack([
         confusions.get(key, np.zeros(shape, dtype=np.int64)) for key in keys]))
     dist.all_reduce(stacked, op='sum')

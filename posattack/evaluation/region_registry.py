@@ -54,9 +54,12 @@ def register_region(name: str, names: Optional[Callable[..., list[str]]] = None,
 
 
 # ----------------------------------------------------------------------------- spec checks
-def _check_count(value, what: str) -> int:
+def _check_count(value, what: str, maximum: Optional[int] = None) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f'{what} must be a positive integer, got {value!r}.')
+    if maximum is not None and value > maximum:
+        raise ValueError(f'{what} must be at most {maximum}, got {value}: every region is '
+                         'a full-image mask per image and a confusion matrix per setting.')
     return int(value)
 
 

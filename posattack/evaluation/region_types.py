@@ -14,6 +14,12 @@ import numpy as np
 
 from .region_registry import _check_count, _split, register_region
 
+# Bounds checked when the specs are read, before any mask exists: a region costs an
+# (H, W) mask per image and a (K, K) confusion per setting, so 1000x1000 cells would ask for
+# gigabytes before its emptiness check. 16x16 cells and 64 bands are far past any use.
+MAX_GRID_SIDE = 16
+MAX_BORDER_BANDS = 64
+
 
 # ----------------------------------------------------------------------- built-in regions
 def _columns(height: int, width: int, start: int, stop: int) -> np.ndarray:
@@ -65,12 +71,12 @@ def halves_regions(height: int, width: int) -> dict[str, np.ndarray]:
 
 
 def _border_names(bands: int = 4) -> list[str]:
-    return [f'band_{k}' for k in range(_check_count(bands, 'border "bands"'))]
+    return [f'band_{k}' for k in range(_check_count(bands, 'border "bands"', MAX_BORDER_BANDS))]
 
 
 @register_region('border', names=_border_names)
 def border_bands(height: int, width: int, bands: int = 4) -> dict[str, np.ndarray]:
-    bands = _check_count(bands, 'border "bands"')
+    bands = _check_count(bands, 'border "bands"', MAX_BORDER_BANDS)
     max_distance = (min(height, width) - 1) // 2
     if bands > max_distance + 1:
         raise ValueError(f'border bands={bands} on a {height}x{width} image: only '
@@ -112,8 +118,8 @@ def frame_regions(height: int, width: int, thickness) -> dict[str, np.ndarray]:
 
 
 def _grid_names(rows: int = 3, cols: int = 3) -> list[str]:
-    rows = _check_count(rows, 'grid "rows"')
-    cols = _check_count(cols, 'grid "cols"')
+    rows = _check_count(rows, 'grid "rows"', MAX_GRID_SIDE)
+    cols = _check_count(cols, 'grid "cols"', MAX_GRID_SIDE)
     return [f'cell_{r}_{c}' for r in range(rows) for c in range(cols)]
 
 

@@ -12,7 +12,6 @@ instead of reporting "nothing left to do" with none.
 from __future__ import annotations
 
 import json
-import os
 import os.path as osp
 from collections.abc import Sequence
 from typing import Optional
@@ -20,6 +19,7 @@ from typing import Optional
 from mmengine import dist
 
 from ..utils.fileio import write_json_atomic
+from ..utils.owned_files import remove_owned
 
 __all__ = ['MANIFEST_NAME', 'overlays_up_to_date', 'read_overlay_manifest',
            'remove_listed_overlays', 'reported_overlays', 'write_overlay_manifest']
@@ -61,15 +61,20 @@ def _listed_paths(work_dir: str, manifest: dict) -> list[str]:
 
 
 def remove_listed_overlays(work_dir: str, keep: Sequence[str] = ()) -> None:
-    """Delete the panels an earlier run listed (and its manifest), except ``keep``."""
+    """Delete the panels an earlier run listed (and its manifest), except ``keep``.
+
+    Only panels that posattack's file manifest lists as its own go
+    (:func:`posattack.utils.owned_files.remove_owned`): an overlays.json edited, or a show
+    dir the user has since filled, never costs a file of theirs.
+    """
     manifest = read_overlay_manifest(work_dir)
     keep = {osp.abspath(path) for path in keep}
     if manifest is not None:
         for path in _listed_paths(work_dir, manifest):
-            if osp.abspath(path) not in keep and osp.isfile(path):
-                os.unlink(path)
-    if not keep and osp.isfile(_manifest_path(work_dir)):
-        os.unlink(_manifest_path(work_dir))
+            if osp.abspath(path) not in keep:
+                remove_owned(path)
+    if not keep:
+        remove_owned(_manifest_path(work_dir))
 
 
 def write_overlay_manifest(work_dir: str, show_dir: str, paths: Sequence[str],

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import io
 import os
+import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Optional
@@ -42,6 +44,9 @@ class PerImageCounts:
     gt: np.ndarray                                            # (n, R, K)
     tp: dict[str, np.ndarray] = field(default_factory=dict)   # key -> (n, R, K)
     pred: dict[str, np.ndarray] = field(default_factory=dict)
+    # sha256 of the fingerprint of the run that wrote the file (None: written before it was
+    # recorded); see posattack.attack.resume_files
+    run_sha256: Optional[str] = None
 
     @property
     def keys(self) -> list[str]:
@@ -61,13 +66,24 @@ class PerImageCounts:
         return PerImageCounts(self.images, self.regions, self.gt,
                               {**other.tp, **self.tp}, {**other.pred, **self.pred})
 
-    def save(self, path: str) -> str:
+    def check_shapes(self) -> None:
+        """Every array (n images, R regions, K classes), as the lists say."""
+        if self.gt.ndim != 3 or self.gt.shape[:2] != (len(self.images), len(self.regions)):
+            raise ValueError(f'gt has shape {self.gt.shape} for {len(self.images)} images '
+                             f'and {len(self.regions)} regions')
+        if set(self.tp) != set(self.pred) or any(
+                array.shape != self.gt.shape for array in [*self.tp.values(),
+                                                           *self.pred.values()]):
+            raise ValueError('the per-setting counts do not match the labelled pixels')
+
+    def save(self, path: str, run_sha256: Optional[str] = None) -> str:
         """Atomic, compressed ``.npz`` (mostly zeros: classes absent from an image)."""
         keys = self.keys
         shape = (0, ) + self.gt.shape
         buffer = io.BytesIO()
+        provenance = {} if run_sha256 is None else dict(run_sha256=np.array(run_sha256))
         np.savez_compressed(
-            buffer, format=np.array(PER_IMAGE_FORMAT), images=np.array(self.images),
+            buffer, **provenance, format=np.array(PER_IMAGE_FORMAT), images=np.array(self.images),
             regions=np.array(self.regions), keys=np.array(keys, dtype=str), gt=self.gt,
             tp=np.stack([self.tp[k] for k in keys]) if keys else np.zeros(shape, np.uint32),
             pred=np.stack([self.pred[k] for k in keys]) if keys else np.zeros(shape, np.uint32))
@@ -80,10 +96,15 @@ class PerImageCounts:
                 if str(data['format']) != PER_IMAGE_FORMAT:
                     raise ValueError(f'format {str(data["format"])!r}')
                 keys = [str(k) for k in data['keys']]
-                return cls([str(i) for i in data['images']], [str(r) for r in data['regions']],
-                           data['gt'], dict(zip(keys, data['tp'])),
-                           dict(zip(keys, data['pred'])))
-        except (OSError, ValueError, KeyError) as error:
+                counts = cls([str(i) for i in data['images']],
+                             [str(r) for r in data['regions']], data['gt'],
+                             dict(zip(keys, data['tp'])), dict(zip(keys, data['pred'])),
+                             str(data['run_sha256']) if 'run_sha256' in data.files else None)
+                counts.check_shapes()
+                return counts
+        # a truncated file is a BadZipFile or an EOFError, a damaged member a zlib.error
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile,
+                zlib.error) as error:
             raise ValueError(f'{path!r} is not a posattack per-image counts file ({error}); '
                              'delete it and rerun with --resume to recompute the settings.'
                              ) from error

@@ -173,6 +173,49 @@ def _globals_found_by_scan(path: str) -> list[str]:
         return []
 
 
+def _allowed_names() -> set[str]:
+    """Dotted names torch's weights-only unpickler accepts (its own and the allowlist)."""
+    names = set()
+    try:  # private, but the only list of what torch allows by default
+        from torch._weights_only_unpickler import _get_allowed_globals
+        names.update(_get_allowed_globals())
+    except Exception:
+        pass
+    for item in list(torch.serialization.get_safe_globals()):
+        item = item[0] if isinstance(item, tuple) else item
+        names.add(f'{getattr(item, "__module__", "")}.{getattr(item, "__qualname__", "")}')
+    return names
+
+
+def _globals_in_plain_pickle(path: str, limit: int = 1 << 26) -> list[str]:
+    """The globals a non-zip pickle (a legacy torch.save, or pickle.dump) names, read with
+    pickletools (nothing runs); torch's own scan reads zip checkpoints only, so a plain
+    pickle calling ``os.system`` was reported as merely corrupt."""
+    import io
+    import pickletools
+    try:
+        with open(path, 'rb') as handle:
+            data = handle.read(limit)
+    except OSError:
+        return []
+    if data[:2] == b'PK':
+        return []
+    found, strings, stream = [], [], io.BytesIO(data)
+    try:
+        while stream.tell() < len(data):  # a legacy file is several pickles in a row
+            for opcode, arg, _ in pickletools.genops(stream):
+                if opcode.name == 'GLOBAL' and isinstance(arg, str):
+                    found.append(arg.replace(' ', '.'))
+                elif opcode.name == 'STACK_GLOBAL' and len(strings) >= 2:
+                    found.append(f'{strings[-2]}.{strings[-1]}')
+                elif isinstance(arg, str):
+                    strings.append(arg)
+    except Exception:  # raw tensor bytes follow the pickles in a legacy file
+        pass
+    allowed = _allowed_names()
+    return [name for name in found if name not in allowed]
+
+
 def _unique(names: list[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
@@ -195,7 +238,8 @@ def _check_readable_file(path: str) -> None:
 
 def _security_error(path: str, message: str) -> CheckpointSecurityError | None:
     """The security error for a weights_only refusal, or None when no global is to blame."""
-    offending = _unique(_globals_named_in_error(message) + _globals_found_by_scan(path))
+    offending = _unique(_globals_named_in_error(message) + _globals_found_by_scan(path)
+                        or _globals_in_plain_pickle(path))
     if not offending:
         return None
     shown = ', '.join(f"'{name}'" for name in offending[:8])

@@ -6,6 +6,7 @@ Also the one file hash the fingerprints use (:func:`file_sha256`).
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
@@ -13,10 +14,31 @@ import os
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import cv2
 import numpy as np
+
+# Temporary files start with this, so that the next run can tell posattack's leftovers of a
+# kill -9 from the user's files (posattack.utils.owned_files removes them).
+TEMP_PREFIX = '.posattack-tmp.'
+# Called with the target path before every atomic write (posattack.utils.owned_files records
+# the file as posattack's there, or refuses to replace a file of the user's).
+_WRITE_CHECKS: list[Callable[[str], None]] = []
+
+
+class DiskFullError(RuntimeError):
+    """The device is full (or over quota): what was being written is not, the old file is."""
+
+
+def add_write_check(check: Callable[[str], None]) -> None:
+    if check not in _WRITE_CHECKS:
+        _WRITE_CHECKS.append(check)
+
+
+def remove_write_check(check: Callable[[str], None]) -> None:
+    if check in _WRITE_CHECKS:
+        _WRITE_CHECKS.remove(check)
 
 
 def _umask() -> int:
@@ -32,10 +54,15 @@ def atomic_open(path: str, mode: str = 'w', encoding: Optional[str] = 'utf-8') -
     On an exception the temporary file is removed and ``path`` is left as it was.
     """
     path = os.fspath(path)
+    if os.path.isdir(path):  # os.replace would fail only after the work
+        raise ValueError(f'{path} is a folder, where a file is to be written: move it away '
+                         'or choose another output path.')
+    for check in list(_WRITE_CHECKS):
+        check(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(prefix=f'.{os.path.basename(path)}.', suffix='.tmp',
-                                    dir=folder)
+    fd, tmp_path = tempfile.mkstemp(prefix=f'{TEMP_PREFIX}{os.path.basename(path)}.',
+                                    suffix='.tmp', dir=folder)
     # mkstemp makes 0600 files; give the result the permissions a plain open() would.
     os.chmod(tmp_path, 0o666 & ~_umask())
     try:
@@ -44,9 +71,14 @@ def atomic_open(path: str, mode: str = 'w', encoding: Optional[str] = 'utf-8') -
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as error:
         if os.path.exists(tmp_path):
             os.unlink(tmp_path)
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            # a full disk is the user's to fix, in one line: the old file is still whole
+            raise DiskFullError(f'no space left on the device to write {path} '
+                                f'({error.strerror}): free some space and rerun (tools/attack.py '
+                                'with --resume keeps the finished settings).') from error
         raise
 
 
