@@ -7,15 +7,16 @@
 #                     (JOBS=2: two models train at once, one thread each)
 #   make demo-profile   the depth profile of the demo model (docs/tables/demo_profile.md)
 #   make tables   every measured table in README.md and docs/ (hours; each part resumes and
-#                 runs alone: tables-demo, tables-seeds, tables-study, tables-profile,
-#                 tables-probes, tables-aug-shift, tables-speed), then copies them in
+#                 runs alone: tables-demo, tables-seeds, tables-study, tables-placebo,
+#                 tables-profile, tables-probes, tables-aug-shift, tables-speed), then copies
+#                 them in
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA ?= data/synthetic_cityscapes_side_free
 WORK ?= work_dirs/demo
 
-TABLE_PARTS := tables-demo tables-seeds tables-study tables-profile tables-probes \
-	tables-aug-shift tables-speed
+TABLE_PARTS := tables-demo tables-seeds tables-study tables-placebo tables-profile \
+	tables-probes tables-aug-shift tables-speed
 .PHONY: setup demo demo-seeds demo-profile test test-fast lint aug-shift-demo clean tables \
 	$(TABLE_PARTS)
 setup:
@@ -47,6 +48,9 @@ tables-study: setup
 	@bash tools/run_study.sh
 
 tables-profile: demo-profile
+
+tables-placebo: setup
+	@bash tools/run_placebo_table.sh
 
 tables-probes: setup
 	@bash tools/run_probe_tables.sh

@@ -214,3 +214,17 @@ def test_model_names_must_match_the_checkpoints(files, tmp_path):
                                  tmp_path / 'w', '--model-names', 'a'] + ARGS)
     assert code == 2 and '--model-names gives 1 names for 2 checkpoints' in stderr
     assert not osp.exists(tmp_path / 'w')
+
+
+def test_bootstrap_groups_resample_cities(files, tmp_path):
+    """--bootstrap-groups city: the synthetic images are named as Cityscapes' are, one city
+    per image here, so the cluster bootstrap has as many groups as images and says so."""
+    code, stderr = run_cli(CLI, [files.config, files.checkpoint, '--work-dir', tmp_path,
+                                 '--bootstrap-groups', 'city'] + ARGS)
+    assert code == 0, stderr
+    statistics = load_json(tmp_path / 'results.json')['statistics']
+    counts = PerImageCounts.load(str(tmp_path / 'per_image.npz'))
+    cities = {osp.basename(image).split('_')[0] for image in counts.images}
+    assert statistics['bootstrap_groups'] == len(cities)
+    assert f'{len(cities)} groups of images (cluster bootstrap)' in statistics['method']
+    assert 'Images are treated as independent' not in (tmp_path / 'report.md').read_text()

@@ -33,6 +33,16 @@ if [ -f "$DEMO_CKPT" ]; then
 else
   echo "[speed] no demo model at $DEMO_CKPT: run make tables-demo first; profile part skipped" >&2
 fi
+if [ -f work_dirs/demo/seeds/seed0/train/last_checkpoint ]; then
+  part docs/tables/speed_default_cost_demo.md "The calibrated default against the old default, demo" -- \
+    "$PY" tools/benchmark_default_cost.py \
+    configs/demo/deeplabv3_r18-tiny_flip_side-free_synthetic-cityscapes.py \
+    "$(cat work_dirs/demo/seeds/seed0/train/last_checkpoint)" --rounds 2 --cfg-options \
+    train_dataloader.dataset.data_root=data/synthetic_cityscapes_side_free \
+    test_dataloader.dataset.data_root=data/synthetic_cityscapes_side_free
+else
+  echo "[speed] no demo model: run make demo-seeds first; default-cost part skipped" >&2
+fi
 part docs/tables/speed_draws_demo.md "Cost of random draws, demo model" -- \
   "$PY" tools/benchmark_attack.py --model demo --images 8 --compare-seeds 5 7 8 10 20 \
   --only-draws --threads 1 --repeat 2
