@@ -43,6 +43,16 @@ if [ -f work_dirs/demo/seeds/seed0/train/last_checkpoint ]; then
 else
   echo "[speed] no demo model: run make demo-seeds first; default-cost part skipped" >&2
 fi
+R50_DATA=work_dirs/tables/speed_r50_data   # Cityscapes' ratio: as many held-out as scored images
+if [ ! -f "$R50_DATA/.complete" ]; then
+  "$PY" tools/make_synthetic_cityscapes.py "$R50_DATA" --num-train 4 --num-val 4 --size 256 512
+  touch "$R50_DATA/.complete"
+fi
+part docs/tables/speed_default_cost_r50.md "The calibrated default against the old default, DeepLabv3-R50-D8 at 256x512, random init" -- \
+  "$PY" tools/benchmark_default_cost.py configs/paper/deeplabv3_r50-d8_cityscapes-512x1024_posattack.py \
+  random --rounds 1 --cfg-options train_dataloader.dataset.data_root=$R50_DATA \
+  test_dataloader.dataset.data_root=$R50_DATA "test_dataloader.dataset.pipeline.1.scale=(512,256)" \
+  test_dataloader.num_workers=0 test_dataloader.persistent_workers=False
 part docs/tables/speed_draws_demo.md "Cost of random draws, demo model" -- \
   "$PY" tools/benchmark_attack.py --model demo --images 8 --compare-seeds 5 7 8 10 20 \
   --only-draws --threads 1 --repeat 2
