@@ -228,3 +228,22 @@ def test_bootstrap_groups_resample_cities(files, tmp_path):
     assert statistics['bootstrap_groups'] == len(cities)
     assert f'{len(cities)} groups of images (cluster bootstrap)' in statistics['method']
     assert 'Images are treated as independent' not in (tmp_path / 'report.md').read_text()
+
+
+def test_sequential_draws_go_round_by_round_up_to_the_cap(files, tmp_path):
+    """--exceedances above the cap never stops early: draws at the primary N=6 come in the
+    rounds 19, then 39 (the cap), each round one more pass; the other N keeps --seeds."""
+    code, stderr = run_cli(CLI, [files.config, files.checkpoint, '--work-dir', tmp_path,
+                                 '--num-channels', 6, 16, '--seeds', 2, '--max-images', 4,
+                                 '--no-overlays', '--bootstrap', 200, '--max-draws', 39,
+                                 '--exceedances', 1000])
+    assert code == 0, stderr
+    results = load_json(tmp_path / 'results.json')
+    seeds = sorted(s['seed'] for s in results['settings']
+                   if s['mode'] == 'random' and s['num_channels'] == 6)
+    assert seeds == list(range(39))
+    assert sum(s['mode'] == 'random' and s['num_channels'] == 16
+               for s in results['settings']) == 2
+    claim_1 = next(t for t in results['tests'] if t['primary']
+                   and t['kind'] == 'targeted_vs_random_draws')
+    assert claim_1['sequential']['draws_used'] == 39 and claim_1['sequential']['complete']
