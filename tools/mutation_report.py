@@ -114,12 +114,20 @@ def build_report(files: list[str], reasons: dict[str, str], minutes: int, jobs: 
     for path, counts in rows + [('**all**', totals)]:
         out.append(f'| {path} | {counts["made"]} | {counts["detected"]} | {counts["survived"]} '
                    f'| {counts["no test"]} | {counts["equivalent"]} | {score(counts)} |')
+    if totals['not checked']:
+        out += ['', f'**Partial run**: {totals["not checked"]} mutants were not checked (the run '
+                'was stopped); they are listed below as "not checked" and count as undetected.']
     out += ['', '## Mutants no test detects', '',
             'Each with its change and why no test can tell it apart from the original '
             '(equivalent), or "not explained" (a test is missing).', '']
     if not listed:
         out.append('None.')
+    unchecked = [name for _, name, status, _ in listed if status == 'not checked']
+    if unchecked:
+        out += [f'Not checked ({len(unchecked)}): ' + ', '.join(f'`{n}`' for n in unchecked), '']
     for path, name, status, reason in listed:
+        if status == 'not checked':
+            continue
         out += [f'- `{name}` ({status}): {reason or "**not explained**"}', '',
                 '  ```diff'] + [f'  {line}' for line in short_diff(diff_of(name, path))
                                .splitlines()] + ['  ```', '']
