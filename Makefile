@@ -2,6 +2,8 @@
 #   make demo   the main job on the embedded default (synthetic Cityscapes + tiny model)
 #   make test   the test suite (all of it; `make test-fast` leaves out the tests marked slow)
 #   make lint   style: ruff (ruff.toml) and isort (setup.cfg); .ci/run runs it before the tests
+#   make mutation   mutation testing (mutmut) of the statistics' and fast path's modules listed
+#                   in setup.cfg [mutmut]; writes docs/mutation.md (about 20 min; not in make test)
 #   make aug-shift-demo   AugShift vs plain training on the embedded default (about 45 min)
 #   make demo-seeds   the demo over SEEDS training seeds (default 5), pooled tests and claims
 #                     (JOBS=2: two models train at once, one thread each)
@@ -17,8 +19,8 @@ WORK ?= work_dirs/demo
 
 TABLE_PARTS := tables-demo tables-seeds tables-study tables-placebo tables-profile \
 	tables-probes tables-aug-shift tables-speed
-.PHONY: setup demo demo-seeds demo-profile test test-fast lint aug-shift-demo clean tables \
-	$(TABLE_PARTS)
+.PHONY: setup demo demo-seeds demo-profile test test-fast lint mutation aug-shift-demo clean \
+	tables $(TABLE_PARTS)
 setup:
 	@bash tools/setup_env.sh
 
@@ -68,9 +70,14 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow" tests
 
+# Mutation testing: every mutant of the listed modules that no fast test notices is in
+# docs/mutation.md, explained (tools/mutation_equivalents.txt) or not. JOBS=2 for two workers.
+mutation: setup
+	@PYTHON=$(PY) bash tools/run_mutation.sh
+
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/isort --check-only --diff posattack tools tests
 
 clean:
-	rm -rf $(WORK) work_dirs/aug_shift $(DATA)
+	rm -rf $(WORK) work_dirs/aug_shift $(DATA) mutants mutants.tmp mutants.log

@@ -96,7 +96,8 @@ def tiny_segmentor(demo_cfg):
 
 
 def pytest_configure(config):
-    # Tests that train a model, spawn processes (torchrun, a lock holder) or run a tool end
-    # to end on a real-size network: seconds to half a minute each on CPU. `make test` runs
+    # The rule (README, "Tests"): a test is slow when it spawns a process (torchrun, a lock
+    # holder, a shell script) or takes more than 3 s of CPU time, setup + call + teardown, in
+    # one thread (module fixtures count for the tests that share them). `make test` runs
     # them; `make test-fast` (`pytest -m "not slow"`) leaves them out.
-    config.addinivalue_line('markers', 'slow: trains, spawns processes or runs a large network')
+    config.addinivalue_line('markers', 'slow: spawns a process or takes over 3 s of CPU time')

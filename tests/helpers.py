@@ -31,6 +31,8 @@ from posattack.evaluation.metric import RegionIoUMetric
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DIST_ATTACK = osp.join(REPO_ROOT, 'tools', 'dist_attack.sh')
+# The authors' released rankings (MIT, their notice beside them), shipped with the configs.
+AUTHORS_RANKINGS = osp.join(REPO_ROOT, 'configs', 'paper', 'authors_rankings')
 
 
 @pytest.fixture(scope='module', autouse=True)

@@ -97,6 +97,7 @@ def test_tests_agree_with_the_runs_own_metrics(run):
     assert len(counts.images) == 4 and set(counts.keys) == set(by_key)
 
 
+@pytest.mark.slow   # over 3 s of CPU: two more runs of the attack
 def test_same_run_same_intervals_and_old_work_dirs_resume(files, run, tmp_path):
     first = load_json(run / 'results.json')
     # a work dir from before per-image statistics: its settings are evaluated again

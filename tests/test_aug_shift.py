@@ -425,7 +425,6 @@ def _tiny_config(path, synthetic_root, work_dir):
     return cfg
 
 
-@pytest.mark.slow
 def test_augshift_config_trains_and_validates(synthetic_root, tmp_path):
     from mmengine.runner import Runner
     cfg = _tiny_config(AUGSHIFT_CONFIG, synthetic_root, tmp_path / 'work_dir')

@@ -17,7 +17,8 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
-from helpers import REPO_ROOT, load_cli, load_tool, one_torch_thread, run_cli  # noqa: F401
+from helpers import (AUTHORS_RANKINGS, REPO_ROOT, load_cli, load_tool,  # noqa: F401
+                     one_torch_thread, run_cli)
 from mmseg.structures import SegDataSample
 from torchvision_deeplab_reference import TorchvisionDeepLabV3, normalise, randomise
 
@@ -30,7 +31,6 @@ from posattack.models.builder import load_segmentor
 from posattack.utils.checkpoint import load_checkpoint
 
 CONFIG = osp.join(REPO_ROOT, 'configs', 'paper', 'deeplabv3_r50-os16_authors_cityscapes.py')
-AUTHORS_RANKINGS = osp.join(osp.dirname(REPO_ROOT), 'shared', 'reference', 'authors_rankings')
 SIZES = [(65, 97), (64, 128)]  # (h, w): odd sizes exercise align_corners=False and padding
 
 
@@ -305,8 +305,6 @@ def _tiny_data_options(root):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not osp.isdir(AUTHORS_RANKINGS), reason='shared/reference/authors_rankings '
-                    'is not beside the repository (it is in CI and on the project machine)')
 def test_attack_runs_with_the_authors_rankings_and_with_ours_and_compares(
         converted, synthetic_root, tmp_path):
     """tools/attack.py end to end on the converted model (2 synthetic images at 64x128):

@@ -38,7 +38,6 @@ def _train_briefly(cfg):
     return runner
 
 
-@pytest.mark.slow
 def test_runner_checkpoint_loads_with_identical_logits(demo_cfg):
     """Train with MMEngine's Runner, save through it, load with posattack and with mmseg.
 

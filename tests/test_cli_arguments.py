@@ -35,6 +35,7 @@ def test_run_options_parse_alike(name):
             defaults.trust_checkpoint) == (None, 'none', 0, False)
 
 
+@pytest.mark.slow   # spawns a python that imports torch and mmseg
 def test_identify_bad_input_is_one_line_like_the_other_tools(tmp_path):
     result = subprocess.run([sys.executable, 'tools/identify.py', str(tmp_path / 'none.py'),
                              str(tmp_path / 'none.pth')], cwd=REPO_ROOT, capture_output=True,

@@ -7,7 +7,11 @@ import os
 import stat
 import subprocess
 
+import pytest
 from helpers import REPO_ROOT
+
+# Every test runs tools/run_demo_seeds.sh in a shell (spawns processes; one waits up to 10 s).
+pytestmark = pytest.mark.slow
 
 # The stand-in interpreter. train.py: seed 0 waits (up to 10 s) until seed 1 has started, so
 # under JOBS=1 it times out and fails, and under JOBS=2 it finishes; a seed listed in

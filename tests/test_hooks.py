@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from helpers import REPO_ROOT
+from helpers import AUTHORS_RANKINGS, REPO_ROOT
 from mmengine.logging import MMLogger
 
 from posattack.channels import channel_means, random_channels
@@ -108,12 +108,6 @@ def test_ranking_errors_surface_at_construction(tmp_path):
     assert hook.channels == list(range(127, 114, -1))  # round(12.8) = 13 from the top
 
 
-AUTHORS_RANKINGS = osp.join(osp.dirname(REPO_ROOT), 'shared', 'reference', 'authors_rankings')
-
-
-@pytest.mark.skipif(not osp.isdir(AUTHORS_RANKINGS),
-                    reason='shared/reference/authors_rankings is not '
-                    'beside the repository (it is in CI and on the project machine)')
 def test_authors_release_drives_a_targeted_removal():
     import json
     hook = ChannelRemovalHook(ranking=AUTHORS_RANKINGS, ranking_format='authors', region='right',

@@ -6,16 +6,11 @@ import os
 import os.path as osp
 
 import pytest
-from helpers import REPO_ROOT
+from helpers import AUTHORS_RANKINGS, REPO_ROOT
 
 import posattack.channels.ranking as ranking_module
 from posattack.channels.ranking import (FORMAT_TAG, ChannelRanking, order_by_score,
                                         resolve_channel_count)
-
-AUTHORS_DIR = osp.join(REPO_ROOT, '..', 'shared', 'reference', 'authors_rankings')
-needs_authors = pytest.mark.skipif(
-    not osp.isdir(AUTHORS_DIR),
-    reason=f"the authors' ranking files are not beside the clone ({AUTHORS_DIR})")
 
 
 def make_ranking():
@@ -194,9 +189,8 @@ def test_authors_layout_errors(tmp_path):
         ChannelRanking.load([tmp_path / 'absent.json'], format='authors')
 
 
-@needs_authors
 def test_authors_release_loads_as_2048_channel_ranking(tmp_path):
-    ranking = ChannelRanking.load(AUTHORS_DIR, format='authors')
+    ranking = ChannelRanking.load(AUTHORS_RANKINGS, format='authors')
     assert ranking.num_channels == 2048
     assert ranking.regions == ['overall', 'left', 'right']
     # First entries read off the released files by hand.
@@ -209,3 +203,16 @@ def test_authors_release_loads_as_2048_channel_ranking(tmp_path):
         ranking.check_compatible(128)  # the demo model's backbone output
     reloaded = ChannelRanking.load(ranking.save(tmp_path / 'authors.json'))
     assert reloaded == ranking
+
+
+def test_the_paper_config_names_the_shipped_release():
+    """No ../shared needed: the release ships beside the paper's config, with its licence."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(REPO_ROOT, 'configs', 'paper',
+                                   'deeplabv3_r50-os16_authors_cityscapes.py'))
+    assert osp.samefile(cfg.authors_rankings, AUTHORS_RANKINGS)
+    ranking = ChannelRanking.load(cfg.authors_rankings, format='authors')
+    assert ranking.layer == 'backbone:3' and ranking.num_channels == 2048
+    with open(osp.join(AUTHORS_RANKINGS, 'LICENSE')) as f:
+        notice = f.read()
+    assert 'MIT License' in notice and 'Copyright (c) 2021 Md Amirul Islam' in notice

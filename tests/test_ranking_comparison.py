@@ -7,16 +7,13 @@ asked for this states (their left and right top-100 share 19 channels; rho +0.39
 from __future__ import annotations
 
 import json
-import os.path as osp
 
 import pytest
-from helpers import REPO_ROOT, load_tool
+from helpers import AUTHORS_RANKINGS, load_tool
 
 from posattack.channels.ranking import ChannelRanking
 from posattack.channels.ranking_comparison import (compare_orders, compare_rankings,
                                                    comparison_markdown)
-
-AUTHORS_RANKINGS = osp.join(osp.dirname(REPO_ROOT), 'shared', 'reference', 'authors_rankings')
 
 
 def _ranking(orders, layer='backbone:3', method='hand'):
@@ -75,8 +72,6 @@ def test_mismatches_are_refused_with_what_differs():
     assert 'different layers' in comparison_markdown(different_layer)
 
 
-@pytest.mark.skipif(not osp.isdir(AUTHORS_RANKINGS), reason='shared/reference/authors_rankings '
-                    'is not beside the repository (it is in CI and on the project machine)')
 def test_authors_left_and_right_orders_are_not_each_others_reverse():
     """Their released right order is not "smallest signed score first" (which would make it
     the left order reversed: rho -1, no shared top-100 channel)."""

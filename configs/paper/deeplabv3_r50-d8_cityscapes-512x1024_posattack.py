@@ -17,8 +17,8 @@
 # R50-D8 has output stride 8 (dilated stages 3 and 4). mmseg ships no R50-D16 Cityscapes
 # model; the stride-16 layout would be backbone strides (1, 2, 2, 1), dilations (1, 1, 1, 2)
 # and ASPP dilations (1, 6, 12, 18) (as deeplabv3_r101-d16-mg124), trained by yourself.
-# The authors' released rankings (authors_rankings/*.json) index the channels of *their*
-# checkpoint only: with any other weights, identify the channels anew (the default).
+# The authors' released rankings (configs/paper/authors_rankings/*.json) index the channels
+# of *their* checkpoint only: with any other weights, identify the channels anew (the default).
 #
 # SyncBN in the zoo config becomes plain BatchNorm on CPU (posattack.models.builder.load_segmentor),
 # with the same weights. The auxiliary FCN head stays: zoo checkpoints carry its weights,

@@ -5,8 +5,9 @@
 #   python tools/convert_authors_checkpoint.py \
 #       zero_padding_best_deeplabv3_resnet50_cityscapes_os16.pth work_dirs/authors_os16.pth
 #   python tools/attack.py configs/paper/deeplabv3_r50-os16_authors_cityscapes.py \
-#       work_dirs/authors_os16.pth --ranking <reference>/authors_rankings --ranking-format authors \
-#       --num-channels 100 --cfg-options test_dataloader.dataset.data_root=data/cityscapes
+#       work_dirs/authors_os16.pth --ranking configs/paper/authors_rankings \
+#       --ranking-format authors --num-channels 100 \
+#       --cfg-options test_dataloader.dataset.data_root=data/cityscapes
 #
 # (the README's "The paper's own model" section has all four commands).
 #
@@ -82,3 +83,10 @@ val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 test_evaluator = dict(_delete_=True, **_base_.region_metric)
 val_evaluator = test_evaluator
+
+# The authors' released rankings of this network's attacked tensor (backbone:3), shipped
+# beside this config with their MIT notice (authors_rankings/LICENSE). tools/attack.py takes
+# them as `--ranking configs/paper/authors_rankings --ranking-format authors`; a child config
+# for mmseg's tools/test.py can name them in the removal hook: `ranking=authors_rankings,
+# ranking_format='authors'` (configs/_base_/posattack/channel_removal.py).
+authors_rankings = '{{ fileDirname }}/authors_rankings'

@@ -343,7 +343,7 @@ class ChannelRanking:
         Usage::
 
             ChannelRanking.load('ranking.json')
-            ChannelRanking.load('shared/reference/authors_rankings', format='authors')
+            ChannelRanking.load('configs/paper/authors_rankings', format='authors')
         """
         if format == 'auto':
             format = _guess_format(path)

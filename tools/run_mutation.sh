@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# make mutation: mutation testing of the modules whose bugs would change a published number.
+#
+# mutmut (pinned in requirements-dev.txt) mutates the files listed under `only_mutate` in
+# setup.cfg's [mutmut] section, one small change at a time (a `<` for a `<=`, a 1 for a 0, a
+# dropped argument...), and runs the fast tests under `pytest_add_cli_args_test_selection`
+# that reach the changed function. A mutant no test notices "survives". The run writes
+# docs/mutation.md: the score per module and every survivor with its diff and either the
+# reason it is equivalent (tools/mutation_equivalents.txt) or "not explained".
+#
+#   make mutation                 # from nothing: about 20 min on 2 cores, one worker
+#   JOBS=2 make mutation          # two workers
+#   RESUME=1 make mutation        # keep mutants/ and rerun only what changed
+#
+# Not part of `make test`. To add a module: its path to only_mutate, its fast tests to
+# pytest_add_cli_args_test_selection (both in setup.cfg).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-.venv/bin/python}"
+JOBS="${JOBS:-1}"
+start=$(date +%s)
+if [ "${RESUME:-0}" != "1" ]; then
+  rm -rf mutants
+fi
+# A private temporary folder: pytest prunes old /tmp/pytest-of-$USER/pytest-N folders, and
+# another pytest session of the same user (a second worktree, CI) would prune this run's.
+export TMPDIR="$PWD/mutants.tmp"
+rm -rf "$TMPDIR" && mkdir -p "$TMPDIR"
+# One thread per worker: the tests' tensors are tiny (see tests/conftest.py).
+status=0
+OMP_NUM_THREADS=1 "$PY" -m mutmut run --max-children "$JOBS" > mutants.log 2>&1 || status=$?
+minutes=$(( ($(date +%s) - start + 59) / 60 ))
+if [ ! -d mutants ]; then
+  tail -20 mutants.log >&2
+  echo "[mutation] mutmut made no mutants/ folder (exit $status); see mutants.log" >&2
+  exit 1
+fi
+"$PY" tools/mutation_report.py --minutes "$minutes" --jobs "$JOBS" --out docs/mutation.md
+rm -rf "$TMPDIR"
