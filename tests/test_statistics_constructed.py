@@ -145,38 +145,45 @@ def test_random_group_drop_interval_is_the_paired_one(built, region):
     assert group['miou']['ci95'] == pytest.approx(interval(expected), abs=1e-9)
 
 
-def _test(tests, kind, mode):
-    return next(t for t in tests if t['kind'] == kind and t['mode'] == mode)
+def _test(entries, kind, mode):
+    return next(t for t in entries if t['kind'] == kind and t['mode'] == mode)
 
 
 def test_targeted_minus_random_interval_is_the_paired_one(built):
     _, tests = built
-    gap = _test(tests, 'targeted_minus_random', 'targeted')
+    # the rank test of claim 1 carries the gap's image-bootstrap interval as its effect size
+    gap = _test(tests, 'targeted_vs_random_draws', 'targeted')
     per_image = effect([TARGETED], 'full') - effect(RANDOM_KEYS, 'full')
     assert gap['estimate'] == pytest.approx(per_image.mean())
     assert gap['ci95'] == pytest.approx(interval(WEIGHTS @ per_image / N), abs=1e-9)
     assert per_image.min() <= gap['ci95'][0] <= gap['ci95'][1] <= per_image.max()
-    assert gap['verdict'] == 'holds'       # every image's gap is positive
 
 
 @pytest.mark.parametrize('mode, keys', [('targeted', [TARGETED]), ('random', RANDOM_KEYS)])
 def test_periphery_minus_center_interval_is_the_paired_one(built, mode, keys):
-    _, tests = built
-    pc = _test(tests, 'periphery_minus_center', mode)
+    statistics, _ = built
+    pc = _test(statistics['effects'], 'periphery_minus_center', mode)
     per_image = effect(keys, 'periphery') - effect(keys, 'center')
     assert pc['estimate'] == pytest.approx(per_image.mean())
     assert pc['ci95'] == pytest.approx(interval(WEIGHTS @ per_image / N), abs=1e-9)
     assert per_image.min() <= pc['ci95'][0] <= pc['ci95'][1] <= per_image.max()
 
 
-def test_the_random_periphery_minus_center_is_inconclusive_and_the_targeted_holds(built):
-    # random effects: periphery minus center per image averages to about 0 (it is
-    # 0.5 * mean over draws of extra periphery minus extra center pixels)
+def test_claim_2_ranks_the_targeted_difference_among_each_draws_own(built):
+    """The difference in differences: the targeted (periphery - center) drop against every
+    random draw's own (periphery - center) drop, not against zero."""
     _, tests = built
-    per_image = effect(RANDOM_KEYS, 'periphery') - effect(RANDOM_KEYS, 'center')
-    assert per_image.min() < 0 < per_image.max()
-    assert _test(tests, 'periphery_minus_center', 'random')['verdict'] == 'inconclusive'
-    assert _test(tests, 'periphery_minus_center', 'targeted')['verdict'] == 'holds'
+    did = _test(tests, 'periphery_minus_center_vs_random_draws', 'targeted')
+    targeted = (effect([TARGETED], 'periphery') - effect([TARGETED], 'center')).mean()
+    draws = [(effect([k], 'periphery') - effect([k], 'center')).mean() for k in RANDOM_KEYS]
+    assert did['targeted_value'] == pytest.approx(targeted)
+    assert did['random_mean'] == pytest.approx(np.mean(draws))
+    exceed = sum(d >= targeted for d in draws)
+    assert did['p_value'] == pytest.approx((exceed + 1) / (len(draws) + 1))
+    # the interval of the DiD: targeted minus the draws' mean, per image, paired
+    per_image = (effect([TARGETED], 'periphery') - effect([TARGETED], 'center')) - (
+        effect(RANDOM_KEYS, 'periphery') - effect(RANDOM_KEYS, 'center'))
+    assert did['ci95'] == pytest.approx(interval(WEIGHTS @ per_image / N), abs=1e-9)
 
 
 # ------------------------------------------------------------------ percentile interval

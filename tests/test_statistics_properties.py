@@ -109,7 +109,8 @@ def _linear_counts(clean_wrong, setting_wrong, pixels=100):
     return PerImageCounts([f'i{j}' for j in range(n)], ['full'], gt, tp, pred), settings_
 
 
-WRONG = st.lists(st.tuples(st.integers(1, 60), st.integers(0, 39)), min_size=2, max_size=15)
+# 5 images at least: fewer get no interval (significance.MIN_IMAGES_FOR_INTERVAL)
+WRONG = st.lists(st.tuples(st.integers(1, 60), st.integers(0, 39)), min_size=5, max_size=15)
 
 
 @settings(max_examples=40, deadline=None)
