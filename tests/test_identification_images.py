@@ -125,5 +125,5 @@ def test_bad_draw_and_group_options_fail_or_warn_in_one_line(files, tmp_path):
     assert code == 2 and 'is not a regular expression' in stderr
     code, stderr = run_cli(CLI, [files.config, files.checkpoint, '--work-dir', tmp_path / 'm']
                            + QUICK + ['--max-draws', 0])
-    assert code == 2 and '--max-draws must lie in 1..9999' in stderr
+    assert code == 2 and '--max-draws must lie in 1..1000' in stderr
     assert not osp.exists(tmp_path / 'g') and not osp.exists(tmp_path / 'm')

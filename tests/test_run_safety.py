@@ -269,7 +269,8 @@ def test_mixed_image_sizes_with_batches_of_two_give_the_batch_1_numbers(files, t
         work_dir = tmp_path / f'batch{batch_size}'
         code, stderr = run_cli(CLI, [config, files.checkpoint, '--work-dir', work_dir,
                                      '--no-overlays', '--batch-size', batch_size,
-                                     '--num-channels', 8, '--seeds', 1])
+                                     '--num-channels', 8, '--seeds', 1,
+                                     '--identify-on', 'test'])  # ranked in the sweep too
         assert code == 0, stderr
         scores.append(_scores(work_dir))
     assert scores[0] == scores[1]
