@@ -109,6 +109,6 @@ def test_stouffer_against_the_formula():
 
 
 def test_draw_rounds_end_at_the_cap():
-    assert draw_round_sizes(99, 19) == [19, 39, 99]
-    assert draw_round_sizes(50, 19) == [19, 39, 50]
+    assert draw_round_sizes(99, 19) == [19, 29, 39, 59, 99]
+    assert draw_round_sizes(50, 19) == [19, 29, 39, 50]
     assert draw_round_sizes(10, 10) == [10]

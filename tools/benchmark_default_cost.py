@@ -83,13 +83,18 @@ def main(argv=None) -> int:
                         'random initialisation (seed 0), saved to a temporary file')
     parser.add_argument('--rounds', type=int, default=2)
     parser.add_argument('--threads', type=int, default=1)
+    parser.add_argument('--now-options', nargs='+', default=[],
+                        help="extra tools/attack.py options of the 'now' runs (e.g. "
+                        "'--exceedances=10': a design tried before the default)")
     parser.add_argument('--cfg-options', nargs='+', default=[])
     args = parser.parse_args(argv)
+    VARIANTS['now'] = list(args.now_options)
     created = None
     if args.checkpoint == 'random':
         args.checkpoint = created = _random_checkpoint(args.config, args.cfg_options)
     totals = {name: 0.0 for name in VARIANTS}
-    print(f'config {args.config}, {args.rounds} round(s), {args.threads} torch thread(s)')
+    print(f'config {args.config}, {args.rounds} round(s), {args.threads} torch thread(s), '
+          f'now = the default {" ".join(args.now_options)}')
     for round_index in range(args.rounds):
         order = list(VARIANTS) if round_index % 2 == 0 else list(reversed(VARIANTS))
         times = {}

@@ -40,6 +40,13 @@ if [ -f work_dirs/demo/seeds/seed0/train/last_checkpoint ]; then
     "$(cat work_dirs/demo/seeds/seed0/train/last_checkpoint)" --rounds 2 --cfg-options \
     train_dataloader.dataset.data_root=data/synthetic_cityscapes_side_free \
     test_dataloader.dataset.data_root=data/synthetic_cityscapes_side_free
+  # the design tried first (h = 10 exceedances), kept for the record of what was measured
+  part docs/tables/speed_default_cost_demo_h10.md "The calibrated default with h = 10 against the old default, demo" -- \
+    "$PY" tools/benchmark_default_cost.py \
+    configs/demo/deeplabv3_r18-tiny_flip_side-free_synthetic-cityscapes.py \
+    "$(cat work_dirs/demo/seeds/seed0/train/last_checkpoint)" --rounds 2 --now-options=--exceedances=10 \
+    --cfg-options train_dataloader.dataset.data_root=data/synthetic_cityscapes_side_free \
+    test_dataloader.dataset.data_root=data/synthetic_cityscapes_side_free
 else
   echo "[speed] no demo model: run make demo-seeds first; default-cost part skipped" >&2
 fi

@@ -98,6 +98,7 @@ class AttackOptions(RemovalRunOptions):
     compare_ranking: Optional[str] = None
     compare_ranking_format: str = 'auto'
     allow_ranking_layer_mismatch: bool = False
+    allow_ranking_from_other_checkpoint: bool = False
     max_draws: int = DEFAULT_MAX_DRAWS
     exceedances: Optional[int] = DEFAULT_EXCEEDANCES
     bootstrap_groups: Optional[str] = None
@@ -107,7 +108,6 @@ class AttackOptions(RemovalRunOptions):
     @property
     def design(self) -> TestDesign:
         return TestDesign(exceedances=self.exceedances, max_draws=self.max_draws)
-    allow_ranking_from_other_checkpoint: bool = False
 
 
 class ResumeMismatchError(RuntimeError):
