@@ -2,7 +2,8 @@
 #   make demo   the main job on the embedded default (synthetic Cityscapes + tiny model)
 #   make test   the test suite (all of it; `make test-fast` leaves out the tests marked slow)
 #   make lint   style: ruff (ruff.toml) and isort (setup.cfg); .ci/run runs it before the tests
-#   make aug-shift-demo   AugShift vs plain and BlurPool training on the embedded default (about 50 min)
+#   make aug-shift-demo   AugShift vs plain and BlurPool training on the embedded default
+#                         (about 50 min)
 #   make demo-seeds   the demo over SEEDS training seeds (default 5), pooled tests and claims
 #                     (JOBS=2: two models train at once, one thread each)
 #   make demo-profile   the depth profile of the demo model (docs/tables/demo_profile.md)
