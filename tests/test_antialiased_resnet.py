@@ -112,6 +112,15 @@ def test_the_blur_sits_where_zhang_puts_it():
     assert sum(isinstance(m, BlurPool) for m in blurred.modules()) == 5
 
 
+@pytest.mark.parametrize('style, strided', [('pytorch', 'conv2'), ('caffe', 'conv1')])
+def test_in_a_bottleneck_the_blur_follows_the_strided_conv(style, strided):
+    block = AntialiasedResNetV1c(**dict(TINY_BOTTLENECK, style=style)).layer2[0]
+    assert block.blur_after == strided and block.blur.stride == 2
+    assert [getattr(block, name).stride for name in ('conv1', 'conv2', 'conv3')] == [(1, 1)] * 3
+    assert block.blur.channels == getattr(block, strided).out_channels == 8
+    assert block.downsample.blur.channels == 16  # layer1's output, 4 x 4
+
+
 def _pooled(backbone, x):
     with torch.no_grad():
         return backbone(x)[-1].mean(dim=(2, 3))
