@@ -7,7 +7,9 @@
 # summary over seeds and the paired differences (each setting minus plain, minus shift-crops,
 # and augshift minus blurpool), docs/tables/aug_shift.md, stamped. Every step resumes, so it
 # can be stopped and rerun; it is long: 24 trainings on one thread each, the pair-trained ones
-# about 12 min each: about 4 hours in all on this project's 2-core machine with JOBS=1.
+# about 12 min each: over 4 hours in all on this project's 2-core machine with JOBS=1 (the
+# blurpool runs train about 1.2x as long as plain: 10.5 against 9 min on 2026-12-05, each on
+# one thread of a machine loaded about 7 deep by other jobs).
 # JOBS=2 runs two training seeds' chains side by side, one per core, each logging to
 # work_dirs/aug_shift/seedN.out (seeds 0 and 1, then 2). On 2026-12-03 the runs went as two
 # such chains (2 h 13 min), then this script found them done and wrote the table (3.6 min).
