@@ -24,6 +24,9 @@ setup(
         'matplotlib',
         'scipy',
     ],
-    extras_require={'tests': ['pytest'], 'lint': ['ruff==0.17.6', 'isort==9.0.2']},
+    # antialiased: AntialiasedResNetV1c's BlurPool, Zhang's own package, licensed CC BY-NC-SA
+    # 4.0 (not MIT): an extra, imported only when that backbone is built
+    extras_require={'tests': ['pytest'], 'lint': ['ruff==0.17.6', 'isort==9.0.2'],
+                    'antialiased': ['antialiased-cnns==0.3']},
     license='MIT',
 )

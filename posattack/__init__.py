@@ -33,6 +33,7 @@ from .channels import (ChannelRanking, ChannelRemoval, ChannelRemovalHook,  # no
 from .evaluation import (RegionIoUMetric, ShiftConsistencyMetric, ShiftPairTTAModel,  # noqa: E402
                          build_region_masks)
 from .identify import FlipDifferenceAccumulator, identify_channels  # noqa: E402
+from .models.antialiased_resnet import AntialiasedResNetV1c  # noqa: E402
 from .models.authors_deeplab_head import TorchvisionDeepLabHead  # noqa: E402
 from .models.wide_last_stage_resnet import ResNetV1cWideLastStage  # noqa: E402
 from .training import (AugShiftDataPreProcessor, AugShiftEncoderDecoder, AugShiftPair,  # noqa: E402
@@ -43,7 +44,8 @@ register_safe_globals()
 
 __version__ = '0.1.0'
 __all__ = [
-    'AugShiftDataPreProcessor', 'AugShiftEncoderDecoder', 'AugShiftPair', 'ChannelRanking',
+    'AntialiasedResNetV1c', 'AugShiftDataPreProcessor', 'AugShiftEncoderDecoder', 'AugShiftPair',
+    'ChannelRanking',
     'ChannelRemoval', 'ChannelRemovalHook', 'FlipDifferenceAccumulator', 'RegionIoUMetric',
     'ResNetV1cWideLastStage',
     'ShiftConsistencyMetric', 'ShiftConsistencyPairs', 'ShiftPairTTAModel',

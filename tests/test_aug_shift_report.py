@@ -6,9 +6,11 @@ random 66/68/70; N=20: targeted 58 vs random 60/64/68; clean 70, center 75, peri
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 
 import pytest
-from helpers import load_tool
+from helpers import REPO_ROOT, load_tool
 from test_report import hand_results  # noqa: F401  (the fixture)
 
 from posattack.report.aug_shift_table import (comparison_row, markdown_table, over_seeds_table,
@@ -117,3 +119,60 @@ def test_table_tool_writes_table_and_numbers(hand_results, tmp_path):  # noqa: F
     assert 'minus `shift-crops`' not in text  # no such setting: no table
     assert tool.main(runs + ['--out', str(out), '--reference', 'plain', 'x']) == 0
     assert 'minus `plain`' in out.read_text() and 'minus `x`' in out.read_text()
+
+
+def test_one_setting_against_another_reference():
+    """--pair's table: only the named setting, against any reference (augshift minus
+    blurpool, the paper's Table 2 comparison); nothing when either is missing."""
+    rows = ([_row(f'blurpool/{k}', 70 + k, 90 + k, 18.0) for k in range(3)]
+            + [_row('augshift/0', 68, 93, 18.0), _row('augshift/1', 70, 93, 16.0),
+               _row('augshift/2', 70, 94, 17.0), _row('plain/0', 71, 91, 18.0)])
+    lines = paired_with_reference_table(rows, [8], reference='blurpool',
+                                        settings=['augshift']).splitlines()
+    assert len(lines) == 3  # header, rule, augshift: plain is left out
+    assert lines[2] == ('| augshift | 3 | -1.67 [-3.10, -0.23] lower | +2.33 [+0.90, +3.77] higher '
+                        '| -1.00 [-3.48, +1.48] no difference shown |')
+    assert paired_with_reference_table(rows, [8], reference='blurpool', settings=['gone']) == ''
+    assert paired_with_reference_table(rows[:3], [8], reference='blurpool',
+                                       settings=['augshift']) == ''
+
+
+def test_table_tool_adds_augshift_minus_blurpool_when_both_ran(hand_results, tmp_path):  # noqa: F811
+    tool = load_tool('aug_shift_table')
+    consistency = write_json_atomic(str(tmp_path / 'consistency.json'), CONSISTENCY)
+    results = write_json_atomic(str(tmp_path / 'results.json'), hand_results)
+    out = tmp_path / 'table.md'
+
+    def runs(*settings):
+        return [arg for setting in settings for seed in (0, 1)
+                for arg in ('--run', f'{setting}/{seed}', consistency, results)]
+
+    assert tool.main(runs('plain', 'blurpool', 'augshift') + ['--out', str(out)]) == 0
+    text = out.read_text()
+    assert '`augshift` minus `blurpool`, paired by training seed' in text
+    assert text.count('| augshift | 2 |') == 3  # over seeds, minus plain, minus blurpool
+    assert tool.main(runs('plain', 'augshift') + ['--out', str(out)]) == 0
+    assert 'minus `blurpool`' not in out.read_text()  # no blurpool run: no such table
+    assert tool.main(runs('plain', 'blurpool', 'augshift')
+                     + ['--out', str(out), '--pair', 'blurpool', 'augshift']) == 0
+    text = out.read_text()
+    assert '`blurpool` minus `augshift`' in text and '`augshift` minus `blurpool`' not in text
+
+
+def test_demo_script_knows_blurpool_and_names_it_for_an_unknown_run(tmp_path):
+    """RUNS=blurpool is one of tools/run_aug_shift_demo.sh's runs (so of make
+    tables-aug-shift's): a typo is refused with the list, before any training."""
+    data = tmp_path / 'data'
+    data.mkdir()
+    (data / '.complete').touch()  # no dataset generation
+    done = subprocess.run(['bash', os.path.join(REPO_ROOT, 'tools', 'run_aug_shift_demo.sh')],
+                          capture_output=True, text=True,
+                          env=dict(os.environ, POSATTACK_VENV=str(tmp_path / 'no-venv'),
+                                   DATA=str(data), WORK=str(tmp_path / 'work'),
+                                   RUNS='blurpol'))
+    assert done.returncode == 2
+    assert ("unknown run 'blurpol'; choose from plain shift-crops blurpool augshift "
+            'augshift-strong latent-only-1' in done.stderr)
+    assert not (tmp_path / 'work').exists()
+    tables = open(os.path.join(REPO_ROOT, 'tools', 'run_aug_shift_tables.sh')).read()
+    assert 'ALL_RUNS="plain shift-crops blurpool augshift ' in tables

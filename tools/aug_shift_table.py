@@ -2,6 +2,8 @@
 
     python tools/aug_shift_table.py --run demo CONS.json RESULTS.json \
         --run augshift CONS2.json RESULTS2.json [--fraction 0.1] [--out table.md]
+    python tools/aug_shift_table.py --run plain/0 ... --run blurpool/0 ... \
+        [--reference plain shift-crops] [--pair augshift blurpool]
 
 Each --run names a model, its tools/consistency.py output (consistency.json) and its
 tools/attack.py output (results.json). Prints a Markdown table (the paper's Table 2 for
@@ -33,6 +35,10 @@ def main(argv=None) -> int:
                         help='with setting/seed names: the settings every other one is '
                         'compared with, seed by seed, one table each (default: plain, and '
                         'shift-crops, the control that isolates the AugShift loss)')
+    parser.add_argument('--pair', nargs=2, action='append', metavar=('SETTING', 'REFERENCE'),
+                        help='with setting/seed names: one more paired table, SETTING minus '
+                        'REFERENCE alone (repeatable; default: augshift blurpool, the '
+                        "paper's Table 2 comparison, when both are there)")
     parser.add_argument('--command', help='stamp the table with the date, the machine and '
                         'this command (the one that made the runs)')
     args = parser.parse_args(argv)
@@ -50,6 +56,13 @@ def main(argv=None) -> int:
             paired = paired_with_reference_table(rows, shifts, reference=reference)
             if paired:
                 table += (f'\nEach setting minus `{reference}`, paired by training seed '
+                          '(t 95% interval over the seeds paired, df = seeds - 1):\n\n'
+                          + paired)
+        for setting, reference in args.pair or [('augshift', 'blurpool')]:
+            paired = paired_with_reference_table(rows, shifts, reference=reference,
+                                                 settings=[setting])
+            if paired:
+                table += (f'\n`{setting}` minus `{reference}`, paired by training seed '
                           '(t 95% interval over the seeds paired, df = seeds - 1):\n\n'
                           + paired)
     if args.command:

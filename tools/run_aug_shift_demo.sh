@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# AugShift on the embedded default: the demo model trained four ways, same data, iterations
-# and seed: plain; on shifted crop pairs without the AugShift loss (the control); with
-# AugShift at the fragment's weights (latent 1, dense 1); with AugShift 100x / 10x stronger.
+# AugShift on the embedded default: the demo model trained five ways, same data, iterations
+# and seed: plain; on shifted crop pairs without the AugShift loss (the control); with an
+# anti-aliased backbone (blurpool: BlurPool before each subsampling, Zhang 2019, the
+# defence the paper's Table 2 compares with; plain training); with AugShift at the
+# fragment's weights (latent 1, dense 1); with AugShift 100x / 10x stronger.
 # Then shift consistency (Cons.8 / Cons.16) and the position attack of each, and one table.
-# About 45 minutes on 2 free cores (the pair-trained models take 12 minutes each).
+# About 50 minutes on 2 free cores (the pair-trained models take 12 minutes each).
 # Steps whose outputs exist are skipped, so a rerun only redoes what is missing.
 #   SEED=1 bash tools/run_aug_shift_demo.sh   another training seed (own work dirs)
 #   RUNS="latent-only-1 latent-only-10" ...   other runs: the AugShift loss's latent term
@@ -24,19 +26,20 @@ if [ ! -f "$DATA/.complete" ]; then
   touch "$DATA/.complete"
 fi
 
-NAMES="${RUNS:-plain shift-crops augshift augshift-strong}"
+NAMES="${RUNS:-plain shift-crops blurpool augshift augshift-strong}"
 RUNS=()
 for name in $NAMES; do
   weights=""
   case $name in
     plain) config=configs/demo/deeplabv3_r18-tiny_synthetic-cityscapes.py ;;
     shift-crops) config=configs/demo/deeplabv3_r18-tiny_shift-crops_synthetic-cityscapes.py ;;
+    blurpool) config=configs/demo/deeplabv3_r18-tiny_blurpool_synthetic-cityscapes.py ;;
     augshift) config=configs/demo/deeplabv3_r18-tiny_augshift_synthetic-cityscapes.py ;;
     augshift-strong) config=configs/demo/deeplabv3_r18-tiny_augshift_synthetic-cityscapes.py
       weights="model.latent_weight=100.0 model.dense_weight=10.0" ;;
     latent-only-*) config=configs/demo/deeplabv3_r18-tiny_augshift_synthetic-cityscapes.py
       weights="model.latent_weight=${name#latent-only-}.0 model.dense_weight=0.0" ;;
-    *) echo "error: unknown run '$name'; choose from plain shift-crops augshift" \
+    *) echo "error: unknown run '$name'; choose from plain shift-crops blurpool augshift" \
          "augshift-strong latent-only-1 latent-only-10 latent-only-100" >&2; exit 2 ;;
   esac
   dir="$WORK/$name"

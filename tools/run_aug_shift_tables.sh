@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # The AugShift table of the README (make tables-aug-shift): every run of
-# tools/run_aug_shift_demo.sh (plain; shift-crops, the control; augshift, latent 1 / dense 1;
+# tools/run_aug_shift_demo.sh (plain; shift-crops, the control; blurpool, the anti-aliased
+# backbone the paper's Table 2 compares AugShift with; augshift, latent 1 / dense 1;
 # augshift-strong, latent 100 / dense 10; latent-only-1/10/100, the paper's latent term alone
-# with dense_weight=0) for training seeds 0, 1 and 2, then one table per run and seed and its
-# summary over seeds, docs/tables/aug_shift.md, stamped. Every step resumes, so it can be
-# stopped and rerun; it is long: 21 trainings on one thread each, the pair-trained ones
-# about 12 min each: about 4 hours in all on this project's 2-core machine with JOBS=1.
+# with dense_weight=0) for training seeds 0, 1 and 2, then one table per run and seed, its
+# summary over seeds and the paired differences (each setting minus plain, minus shift-crops,
+# and augshift minus blurpool), docs/tables/aug_shift.md, stamped. Every step resumes, so it
+# can be stopped and rerun; it is long: 24 trainings on one thread each, the pair-trained ones
+# about 12 min each: over 4 hours in all on this project's 2-core machine with JOBS=1 (the
+# blurpool runs train about 1.2x as long as plain: 10.5 against 9 min on 2026-12-05, each on
+# one thread of a machine loaded about 7 deep by other jobs).
 # JOBS=2 runs two training seeds' chains side by side, one per core, each logging to
 # work_dirs/aug_shift/seedN.out (seeds 0 and 1, then 2). On 2026-12-03 the runs went as two
 # such chains (2 h 13 min), then this script found them done and wrote the table (3.6 min).
@@ -16,7 +20,7 @@ SEEDS="${SEEDS:-0 1 2}"
 JOBS="${JOBS:-1}"
 source tools/lib/batches.sh
 check_jobs
-ALL_RUNS="plain shift-crops augshift augshift-strong latent-only-1 latent-only-10 latent-only-100"
+ALL_RUNS="plain shift-crops blurpool augshift augshift-strong latent-only-1 latent-only-10 latent-only-100"
 RUNS="${RUNS:-$ALL_RUNS}"
 ROWS=()
 RUNS_NOTE=""

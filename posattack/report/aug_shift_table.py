@@ -147,17 +147,20 @@ def _direction(interval: Sequence[float], higher: str, lower: str) -> str:
 
 
 def paired_with_reference_table(rows: Sequence[Mapping[str, Any]], max_shifts: Sequence[int],
-                                reference: str = 'plain') -> str:
-    """Each setting minus ``reference``, paired by training seed (rows ``setting/seed``: the
-    same seed gives both models the same data order and initial weights), with the t 95%
-    interval over seeds (scipy; df = seeds - 1) and what it says. Settings without a
-    reference row of the same seed are paired on the seeds they share; an empty table when
-    there is no reference."""
+                                reference: str = 'plain',
+                                settings: Optional[Sequence[str]] = None) -> str:
+    """Each setting (or only those in ``settings``) minus ``reference``, paired by training
+    seed (rows ``setting/seed``: the same seed gives both models the same data order and
+    initial weights), with the t 95% interval over seeds (scipy; df = seeds - 1) and what it
+    says. Settings without a reference row of the same seed are paired on the seeds they
+    share; an empty table when there is no reference or no setting to compare with it."""
     by_setting: dict[str, dict[str, Mapping[str, Any]]] = {}
     for row in rows:
         setting, _, seed = row['model'].rpartition('/')
         by_setting.setdefault(setting, {})[seed] = row
-    if reference not in by_setting:
+    compared = [name for name in by_setting if name != reference
+                and (settings is None or name in settings)]
+    if reference not in by_setting or not compared:
         return ''
     base = by_setting[reference]
     quantities = ([('mIoU', lambda r: r['mIoU'], 'higher', 'lower')]
@@ -168,9 +171,8 @@ def paired_with_reference_table(rows: Sequence[Mapping[str, Any]], max_shifts: S
     header = ['Setting', 'seeds paired'] + [f'{name}: difference [t 95% CI]'
                                             for name, *_ in quantities]
     lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
-    for setting, mine in by_setting.items():
-        if setting == reference:
-            continue
+    for setting in compared:
+        mine = by_setting[setting]
         seeds = sorted(set(mine) & set(base))
         cells = [setting, str(len(seeds))]
         for _, value, higher, lower in quantities:
