@@ -60,7 +60,8 @@ def test_gap_interval_and_summary_over_seeds(hand_results):  # noqa: F811
     summarised per setting with the mean and the sample std (n - 1) over seeds."""
     with_test = dict(hand_results, tests=[dict(
         kind='targeted_vs_random_draws', mode='targeted', num_channels=10, attack_region='overall',
-        eval_region='full', estimate=18.0, ci95=[16.5, 19.25], verdict='holds')])
+        eval_region='full', estimate=18.0, ci95=[16.5, 19.25], verdict='holds',
+        primary=False)])
     first = comparison_row('plain/0', CONSISTENCY, with_test)
     second = dict(comparison_row('plain/1', CONSISTENCY, hand_results),
                   targeted_minus_random=14.0, mIoU=74.0)
@@ -176,3 +177,27 @@ def test_demo_script_knows_blurpool_and_names_it_for_an_unknown_run(tmp_path):
     assert not (tmp_path / 'work').exists()
     tables = open(os.path.join(REPO_ROOT, 'tools', 'run_aug_shift_tables.sh')).read()
     assert 'ALL_RUNS="plain shift-crops blurpool augshift ' in tables
+
+
+def test_only_rank_test_verdicts_are_printed_and_old_tables_rerender(tmp_path):
+    """Rows from before the rank tests carry the uncalibrated bootstrap test's word: the
+    table prints 'verdict withdrawn' for them, the rank test's word for new rows, and
+    --rerender rewrites a stored table keeping its stamp."""
+    old = _row('plain/0', 74.0, 95.0, 2.0)
+    old.update(targeted_minus_random_ci95=[1.0, 3.0], targeted_minus_random_verdict='holds')
+    new = dict(_row('plain/1', 73.0, 95.1, 1.0), targeted_minus_random_ci95=[0.5, 1.5],
+               targeted_minus_random_verdict='inconclusive', verdict_test='rank')
+    for row in (old, new):
+        row.update(num_channels=13, num_channels_total=128, targeted_drop=3.0,
+                   random_drop=1.0, random_drop_std=0.5, periphery_minus_center=0.1)
+    table = markdown_table([old, new], [8])
+    assert '[+1.00, +3.00] verdict withdrawn' in table and 'holds' not in table
+    assert '[+0.50, +1.50] inconclusive' in table
+    assert '| 0/1 |' in over_seeds_table([old, new], [8])   # only the tested seed counts
+    md = tmp_path / 'aug_shift.md'
+    md.write_text('Measured 2026-12-03 on a machine by `make x`.\n\n| old |\n')
+    (tmp_path / 'aug_shift.json').write_text(json.dumps([old, new]))
+    assert load_tool('aug_shift_table').main(['--rerender', str(md)]) == 0
+    text = md.read_text()
+    assert text.startswith('Measured 2026-12-03 on a machine by `make x`. Re-rendered ')
+    assert 'verdict withdrawn' in text and '| old |' not in text

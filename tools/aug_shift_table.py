@@ -14,19 +14,24 @@ is given.
 from __future__ import annotations
 
 import argparse
+import datetime
 import os.path as osp
 import sys
 
 from posattack.report.aug_shift_table import (comparison_rows, markdown_table, over_seeds_table,
                                               paired_with_reference_table)
-from posattack.utils.fileio import write_json_atomic, write_text_atomic
+from posattack.utils.fileio import read_json, write_json_atomic, write_text_atomic
 from posattack.utils.machine import measured_by
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--run', nargs=3, action='append', required=True,
+    parser.add_argument('--run', nargs=3, action='append',
                         metavar=('NAME', 'CONSISTENCY_JSON', 'RESULTS_JSON'))
+    parser.add_argument('--rerender', metavar='TABLE_MD',
+                        help='write TABLE_MD again from the rows stored beside it (.json), '
+                        'keeping its stamp: for a change of how rows print, not of what was '
+                        'measured (e.g. verdict words withdrawn)')
     parser.add_argument('--fraction', type=float, default=0.1,
                         help='compare removals of this fraction of the channels (nearest N)')
     parser.add_argument('--out', help='write the table here (and the numbers beside it as '
@@ -42,9 +47,19 @@ def main(argv=None) -> int:
     parser.add_argument('--command', help='stamp the table with the date, the machine and '
                         'this command (the one that made the runs)')
     args = parser.parse_args(argv)
+    if (args.run is None) == (args.rerender is None):
+        parser.error('give --run ... (a new table) or --rerender TABLE_MD, not both')
+    stamp = None
     try:
-        rows = comparison_rows([tuple(run) for run in args.run], args.fraction)
-    except (ValueError, KeyError, FileNotFoundError) as error:
+        if args.rerender:
+            rows = read_json(osp.splitext(args.rerender)[0] + '.json')
+            with open(args.rerender) as f:
+                stamp = next((line.rstrip('\n').split(' Re-rendered ')[0] for line in f
+                          if line.startswith('Measured ')), None)
+            args.out = args.rerender
+        else:
+            rows = comparison_rows([tuple(run) for run in args.run], args.fraction)
+    except (ValueError, KeyError, OSError) as error:
         print(f'error: {error}', file=sys.stderr)
         return 2
     shifts = sorted({int(key.split('.')[1]) for row in rows for key in row['consistency']
@@ -67,6 +82,10 @@ def main(argv=None) -> int:
                           + paired)
     if args.command:
         table = f'{measured_by(args.command)}.\n\n' + table
+    elif stamp:
+        table = (f'{stamp} Re-rendered {datetime.date.today().isoformat()} from the stored rows '
+                 '(`tools/aug_shift_table.py --rerender`): rows without a rank test print '
+                 '"verdict withdrawn".\n\n' + table)
     print(table)
     if args.out:
         write_text_atomic(args.out, table)

@@ -65,6 +65,9 @@ def comparison_row(name: str, consistency: Mapping[str, Any], results: Mapping[s
                  and t['num_channels'] == num_channels and t['eval_region'] == 'full'), None)
     row['targeted_minus_random_ci95'] = None if test is None else test['ci95']
     row['targeted_minus_random_verdict'] = None if test is None else test['verdict']
+    # which test gave the word: rows of tables made before the rank tests carry none, and
+    # their words (an uncalibrated image-bootstrap test) are not printed
+    row['verdict_test'] = 'rank' if test is not None and 'primary' in test else None
     return row
 
 
@@ -100,16 +103,29 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], max_shifts: Sequence[int])
     return '\n'.join(lines) + '\n'
 
 
+WITHDRAWN = 'verdict withdrawn'
+
+
+def _verdict(row: Mapping[str, Any]) -> str:
+    """The rank test's word, or 'verdict withdrawn' for a row whose word came from the
+    image-bootstrap test that the placebo check showed uncalibrated (issue 22)."""
+    if row.get('targeted_minus_random_verdict') is None:
+        return 'n/a'
+    if row.get('verdict_test') != 'rank':
+        return WITHDRAWN
+    return row['targeted_minus_random_verdict']
+
+
 def _ci(row: Mapping[str, Any]) -> str:
     interval = row.get('targeted_minus_random_ci95')
     if interval is None:
         return 'n/a'
-    return f'[{interval[0]:+.2f}, {interval[1]:+.2f}] {row["targeted_minus_random_verdict"]}'
+    return f'[{interval[0]:+.2f}, {interval[1]:+.2f}] {_verdict(row)}'
 
 
 def over_seeds_table(rows: Sequence[Mapping[str, Any]], max_shifts: Sequence[int]) -> str:
     """Rows named ``setting/seed`` summarised per setting: mean ± sample std over seeds
-    (training seeds are the unit), and how many seeds' own image interval holds."""
+    (training seeds are the unit), and in how many seeds the gap's own rank test holds."""
     import numpy as np  # local: only this summary needs it
     settings: dict[str, list[Mapping[str, Any]]] = {}
     for row in rows:
@@ -126,12 +142,13 @@ def over_seeds_table(rows: Sequence[Mapping[str, Any]], max_shifts: Sequence[int
         return _fmt(float(np.mean(values)), signed) + sd
 
     for name, mine in settings.items():
-        holding = sum(r.get('targeted_minus_random_verdict') == 'holds' for r in mine)
+        holding = sum(_verdict(r) == 'holds' for r in mine)
+        tested = sum(_verdict(r) != WITHDRAWN for r in mine)
         cells = ([name, str(len(mine)), mean_sd([r['mIoU'] for r in mine])]
                  + [mean_sd([r['consistency'].get(f'Cons.{s}') for r in mine])
                     for s in max_shifts]
                  + [mean_sd([r['targeted_minus_random'] for r in mine], signed=True),
-                    f'{holding}/{len(mine)}',
+                    f'{holding}/{tested}' if tested else WITHDRAWN,
                     mean_sd([r['periphery_minus_center'] for r in mine], signed=True)])
         lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines) + '\n'
