@@ -48,7 +48,7 @@ MIN_RESAMPLES_FOR_INTERVAL = 200
 
 def _bootstrap_method(boot: PairedBootstrap, groups: Optional[Sequence[str]]) -> str:
     unit = (f'{len(set(groups))} groups of images (cluster bootstrap)' if groups is not None
-            else f'{len(boot.counts.images)} images, assumed independent')
+            else f'{len(boot.counts.images)} images')
     return (f'paired bootstrap over {unit} ({boot.num_resamples} resamples, seed {boot.seed}, '
             'percentile 95% interval)')
 

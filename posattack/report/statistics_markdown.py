@@ -125,7 +125,7 @@ def tests_markdown(results: Mapping[str, Any]) -> list[str]:
         "the test's false-positive rate on this model and these images (exact binomial 95% "
         'interval).',
         f'- Effect sizes: {statistics["method"]}; every setting sees the same resamples. '
-        + ('Images are treated as independent: frames of one city are not, so give '
+        + ('Images are treated as independent (iid): frames of one city are not, so give '
            '`--bootstrap-groups city` on Cityscapes for intervals that allow for it.'
            if not statistics.get('bootstrap_groups') else ''),
         '- A run on one trained model says nothing about other training seeds: pool several '
