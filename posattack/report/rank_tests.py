@@ -177,8 +177,9 @@ def stouffer(p_values: Sequence[Optional[float]]) -> dict:
     It asks "is there an effect in these models, taken together?", consistent with each
     model's own rank test; the t over models asks about the mean effect over training seeds.
     """
-    values = _finite_sequence(p_values)
-    values = np.clip(values, 1e-12, 1.0)
+    # p = 1 (targeted below every draw) would be z = -inf, a veto, and not valid JSON; at
+    # 1 - 1e-12 it is z = -7: still a strong vote against, the combination stays conservative
+    values = np.clip(_finite_sequence(p_values), 1e-12, 1 - 1e-12)
     out = dict(num_models=len(values), z=None, p_value=None,
                method="Stouffer's combination of the models' one-sided rank p-values "
                       '(scipy.stats.combine_pvalues)')
