@@ -29,4 +29,4 @@ for entry in "work_dirs/demo/seeds data/synthetic_cityscapes_side_free demo" \
   RUNS+=("$work")
 done
 "$PY" tools/placebo_table.py "${RUNS[@]}" --out docs/tables/placebo_demo.md \
-  --command "make tables-placebo ($(( $(date +%s) - start )) s)"
+  --command "make tables-placebo ($(( $(date +%s) - start )) s for this invocation; finished attacks are kept)"
