@@ -143,8 +143,8 @@ def test_pooled_run_over_two_models(files, tmp_path):
     assert [m['estimate'] for m in pooled['per_model']] == gaps
     assert pooled['mean'] == pytest.approx(np.mean(gaps))
     assert pooled['std'] == pytest.approx(np.std(gaps, ddof=1))
-    z = scipy_stats.norm.isf([t['p_value'] for t in tests]).sum() / np.sqrt(2)
-    assert pooled['p_value'] == pytest.approx(scipy_stats.norm.sf(z))
+    chi2 = -2 * np.log([t['p_value'] for t in tests]).sum()
+    assert pooled['p_value'] == pytest.approx(scipy_stats.chi2.sf(chi2, 4))
     assert [c['verdict'] in ('holds', 'inconclusive', 'not computed')
             for c in summary['claims']] == [True, True]
     report = (work_dir / 'report.md').read_text()

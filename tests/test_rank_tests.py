@@ -1,7 +1,7 @@
 """The rank tests that give verdicts, against hand-counted values and simulated nulls.
 
 Besag & Clifford's sequential p-value, the placebo check, the detectable gap, Holm and
-Stouffer, each checked on numbers worked by hand or against scipy; the null calibration by
+Fisher, each checked on numbers worked by hand or against scipy; the null calibration by
 simulation (exchangeable draws must give "holds" at most alpha of the time).
 """
 from __future__ import annotations
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from posattack.report.rank_tests import (detectable_gap, draw_round_sizes, holm_adjust,
+from posattack.report.rank_tests import (detectable_gap, draw_round_sizes, fisher, holm_adjust,
                                          needs_more_draws, placebo_rate, sequential_p_value,
-                                         smallest_significant_rank, stouffer)
+                                         smallest_significant_rank)
 
 
 def test_sequential_p_value_stops_at_the_hth_exceedance():
@@ -99,13 +99,19 @@ def test_holm_by_hand():
     assert holm_adjust([0.5, None, 0.01]) == [pytest.approx(0.5), None, pytest.approx(0.02)]
 
 
-def test_stouffer_against_the_formula():
+def test_fisher_against_the_formula_and_a_p_of_one_is_no_veto():
     p = [0.01, 0.2, 0.5]
-    z = scipy_stats.norm.isf(p).sum() / np.sqrt(3)
-    out = stouffer(p)
-    assert out['z'] == pytest.approx(z) and out['p_value'] == pytest.approx(scipy_stats.norm.sf(z))
-    assert stouffer([0.03])['p_value'] == pytest.approx(0.03)
-    assert stouffer([None])['p_value'] is None
+    statistic = -2 * np.log(p).sum()
+    out = fisher(p)
+    assert out['statistic'] == pytest.approx(statistic)
+    assert out['p_value'] == pytest.approx(scipy_stats.chi2.sf(statistic, 6))
+    assert fisher([0.03])['p_value'] == pytest.approx(0.03)
+    assert fisher([None])['p_value'] is None
+    # a model stopped by its first draws (p = 1) adds nothing: two strong models still count
+    strong = fisher([0.01, 0.01, 0.7, 0.7, 1.0])
+    assert strong['p_value'] == pytest.approx(
+        scipy_stats.chi2.sf(-2 * np.log([0.01, 0.01, 0.7, 0.7]).sum(), 10))
+    assert strong['p_value'] < 0.05
 
 
 def test_draw_rounds_end_at_the_cap():

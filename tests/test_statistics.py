@@ -291,14 +291,14 @@ def _model(gap, pc, p_gap, p_pc, total=40):
                 statistics=dict(primary=dict(num_channels=2, attack_region='overall')))
 
 
-def test_pooled_claims_combine_the_models_rank_p_values():
+def test_pooled_claims_combine_the_models_rank_p_values():  # Fisher
     models = [('a', _model(3.0, 0.5, 0.04, 0.5)), ('b', _model(4.0, -0.5, 0.03, 0.7)),
               ('c', _model(5.0, 0.2, 0.2, 0.4))]
     pooled = {t['kind']: t for t in pool_tests(models)}
     gap = pooled['targeted_vs_random_draws']
     assert gap['num_models_holding'] == 2
-    z = scipy_stats.norm.isf([0.04, 0.03, 0.2]).sum() / math.sqrt(3)
-    assert gap['p_value'] == pytest.approx(scipy_stats.norm.sf(z))
+    chi2 = -2 * np.log([0.04, 0.03, 0.2]).sum()
+    assert gap['p_value'] == pytest.approx(scipy_stats.chi2.sf(chi2, 6))
     assert gap['p_value_t'] == pytest.approx(scipy_stats.ttest_1samp([3.0, 4.0, 5.0], 0).pvalue)
     # the placebos combine as the real tests do: stand-in 1 of every model has p = 0.02
     assert gap['placebo']['num_placebos'] == 3 and gap['placebo']['num_significant'] == 1

@@ -13,7 +13,7 @@ draws' own; both at the primary N, 5% of the channels).
 A setting *passes on a data seed* when at least PASS_MODELS of its models (the issue's "4 of
 5 training seeds") carry both claims; it *passes* when it does so on at least PASS_DATA_SEEDS
 data seeds. Over models, the mean gap with its one-sample t interval (the effect size for a
-new training seed) is shown beside the counts, with the pooled verdict (Stouffer's
+new training seed) is shown beside the counts, with the pooled verdict (Fisher's
 combination of the models' rank p-values, :mod:`posattack.report.pooling`). Each count of models
 carrying both claims comes with the exact (Clopper-Pearson) 95% interval of the share of
 training seeds that would carry them, per data seed and over a setting's data seeds: with 5
@@ -88,8 +88,8 @@ def study_row(setting: str, data_seed: str, summary: Mapping) -> dict:
 
 def study_markdown(rows: Sequence[Mapping]) -> list[str]:
     lines = ['| setting | data seed | models | N | clean mIoU (mean ± sd) | claim 1: models | '
-             'claim 1 over models: mean gap [t 95% CI], Stouffer verdict | claim 2: models | '
-             'claim 2 over models: mean DiD [t 95% CI], Stouffer verdict | both: models [95% CI '
+             'claim 1 over models: mean gap [t 95% CI], Fisher verdict | claim 2: models | '
+             'claim 2 over models: mean DiD [t 95% CI], Fisher verdict | both: models [95% CI '
              'of the share] | passes on this data seed |',
              '|---|---|---|---|---|---|---|---|---|---|---|']
     for r in rows:

@@ -4,10 +4,10 @@ Each model's ``results.json`` carries its rank ``tests`` (:mod:`posattack.report
 A test is identified across models by ``(kind, mode, num_channels, attack_region,
 eval_region)``; for each, :func:`pool_tests` gives two answers to two questions:
 
-* **Is there an effect in these models, taken together?** Stouffer's combination of the
-  models' one-sided rank p-values (:func:`posattack.report.rank_tests.stouffer`): consistent
-  with each model's own test, exact inputs, and its false-positive rate is measured the same
-  way (the models' placebo p-values combined). The verdict word comes from it (Holm-adjusted
+* **Is there an effect in these models?** Fisher's combination of the models' one-sided
+  rank p-values (:func:`posattack.report.rank_tests.fisher`): consistent with each model's
+  own test, valid for their Monte Carlo p-values, and its false-positive rate is measured the
+  same way (the models' placebo p-values combined). The verdict word comes from it (Holm-adjusted
   over the exploratory keys).
 * **How large is the effect on average over training seeds?** The mean of the per-model
   estimates (targeted minus random mean) with its one-sample t 95% interval: an effect size
@@ -24,7 +24,7 @@ from typing import Optional
 import numpy as np
 
 from ..channels.modes import CLEAN
-from .rank_tests import ALPHA, binomial_rate, holm_adjust, stouffer
+from .rank_tests import ALPHA, binomial_rate, fisher, holm_adjust
 from .statistics import HOLDS, INCONCLUSIVE, NOT_COMPUTED, one_sample_t
 
 TestKey = tuple[str, str, int, Optional[str], str]
@@ -57,13 +57,13 @@ def _pooled_placebo(tests: Sequence[Optional[Mapping]], alpha: float) -> dict:
     total = min(len(values) for values in lists)
     significant = 0
     for i in range(total):
-        p = stouffer([values[i] for values in lists])['p_value']
+        p = fisher([values[i] for values in lists])['p_value']
         significant += int(p is not None and p <= alpha)
     return binomial_rate(significant, total)
 
 
 def pool_tests(models: Sequence[tuple[str, Mapping]], alpha: float = ALPHA) -> list[dict]:
-    """One entry per test key found in any model: per-model values, Stouffer, t over models."""
+    """One entry per test key found in any model: per-model values, Fisher, t over models."""
     keys: list[TestKey] = []
     for _, results in models:
         keys += [test_key(t) for t in results.get('tests', []) if test_key(t) not in keys]
@@ -75,7 +75,7 @@ def pool_tests(models: Sequence[tuple[str, Mapping]], alpha: float = ALPHA) -> l
                           verdict=NOT_COMPUTED if t is None else t['verdict'])
                      for (name, _), t in zip(models, found)]
         t_test = one_sample_t([m['estimate'] for m in per_model])
-        combined = stouffer([m['p_value'] for m in per_model])
+        combined = fisher([m['p_value'] for m in per_model])
         kind, mode, n, attack_region, eval_region = key
         pooled.append(dict(
             kind=kind, mode=mode, num_channels=n, attack_region=attack_region,
@@ -83,7 +83,7 @@ def pool_tests(models: Sequence[tuple[str, Mapping]], alpha: float = ALPHA) -> l
                                                  for t in found),
             per_model=per_model, num_models=t_test['n'],
             num_models_holding=sum(m['verdict'] == HOLDS for m in per_model),
-            p_value=combined['p_value'], z=combined['z'], p_value_holm=None,
+            p_value=combined['p_value'], chi2=combined['statistic'], p_value_holm=None,
             method=combined['method'],
             placebo=_pooled_placebo(found, alpha),
             mean=t_test['mean'], std=t_test['std'], ci95=t_test['ci95'], t=t_test['t'],
@@ -200,7 +200,7 @@ def paper_claims(models: Sequence[tuple[str, Mapping]]) -> list[dict]:
             out.append(dict(claim=claim, verdict=NOT_COMPUTED, num_models=len(models),
                             evidence='no model gives this test'))
             continue
-        evidence = (f'Stouffer over {p["num_models"]} models p = {p["p_value"]:.3g}; '
+        evidence = (f'Fisher over {p["num_models"]} models p = {p["p_value"]:.3g}; '
                     f'{p["num_models_holding"]} of {p["num_models"]} models hold on their own; '
                     f'{_placebo_text(p["placebo"])}; mean gap over models {p["mean"]:+.2f}'
                     + (f', t 95% CI {_interval(p["ci95"])} (effect size over training seeds)'

@@ -196,7 +196,7 @@ def summary_markdown(summary: Mapping[str, Any], report_links: Mapping[str, str]
              'Gap = targeted drop minus the mean drop of the random draws (mIoU points), with '
              'its image-bootstrap interval; DiD = the same for (periphery drop - center drop). '
              "Verdicts per model come from the rank of the targeted value among the random "
-             "draws; over models from Stouffer's combination of those p-values (is there an "
+             "draws; over models from Fisher's combination of those p-values (is there an "
              'effect in these models?). The mean over models with its t interval is the effect '
              'size for a new training seed.', '']
     lines += headline_markdown(summary, report_links)
@@ -209,7 +209,7 @@ def summary_markdown(summary: Mapping[str, Any], report_links: Mapping[str, str]
              f'{t["num_models_holding"]}/{t["num_models"]}', t['verdict']]
             for t in summary['pooled_tests']]
     lines += _table(['test', 'statistic', 'N', 'order', 'mean gap ± sd over models',
-                     't 95% CI', 'Stouffer p', 'Holm p', 'placebo false positives',
+                     't 95% CI', 'Fisher p', 'Holm p', 'placebo false positives',
                      'models holding', 'verdict'], rows) + ['']
     lines += ['## Drops from clean across models (mIoU points, mean ± sd)', '']
     rows = [[d['mode'] + (f' ({d["attack_region"]})' if d['attack_region'] else ''),
