@@ -310,3 +310,19 @@ def test_pooled_claims_combine_the_models_rank_p_values():  # Fisher
 def test_single_model_claims_read_the_models_own_rank_tests():
     verdicts = [c['verdict'] for c in paper_claims([('m', _model(3.0, 2.0, 0.2, 0.01))])]
     assert verdicts == ['inconclusive', 'holds']
+
+
+def test_resamples_with_an_undefined_miou_are_counted_not_skipped():
+    """The center holds labelled pixels in image 0 only: every resample that leaves image 0
+    out has no center mIoU. They are counted, and with more than 10% of them undefined the
+    interval is not computed (the reason says so)."""
+    counts, settings = _two_region_counts()
+    counts.gt[1:, 1] = 0
+    for key in counts.keys:
+        counts.tp[key][1:, 1] = 0
+        counts.pred[key][1:, 1] = 0
+    statistics, _ = build_statistics(settings, counts, num_resamples=200, seed=0)
+    entry = statistics['settings']['clean']['center']['miou']
+    without_image_0 = int((resample_weights(8, 200, 0)[:, 0] == 0).sum())   # about 34%
+    assert entry['num_resamples_dropped'] == without_image_0 > 20
+    assert entry['ci95'] is None and 'too few finite resamples' in entry['reason']
