@@ -217,6 +217,7 @@ def test_model_names_must_match_the_checkpoints(files, tmp_path):
     assert not osp.exists(tmp_path / 'w')
 
 
+@pytest.mark.slow   # another run of the attack
 def test_bootstrap_groups_resample_cities(files, tmp_path):
     """--bootstrap-groups city: the synthetic images are named as Cityscapes' are, one city
     per image here, so the cluster bootstrap has as many groups as images and says so."""
@@ -231,6 +232,7 @@ def test_bootstrap_groups_resample_cities(files, tmp_path):
     assert 'Images are treated as independent' not in (tmp_path / 'report.md').read_text()
 
 
+@pytest.mark.slow   # another run of the attack
 def test_sequential_draws_go_round_by_round_up_to_the_cap(files, tmp_path):
     """--exceedances above the cap never stops early: draws at the primary N=6 come in the
     rounds 19, then 39 (the cap), each round one more pass; the other N keeps --seeds."""

@@ -43,6 +43,7 @@ def _image_names(data, split):
                   for name in names)
 
 
+@pytest.mark.slow   # runs tools/attack.py: over 3 s of CPU
 def test_the_default_ranks_on_the_train_images_and_records_them(files, held_out):
     ranking = ChannelRanking.load(str(held_out / 'ranking.json'))
     record = ranking.model['identification']
@@ -57,6 +58,7 @@ def test_the_default_ranks_on_the_train_images_and_records_them(files, held_out)
         held_out / 'report.md').read_text()
 
 
+@pytest.mark.slow   # runs tools/attack.py: over 3 s of CPU
 def test_same_image_identification_is_flagged_everywhere(files, tmp_path):
     code, stderr = run_cli(CLI, [files.config, files.checkpoint, '--work-dir', tmp_path,
                                  '--identify-on', 'test'] + QUICK)
@@ -68,6 +70,7 @@ def test_same_image_identification_is_flagged_everywhere(files, tmp_path):
     assert report.count('ranking selected on the scored images') >= 2
 
 
+@pytest.mark.slow   # runs tools/attack.py: over 3 s of CPU
 def test_a_split_overlapping_the_test_images_is_refused_before_any_compute(files, tmp_path):
     work_dir = tmp_path / 'refused'
     code, stderr = run_cli(CLI, [files.config, files.checkpoint, '--work-dir', work_dir]
@@ -79,6 +82,7 @@ def test_a_split_overlapping_the_test_images_is_refused_before_any_compute(files
     assert '--identify-on train' in lines[0] and not osp.exists(work_dir)
 
 
+@pytest.mark.slow   # runs tools/attack.py: over 3 s of CPU
 def test_an_empty_or_missing_identification_split_is_a_one_line_error(files, tmp_path):
     empty = tmp_path / 'empty'
     os.makedirs(empty / 'leftImg8bit' / 'train')
@@ -92,6 +96,7 @@ def test_an_empty_or_missing_identification_split_is_a_one_line_error(files, tmp
         assert not osp.exists(tmp_path / 'w')
 
 
+@pytest.mark.slow   # runs tools/attack.py: over 3 s of CPU
 def test_a_given_ranking_is_held_out_only_if_it_says_so(files, held_out, tmp_path):
     # the ranking of the default run records train images: held out
     code, stderr = run_cli(CLI, [files.config, files.checkpoint, '--work-dir', tmp_path / 'a',
@@ -119,6 +124,7 @@ def test_check_disjoint_names_a_shared_image():
         check_disjoint(['/d/a.png', '/d/b.png'], ['/d/b.png'], 'val')
 
 
+@pytest.mark.slow   # runs tools/attack.py: over 3 s of CPU
 def test_bad_draw_and_group_options_fail_or_warn_in_one_line(files, tmp_path):
     code, stderr = run_cli(CLI, [files.config, files.checkpoint, '--work-dir', tmp_path / 'g']
                            + QUICK + ['--bootstrap-groups', '(unclosed'])
