@@ -19,8 +19,7 @@ from posattack.report.per_image import (PairedBootstrap, PerImageCounts, PerImag
 from posattack.report.pooling import paper_claims, pool_tests
 from posattack.report.significance import build_statistics
 from posattack.report.statistics import (bootstrap_p_value, compare_with_draws, empirical_p_value,
-                                         one_sample_t, percentile_interval, prediction_interval,
-                                         verdict_from_interval)
+                                         one_sample_t, percentile_interval, prediction_interval)
 
 
 # ------------------------------------------------------------------ random draws
@@ -132,10 +131,6 @@ def test_percentile_interval_and_bootstrap_p():
     assert bootstrap_p_value(samples) == 1 / 1000    # never 0: at most 1/B
     assert bootstrap_p_value(np.array([-1.0, 1.0, 2.0, 3.0])) == pytest.approx(0.5)
     assert percentile_interval(np.full(10, np.nan)) is None
-    assert verdict_from_interval([0.1, 2]) == 'holds'
-    assert verdict_from_interval([-2, -0.1]) == 'does not hold'
-    assert verdict_from_interval([-1, 1]) == 'inconclusive'
-    assert verdict_from_interval(None) == 'not computed'
 
 
 # ------------------------------------------------------------------ one model's tests
