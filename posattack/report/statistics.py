@@ -19,7 +19,8 @@ Three sources of uncertainty, three tools (all pure numpy/scipy, no model in sig
 These intervals are effect sizes. Verdict words (``'holds'``, ``'inconclusive'``, ``'not
 computed'``) come only from the rank tests of :mod:`posattack.report.rank_tests`, whose
 false-positive rate each run measures: an interval over images alone leaves out the spread
-between random channel sets and called 14-22% of random sets "holds" (issue 22).
+between random channel sets and called 14-15% of random sets "holds" for claim 1
+(docs/tables/placebo_demo.md).
 """
 from __future__ import annotations
 
