@@ -1,8 +1,8 @@
 """Rank the channels on images the attack does not score (held-out identification).
 
 A ranking chosen on the scored images is selected on the noise of those images: the
-targeted set then looks worse than random partly because it was picked where it hurt (on the
-demo model, the N=13 gap falls from +2.58 to +1.37 once the ranking comes from other images).
+targeted set then looks worse than random partly because it was picked where it hurt (issue
+22 reports it on the former demo model).
 The rank tests of :mod:`posattack.report.rank_tests` are exact only when the ranking never saw
 the scored images. So by default identification reads the config's *train* images through
 the *test* pipeline (images only: labels are never used), capped at ``max_images``, and
