@@ -31,6 +31,7 @@ from ..models.non_finite import NonFiniteWatch
 from ..report.bootstrap_groups import image_groups
 from ..report.test_design import TestDesign
 from .identification_images import IDENTIFY_ON_CHOICES, dataset_image_paths
+from .run_bounds import MAX_SEEDS  # a draw is a draw: the primary count's cap is the same
 
 __all__ = ['AttackReadsNothingError', 'check_ranking_checkpoint', 'check_ranking_layer',
            'check_segmentor_config', 'check_slide_inference', 'layers_read_by_head',
@@ -167,14 +168,11 @@ def probe_attack(split, dataloader, num_channels: int) -> None:
         f'setting would score exactly as clean. {fix}')
 
 
-MAX_DRAWS_LIMIT = 1000   # as --seeds (run_bounds): a per-image count array per draw
-
-
 def check_design(opts) -> TestDesign:
     """AttackOptions' draw and identification options, checked before any compute; a design
     that cannot reach p < 0.05 is said in one line (not an error)."""
-    if not 1 <= opts.max_draws <= MAX_DRAWS_LIMIT:
-        raise ValueError(f'--max-draws must lie in 1..{MAX_DRAWS_LIMIT}, got {opts.max_draws} '
+    if not 1 <= opts.max_draws <= MAX_SEEDS:
+        raise ValueError(f'--max-draws must lie in 1..{MAX_SEEDS}, got {opts.max_draws} '
                          '(99 is the default).')
     if opts.exceedances is not None and opts.exceedances < 1:
         raise ValueError(f'--exceedances must be >= 1, got {opts.exceedances} (10 is the '
