@@ -23,7 +23,7 @@ TABLE_PARTS := tables-demo tables-seeds tables-study tables-placebo tables-profi
 .PHONY: setup demo demo-seeds demo-profile test test-fast lint mutation aug-shift-demo clean \
 	tables $(TABLE_PARTS)
 setup:
-	@bash tools/setup_env.sh
+	@bash tools/misc/setup_env.sh
 
 demo: setup
 	@bash tools/run_demo.sh
@@ -40,7 +40,7 @@ aug-shift-demo: setup
 # Every measured table: each part writes its files under docs/tables/ (stamped with date,
 # machine and command); README.md and docs/*.md include them verbatim.
 tables: $(TABLE_PARTS)
-	$(PY) tools/include_tables.py README.md docs/*.md
+	$(PY) tools/tables/include_tables.py README.md docs/*.md
 
 tables-demo: setup
 	@bash tools/run_demo_table.sh
@@ -72,9 +72,9 @@ test-fast: setup
 	$(PY) -m pytest -q -m "not slow" tests
 
 # Mutation testing: every mutant of the listed modules that no fast test notices is in
-# docs/mutation.md, explained (tools/mutation_equivalents.txt) or not. JOBS=2 for two workers.
+# docs/mutation.md, explained (tools/misc/mutation_equivalents.txt) or not. JOBS=2 for two workers.
 mutation: setup
-	@PYTHON=$(PY) bash tools/run_mutation.sh
+	@PYTHON=$(PY) bash tools/misc/run_mutation.sh
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import glob
 import importlib.util
 import io
 import json
@@ -111,10 +112,18 @@ def save_checkpoint(model: nn.Module, path) -> str:
     return str(path)
 
 
+def tool_path(name: str) -> str:
+    """The path of tools/[<folder>/]<name>.py: tool names are unique across tools/'s folders."""
+    found = glob.glob(osp.join(REPO_ROOT, 'tools', f'{name}.py')) + glob.glob(
+        osp.join(REPO_ROOT, 'tools', '*', f'{name}.py'))
+    assert len(found) == 1, f'tool {name!r}: expected one tools/[<folder>/]{name}.py, found {found}'
+    return found[0]
+
+
 def load_tool(name: str):
-    """tools/<name>.py as a module, so tests call its main() in-process (no import cost)."""
-    spec = importlib.util.spec_from_file_location(f'posattack_tools_{name}',
-                                                  osp.join(REPO_ROOT, 'tools', f'{name}.py'))
+    """tools/[<folder>/]<name>.py as a module, so tests call its main() in-process (no import
+    cost)."""
+    spec = importlib.util.spec_from_file_location(f'posattack_tools_{name}', tool_path(name))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

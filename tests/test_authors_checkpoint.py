@@ -2,7 +2,8 @@
 
 The expectation is a network written in this test from torchvision's published structure
 (tests/torchvision_deeplab_reference.py), with random weights and BN statistics, saved as
-their training script saves it. Converted by tools/convert_authors_checkpoint.py and loaded
+their training script saves it. Converted by
+tools/model_converters/convert_authors_checkpoint.py and loaded
 into configs/paper/deeplabv3_r50-os16_authors_cityscapes.py, mmseg's model must give the same
 logits from the same BGR image (mmseg normalises it; the reference gets their 0..1 ImageNet
 normalisation), at an odd and an even size.

@@ -29,7 +29,7 @@ case $1 in
     fi
     echo "$work/iter_10.pth" > "$work/last_checkpoint" ;;
   tools/attack.py) touch "$MARKS/attacked" ;;
-  tools/pooled_table.py) touch "$MARKS/tabled" ;;
+  tools/tables/pooled_table.py) touch "$MARKS/tabled" ;;
 esac
 '''
 

@@ -1,4 +1,4 @@
-"""tools/include_tables.py: README tables are the generated files, verbatim."""
+"""tools/tables/include_tables.py: README tables are the generated files, verbatim."""
 from __future__ import annotations
 
 import pytest

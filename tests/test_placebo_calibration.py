@@ -2,7 +2,7 @@
 
 A demo DeepLabv3 (the embedded default's config) is trained briefly on its own synthetic
 data, attacked with 101 random draws at the primary count (5% of the channels), and every
-draw is then tested as if it were the targeted set (tools/placebo_table.py's computation).
+draw is then tested as if it were the targeted set (tools/tables/placebo_table.py's computation).
 Exchangeable draws must be called "holds" at most alpha of the time; the test posattack used
 before the rank tests (an image-bootstrap interval of one draw minus the others' mean) is
 computed beside it as the reference the issue measured (18-22% there).

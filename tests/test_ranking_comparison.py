@@ -1,4 +1,4 @@
-"""compare_rankings and tools/compare_rankings.py on rankings built by hand.
+"""compare_rankings and tools/analysis_tools/compare_rankings.py on rankings built by hand.
 
 Expected values are worked out by hand from rho = 1 - 6 sum d^2 / (C (C^2 - 1)) and from the
 sets of the first k channels, and, on the authors' release, from the figures the issue that

@@ -295,8 +295,8 @@ def test_refuses_foreign_directory_and_bad_arguments(tmp_path):
 
 
 def test_command_line_tool(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location(
-        'make_synthetic_cityscapes', osp.join(REPO_ROOT, 'tools', 'make_synthetic_cityscapes.py'))
+    spec = importlib.util.spec_from_file_location('make_synthetic_cityscapes', osp.join(
+        REPO_ROOT, 'tools', 'dataset_converters', 'make_synthetic_cityscapes.py'))
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     out = tmp_path / 'cli'

@@ -100,7 +100,7 @@ def test_missing_data_root_is_a_clear_error(tmp_path, capsys):
             *_data_root_options(absent)]
     assert tool.main(argv) == 2
     err = capsys.readouterr().err
-    assert str(absent) in err and 'tools/make_synthetic_cityscapes.py' in err
+    assert str(absent) in err and 'tools/dataset_converters/make_synthetic_cityscapes.py' in err
     assert not (tmp_path / 'wd').exists()  # failed before the Runner made anything
 
 

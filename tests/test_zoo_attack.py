@@ -331,12 +331,12 @@ def test_hrnet_resize_concat_head_defaults_to_its_last_branch(synthetic_root):
         assert torch.equal(got, want)
 
 
-# ------------------------------------------------------------------ tools/benchmark_attack.py
+# ---------------------------------------------------- tools/analysis_tools/benchmark_attack.py
 @pytest.mark.slow
 def test_benchmark_attack_runs_and_reports_identical_exact_labels(synthetic_root, capsys):
     import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        'posattack_benchmark_attack', osp.join(REPO_ROOT, 'tools', 'benchmark_attack.py'))
+    spec = importlib.util.spec_from_file_location('posattack_benchmark_attack', osp.join(
+        REPO_ROOT, 'tools', 'analysis_tools', 'benchmark_attack.py'))
     benchmark = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(benchmark)
     args = benchmark.parse_args(['--model', 'demo', '--images', '1', '--num-channels', '4',

@@ -22,7 +22,7 @@ TRIALS="${TRIALS:-3}"
 DATA_OPTS="train_dataloader.dataset.data_root=$DATA val_dataloader.dataset.data_root=$DATA test_dataloader.dataset.data_root=$DATA"
 
 if [ ! -f "$DATA/.complete" ]; then
-  "$PY" tools/make_synthetic_cityscapes.py "$DATA" --num-train 300 --num-val 60 --size 128 256 --seed 0
+  "$PY" tools/dataset_converters/make_synthetic_cityscapes.py "$DATA" --num-train 300 --num-val 60 --size 128 256 --seed 0
   touch "$DATA/.complete"
 fi
 
@@ -56,5 +56,5 @@ for name in $NAMES; do
     --cfg-options $DATA_OPTS
   RUNS+=(--run "$name" "$dir/consistency/consistency.json" "$dir/attack/results.json")
 done
-"$PY" tools/aug_shift_table.py "${RUNS[@]}" --out "$WORK/table.md"
+"$PY" tools/tables/aug_shift_table.py "${RUNS[@]}" --out "$WORK/table.md"
 echo "[aug-shift demo] table: $WORK/table.md"

@@ -36,5 +36,5 @@ for seed in $SEEDS; do
     ROWS+=(--run "$name/$seed" "$dir/consistency/consistency.json" "$dir/attack/results.json")
   done
 done
-"$PY" tools/aug_shift_table.py "${ROWS[@]}" --out docs/tables/aug_shift.md \
+"$PY" tools/tables/aug_shift_table.py "${ROWS[@]}" --out docs/tables/aug_shift.md \
   --command "make tables-aug-shift (SEEDS=\"$SEEDS\"$RUNS_NOTE)"

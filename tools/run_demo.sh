@@ -16,7 +16,7 @@ CONFIG=configs/demo/deeplabv3_r18-tiny_flip_side-free_synthetic-cityscapes.py
 DATA_OPTS="train_dataloader.dataset.data_root=$DATA val_dataloader.dataset.data_root=$DATA test_dataloader.dataset.data_root=$DATA"
 
 if [ ! -f "$DATA/.complete" ]; then
-  "$PY" tools/make_synthetic_cityscapes.py "$DATA" --num-train 300 --num-val 60 --size 128 256 --seed 0 --side-free
+  "$PY" tools/dataset_converters/make_synthetic_cityscapes.py "$DATA" --num-train 300 --num-val 60 --size 128 256 --seed 0 --side-free
   touch "$DATA/.complete"
 fi
 if [ ! -f "$WORK/train/last_checkpoint" ]; then

@@ -17,6 +17,6 @@ COMMAND="python tools/depth_profile.py $CONFIG $CKPT --work-dir $WORK --cfg-opti
 start=$(date +%s)
 "$PY" tools/depth_profile.py "$CONFIG" "$CKPT" --work-dir "$WORK" --resume \
   --cfg-options test_dataloader.dataset.data_root="$DATA"
-"$PY" tools/profile_table.py "$WORK/profile.json" --out docs/tables/demo_profile.md \
+"$PY" tools/tables/profile_table.py "$WORK/profile.json" --out docs/tables/demo_profile.md \
   --command "$COMMAND" --seconds $(( $(date +%s) - start ))
 echo "[demo-profile] table: docs/tables/demo_profile.md"

@@ -10,7 +10,7 @@
 # seed through these variables (defaults: the embedded default on data seed 0):
 #   CONFIG      the model config
 #   DATA_SEED   seed of the synthetic data (data in data/synthetic_cityscapes_side_free for 0)
-#   GEN_OPTS    options of tools/make_synthetic_cityscapes.py (default --side-free)
+#   GEN_OPTS    options of tools/dataset_converters/make_synthetic_cityscapes.py (default --side-free)
 #   NUM_VAL     validation images (default 60)
 #   TRAIN_OPTS  extra --cfg-options for training only
 #   TRAIN_WORK  where the models are trained (default $WORK): a setting that changes only
@@ -42,7 +42,7 @@ DATA_OPTS="train_dataloader.dataset.data_root=$DATA val_dataloader.dataset.data_
 start=$(date +%s)
 
 if [ ! -f "$DATA/.complete" ]; then
-  "$PY" tools/make_synthetic_cityscapes.py "$DATA" --num-train 300 --num-val "$NUM_VAL" \
+  "$PY" tools/dataset_converters/make_synthetic_cityscapes.py "$DATA" --num-train 300 --num-val "$NUM_VAL" \
     --size 128 256 --seed "$DATA_SEED" $GEN_OPTS
   touch "$DATA/.complete"
 fi
@@ -63,9 +63,9 @@ for seed in $(seq 0 $((SEEDS - 1))); do
 done
 "$PY" tools/attack.py "$CONFIG" "${CKPTS[@]}" --model-names "${NAMES[@]}" \
   --work-dir "$WORK/pooled" --resume --no-overlays --cfg-options $DATA_OPTS
-"$PY" tools/pooled_table.py "$WORK/pooled/summary.json" --out "$TABLE" \
+"$PY" tools/tables/pooled_table.py "$WORK/pooled/summary.json" --out "$TABLE" \
   --command "$COMMAND" --seconds $(( $(date +%s) - start ))
 echo "[demo-seeds] pooled report: $WORK/pooled/report.md; table: $TABLE"
 if [ "$README" = 1 ]; then
-  "$PY" tools/include_tables.py README.md
+  "$PY" tools/tables/include_tables.py README.md
 fi

@@ -12,7 +12,7 @@ if [ ! -f "$WORK/attack/results.json" ]; then
   start=$(date +%s)
   DATA="$WORK/data" WORK="$WORK" bash tools/run_demo.sh
   seconds=$(( $(date +%s) - start ))
-  "$PY" tools/pooled_table.py "$WORK/attack/results.json" --name "make demo" \
+  "$PY" tools/tables/pooled_table.py "$WORK/attack/results.json" --name "make demo" \
     --out docs/tables/demo_run.md --seconds "$seconds" \
     --command "make demo (data, training and attack from nothing; set-up done)"
 fi

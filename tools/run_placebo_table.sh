@@ -3,7 +3,7 @@
 # The demo model (make demo-seeds' seed 0) and, when make tables-study has trained it, seed 0
 # of the default on data seed 1 (other scenes: a model and data not in the repository's
 # tables) are attacked with 120 random draws at the primary count (5%, N=6 of 128), every
-# draw then tested as if it were the targeted set (tools/placebo_table.py): the rank tests
+# draw then tested as if it were the targeted set (tools/tables/placebo_table.py): the rank tests
 # must call at most 5% of these placebos "holds"; the old image-bootstrap test is beside them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,5 +28,5 @@ for entry in "work_dirs/demo/seeds data/synthetic_cityscapes_side_free demo" \
     --cfg-options $opts
   RUNS+=("$work")
 done
-"$PY" tools/placebo_table.py "${RUNS[@]}" --out docs/tables/placebo_demo.md \
+"$PY" tools/tables/placebo_table.py "${RUNS[@]}" --out docs/tables/placebo_demo.md \
   --command "make tables-placebo ($(( $(date +%s) - start )) s for this invocation; finished attacks are kept)"

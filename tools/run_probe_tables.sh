@@ -30,7 +30,7 @@ has_part() { [[ " $PARTS " == *" $1 "* ]]; }
 
 # 40 + 20 synthetic scenes, as tools/probe.py table makes them without --data-root
 if ! grep -q '"complete": true' "$DATA/.posattack_synthetic.json" 2>/dev/null; then
-  "$PY" tools/make_synthetic_cityscapes.py "$DATA" --num-train 40 --num-val 20 --size 128 256 --seed 0
+  "$PY" tools/dataset_converters/make_synthetic_cityscapes.py "$DATA" --num-train 40 --num-val 20 --size 128 256 --seed 0
 fi
 if has_part table1; then
   "${PROBE[@]}" --work-dir "$WORK/table1" --data-root "$DATA"
@@ -52,14 +52,14 @@ fi
 
 seconds=$(( $(date +%s) - start ))
 COMMAND="PARTS=\"$PARTS\" FULL_ITERS=$FULL_ITERS bash tools/run_probe_tables.sh"
-"$PY" tools/probe_tables_md.py --out docs/tables/probes_table1.md --command "$COMMAND" \
+"$PY" tools/tables/probe_tables_md.py --out docs/tables/probes_table1.md --command "$COMMAND" \
   --seconds "$seconds" --part "ResNetV1c-18 at 1/4 width, 16 px patches=$WORK/table1"
-"$PY" tools/probe_tables_md.py --out docs/tables/probes_protocol.md --command "$COMMAND" \
+"$PY" tools/tables/probe_tables_md.py --out docs/tables/probes_protocol.md --command "$COMMAND" \
   --seconds "$seconds" --paddings zero \
   --part "1/4 width, 16 px (Table 1 above)=$WORK/table1" \
   --part "1/4 width, 16 px, authors' variants=$WORK/protocol" \
   --part "1/4 width, 16 px, longer training=$WORK/long" \
   --part "full width, 32 px, authors' variants=$WORK/full_width" \
   --part "full width, 32 px=$WORK/full_width_per_image"
-"$PY" tools/include_tables.py docs/probes.md
+"$PY" tools/tables/include_tables.py docs/probes.md
 echo "[tables-probes] docs/tables/probes_table1.md, docs/tables/probes_protocol.md"

@@ -2,7 +2,7 @@
 # The seed-robustness study of the embedded default (docs/seed_robustness.md): each setting
 # trained with 5 training seeds on each of its data seeds, attacked and pooled as `make demo-seeds`
 # does (tools/run_demo_seeds.sh), then one table of how many models carry the paper's two
-# claims, docs/tables/study.md (tools/study_table.py). Every part resumes: trained models
+# claims, docs/tables/study.md (tools/tables/study_table.py). Every part resumes: trained models
 # and finished attacks are kept, so a rerun only does what is missing.
 #   bash tools/run_study.sh                 the study as measured (STUDY_PLAN below)
 #   bash tools/run_study.sh long            one setting, both data seeds
@@ -102,6 +102,6 @@ for setting in $ALL_SETTINGS; do
     [ -f "$summary" ] && RUNS+=(--run "$setting" "$data_seed" "$summary")
   done
 done
-"$PY" tools/study_table.py "${RUNS[@]}" --out docs/tables/study.md \
+"$PY" tools/tables/study_table.py "${RUNS[@]}" --out docs/tables/study.md \
   --command "make tables-study" --seconds $(( $(date +%s) - start ))
-"$PY" tools/include_tables.py docs/seed_robustness.md
+"$PY" tools/tables/include_tables.py docs/seed_robustness.md

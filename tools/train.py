@@ -1,6 +1,6 @@
 """Train a segmentor with MMEngine's Runner, like mmseg's own tools/train.py.
 
-    python tools/make_synthetic_cityscapes.py data/synthetic_cityscapes
+    python tools/dataset_converters/make_synthetic_cityscapes.py data/synthetic_cityscapes
     python tools/train.py configs/demo/deeplabv3_r18-tiny_synthetic-cityscapes.py
     python tools/train.py CONFIG --work-dir work_dirs/run1 --resume   # continue the last run
 
@@ -62,7 +62,7 @@ def check_data_roots(cfg: Config) -> None:
             raise UsageError(
                 f'{key}.dataset.data_root does not exist: {osp.abspath(root)}\n'
                 f'Make the synthetic demo data with\n'
-                f'  python tools/make_synthetic_cityscapes.py {root}\n'
+                f'  python tools/dataset_converters/make_synthetic_cityscapes.py {root}\n'
                 f'or point the config at your data with --cfg-options '
                 f'{key}.dataset.data_root=DIR (and the same for the other dataloaders).')
 

@@ -1,7 +1,8 @@
 # The embedded default trained as the paper's Cityscapes model was: with random horizontal
 # flips, on scenes whose classes do not depend on the side of the street.
 #
-#   python tools/make_synthetic_cityscapes.py data/synthetic_cityscapes_side_free --side-free
+#   python tools/dataset_converters/make_synthetic_cityscapes.py \
+#       data/synthetic_cityscapes_side_free --side-free
 #   python tools/train.py configs/demo/deeplabv3_r18-tiny_flip_side-free_synthetic-cityscapes.py
 #
 # In the default scenes sidewalk/terrain and building/wall are told apart only by the side of

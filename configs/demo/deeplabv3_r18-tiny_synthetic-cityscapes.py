@@ -1,7 +1,7 @@
 # DeepLabv3 in miniature on synthetic Cityscapes: the paper's set-up (ResNet backbone with
 # zero padding, ASPP head, Cityscapes labels) small enough to train on 2 CPU cores in minutes.
 #
-#   python tools/make_synthetic_cityscapes.py data/synthetic_cityscapes
+#   python tools/dataset_converters/make_synthetic_cityscapes.py data/synthetic_cityscapes
 #   python tools/train.py configs/demo/deeplabv3_r18-tiny_synthetic-cityscapes.py
 #
 # The attacked tensor is the backbone's last stage (128 channels), the one the ASPP head reads.

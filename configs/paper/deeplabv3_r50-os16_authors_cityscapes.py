@@ -2,7 +2,7 @@
 # stride 16, zero padding, trained on Cityscapes, rebuilt in mmseg so that their checkpoint
 # and their released channel rankings run through posattack unchanged.
 #
-#   python tools/convert_authors_checkpoint.py \
+#   python tools/model_converters/convert_authors_checkpoint.py \
 #       zero_padding_best_deeplabv3_resnet50_cityscapes_os16.pth work_dirs/authors_os16.pth
 #   python tools/attack.py configs/paper/deeplabv3_r50-os16_authors_cityscapes.py \
 #       work_dirs/authors_os16.pth --ranking configs/paper/authors_rankings \

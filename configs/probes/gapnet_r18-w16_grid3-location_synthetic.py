@@ -2,7 +2,7 @@
 # 1x1 conv to one channel per grid cell, then global average pooling. Input: a 16x16 crop of a
 # synthetic Cityscapes scene in one cell of a 3x3 canvas of zeros; label: the cell.
 #
-#   python tools/make_synthetic_cityscapes.py data/synthetic_cityscapes
+#   python tools/dataset_converters/make_synthetic_cityscapes.py data/synthetic_cityscapes
 #   python tools/probe.py train configs/probes/gapnet_r18-w16_grid3-location_synthetic.py
 #
 # tools/probe.py table sets grid size, task, padding and network for each row of Table 1;

@@ -23,10 +23,12 @@ on the fly as tools/attack.py does) on N and on 4N images, each run in its own s
 ``resource.getrusage(RUSAGE_SELF).ru_maxrss``, the peak resident set size (tracemalloc does
 not see torch's allocations). Flat memory means the 4N peak equals the N peak.
 
-    python tools/benchmark_attack.py --model demo --threads 1
-    python tools/benchmark_attack.py --model r50 --images 2 --threads 1
-    python tools/benchmark_attack.py --model both --num-channels 8 16 --seeds 2 --no-memory
-    python tools/benchmark_attack.py --model demo --images 8 --compare-seeds 5 10 20 --only-draws
+    python tools/analysis_tools/benchmark_attack.py --model demo --threads 1
+    python tools/analysis_tools/benchmark_attack.py --model r50 --images 2 --threads 1
+    python tools/analysis_tools/benchmark_attack.py --model both --num-channels 8 16 --seeds 2 \
+        --no-memory
+    python tools/analysis_tools/benchmark_attack.py --model demo --images 8 \
+        --compare-seeds 5 10 20 --only-draws
 
 On a machine whose cores other jobs share, --threads 1 gives steadier figures: several torch
 threads spinning against other processes can make every path many times slower.
@@ -47,9 +49,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if REPO_ROOT not in sys.path:  # run from a checkout without `pip install -e .`
-    sys.path.insert(0, REPO_ROOT)
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 # Each model with its input size (h, w): the demo at the synthetic data's own size; the
 # paper's architecture (mmseg's DeepLabv3-R50-D8, zoo SyncBN run as BN) at a quarter of

@@ -1,7 +1,8 @@
 """What the calibrated default costs against the default it replaced: whole runs, one ratio.
 
-    python tools/benchmark_default_cost.py CONFIG CHECKPOINT [--rounds 2] [--cfg-options ...]
-    python tools/benchmark_default_cost.py CONFIG random [--cfg-options ...]   # random init
+    python tools/analysis_tools/benchmark_default_cost.py CONFIG CHECKPOINT [--rounds 2] \
+        [--cfg-options ...]
+    python tools/analysis_tools/benchmark_default_cost.py CONFIG random [--cfg-options ...] # random
 
 Times complete ``tools/attack.py`` runs (each in its own process, from model build to
 report.md, overlays off) on the same config, checkpoint and images:
@@ -28,7 +29,7 @@ import sys
 import tempfile
 import time
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 VARIANTS = {'before': ['--identify-on', 'test', '--max-draws', '8'], 'now': []}
 
 

@@ -4,9 +4,10 @@ Times the demo model's test step (preprocess, forward, resize to ori_shape, argm
 random images against RegionIoUMetric.process on the same outputs, with mmseg's IoUMetric
 beside it for scale. Both are timed in this one run, so the ratio is fair on any machine.
 
-    python tools/benchmark_metric.py
-    python tools/benchmark_metric.py --num-images 32 --size 256 512 --max-ratio 0.05
-    python tools/benchmark_metric.py --regions '["paper", {"type": "border", "bands": 8}]'
+    python tools/analysis_tools/benchmark_metric.py
+    python tools/analysis_tools/benchmark_metric.py --num-images 32 --size 256 512 --max-ratio 0.05
+    python tools/analysis_tools/benchmark_metric.py \
+        --regions '["paper", {"type": "border", "bands": 8}]'
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEFAULT_CONFIG = osp.join(REPO_ROOT, 'configs', 'demo',
                           'deeplabv3_r18-tiny_synthetic-cityscapes.py')
 DEFAULT_REGIONS = ['paper', dict(type='border', bands=4), dict(type='grid', rows=3, cols=3)]

@@ -15,7 +15,8 @@ the order, so a noisy, shared machine slows both alike; the best of the rounds i
 way and clock. Prints profile/attack for CPU time of this process and wall time; the
 issue's target is <= 0.5.
 
-    python tools/benchmark_profile.py configs/demo/deeplabv3_r18-tiny_synthetic-cityscapes.py \
+    python tools/analysis_tools/benchmark_profile.py \
+        configs/demo/deeplabv3_r18-tiny_synthetic-cityscapes.py \
         work_dirs/demo/train/iter_600.pth --max-images 20 --threads 1 \
         --cfg-options test_dataloader.dataset.data_root=data/synthetic_cityscapes
 """
@@ -32,12 +33,8 @@ import time
 import torch
 from mmengine.config import DictAction
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if REPO_ROOT not in sys.path:  # run from a checkout without `pip install -e .`
-    sys.path.insert(0, REPO_ROOT)
-
-from posattack.attack.experiment import DEFAULT_SEEDS, AttackOptions, run_attack  # noqa: E402
-from posattack.profile.run import DEFAULT_FRACTIONS, ProfileOptions, run_profile  # noqa: E402
+from posattack.attack.experiment import DEFAULT_SEEDS, AttackOptions, run_attack
+from posattack.profile.run import DEFAULT_FRACTIONS, ProfileOptions, run_profile
 
 
 def parse_args(argv=None):

@@ -1,6 +1,6 @@
 """Compare two channel rankings of the same tensor: Spearman's rho and top-k overlap per order.
 
-    python tools/compare_rankings.py configs/paper/authors_rankings \
+    python tools/analysis_tools/compare_rankings.py configs/paper/authors_rankings \
         work_dirs/authors_os16/ours/ranking.json --format-a authors \
         --name-a authors --name-b posattack --out-dir work_dirs/authors_os16/comparison
 

@@ -1,6 +1,6 @@
 """Write synthetic street scenes in the Cityscapes layout (see posattack/data/synthetic.py).
 
-    python tools/make_synthetic_cityscapes.py data/synthetic_cityscapes \
+    python tools/dataset_converters/make_synthetic_cityscapes.py data/synthetic_cityscapes \
         --num-train 300 --num-val 60 --size 128 256 --seed 0
     # then: python tools/train.py configs/demo/deeplabv3_r18-tiny_synthetic-cityscapes.py
 """

@@ -6,7 +6,7 @@
 # dropped argument...), and runs the fast tests under `pytest_add_cli_args_test_selection`
 # that reach the changed function. A mutant no test notices "survives". The run writes
 # docs/mutation.md: the score per module and every survivor with its diff and either the
-# reason it is equivalent (tools/mutation_equivalents.txt) or "not explained".
+# reason it is equivalent (tools/misc/mutation_equivalents.txt) or "not explained".
 #
 #   make mutation                 # from nothing: about 20 min on 2 cores, one worker
 #   JOBS=2 make mutation          # two workers
@@ -35,5 +35,5 @@ if [ ! -d mutants ]; then
   echo "[mutation] mutmut made no mutants/ folder (exit $status); see mutants.log" >&2
   exit 1
 fi
-"$PY" tools/mutation_report.py --minutes "$minutes" --jobs "$JOBS" --out docs/mutation.md
+"$PY" tools/misc/mutation_report.py --minutes "$minutes" --jobs "$JOBS" --out docs/mutation.md
 rm -rf "$TMPDIR"

@@ -16,7 +16,7 @@ VENV="${POSATTACK_VENV:-.venv}"
 PYTHON="${PYTHON:-python3.11}"
 command -v "$PYTHON" >/dev/null || PYTHON=python3
 
-stamp_key=$(cat tools/setup_env.sh setup.py requirements.txt requirements-dev.txt | sha256sum \
+stamp_key=$(cat tools/misc/setup_env.sh setup.py requirements.txt requirements-dev.txt | sha256sum \
   | cut -c1-16)
 stamp="$VENV/.posattack-env-$stamp_key"
 if [ -f "$stamp" ]; then

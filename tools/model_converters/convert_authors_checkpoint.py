@@ -1,6 +1,6 @@
 """Convert the authors' DeepLabv3-R50 OS16 checkpoint into an MMEngine checkpoint for posattack.
 
-    python tools/convert_authors_checkpoint.py \
+    python tools/model_converters/convert_authors_checkpoint.py \
         zero_padding_best_deeplabv3_resnet50_cityscapes_os16.pth work_dirs/authors_os16.pth
 
 The result loads with configs/paper/deeplabv3_r50-os16_authors_cityscapes.py in
@@ -14,7 +14,7 @@ import argparse
 import os.path as osp
 import sys
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEFAULT_CONFIG = osp.join(REPO_ROOT, 'configs', 'paper',
                           'deeplabv3_r50-os16_authors_cityscapes.py')
 

@@ -1,8 +1,8 @@
 """Compare models on accuracy, shift consistency and dependence on position channels.
 
-    python tools/aug_shift_table.py --run demo CONS.json RESULTS.json \
+    python tools/tables/aug_shift_table.py --run demo CONS.json RESULTS.json \
         --run augshift CONS2.json RESULTS2.json [--fraction 0.1] [--out table.md]
-    python tools/aug_shift_table.py --run plain/0 ... --run blurpool/0 ... \
+    python tools/tables/aug_shift_table.py --run plain/0 ... --run blurpool/0 ... \
         [--reference plain shift-crops] [--pair augshift blurpool]
 
 Each --run names a model, its tools/consistency.py output (consistency.json) and its
@@ -84,7 +84,7 @@ def main(argv=None) -> int:
         table = f'{measured_by(args.command)}.\n\n' + table
     elif stamp:
         table = (f'{stamp} Re-rendered {datetime.date.today().isoformat()} from the stored rows '
-                 '(`tools/aug_shift_table.py --rerender`): rows without a rank test print '
+                 '(`tools/tables/aug_shift_table.py --rerender`): rows without a rank test print '
                  '"verdict withdrawn".\n\n' + table)
     print(table)
     if args.out:

@@ -1,6 +1,6 @@
 """Copy generated tables into a Markdown file, verbatim, between markers.
 
-    python tools/include_tables.py README.md
+    python tools/tables/include_tables.py README.md
 
 Every block of the form
 
@@ -20,7 +20,7 @@ import sys
 
 from posattack.utils.fileio import write_text_atomic
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 BLOCK = re.compile(r'(<!-- include: (?P<path>[^ ]+) -->\n)(?P<body>.*?)(<!-- end include -->)',
                    re.S)
 
