@@ -11,7 +11,7 @@ setup(
     packages=find_packages(include=['posattack', 'posattack.*']),
     python_requires='>=3.9',
     # Pins follow what mmsegmentation 1.2.2 accepts; torch and mmcv are installed first by
-    # tools/setup_env.sh (CPU wheel; mmcv built from source with its compiled ops).
+    # tools/misc/setup_env.sh (CPU wheel; mmcv built from source with its compiled ops).
     install_requires=[
         'torch>=2.0',
         'mmcv>=2.0.0rc4,<2.2.0',

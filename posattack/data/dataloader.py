@@ -138,7 +138,7 @@ def build_test_dataloader(cfg, batch_size: Optional[int], max_images: Optional[i
         loader_cfg['dataset'] = dict(loader_cfg['dataset'], indices=max_images)
     root = cfg.test_dataloader.dataset.get('data_root')
     fix = ('point test_dataloader.dataset.data_root at a Cityscapes-layout folder, e.g. one '
-           'made by tools/make_synthetic_cityscapes.py (--cfg-options '
+           'made by tools/dataset_converters/make_synthetic_cityscapes.py (--cfg-options '
            'test_dataloader.dataset.data_root=DIR).')
     try:
         dataloader = Runner.build_dataloader(loader_cfg)

@@ -149,7 +149,7 @@ def _cityscapes_pairs(data_root: Path, split: str) -> list[tuple[Path, Path]]:
     if not image_root.is_dir():
         raise FileNotFoundError(
             f'No Cityscapes images at {image_root}: expected leftImg8bit/{split}/<city>/*.png '
-            f'(make synthetic data with tools/make_synthetic_cityscapes.py).')
+            f'(make synthetic data with tools/dataset_converters/make_synthetic_cityscapes.py).')
     pairs = []
     for image in sorted(image_root.glob('*/*_leftImg8bit.png')):
         stem = image.name[:-len('_leftImg8bit.png')]
@@ -365,7 +365,7 @@ class GridPatchDataset(BaseDataset):
         if (patch_dir is None) == (cityscapes_root is None):
             raise ValueError('Give exactly one patch source: patch_dir (a folder of images) or '
                              'cityscapes_root (Cityscapes-layout data, e.g. from '
-                             'tools/make_synthetic_cityscapes.py).')
+                             'tools/dataset_converters/make_synthetic_cityscapes.py).')
         if patch_dir is not None:
             if classes is not None:
                 raise ValueError('classes selects Cityscapes classes; with patch_dir the classes '
