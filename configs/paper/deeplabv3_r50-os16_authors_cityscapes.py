@@ -20,7 +20,7 @@
 #  - contract_dilation=True: torchvision gives the FIRST block of a dilated layer the
 #    previous dilation (1) and the later blocks the new one (2); mmseg's ResLayer with
 #    contract_dilation gives the first block dilation // 2 = 1 and the rest 2: the same
-#    (tests/test_authors_checkpoint.py checks every conv's dilation and padding);
+#    (tests/test_models/test_authors_checkpoint.py checks every conv's dilation and padding);
 #  - zero padding (plain Conv2d), BatchNorm, no bias in the backbone's convolutions.
 # out_indices=(0, 1, 2, 3) with in_index=3, as mmseg's R50 configs have it: the attacked
 # tensor is then named 'backbone:3', the name the authors' rankings load under

@@ -30,7 +30,9 @@ from torch import nn
 
 from posattack.evaluation.metric import RegionIoUMetric
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+# Support files beside this module: the distributed worker, its probe, the reference network.
+HELPERS_DIR = osp.dirname(osp.abspath(__file__))
 DIST_ATTACK = osp.join(REPO_ROOT, 'tools', 'dist_attack.sh')
 # The authors' released rankings (MIT, their notice beside them), shipped with the configs.
 AUTHORS_RANKINGS = osp.join(REPO_ROOT, 'configs', 'paper', 'authors_rankings')

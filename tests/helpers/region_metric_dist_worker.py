@@ -1,7 +1,8 @@
-"""Worker for tests/test_metrics_distributed.py: RegionIoUMetric under torchrun on CPU.
+"""Worker for tests/test_evaluation/test_metrics_distributed.py: RegionIoUMetric under torchrun
+on CPU.
 
     python -m torch.distributed.run --standalone --nproc_per_node 2 \
-        tests/region_metric_dist_worker.py OUT.json
+        tests/helpers/region_metric_dist_worker.py OUT.json
 
 Every rank builds the same deterministic samples, keeps its DistributedSampler share
 (padded to equal length, as the sampler does), and evaluates through MMEngine's Evaluator,

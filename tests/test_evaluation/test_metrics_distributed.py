@@ -10,9 +10,9 @@ import subprocess
 import sys
 
 import pytest
-from helpers import REPO_ROOT
+from helpers import HELPERS_DIR, REPO_ROOT
 
-WORKER = osp.join(osp.dirname(osp.abspath(__file__)), 'region_metric_dist_worker.py')
+WORKER = osp.join(HELPERS_DIR, 'region_metric_dist_worker.py')
 
 
 def load_worker():

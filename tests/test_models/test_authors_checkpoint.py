@@ -1,7 +1,7 @@
 """The authors' DeepLabv3-R50 OS16 checkpoint in mmseg: conversion, equal logits, the attack.
 
 The expectation is a network written in this test from torchvision's published structure
-(tests/torchvision_deeplab_reference.py), with random weights and BN statistics, saved as
+(tests/helpers/torchvision_deeplab_reference.py), with random weights and BN statistics, saved as
 their training script saves it. Converted by
 tools/model_converters/convert_authors_checkpoint.py and loaded
 into configs/paper/deeplabv3_r50-os16_authors_cityscapes.py, mmseg's model must give the same
@@ -20,8 +20,8 @@ import pytest
 import torch
 from helpers import (AUTHORS_RANKINGS, REPO_ROOT, load_cli, load_tool,  # noqa: F401
                      one_torch_thread, run_cli)
+from helpers.torchvision_deeplab_reference import TorchvisionDeepLabV3, normalise, randomise
 from mmseg.structures import SegDataSample
-from torchvision_deeplab_reference import TorchvisionDeepLabV3, normalise, randomise
 
 from posattack.attack.feature_split import FeatureSplit
 from posattack.channels import ChannelRemoval

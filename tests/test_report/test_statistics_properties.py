@@ -1,5 +1,5 @@
 """Invariants of the statistics, checked on inputs hypothesis draws (where an invariant is
-cheaper than an oracle; tests/test_statistics_constructed.py has the worked answers).
+cheaper than an oracle; tests/test_report/test_statistics_constructed.py has the worked answers).
 
 * the image resampler: multinomial over all images, every image equally likely;
 * mIoU from summed counts equals mmseg's IoUMetric for any confusion;

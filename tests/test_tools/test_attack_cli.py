@@ -27,7 +27,7 @@ CLI = load_cli()
 # 3 images (batches of 2 and 1), N in {8, 16} of 128 channels, 2 random seeds: 7 settings
 # Ranked on the scored images during the sweep (--identify-on test): these tests follow the
 # sweep's two passes (identification rides on pass 1, targeted settings follow in pass 2);
-# the default, held-out identification is tests/test_identification_images.py's.
+# the default, held-out identification is tests/test_attack/test_identification_images.py's.
 SWEEP_ARGS = ['--num-channels', 8, 16, '--seeds', 2, '--max-images', 3, '--identify-on', 'test']
 ALL_KEYS = ['clean', 'targeted/overall/N=8', 'random/N=8/seed=0', 'random/N=8/seed=1',
             'targeted/overall/N=16', 'random/N=16/seed=0', 'random/N=16/seed=1']

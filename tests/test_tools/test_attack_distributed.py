@@ -3,7 +3,7 @@
 3 images over 2 processes: shards of 2 and 1, so an image counted twice (padding) or lost
 would change the confusions. Both runs use batch size 1 and one thread, so every image goes
 through the same float operations in both and the comparison can be exact. A probe
-(tests/dist_probe/sitecustomize.py) records which images each worker evaluated.
+(tests/helpers/dist_probe/sitecustomize.py) records which images each worker evaluated.
 """
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ import sys
 
 import pytest
 import torch
-from helpers import (DIST_ATTACK, REPO_ROOT, free_port, load_cli, load_json,  # noqa: F401
-                     make_checkpoint, one_torch_thread, run_cli, write_tiny_config)
+from helpers import (DIST_ATTACK, HELPERS_DIR, REPO_ROOT, free_port, load_cli,  # noqa: F401
+                     load_json, make_checkpoint, one_torch_thread, run_cli, write_tiny_config)
 
-PROBE_DIR = osp.join(osp.dirname(osp.abspath(__file__)), 'dist_probe')
+PROBE_DIR = osp.join(HELPERS_DIR, 'dist_probe')
 # Ranked in the sweep's first pass (--identify-on test): the test follows both passes.
 ARGS = ['--num-channels', '8', '16', '--seeds', '2', '--max-images', '3', '--batch-size', '1',
         '--num-overlays', '2', '--identify-on', 'test']

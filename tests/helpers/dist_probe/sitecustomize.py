@@ -1,4 +1,5 @@
-"""Probe for tests/test_attack_distributed.py: which images each torchrun worker evaluated.
+"""Probe for tests/test_tools/test_attack_distributed.py: which images each torchrun worker
+evaluated.
 
 Python imports ``sitecustomize`` at start-up from sys.path; the test puts this folder on the
 PYTHONPATH of tools/dist_attack.sh only, with POSATTACK_SHARD_LOG=PREFIX. Every process
