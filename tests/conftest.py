@@ -10,6 +10,8 @@ from __future__ import annotations
 import copy
 import os.path as osp
 
+import cv2
+import numpy as np
 import pytest
 import torch
 from helpers import REPO_ROOT
@@ -93,6 +95,53 @@ def tiny_segmentor(demo_cfg):
     model.init_weights()
     model.cfg = demo_cfg
     return model.eval()
+
+
+@pytest.fixture
+def mmseg_scope():
+    """mmseg as MMEngine's default scope, for tests that build modules by registered name."""
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmseg')
+
+
+@pytest.fixture(scope='module')
+def hand_cityscapes(tmp_path_factory):
+    """Two 32x64 scenes in the Cityscapes layout whose 16x16 crops have known majority classes.
+
+    Scene 0: train ids road (0) on the left half, vegetation (8) on the right half except a
+    car (13) block covering 3/4 of the crop at rows 16..32, cols 48..64. Scene 1 (city 2):
+    all sky (10), with the top-left crop half ignored (255) and half sky.
+    """
+    root = tmp_path_factory.mktemp('hand_cityscapes')
+    scenes = []
+    ids = np.zeros((32, 64), np.uint8)
+    ids[:, 32:] = 8
+    ids[16:, 52:] = 13  # 12 of 16 columns of the last bottom crop
+    scenes.append(('aachen', ids))
+    ids = np.full((32, 64), 10, np.uint8)
+    ids[:8, :16] = 255
+    scenes.append(('bochum', ids))
+    for index, (city, train_ids) in enumerate(scenes):
+        stem = f'{city}_{index:06d}_000019'
+        image_dir = root / 'leftImg8bit' / 'train' / city
+        label_dir = root / 'gtFine' / 'train' / city
+        image_dir.mkdir(parents=True)
+        label_dir.mkdir(parents=True)
+        image = np.stack([train_ids * 10, train_ids * 5, np.full_like(train_ids, 7)], axis=-1)
+        cv2.imwrite(str(image_dir / f'{stem}_leftImg8bit.png'), image[..., ::-1])  # RGB on disk
+        cv2.imwrite(str(label_dir / f'{stem}_gtFine_labelTrainIds.png'), train_ids)
+    return root
+
+
+
+@pytest.fixture(scope='module')
+def probe_scenes(tmp_path_factory):
+    """16 train + 8 val synthetic scenes at 64x128 (seed 0): the reduced Table 1's data."""
+    from posattack.data.synthetic import generate_cityscapes
+    root = tmp_path_factory.mktemp('probe_scenes')
+    generate_cityscapes(root, num_train=16, num_val=8, size=(64, 128), seed=0)
+    return str(root)
+
 
 
 def pytest_configure(config):

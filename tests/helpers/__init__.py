@@ -36,6 +36,17 @@ HELPERS_DIR = osp.dirname(osp.abspath(__file__))
 DIST_ATTACK = osp.join(REPO_ROOT, 'tools', 'dist_attack.sh')
 # The authors' released rankings (MIT, their notice beside them), shipped with the configs.
 AUTHORS_RANKINGS = osp.join(REPO_ROOT, 'configs', 'paper', 'authors_rankings')
+# The position probes' tiny setting (tests/test_probes, tests/test_identify/test_grid_probe.py).
+PROBE_CONFIG = osp.join(REPO_ROOT, 'configs', 'probes',
+                        'gapnet_r18-w16_grid3-location_synthetic.py')
+TINY_BACKBONE = dict(type='ResNetV1c', depth=18, base_channels=8, stem_channels=8, num_stages=4,
+                     out_indices=(3, ), norm_cfg=dict(type='BN', requires_grad=True))
+
+
+def build_mmseg_model(cfg):
+    """An mmseg module from its config dict (the caller sets the mmseg scope)."""
+    from mmseg.registry import MODELS
+    return MODELS.build(cfg)
 
 
 @pytest.fixture(scope='module', autouse=True)
