@@ -3,7 +3,7 @@ from setuptools import find_packages, setup
 
 setup(
     name='posattack',
-    version='0.1.0',
+    version='0.2.0',
     description='Where does a segmentation network keep its sense of position? '
     'Identify, remove and measure position-encoding channels in MMSegmentation models.',
     long_description=open('README.md', encoding='utf-8').read(),

@@ -23,26 +23,22 @@ The house, floor by floor (a module imports only from its own floor or the ones 
 """
 from __future__ import annotations
 
-from . import deprecated_paths
-
-deprecated_paths.install()  # before anything else: old dotted paths in configs import early
-
-from . import probes  # noqa: E402,F401  registers GAPNet, PermuteNet, GridPatchDataset, ...
-from .channels import (ChannelRanking, ChannelRemoval, ChannelRemovalHook,  # noqa: E402
-                       default_layer, list_layer_names, resolve_layer, select_channels)
-from .evaluation import (RegionIoUMetric, ShiftConsistencyMetric, ShiftPairTTAModel,  # noqa: E402
+from . import probes  # noqa: F401  registers GAPNet, PermuteNet, GridPatchDataset, ...
+from .channels import (ChannelRanking, ChannelRemoval, ChannelRemovalHook, default_layer,
+                       list_layer_names, resolve_layer, select_channels)
+from .evaluation import (RegionIoUMetric, ShiftConsistencyMetric, ShiftPairTTAModel,
                          build_region_masks)
-from .identify import FlipDifferenceAccumulator, identify_channels  # noqa: E402
-from .models.antialiased_resnet import AntialiasedResNetV1c  # noqa: E402
-from .models.authors_deeplab_head import TorchvisionDeepLabHead  # noqa: E402
-from .models.wide_last_stage_resnet import ResNetV1cWideLastStage  # noqa: E402
-from .training import (AugShiftDataPreProcessor, AugShiftEncoderDecoder, AugShiftPair,  # noqa: E402
+from .identify import FlipDifferenceAccumulator, identify_channels
+from .models.antialiased_resnet import AntialiasedResNetV1c
+from .models.authors_deeplab_head import TorchvisionDeepLabHead
+from .models.wide_last_stage_resnet import ResNetV1cWideLastStage
+from .training import (AugShiftDataPreProcessor, AugShiftEncoderDecoder, AugShiftPair,
                        ShiftConsistencyPairs)
-from .utils.checkpoint import load_checkpoint, register_safe_globals  # noqa: E402
+from .utils.checkpoint import load_checkpoint, register_safe_globals
 
 register_safe_globals()
 
-__version__ = '0.1.0'
+__version__ = '0.2.0'
 __all__ = [
     'AntialiasedResNetV1c', 'AugShiftDataPreProcessor', 'AugShiftEncoderDecoder', 'AugShiftPair',
     'ChannelRanking',
@@ -53,8 +49,3 @@ __all__ = [
     'list_layer_names', 'load_checkpoint', 'register_safe_globals', 'resolve_layer',
     'select_channels',
 ]
-
-
-def __getattr__(name: str):
-    # `posattack.removal` & co. (the 0.1 flat modules) as attributes, with a warning.
-    return deprecated_paths.moved_name(__name__, name)

@@ -1,8 +1,7 @@
 """The house drawn from imports: floors in order, no circle, small modules, tools on top.
 
 Floors, lowest first; a module may import from its own floor or a lower one. The package's
-``__init__`` and ``deprecated_paths`` (which map the 0.1 names onto every floor) stand
-outside the floors.
+``__init__`` stands outside the floors.
 """
 from __future__ import annotations
 
@@ -14,7 +13,7 @@ from helpers import REPO_ROOT
 
 FLOORS = ['utils', 'data', 'models', 'probes', 'channels', 'identify', 'training', 'evaluation',
           'report', 'attack', 'profile']
-OUTSIDE = {'posattack', 'posattack.deprecated_paths'}
+OUTSIDE = {'posattack'}
 MAX_LINES = 450
 PACKAGE = osp.join(REPO_ROOT, 'posattack')
 

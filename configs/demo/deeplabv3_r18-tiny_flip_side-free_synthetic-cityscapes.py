@@ -7,7 +7,7 @@
 #
 # In the default scenes sidewalk/terrain and building/wall are told apart only by the side of
 # the image, so a flip would make them unlearnable; side-free scenes draw each side's class
-# at random and give each class its own look (posattack.synthetic, side_free=True). A flip is
+# at random and give each class its own look (posattack.data.synthetic, side_free=True). A flip is
 # then label-preserving, as on real Cityscapes, and the network has no built-in left/right
 # cue to learn: what is left of the position effect is what zero padding and the vertical
 # layout (sky and road still share one look) put there.

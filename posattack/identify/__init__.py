@@ -22,9 +22,3 @@ __all__ = [
     'build_identification_method', 'flip_images', 'identification_method_class',
     'identify_channels', 'register_identification_method',
 ]
-
-
-def __getattr__(name: str):
-    # posattack.identify was one module up to 0.1; names it held that now live elsewhere.
-    from ..deprecated_paths import moved_name
-    return moved_name(__name__, name)

@@ -20,9 +20,3 @@ __all__ = [
     'cell_names', 'crop_cityscapes_patches',
     'load_patch_folder', 'padding_modes', 'set_padding_mode', 'shuffle_channels',
 ]
-
-
-def __getattr__(name: str):
-    # The frozen-backbone grid probe is an identification method now (posattack.identify).
-    from ..deprecated_paths import moved_name
-    return moved_name(__name__, name)

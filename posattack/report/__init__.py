@@ -29,9 +29,3 @@ __all__ = [
     'results_to_rows', 'setting_label', 'summarize_values', 'validate_results',
     'write_markdown_report', 'write_report', 'write_results_csv',
 ]
-
-
-def __getattr__(name: str):
-    # names the 0.1 module posattack.report held that now live elsewhere
-    from ..deprecated_paths import moved_name
-    return moved_name(__name__, name)

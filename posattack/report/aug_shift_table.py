@@ -59,7 +59,7 @@ def comparison_row(name: str, consistency: Mapping[str, Any], results: Mapping[s
         random_drop_std=random_drops['full']['std'] if random_drops else None,
         targeted_minus_random=comparison['extra_drop'], num_std=comparison['num_std'],
         periphery_minus_center=targeted_drops['periphery-center']['mean'])
-    # the gap's image-bootstrap interval and its rank-test verdict (posattack.significance)
+    # the gap's image-bootstrap interval and its rank-test verdict (posattack.report.significance)
     test = next((t for t in results.get('tests', [])
                  if t['kind'] == 'targeted_vs_random_draws' and t['mode'] == 'targeted'
                  and t['num_channels'] == num_channels and t['eval_region'] == 'full'), None)
