@@ -12,57 +12,25 @@
 #   make tables   every measured table in README.md and docs/ (hours; each part resumes and
 #                 runs alone: tables-demo, tables-seeds, tables-study, tables-placebo,
 #                 tables-profile, tables-probes, tables-aug-shift, tables-speed), then copies
-#                 them in
+#                 them in. DRY_RUN=1 lists the runs a target would do and runs nothing.
+# The runs and tables are one declared plan in Python: tools/tables/pipeline.py (--list).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA ?= data/synthetic_cityscapes_side_free
 WORK ?= work_dirs/demo
+PIPELINE = $(PY) tools/tables/pipeline.py $(if $(filter 1,$(DRY_RUN)),--dry-run)
 
 TABLE_PARTS := tables-demo tables-seeds tables-study tables-placebo tables-profile \
 	tables-probes tables-aug-shift tables-speed
-.PHONY: setup demo demo-seeds demo-profile test test-fast lint mutation aug-shift-demo clean \
-	tables $(TABLE_PARTS)
+RUNS_AND_TABLES := demo demo-seeds demo-profile aug-shift-demo tables $(TABLE_PARTS)
+.PHONY: setup test test-fast lint mutation clean $(RUNS_AND_TABLES)
 setup:
 	@bash tools/misc/setup_env.sh
 
-demo: setup
-	@bash tools/run_demo.sh
-
-demo-seeds: setup
-	@bash tools/run_demo_seeds.sh
-
-demo-profile: setup
-	@bash tools/run_demo_profile.sh
-
-aug-shift-demo: setup
-	@bash tools/run_aug_shift_demo.sh
-
-# Every measured table: each part writes its files under docs/tables/ (stamped with date,
-# machine and command); README.md and docs/*.md include them verbatim.
-tables: $(TABLE_PARTS)
-	$(PY) tools/tables/include_tables.py README.md docs/*.md
-
-tables-demo: setup
-	@bash tools/run_demo_table.sh
-
-tables-seeds: demo-seeds
-
-tables-study: setup
-	@bash tools/run_study.sh
-
-tables-profile: demo-profile
-
-tables-placebo: setup
-	@bash tools/run_placebo_table.sh
-
-tables-probes: setup
-	@bash tools/run_probe_tables.sh
-
-tables-aug-shift: setup
-	@bash tools/run_aug_shift_tables.sh
-
-tables-speed: setup tables-demo
-	@bash tools/run_speed_tables.sh
+# Each run or table is a part of the plan (tools/tables/pipeline.py); `make tables` runs
+# every table part in order, then copies the tables into README.md and docs/*.md.
+$(RUNS_AND_TABLES): setup
+	@$(PIPELINE) $@
 
 test: setup
 	$(PY) -m pytest -q tests
@@ -72,7 +40,8 @@ test-fast: setup
 	$(PY) -m pytest -q -m "not slow" tests
 
 # Mutation testing: every mutant of the listed modules that no fast test notices is in
-# docs/mutation.md, explained (tools/misc/mutation_equivalents.txt) or not. JOBS=2 for two workers.
+# docs/mutation.md, explained (tools/misc/mutation_equivalents.txt) or not. JOBS=2 for two
+# workers.
 mutation: setup
 	@PYTHON=$(PY) bash tools/misc/run_mutation.sh
 
@@ -80,5 +49,8 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/isort --check-only --diff posattack tools tests
 
+# Every work dir the runs write (make tables' too) and the data they generate; docs/tables
+# stay (they are the measured record).
 clean:
-	rm -rf $(WORK) work_dirs/aug_shift $(DATA) mutants mutants.tmp mutants.log
+	rm -rf $(WORK) work_dirs/aug_shift work_dirs/study work_dirs/tables work_dirs/probe_tables \
+		$(DATA) mutants mutants.tmp mutants.log

@@ -144,6 +144,13 @@ def probe_scenes(tmp_path_factory):
 
 
 
+@pytest.fixture
+def hand_results():
+    """The results dict built by hand in tests/helpers/hand_results.py (report tests)."""
+    from helpers.hand_results import hand_results_dict
+    return hand_results_dict()
+
+
 def pytest_configure(config):
     # The rule (README, "Tests"): a test is slow when it spawns a process (torchrun, a lock
     # holder, a shell script) or takes more than 3 s of CPU time, setup + call + teardown, in

@@ -2,7 +2,7 @@
 # the authors' ResNet-18) and 32x32 crops (the size of their CIFAR-10 images) in 32x32 cells,
 # so a 3x3 canvas is 96 pixels. Everything else (data, batch 32, 400 iterations of AdamW) is
 # the 1/4-width config's; each iteration costs many times more (see the runs' seconds in
-# tools/run_probe_tables.sh's results.json files).
+# make tables-probes' results.json files).
 #
 #   python tools/probe.py table \
 #       --config configs/probes/gapnet_r18-w64-p32_grid3-location_synthetic.py \

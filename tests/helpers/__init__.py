@@ -19,6 +19,7 @@ import json
 import os
 import os.path as osp
 import socket
+import sys
 from typing import Optional
 
 import numpy as np
@@ -136,8 +137,14 @@ def tool_path(name: str) -> str:
 def load_tool(name: str):
     """tools/[<folder>/]<name>.py as a module, so tests call its main() in-process (no import
     cost)."""
-    spec = importlib.util.spec_from_file_location(f'posattack_tools_{name}', tool_path(name))
+    path = tool_path(name)
+    # as `python tools/<folder>/<name>.py` does: the script's folder first on sys.path, so
+    # the modules beside it (tools/tables/steps.py, ...) import
+    if osp.dirname(path) not in sys.path:
+        sys.path.insert(0, osp.dirname(path))
+    spec = importlib.util.spec_from_file_location(f'posattack_tools_{name}', path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module   # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 

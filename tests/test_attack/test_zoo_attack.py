@@ -19,55 +19,19 @@ import numpy as np
 import pytest
 import torch
 from helpers import REPO_ROOT, diversify, load_cli, one_torch_thread, run_cli  # noqa: F401
+from helpers.zoo import ARCHITECTURES, NUM_IMAGES, first_batch, tiny_data_options
 from mmengine.config import Config
 
 from posattack.attack.feature_split import FeatureSplit
 from posattack.channels import ChannelRemoval
 from posattack.channels.layers import default_layer, resolve_layer
 from posattack.channels.ranking import ChannelRanking
-from posattack.data.dataloader import build_test_dataloader
 from posattack.evaluation.metric import RegionIoUMetric
 from posattack.models.builder import load_segmentor
 
-PAPER = osp.join(REPO_ROOT, 'configs', 'paper')
 FRAGMENTS = osp.join(REPO_ROOT, 'configs', '_base_', 'posattack')
-TINY_SCALE = (128, 64)  # (w, h) of the test Resize: the synthetic images' own size
-NUM_IMAGES = 2
 PAPER_REGIONS = ['full', 'left', 'right', 'center', 'periphery',
                  'band_0', 'band_1', 'band_2', 'band_3']
-
-# What each architecture should give: the tensor the head reads, its channels, and whether
-# some head convolution reads that tensor itself (so the linear shortcut has work to do).
-ARCHITECTURES = {
-    'deeplabv3_r50': dict(
-        config=osp.join(PAPER, 'deeplabv3_r50-d8_cityscapes-512x1024_posattack.py'),
-        layer='backbone:3', channels=2048, shortcut=True, auxiliary=True, options={}),
-    # PSPNet pools before every convolution: no shortcut, the fast path still skips the
-    # backbone. Its auxiliary head is dropped here (DeepLabv3 keeps its; SegFormer has none).
-    'pspnet_r50': dict(
-        config=osp.join(PAPER, 'pspnet_r50-d8_cityscapes-512x1024_posattack.py'),
-        layer='backbone:3', channels=2048, shortcut=False, auxiliary=False,
-        options={'model.auxiliary_head': None}),
-    # A head reading four backbone outputs: the default is the deepest, output 3.
-    'segformer_b0': dict(
-        config=osp.join(PAPER, 'segformer_mit-b0_cityscapes-1024x1024_posattack.py'),
-        layer='backbone:3', channels=256, shortcut=True, auxiliary=False, options={}),
-    # HRNet keeps four branches to the end; the FCN head resizes and concatenates all four
-    # before its first convolution, so no convolution reads the attacked branch itself.
-    'fcn_hr18': dict(
-        config=osp.join(PAPER, 'fcn_hr18_cityscapes-512x1024_posattack.py'),
-        layer='backbone:3', channels=144, shortcut=False, auxiliary=False, options={}),
-}
-
-
-
-def _tiny_data_options(root) -> dict:
-    return {
-        'test_dataloader.dataset.data_root': str(root),
-        'test_dataloader.dataset.pipeline.1.scale': TINY_SCALE,  # 1 is Resize (checked)
-        'test_dataloader.num_workers': 0,
-        'test_dataloader.persistent_workers': False,
-    }
 
 
 def _cli_value(value) -> str:
@@ -77,12 +41,6 @@ def _cli_value(value) -> str:
     return str(value)
 
 
-def _first_batch(model, cfg, num_images=NUM_IMAGES):
-    dataloader = build_test_dataloader(cfg, num_images, num_images)
-    data = model.data_preprocessor(next(iter(dataloader)), False)
-    return data['inputs'], data['data_samples']
-
-
 @pytest.fixture(scope='module', params=list(ARCHITECTURES))
 def zoo_run(request, synthetic_root, tmp_path_factory):
     """One attack per architecture through tools/attack.py, with calls to the split counted.
@@ -90,7 +48,7 @@ def zoo_run(request, synthetic_root, tmp_path_factory):
     The ranking rides on the sweep's pass over the scored images (--identify-on test), the
     path whose flip-difference scores test_ranking_is_the_flip_difference recomputes."""
     arch = ARCHITECTURES[request.param]
-    options = dict(_tiny_data_options(synthetic_root), **arch['options'])
+    options = dict(tiny_data_options(synthetic_root), **arch['options'])
     torch.manual_seed(0)
     model, cfg = load_segmentor(arch['config'], None, cfg_options=options)
     assert cfg.test_dataloader.dataset.pipeline[1]['type'] == 'Resize'
@@ -124,7 +82,7 @@ def zoo_run(request, synthetic_root, tmp_path_factory):
     with open(work_dir / 'results.json') as f:
         results = json.load(f)
     # What several checks share, computed once: the batch, its features, clean predictions.
-    inputs, samples = _first_batch(model, cfg)
+    inputs, samples = first_batch(model, cfg)
     with torch.no_grad():
         feats = tuple(model.backbone(inputs))
         clean = _labels(model.predict(inputs, samples))
@@ -288,14 +246,14 @@ def test_fragments_compose_with_channel_removal_on_a_zoo_config(tmp_path):
 
 def test_segformer_zoo_sliding_window_falls_back_to_full_forwards(synthetic_root):
     """With the zoo's slide mode the split is slow, says why, and still predicts correctly."""
-    options = dict(_tiny_data_options(synthetic_root), **{'model.test_cfg.mode': 'slide'})
+    options = dict(tiny_data_options(synthetic_root), **{'model.test_cfg.mode': 'slide'})
     torch.manual_seed(0)
     model, cfg = load_segmentor(ARCHITECTURES['segformer_b0']['config'], None,
                                 cfg_options=options)
     diversify(model)
     split = FeatureSplit(model, resolve_layer(model, default_layer(model)))
     assert not split.fast and 'slide' in split.why_slow
-    inputs, samples = _first_batch(model, cfg, num_images=1)
+    inputs, samples = first_batch(model, cfg, num_images=1)
     channels = list(range(0, 256, 4))
     with torch.no_grad():
         slow = split.predict_full(inputs, samples, channels)
@@ -311,13 +269,13 @@ def test_hrnet_resize_concat_head_defaults_to_its_last_branch(synthetic_root):
     """HRNet's FCN head concatenates four resized branches: the default is branch 3."""
     torch.manual_seed(0)
     model, cfg = load_segmentor('mmseg::hrnet/fcn_hr18s_4xb2-80k_cityscapes-512x1024.py', None,
-                                cfg_options=_tiny_data_options(synthetic_root))
+                                cfg_options=tiny_data_options(synthetic_root))
     diversify(model)
     assert default_layer(model) == 'backbone:3'
     ref = resolve_layer(model, 'backbone:3')
     split = FeatureSplit(model, ref, exact=True)
     assert split.fast
-    inputs, samples = _first_batch(model, cfg, num_images=1)
+    inputs, samples = first_batch(model, cfg, num_images=1)
     channels = list(range(0, 144, 3))
     with torch.no_grad():
         feats = split.prefix(inputs)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 from helpers import diversify, one_torch_thread  # noqa: F401 - fixture
-from test_zoo_attack import ARCHITECTURES, NUM_IMAGES, _first_batch, _tiny_data_options
+from helpers.zoo import ARCHITECTURES, NUM_IMAGES, first_batch, tiny_data_options
 
 from posattack.attack.feature_split import FeatureSplit
 from posattack.attack.prefix_replay import PrefixReplaySplit
@@ -30,7 +30,7 @@ EXPECTED = {
 @pytest.mark.parametrize('name', list(EXPECTED))
 def test_profile_on_zoo_architecture(name, synthetic_root, tmp_path):
     arch = ARCHITECTURES[name]
-    options = dict(_tiny_data_options(synthetic_root), **arch['options'])
+    options = dict(tiny_data_options(synthetic_root), **arch['options'])
     torch.manual_seed(0)
     model, cfg = load_segmentor(arch['config'], None, cfg_options=options)
     diversify(model)
@@ -46,7 +46,7 @@ def test_profile_on_zoo_architecture(name, synthetic_root, tmp_path):
         assert row['concentration']['horizontal']['gini'] is not None
         assert row['attack'][0]['num_channels'] == round(0.1 * row['num_channels'])
     if name == 'deeplabv3_r50':
-        inputs, samples = _first_batch(model, cfg)
+        inputs, samples = first_batch(model, cfg)
         ref = resolve_layer(model, 'backbone.layer2')
         replay = PrefixReplaySplit(model, ref, exact=True)
         replay.prefix(inputs)

@@ -8,10 +8,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 
 import pytest
 from helpers import REPO_ROOT, load_tool
-from test_report import hand_results  # noqa: F401  (the fixture)
 
 from posattack.report.aug_shift_table import (comparison_row, markdown_table, over_seeds_table,
                                               paired_with_reference_table)
@@ -161,22 +161,24 @@ def test_table_tool_adds_augshift_minus_blurpool_when_both_ran(hand_results, tmp
 
 
 def test_demo_script_knows_blurpool_and_names_it_for_an_unknown_run(tmp_path):
-    """RUNS=blurpool is one of tools/run_aug_shift_demo.sh's runs (so of make
-    tables-aug-shift's): a typo is refused with the list, before any training."""
+    """RUNS=blurpool is one of make aug-shift-demo's runs (so of make tables-aug-shift's):
+    a typo is refused with the list, before any training (tools/tables/parts_aug_shift.py)."""
     data = tmp_path / 'data'
     data.mkdir()
     (data / '.complete').touch()  # no dataset generation
-    done = subprocess.run(['bash', os.path.join(REPO_ROOT, 'tools', 'run_aug_shift_demo.sh')],
-                          capture_output=True, text=True,
-                          env=dict(os.environ, POSATTACK_VENV=str(tmp_path / 'no-venv'),
-                                   DATA=str(data), WORK=str(tmp_path / 'work'),
-                                   RUNS='blurpol'))
+    pipeline = os.path.join(REPO_ROOT, 'tools', 'tables', 'pipeline.py')
+    env = dict(os.environ, POSATTACK_VENV=str(tmp_path / 'no-venv'), DATA=str(data))
+    done = subprocess.run([sys.executable, pipeline, 'aug-shift-demo'], capture_output=True,
+                          text=True, env=dict(env, RUNS='blurpol', WORK=str(tmp_path / 'work')))
     assert done.returncode == 2
     assert ("unknown run 'blurpol'; choose from plain shift-crops blurpool augshift "
             'augshift-strong latent-only-1' in done.stderr)
     assert not (tmp_path / 'work').exists()
-    tables = open(os.path.join(REPO_ROOT, 'tools', 'run_aug_shift_tables.sh')).read()
-    assert 'ALL_RUNS="plain shift-crops blurpool augshift ' in tables
+    done = subprocess.run([sys.executable, pipeline, 'tables-aug-shift', '--dry-run'],
+                          capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    for seed in (0, 1, 2):   # make tables-aug-shift trains blurpool for every seed
+        assert f'--work-dir work_dirs/aug_shift/seed{seed}/blurpool/train' in done.stderr
 
 
 def test_only_rank_test_verdicts_are_printed_and_old_tables_rerender(tmp_path):

@@ -2,7 +2,7 @@
 
     # the paper-shaped Table 1 of one work dir
     python tools/tables/probe_tables_md.py --out docs/tables/probes_table1.md \
-        --command "bash tools/run_probe_tables.sh" --seconds 900 \
+        --command "make tables-probes" --seconds 900 \
         --part "1/4 width, 16 px=work_dirs/probe_tables/table1"
     # several settings, one line per (setting, padding, network)
     python tools/tables/probe_tables_md.py --out docs/tables/probes_protocol.md --command ... \

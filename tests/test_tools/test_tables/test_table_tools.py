@@ -13,6 +13,7 @@ from helpers import REPO_ROOT, load_tool
 study = load_tool('study_table')
 pooled = load_tool('pooled_table')
 command_table = load_tool('command_table')
+PIPELINE = os.path.join(REPO_ROOT, 'tools', 'tables', 'pipeline.py')
 
 
 def _model(name, gap_verdict, pc_verdict, clean=70.0):
@@ -134,8 +135,8 @@ def test_command_table_keeps_the_output_and_refuses_a_failed_command(tmp_path):
 
 def test_study_refuses_an_unknown_setting_before_any_training(tmp_path):
     """A typo in a setting name costs nothing: the driver checks every name first."""
-    done = subprocess.run(['bash', os.path.join(REPO_ROOT, 'tools', 'run_study.sh'), 'plain',
-                           'plian'], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, PIPELINE, 'tables-study', 'plain', 'plian'],
+                          capture_output=True, text=True,
                           env=dict(os.environ, POSATTACK_VENV=str(tmp_path / 'no-venv')))
     assert done.returncode == 2
     assert "unknown setting 'plian'; choose from: flip_side_free plain plain_val300" in done.stderr
@@ -143,10 +144,9 @@ def test_study_refuses_an_unknown_setting_before_any_training(tmp_path):
 
 
 def _study_plan(tmp_path, *settings, **env):
-    done = subprocess.run(['bash', os.path.join(REPO_ROOT, 'tools', 'run_study.sh'), *settings],
+    done = subprocess.run([sys.executable, PIPELINE, 'tables-study', *settings, '--dry-run'],
                           capture_output=True, text=True,
-                          env=dict(os.environ, POSATTACK_VENV=str(tmp_path / 'no-venv'),
-                                   DRY_RUN='1', **env))
+                          env=dict(os.environ, POSATTACK_VENV=str(tmp_path / 'no-venv'), **env))
     assert done.returncode == 0, done.stderr
     return [line.split(' -> ')[0].removeprefix('[study] ')
             for line in done.stderr.splitlines() if line.startswith('[study]')]

@@ -1,16 +1,18 @@
-"""tools/run_demo_seeds.sh's scheduling, driven with a stand-in python that records what it
-was asked to do: JOBS=2 really trains two models at once, a model already trained is not
-trained again, and a failed training stops the script before the attack, naming its log."""
+"""make demo-seeds' scheduling (tools/tables/pipeline.py demo-seeds, tools/tables/steps.py's
+batches), driven with a stand-in python that records what it was asked to do: JOBS=2 really
+trains two models at once, a model already trained is not trained again, and a failed
+training stops the pipeline before the attack, naming its log."""
 from __future__ import annotations
 
 import os
 import stat
 import subprocess
+import sys
 
 import pytest
 from helpers import REPO_ROOT
 
-# Every test runs tools/run_demo_seeds.sh in a shell (spawns processes; one waits up to 10 s).
+# Every test runs the pipeline in its own process (it spawns the stand-ins; one waits 10 s).
 pytestmark = pytest.mark.slow
 
 # The stand-in interpreter. train.py: seed 0 waits (up to 10 s) until seed 1 has started, so
@@ -46,7 +48,8 @@ def _run(tmp_path, jobs, seeds=3, fail_seeds=''):
                MARKS=str(marks), FAIL_SEEDS=fail_seeds, JOBS=str(jobs), SEEDS=str(seeds),
                DATA=str(data), WORK=str(tmp_path / 'work'), TABLE=str(tmp_path / 'table.md'),
                README='0')
-    done = subprocess.run(['bash', os.path.join(REPO_ROOT, 'tools', 'run_demo_seeds.sh')],
+    done = subprocess.run([sys.executable, os.path.join(REPO_ROOT, 'tools', 'tables',
+                                                        'pipeline.py'), 'demo-seeds'],
                           capture_output=True, text=True, env=env, timeout=120)
     calls = (tmp_path / 'calls').read_text().splitlines() if (tmp_path / 'calls').exists() \
         else []
