@@ -18,7 +18,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from helpers import REPO_ROOT, diversify, load_cli, one_torch_thread, run_cli  # noqa: F401
+from helpers import (REPO_ROOT, diversify, load_cli, load_tool, one_torch_thread,  # noqa: F401
+                     run_cli)
 from helpers.zoo import ARCHITECTURES, NUM_IMAGES, first_batch, tiny_data_options
 from mmengine.config import Config
 
@@ -292,11 +293,7 @@ def test_hrnet_resize_concat_head_defaults_to_its_last_branch(synthetic_root):
 # ---------------------------------------------------- tools/analysis_tools/benchmark_attack.py
 @pytest.mark.slow
 def test_benchmark_attack_runs_and_reports_identical_exact_labels(synthetic_root, capsys):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location('posattack_benchmark_attack', osp.join(
-        REPO_ROOT, 'tools', 'analysis_tools', 'benchmark_attack.py'))
-    benchmark = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(benchmark)
+    benchmark = load_tool('benchmark_attack')
     args = benchmark.parse_args(['--model', 'demo', '--images', '1', '--num-channels', '4',
                                  '--seeds', '1', '--threads', '1',
                                  '--data-root', str(synthetic_root)])
