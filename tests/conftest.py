@@ -152,7 +152,7 @@ def hand_results():
 
 
 def pytest_configure(config):
-    # The rule (README, "Tests"): a test is slow when it spawns a process (torchrun, a lock
+    # The rule (docs/tests.md): a test is slow when it spawns a process (torchrun, a lock
     # holder, a shell script) or takes more than 3 s of CPU time, setup + call + teardown, in
     # one thread (module fixtures count for the tests that share them). `make test` runs
     # them; `make test-fast` (`pytest -m "not slow"`) leaves them out.

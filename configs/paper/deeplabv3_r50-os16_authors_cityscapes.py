@@ -9,7 +9,7 @@
 #       --ranking-format authors --num-channels 100 \
 #       --cfg-options test_dataloader.dataset.data_root=data/cityscapes
 #
-# (the README's "The paper's own model" section has all four commands).
+# (docs/paper_model.md has all four commands).
 #
 # Their network is torchvision's: ResNet-50 with replace_stride_with_dilation=[False, False,
 # True] and DeepLabHead with ASPP rates 6/12/18. mmseg's ResNet builds the same backbone:

@@ -115,7 +115,8 @@ def demo_seeds(runner: Runner, run: SeedsRun) -> None:
                      Elapsed(start)]))
     runner.say(f'[demo-seeds] pooled report: {run.work}/pooled/report.md; table: {run.table}')
     if run.refresh_readme:
-        runner.run(Step(['tools/tables/include_tables.py', 'README.md']))
+        runner.run(Step(['tools/tables/include_tables.py', 'README.md',
+                         'docs/embedded_default.md']))
 
 
 def demo_profile(runner: Runner) -> None:

@@ -74,7 +74,7 @@ def test_demo_seeds_trains_every_seed_then_one_pooled_attack_and_table(tmp_path,
     assert '--model-names seed0 seed1 seed2' in attack and '--no-overlays' in attack
     assert _outs(runs) == ['docs/tables/demo_pooled.md']
     assert "--command 'SEEDS=3 make demo-seeds'" in runs[-2]
-    assert runs[-1].endswith('tools/tables/include_tables.py README.md')
+    assert runs[-1].endswith('tools/tables/include_tables.py README.md docs/embedded_default.md')
 
 
 def test_the_study_runs_its_plan_and_writes_every_table(tmp_path, monkeypatch):
