@@ -281,3 +281,24 @@ def test_no_test_module_imports_another():
                           'move what it shares into tests/helpers/' for t in targets
                           if t.split('.')[0] in modules]
     assert not found, '\n'.join(found)
+
+
+def test_no_module_imports_a_private_name_from_another():
+    """A name with a leading underscore stays inside its module: what another module needs is
+    public (the helpers JSON/hashing of utils.fileio included)."""
+    modules = _modules()
+    private = []
+    for module, path in modules.items():
+        package = module if path.endswith('__init__.py') else module.rpartition('.')[0]
+        for node in ast.walk(ast.parse(open(path, encoding='utf-8').read())):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            if node.level:
+                base = package.split('.')[:len(package.split('.')) - node.level + 1]
+                source = '.'.join(base + ([node.module] if node.module else []))
+            else:
+                source = node.module or ''
+            private += [f'{module} imports {alias.name} from {source}: make it public there'
+                        for alias in node.names if source.startswith('posattack')
+                        and alias.name.startswith('_') and not alias.name.startswith('__')]
+    assert not private, '\n'.join(private)

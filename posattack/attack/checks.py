@@ -18,13 +18,13 @@ Plus the NaN model (non_finite.py), caught by the same probe forward.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 from mmengine.logging import print_log
 from torch import nn
 
-from ..channels.layers import _num_outputs_hint, resolve_layer, unwrap_model
+from ..channels.layers import LayerRef, num_outputs_hint, resolve_layer, unwrap_model
 from ..channels.ranking import FLIP_DIFFERENCE_RULES, ChannelRanking
 from ..channels.removal import ChannelRemoval
 from ..models.non_finite import NonFiniteWatch
@@ -77,28 +77,30 @@ def check_slide_inference(cfg) -> None:
                          'model.test_cfg.stride="(341,341)", or use mode=\'whole\'.')
 
 
-def _normalized(model: nn.Module, name: str):
+def _normalized(model: nn.Module, name: Union[str, LayerRef]):
     ref = resolve_layer(model, name)
     index = ref.index
     if index is not None and index < 0:
-        count = _num_outputs_hint(unwrap_model(model), ref.module_path)
+        count = num_outputs_hint(unwrap_model(model), ref.module_path)
         if count is not None:
             index += count
     return ref.module, index
 
 
-def _same_tensor(model: nn.Module, first: str, second: str) -> bool:
+def _same_tensor(model: nn.Module, first: str, second: Union[str, LayerRef]) -> bool:
     try:
         return _normalized(model, first) == _normalized(model, second)
     except (ValueError, IndexError):
         return False  # the ranking's layer does not even exist in this model
 
 
-def check_ranking_layer(model: nn.Module, ranking, layer: str, source: Optional[str],
-                        allow: bool = False) -> None:
-    """Refuse a ranking made for another tensor than ``layer`` unless ``allow``."""
+def check_ranking_layer(model: nn.Module, ranking, layer: Union[str, LayerRef],
+                        source: Optional[str], allow: bool = False) -> None:
+    """Refuse a ranking made for another tensor than ``layer`` (a name, or the run's resolved
+    LayerRef) unless ``allow``."""
     if ranking is None or _same_tensor(model, ranking.layer, layer):
         return
+    layer = str(layer)
     message = (f'the ranking {source} ranks the channels of layer {ranking.layer!r}, but this '
                f'run attacks {layer!r}')
     if allow:
@@ -119,7 +121,7 @@ def layers_read_by_head(model: nn.Module) -> list[str]:
     if in_index is None:
         return []
     top = 'neck' if isinstance(getattr(model, 'neck', None), nn.Module) else 'backbone'
-    count = _num_outputs_hint(model, top)
+    count = num_outputs_hint(model, top)
     indices = in_index if isinstance(in_index, (list, tuple)) else [in_index]
     names = []
     for index in indices:

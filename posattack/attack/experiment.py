@@ -16,43 +16,41 @@ from __future__ import annotations
 import os
 import os.path as osp
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Optional, Union
 
 import torch
 from mmengine import dist
 from mmengine.logging import MMLogger, print_log
 
-from ..channels.ablations import ablation_names
 from ..channels.layers import default_layer, resolve_layer
 from ..channels.modes import CLEAN, RANDOM, TARGETED
 from ..channels.ranking import ChannelRanking
 from ..channels.ranking_comparison import compare_rankings
 from ..data.dataloader import build_test_dataloader
-from ..evaluation.metric import summarize_confusion
-from ..evaluation.regions import validate_region_specs
 from ..models.builder import load_segmentor
 from ..report.markdown import format_summary_table, write_report
 from ..report.overlay import OverlaySelector, render_panel, save_panel
 from ..report.overlay_manifest import overlays_up_to_date, reported_overlays, write_overlay_manifest
-from ..report.per_image import PerImageCounts, per_image_path
+from ..report.per_image import PerImageCounts
 from ..report.pooling import paper_claims
 from ..report.rank_tests import DEFAULT_EXCEEDANCES, DEFAULT_MAX_DRAWS, draw_round_sizes
 from ..report.significance import build_statistics
 from ..report.test_design import TestDesign
-from ..utils.fileio import file_sha256, write_json_atomic
+from ..utils.fileio import file_sha256
 from ..utils.owned_files import unused_path
 from ..utils.run_options import ModelRunOptions
 # issue 13: nothing silently wrong (see docs/reliability.md)
-from .checks import (check_attack_region, check_design, check_ranking_checkpoint,
-                     check_ranking_layer, check_segmentor_config, image_groups_checked,
-                     probe_attack)
+from .attack_run import AttackRun
+from .checks import (check_attack_region, check_ranking_checkpoint, check_ranking_layer,
+                     image_groups_checked, probe_attack)
 from .feature_split import FeatureSplit
 from .identification_images import (DEFAULT_IDENTIFY_MAX_IMAGES, DEFAULT_IDENTIFY_ON, SAME_IMAGES,
                                     held_out_loader, identify_held_out, ranking_source)
+from .option_checks import CheckedOptions, check_attack_options
 from .ranking_inputs import load_other_ranking, load_ranking
-from .resume_files import RESULTS_FORMAT, load_previous_per_image, read_results_file, run_sha256
-from .run_bounds import check_per_image_memory, check_seeds
+from .resume_files import RESULTS_FORMAT, load_previous_per_image, read_results_file
+from .run_bounds import check_per_image_memory
 from .run_fingerprint import (content_fingerprint, describe_mismatch, outdated_fingerprint_message,
                               ranking_provenance, ranking_provenance_problem)
 from .sequential_draws import (first_round_size, more_draws_needed, primary_draws, primary_order,
@@ -165,26 +163,20 @@ def _overlay_request(settings: list[AttackSetting], num_total: int,
 
 def run_attack(opts: AttackOptions) -> dict:
     """Run the experiment; returns the results dict (also written to the work dir)."""
-    # Before any compute: folders usable, and this run the only one in the work dir.
-    check_seeds(opts.seeds)  # before the folders: a refused run leaves none
+    # Every option first, in one step: a refused run leaves no folder and builds no model.
+    checked = check_attack_options(opts)
+    # Then the folders usable, and this run the only one in the work dir.
     with claim_work_dir(opts.work_dir, opts.show_dir):
-        return _run_attack_claimed(opts)
+        return _run_attack_claimed(checked)
 
 
-def _run_attack_claimed(opts: AttackOptions) -> dict:
+def _run_attack_claimed(checked: CheckedOptions) -> dict:
     logger = MMLogger.get_current_instance()
-    specs = [opts.regions] if isinstance(opts.regions, (str, dict)) else list(opts.regions)
-    if 'full' not in validate_region_specs(specs):
-        # As RegionIoUMetric does: mIoU/aAcc/mAcc are the full image's, and reports plot them.
-        opts = replace(opts, regions=['full'] + specs)
-    if opts.ablation not in ablation_names():
-        raise ValueError(f'ablation must be one of {", ".join(map(repr, ablation_names()))}, '
-                         f'got {opts.ablation!r}.')
-    check_segmentor_config(opts.config, opts.cfg_options)  # a probe config: say so
+    opts, design, attack_regions = checked.opts, checked.design, checked.attack_regions
     model, cfg = load_segmentor(opts.config, opts.checkpoint, cfg_options=opts.cfg_options,
                                 trust_checkpoint=opts.trust_checkpoint)
     layer = opts.layer or default_layer(model)
-    split = FeatureSplit(model, resolve_layer(model, layer))
+    split = FeatureSplit(model, resolve_layer(model, layer))   # the layer's one resolution
     if not split.fast:
         print_log(f'fast path off ({split.why_slow}): one full forward per setting.', logger)
     dataloader = build_test_dataloader(cfg, opts.batch_size, opts.max_images)
@@ -204,7 +196,8 @@ def _run_attack_claimed(opts: AttackOptions) -> dict:
         previous = _load_previous(results_path, fingerprint)
 
     ranking = load_ranking(opts, ranking_path)
-    check_ranking_layer(model, ranking, layer, opts.ranking, opts.allow_ranking_layer_mismatch)
+    check_ranking_layer(model, ranking, split.layer_ref, opts.ranking,
+                        opts.allow_ranking_layer_mismatch)
     if ranking is not None and not opts.ranking:  # ranking.json left by an earlier run
         problem = ranking_provenance_problem(ranking.model, fingerprint, ranking_path)
         if problem:
@@ -219,16 +212,11 @@ def _run_attack_claimed(opts: AttackOptions) -> dict:
         fractions, counts = list(DEFAULT_NUM_CHANNELS_FRACTIONS), None
     else:
         fractions, counts = opts.fractions, opts.num_channels
-    attack_regions = _attack_regions(opts.attack_region)
     settings = build_settings(num_total, counts, fractions, opts.seeds, attack_regions)
     check_per_image_memory(len(settings), num_images, len(model.dataset_meta['classes']))
     if any(s.mode == TARGETED for s in settings):
         for attack_region in attack_regions:
             check_attack_region(attack_region, ranking)
-    if opts.bootstrap < 1:
-        raise ValueError(f'--bootstrap must be >= 1 resample, got {opts.bootstrap} '
-                         '(2000 is the default).')
-    design = check_design(opts)
     groups_of = image_groups_checked(opts.bootstrap_groups, dataloader.dataset)
     primary_n = design.primary_num_channels(num_total)
     if not any(s.mode == TARGETED and s.num_channels == primary_n for s in settings):
@@ -252,7 +240,7 @@ def _run_attack_claimed(opts: AttackOptions) -> dict:
     source = ranking_source(opts, ranking, dataloader.dataset)
     if identify_loader is not None:
         ranking = identify_held_out(
-            model, identify_loader, layer, opts.identify_on, num_images,
+            model, identify_loader, split.layer_ref, opts.identify_on, num_images,
             opts.identify_max_images, progress=opts.progress, model_info=dict(
                 config=osp.basename(opts.config), checkpoint_sha256=checkpoint_sha,
                 num_classes=len(model.dataset_meta['classes']),
@@ -272,9 +260,10 @@ def _run_attack_claimed(opts: AttackOptions) -> dict:
     results = dict(format=RESULTS_FORMAT, config=opts.config, checkpoint=opts.checkpoint,
                    layer=layer, num_images=num_images, num_channels_total=num_total,
                    class_names=list(model.dataset_meta['classes']),
-                   regions=validate_region_specs(opts.regions),
+                   regions=checked.region_names,
                    fingerprint=fingerprint, test_design=design.to_dict(),
                    ranking_source=source, settings=list(done.values()))
+    run = AttackRun(opts, split, dataloader, num_total, results, checkpoint_sha)
     overlay = _overlay_request(settings, num_total, opts.num_overlays) \
         if opts.show_dir else None
     rounds = draw_round_sizes(design.max_draws, first_round_size(opts.seeds, design))
@@ -293,8 +282,7 @@ def _run_attack_claimed(opts: AttackOptions) -> dict:
                 # Its settings are done (a resume adding draws): the panels on disk stand, or
                 # _render_missing_overlays draws them; a sweep without them would record none.
                 overlay = None
-            per_image = _sweep(opts, split, dataloader, pending, num_total, ranking, overlay,
-                               results, results_path, ranking_path, checkpoint_sha, per_image,
+            per_image = _sweep(run, pending, ranking, overlay, per_image,
                                identify_anyway=other_ranking is not None)
             overlay = None  # drawn with the first pass only
             if ranking is None and osp.exists(ranking_path):
@@ -310,7 +298,7 @@ def _run_attack_claimed(opts: AttackOptions) -> dict:
         print_log(f'primary tests undecided after {len(draws)} random draws at N={primary_n}: '
                   f'drawing up to {next_size} (sequential, at most {design.max_draws}).', logger)
         settings += primary_draws(settings, primary_n, next_size)
-    _render_missing_overlays(opts, split, dataloader, settings, num_total, ranking, results)
+    _render_missing_overlays(run, settings, ranking)
     results['settings'] = _ordered(results['settings'], settings)
     # Every process computes the same statistics from the same gathered counts; only rank 0
     # writes them.
@@ -336,72 +324,45 @@ def _run_attack_claimed(opts: AttackOptions) -> dict:
     return results
 
 
-def _attack_regions(attack_region: Union[str, Sequence[str]]) -> list[str]:
-    regions = [attack_region] if isinstance(attack_region, str) else list(attack_region)
-    if not regions:
-        raise ValueError('--attack-region needs at least one ranking order, e.g. overall.')
-    return list(dict.fromkeys(regions))
-
-
 def _ordered(finished: list[dict], settings: list[AttackSetting]) -> list[dict]:
     order = {s.key: i for i, s in enumerate(settings)}
     return sorted(finished, key=lambda s: order.get(s['key'], len(order)))
 
 
-def _sweep(opts, split, dataloader, pending, num_total, ranking, overlay, results,
-           results_path, ranking_path, checkpoint_sha, previous_per_image,
+def _sweep(run: AttackRun, pending, ranking, overlay, previous_per_image,
            identify_anyway: bool = False) -> PerImageCounts:
-    model = split.model
-    class_names = results['class_names']
-    region_names = results['regions']
-    rank = dist.get_rank()
-
-    def on_pass_done(state, finished):
-        # Identified in this run: replace any ranking.json an earlier run left in the work
-        # dir, or a later --resume would pair these results with that stale ranking.
-        if state.ranking is not None and ranking is None and rank == 0:
-            state.ranking.save(ranking_path)
-        for setting in finished:
-            flat, per_class = summarize_confusion(state.confusions[setting.key],
-                                                  region_names, class_names)
-            results['settings'].append(dict(
-                setting.to_dict(), key=setting.key, metrics=flat, per_class=per_class))
-        if rank == 0:  # counts first: a setting in results.json always has its counts
-            # state.per_image holds every pass of this run; the earlier run's settings add on
-            state.per_image.merged(previous_per_image).save(
-                per_image_path(opts.work_dir), run_sha256=run_sha256(results['fingerprint']))
-            write_json_atomic(results_path, results)
-
-    ranking_info = dict(config=osp.basename(opts.config), checkpoint_sha256=checkpoint_sha,
-                        num_classes=len(class_names),
-                        identified_on=ranking_provenance(results['fingerprint']))
+    """One sweep over ``pending``; each pass it finishes is recorded by ``run``."""
+    run.ranking, run.previous_per_image = ranking, previous_per_image
+    model = run.split.model
     ignore_index = getattr(model.decode_head, 'ignore_index', 255)
-    state = run_sweep(split, dataloader, pending, num_total, opts.regions, len(class_names),
-                      ignore_index, ranking=ranking, ablation=opts.ablation,
+    state = run_sweep(run.split, run.dataloader, pending, run.num_total, run.opts.regions,
+                      len(run.results['class_names']), ignore_index, ranking=ranking,
+                      ablation=run.opts.ablation,
                       identify=ranking is None and (identify_anyway or any(
                           s.mode == TARGETED for s in pending)),
-                      overlay=overlay, ranking_info=ranking_info, on_pass_done=on_pass_done,
-                      progress=opts.progress)
+                      overlay=overlay, ranking_info=run.ranking_info(),
+                      on_pass_done=run.record_pass, progress=run.opts.progress)
     if overlay is not None:
-        written = _write_overlays(opts.show_dir, overlay, ignore_index, model)
-        if rank == 0:
-            write_overlay_manifest(opts.work_dir, opts.show_dir, written, overlay)
+        written = _write_overlays(run.opts.show_dir, overlay, ignore_index, model)
+        if dist.get_rank() == 0:
+            write_overlay_manifest(run.opts.work_dir, run.opts.show_dir, written, overlay)
     return state.per_image.merged(previous_per_image)
 
 
-def _render_missing_overlays(opts, split, dataloader, settings, num_total, ranking,
-                             results) -> None:
+def _render_missing_overlays(run: AttackRun, settings, ranking) -> None:
     """Draw the overlays a finished run lacks (killed after results.json, before them)."""
-    overlay = _overlay_request(settings, num_total, opts.num_overlays) \
+    opts, split = run.opts, run.split
+    overlay = _overlay_request(settings, run.num_total, opts.num_overlays) \
         if opts.show_dir else None
     if overlay is None or overlays_up_to_date(opts.work_dir, opts.show_dir, overlay):
         return
     print_log('overlays missing from the work dir: rendering them.', 'current')
     ignore_index = getattr(split.model.decode_head, 'ignore_index', 255)
     shown = [overlay.clean, overlay.targeted, overlay.random]
-    run_sweep(split, dataloader, shown, num_total, opts.regions, len(results['class_names']),
-              ignore_index, ranking=ranking, ablation=opts.ablation, identify=ranking is None,
-              overlay=overlay, progress=opts.progress, record_per_image=False)
+    run_sweep(split, run.dataloader, shown, run.num_total, opts.regions,
+              len(run.results['class_names']), ignore_index, ranking=ranking,
+              ablation=opts.ablation, identify=ranking is None, overlay=overlay,
+              progress=opts.progress, record_per_image=False)
     written = _write_overlays(opts.show_dir, overlay, ignore_index, split.model)
     if dist.get_rank() == 0:
         write_overlay_manifest(opts.work_dir, opts.show_dir, written, overlay)

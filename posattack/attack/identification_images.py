@@ -75,7 +75,7 @@ def held_out_loader(cfg, split: str, test_dataset, batch_size: Optional[int]):
     return loader
 
 
-def identify_held_out(model, loader, layer: str, split: str, num_scored: int,
+def identify_held_out(model, loader, layer, split: str, num_scored: int,
                       max_images: Optional[int], model_info: dict,
                       progress: bool = True) -> ChannelRanking:
     """The ranking from the held-out ``loader`` (:func:`held_out_loader`), its images recorded

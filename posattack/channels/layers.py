@@ -77,7 +77,7 @@ def parse_layer_name(name: str) -> tuple[str, Optional[int]]:
     return path, index
 
 
-def _num_outputs_hint(model: nn.Module, module_path: str) -> Optional[int]:
+def num_outputs_hint(model: nn.Module, module_path: str) -> Optional[int]:
     """How many tensors a backbone/neck returns, when its config says so (else None)."""
     module = getattr(model, module_path, None)
     if module is None:
@@ -105,7 +105,7 @@ def list_layer_names(model: nn.Module) -> list[str]:
     names: list[str] = []
     for top in ('backbone', 'neck'):
         if isinstance(getattr(model, top, None), nn.Module):
-            count = _num_outputs_hint(model, top)
+            count = num_outputs_hint(model, top)
             if count is not None:
                 names.extend(f'{top}:{i}' for i in range(count))
                 names.append(f'{top}:-1')
@@ -175,7 +175,7 @@ def default_layer(model: nn.Module) -> str:
         raise ValueError(
             f'Cannot pick a default layer: {type(model).__name__} has no decode_head.in_index. '
             f'Name the layer explicitly, e.g. layer="{top}:-1".')
-    count = _num_outputs_hint(model, top)
+    count = num_outputs_hint(model, top)
     if isinstance(in_index, (list, tuple)):
         if not in_index:
             raise ValueError('decode_head.in_index is an empty list; name the layer explicitly.')

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from ..utils.fileio import write_text_atomic
-from .ranking_files import _authors_files, _guess_format, _read_json, _region_from_filename
+from .ranking_files import authors_files, guess_format, read_ranking_json, region_from_filename
 
 __all__ = [
     'AUTHORS_LAYER', 'ChannelRanking', 'FLIP_DIFFERENCE_RULES', 'FORMAT_TAG', 'order_by_score',
@@ -346,7 +346,7 @@ class ChannelRanking:
             ChannelRanking.load('configs/paper/authors_rankings', format='authors')
         """
         if format == 'auto':
-            format = _guess_format(path)
+            format = guess_format(path)
         if format == 'authors':
             return cls._load_authors(path, layer=layer or AUTHORS_LAYER)
         if format != 'posattack':
@@ -360,7 +360,7 @@ class ChannelRanking:
             raise ValueError(
                 f"{path} is a directory; a posattack ranking is one JSON file (for the "
                 f"authors' directory of files pass format='authors').")
-        data = _read_json(path)
+        data = read_ranking_json(path)
         ranking = cls.from_dict(data, source=str(path))
         if layer is not None:
             ranking.layer = layer
@@ -369,11 +369,11 @@ class ChannelRanking:
     @classmethod
     def _load_authors(cls, path: Union[PathLike, Sequence[PathLike]],
                       layer: str) -> 'ChannelRanking':
-        files = _authors_files(path)
+        files = authors_files(path)
         orders: dict[str, list[int]] = {}
         origin: dict[str, str] = {}
         for file in files:
-            data = _read_json(file)
+            data = read_ranking_json(file)
             if not (isinstance(data, dict) and len(data) == 1
                     and isinstance(next(iter(data.values())), list)):
                 raise ValueError(
@@ -381,7 +381,7 @@ class ChannelRanking:
                     f"list of channel ids).")
             key, order = next(iter(data.items()))
             # Their right-hand file carries the key "left" too: the file name is the reliable part.
-            region = _region_from_filename(file.name) or str(key)
+            region = region_from_filename(file.name) or str(key)
             if region in orders:
                 raise ValueError(
                     f'Two files give the {region!r} order: {origin[region]} and {file.name}.')

@@ -5,38 +5,31 @@ A posattack ranking is one JSON file with a ``format`` tag; the authors' release
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from ..utils.fileio import read_json
+
 PathLike = Union[str, os.PathLike]
 
 
-def _guess_format(path: Union[PathLike, Sequence[PathLike]]) -> str:
+def guess_format(path: Union[PathLike, Sequence[PathLike]]) -> str:
     if isinstance(path, (list, tuple)) or Path(path).is_dir():
         return 'authors'
-    data = _read_json(Path(path))
+    data = read_ranking_json(Path(path))
     return 'posattack' if isinstance(data, dict) and 'format' in data else 'authors'
 
 
-def _read_json(path: Path) -> Any:
-    if not path.is_file():
-        raise FileNotFoundError(f'Ranking file not found: {path}')
-    try:
-        with open(path, encoding='utf-8') as handle:
-            return json.load(handle)
-    except json.JSONDecodeError as error:
-        raise ValueError(f'{path}: not valid JSON ({error}).') from None
-    except UnicodeDecodeError:  # binary junk: the codec's message would not name the file
-        raise ValueError(f'{path}: not a ranking file (binary content, not UTF-8 JSON); pass '
-                         'the ranking JSON that tools/identify.py or tools/attack.py '
-                         'wrote.') from None
+def read_ranking_json(path: Path) -> Any:
+    """The JSON of a ranking file (utils.fileio's reader, with the ranking's fix)."""
+    return read_json(path, 'ranking file', 'pass the ranking JSON that tools/identify.py or '
+                     'tools/attack.py wrote.')
 
 
-def _authors_files(path: Union[PathLike, Sequence[PathLike]]) -> list[Path]:
+def authors_files(path: Union[PathLike, Sequence[PathLike]]) -> list[Path]:
     if isinstance(path, (list, tuple)):
         files = [Path(p) for p in path]
     else:
@@ -58,6 +51,6 @@ def _authors_files(path: Union[PathLike, Sequence[PathLike]]) -> list[Path]:
 _REGION_PREFIX = re.compile(r'^(left|right|top|bottom)[_\-.]', re.IGNORECASE)
 
 
-def _region_from_filename(name: str) -> Optional[str]:
+def region_from_filename(name: str) -> Optional[str]:
     match = _REGION_PREFIX.match(name)
     return match.group(1).lower() if match else None

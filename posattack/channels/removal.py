@@ -22,7 +22,7 @@ from torch import nn
 from .ablations import Ablation, ChannelStatistics, ablation_names, get_ablation
 from .layers import (LayerRef, default_layer, replace_output, resolve_layer, select_output,
                      unwrap_model)
-from .selection import _channel_index, _check_channel_ids
+from .selection import channel_index, check_channel_ids
 
 __all__ = ['ChannelRemoval', 'ChannelStatistics', 'replace_channels']
 
@@ -105,7 +105,7 @@ def replace_channels(tensor: torch.Tensor, channels: Sequence[int],
     if not isinstance(tensor, torch.Tensor) or tensor.dim() < 2:
         got = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
         raise ValueError(f'replace_channels expects a tensor of shape (B, C, ...), got {got}.')
-    index = _channel_index(channels, tensor.shape[1], tensor.device)
+    index = channel_index(channels, tensor.shape[1], tensor.device)
     return _replace_by_index(tensor, index, ablation, means)
 
 
@@ -148,7 +148,7 @@ class ChannelRemoval:
             self.channels: Optional[list[int]] = None
         else:
             self._resolver = None
-            self.channels = _check_channel_ids(channels)
+            self.channels = check_channel_ids(channels)
         self.num_calls = 0
         self._index_cache: dict[tuple[int, torch.device], torch.Tensor] = {}
         self._handle = None
@@ -160,10 +160,10 @@ class ChannelRemoval:
 
     def _index_for(self, num_total: int, device: torch.device) -> torch.Tensor:
         if self.channels is None:
-            self.channels = _check_channel_ids(self._resolver(num_total))
+            self.channels = check_channel_ids(self._resolver(num_total))
         key = (num_total, device)
         if key not in self._index_cache:
-            self._index_cache[key] = _channel_index(self.channels, num_total, device)
+            self._index_cache[key] = channel_index(self.channels, num_total, device)
         return self._index_cache[key]
 
     def _hook(self, module: nn.Module, inputs: Any, output: Any) -> Any:

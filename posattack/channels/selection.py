@@ -35,7 +35,7 @@ def is_integer_at_least(value: Any, minimum: int) -> bool:
     return value >= minimum
 
 
-def _check_channel_ids(channels: Iterable[int]) -> list[int]:
+def check_channel_ids(channels: Iterable[int]) -> list[int]:
     """Channel ids as Python ints, after checking each is a non-negative integer."""
     if isinstance(channels, torch.Tensor):
         channels = channels.flatten().tolist()
@@ -54,9 +54,9 @@ def _check_channel_ids(channels: Iterable[int]) -> list[int]:
     return ids
 
 
-def _channel_index(channels: Iterable[int], num_total: int, device: torch.device) -> torch.Tensor:
+def channel_index(channels: Iterable[int], num_total: int, device: torch.device) -> torch.Tensor:
     """Channel ids as a LongTensor, after checking each lies in 0..num_total-1."""
-    ids = _check_channel_ids(channels)
+    ids = check_channel_ids(channels)
     bad = [c for c in ids if c >= num_total]
     if bad:
         raise IndexError(f'Channel ids {bad[:10]} are out of range: the tensor has C={num_total} '
@@ -106,7 +106,7 @@ def validate_selection_args(mode: str,
         if num_channels is not None or fraction is not None:
             raise ValueError("mode='explicit' takes its channels from channels=[...]; set "
                              "num_channels=None and fraction=None.")
-        ids = _check_channel_ids(channels)
+        ids = check_channel_ids(channels)
         if len(set(ids)) != len(ids):
             duplicates = sorted({c for c in ids if ids.count(c) > 1})
             raise ValueError(
@@ -170,8 +170,8 @@ def select_channels(mode: str,
             'ranking '
             f'was made for.')
     if mode == EXPLICIT:
-        ids = _check_channel_ids(channels)
-        _channel_index(ids, num_total, torch.device('cpu'))
+        ids = check_channel_ids(channels)
+        channel_index(ids, num_total, torch.device('cpu'))
         return ids
     count = count_from_fraction(fraction, num_total) if fraction is not None else int(num_channels)
     if count > num_total:

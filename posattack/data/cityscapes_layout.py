@@ -2,10 +2,7 @@
 output folder (refused unless empty or an earlier generation) and the size limits."""
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 # Real Cityscapes city names, so the file names look exactly like the dataset's.
@@ -32,14 +29,7 @@ def cityscapes_stem(city: str, index: int) -> str:
     return f'{city}_{index:06d}_{FRAME_NUMBER:06d}'
 
 
-def _write_json_atomic(path: Path, content: dict) -> None:
-    fd, tmp_path = tempfile.mkstemp(dir=str(path.parent), suffix='.json.tmp')
-    with os.fdopen(fd, 'w') as handle:
-        json.dump(content, handle, indent=2)
-    os.replace(tmp_path, str(path))
-
-
-def _prepare_output_dir(out_dir: Path) -> None:
+def prepare_output_dir(out_dir: Path) -> None:
     """Refuse to write into a directory that holds anything but an earlier generation;
     clear an earlier generation so that no stale image outlives a smaller new one."""
     if out_dir.exists() and not out_dir.is_dir():
@@ -55,7 +45,7 @@ def _prepare_output_dir(out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
 
 
-def _check_arguments(num_train, num_val, size) -> tuple[int, int]:
+def check_arguments(num_train, num_val, size) -> tuple[int, int]:
     for name, value in (('num_train', num_train), ('num_val', num_val)):
         if int(value) != value or value < 0:
             raise ValueError(f'{name} must be a non-negative integer, got {value!r}')

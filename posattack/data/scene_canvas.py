@@ -1,6 +1,6 @@
 """Painting a synthetic scene: an RGB image, its labelIds and its instanceIds kept in step.
 
-:class:`_Canvas` paints the three maps together, so that they always agree; the noise and
+:class:`Canvas` paints the three maps together, so that they always agree; the noise and
 colour helpers give the deliberately shared textures of :mod:`posattack.data.synthetic`.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 from .cityscapes_labels import ID_HAS_INSTANCES
 
 
-class _Canvas:
+class Canvas:
     """An RGB float image, its labelIds map and which object owns each pixel, painted
     together so that they always agree."""
 
@@ -49,12 +49,12 @@ class _Canvas:
         self.paint(mask.astype(bool), label_id, colour)
 
 
-def _noise_field(rng: np.random.Generator, height: int, width: int, cell: int) -> np.ndarray:
+def noise_field(rng: np.random.Generator, height: int, width: int, cell: int) -> np.ndarray:
     """Smooth noise in [-1, 1]: a coarse random grid upsampled bilinearly."""
     coarse = rng.uniform(-1, 1, (max(2, height // cell + 2), max(2, width // cell + 2)))
     return cv2.resize(coarse.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
 
 
-def _grey_colour(rng: np.random.Generator, low: float, high: float, tint: float) -> np.ndarray:
+def grey_colour(rng: np.random.Generator, low: float, high: float, tint: float) -> np.ndarray:
     level = rng.uniform(low, high)
     return np.clip(level + rng.uniform(-tint, tint, 3), 0, 255).astype(np.float32)

@@ -13,14 +13,14 @@ import cv2
 import numpy as np
 
 from .cityscapes_labels import NAME_TO_ID
-from .scene_canvas import _grey_colour
+from .scene_canvas import grey_colour
 
 POLE, TRAFFIC_LIGHT, TRAFFIC_SIGN, VEGETATION = (NAME_TO_ID[n] for n in (
     'pole', 'traffic light', 'traffic sign', 'vegetation'))
 PERSON, CAR, STATIC = (NAME_TO_ID[n] for n in ('person', 'car', 'static'))
 
 
-class _ObjectPainter:
+class ObjectPainter:
     """Mixed into the scene sampler, which provides ``rng``, ``canvas``, ``width``,
     ``height`` and the geometry (``pixels_per_metre``, ``ground_row``, ``column``)."""
 
@@ -70,7 +70,7 @@ class _ObjectPainter:
             # Signs and lights hang at 2.5-3.5 m, where a driver sees them; lamps are taller.
             pole_height = rng.uniform(5.0, 7.0) if kind == 'lamp' else rng.uniform(2.4, 3.3)
             self._rectangle(self._box(lateral, depth, 0.25, 0, pole_height), POLE,
-                            _grey_colour(rng, 100, 150, 5))
+                            grey_colour(rng, 100, 150, 5))
             if kind == 'sign':
                 face = [(230, 200, 30), (235, 235, 235), (40, 80, 200), (200, 40, 40)][
                     rng.integers(4)]

@@ -31,13 +31,12 @@ from typing import Union
 import cv2
 import numpy as np
 
-from ..utils.fileio import write_image_atomic
+from ..utils.fileio import write_image_atomic, write_json_atomic
 from .cityscapes_labels import ID_TO_COLOR, ID_TO_TRAINID, IGNORE_INDEX, NAME_TO_ID, TRAINID_TO_NAME
 from .cityscapes_layout import (CITIES, FRAME_NUMBER, MARKER_FILE, MIN_SIZE,  # noqa: F401
-                                SPLIT_CODES, _check_arguments, _prepare_output_dir,
-                                _write_json_atomic, cityscapes_stem)
-from .scene_canvas import _Canvas, _grey_colour, _noise_field
-from .scene_objects import _ObjectPainter
+                                SPLIT_CODES, check_arguments, cityscapes_stem, prepare_output_dir)
+from .scene_canvas import Canvas, grey_colour, noise_field
+from .scene_objects import ObjectPainter
 
 ROAD, SIDEWALK, BUILDING, WALL, FENCE = (NAME_TO_ID[n] for n in (
     'road', 'sidewalk', 'building', 'wall', 'fence'))
@@ -46,7 +45,7 @@ TERRAIN, SKY, EGO_VEHICLE = (NAME_TO_ID[n] for n in ('terrain', 'sky', 'ego vehi
 CAMERA_HEIGHT = 1.4  # metres; a pixel row d below the horizon sees the ground d/1.4 px per m
 
 
-class _SceneSampler(_ObjectPainter):
+class _SceneSampler(ObjectPainter):
     """Draws one street scene. Geometry is a pinhole camera at CAMERA_HEIGHT above a flat
     ground: a ground point at lateral offset X (metres, right positive) seen on the pixel row
     d = y - horizon lies at column x = vanishing_x + X * d / CAMERA_HEIGHT."""
@@ -55,7 +54,7 @@ class _SceneSampler(_ObjectPainter):
                  side_free: bool = False):
         self.rng, self.height, self.width = rng, height, width
         self.side_free = side_free
-        self.canvas = _Canvas(height, width)
+        self.canvas = Canvas(height, width)
         self.horizon = height * rng.uniform(0.36, 0.46)
         self.vanishing_x = width * rng.uniform(0.45, 0.55)
         self.focal = float(width)  # pixels; depth Z = focal * CAMERA_HEIGHT / d
@@ -69,11 +68,11 @@ class _SceneSampler(_ObjectPainter):
         self.xs, self.ys = xs + 0.5, ys + 0.5
         self.row_below_horizon = self.ys - self.horizon
         # Shared looks: the ambiguity the network must resolve by position.
-        self.sky_road_colour = _grey_colour(rng, 95, 175, 12)
+        self.sky_road_colour = grey_colour(rng, 95, 175, 12)
         self.verge_colour = self._verge_colour()
-        self.texture = _noise_field(rng, height, width, max(2, width // 32))
+        self.texture = noise_field(rng, height, width, max(2, width // 32))
         self.grain = rng.normal(0, 1, (height, width)).astype(np.float32)
-        self.plaster = _noise_field(rng, height, width, max(2, width // 64))
+        self.plaster = noise_field(rng, height, width, max(2, width // 64))
         if side_free:
             # Drawn after everything above, so that the default scenes keep their bytes.
             self._draw_side_free_layout()
@@ -205,7 +204,7 @@ class _SceneSampler(_ObjectPainter):
                 low, high = (6.0, 16.0) if label_id == BUILDING else (1.5, 4.0)
             blocks = self._street_segments(low, high, gap_probability=gaps)
             self._paint_plane(side, plane, blocks, label_id,
-                              [_grey_colour(self.rng, 80, 200, 25) for _ in blocks])
+                              [grey_colour(self.rng, 80, 200, 25) for _ in blocks])
 
     def paint_fence(self) -> None:
         """Sometimes a fence in front of the facades, on either side."""
@@ -265,7 +264,7 @@ class _SceneSampler(_ObjectPainter):
         bonnet = self.height * self.rng.uniform(0.05, 0.09)
         bulge = 1 - 0.5 * ((self.xs - self.width / 2) / (self.width / 2)) ** 2
         mask = self.ys > self.height - bonnet * bulge
-        self.canvas.paint(mask, EGO_VEHICLE, _grey_colour(self.rng, 20, 50, 5))
+        self.canvas.paint(mask, EGO_VEHICLE, grey_colour(self.rng, 20, 50, 5))
 
     def render(self) -> tuple[np.ndarray, np.ndarray]:
         rgb, label, _ = self.render_with_instances()
@@ -297,7 +296,7 @@ def render_street_scene(rng: np.random.Generator, height: int, width: int,
 def render_street_scene_with_instances(rng: np.random.Generator, height: int, width: int,
                                        side_free: bool = False
                                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One scene and its Cityscapes instanceIds (H, W) uint16 (see _Canvas.instance_ids)."""
+    """One scene and its Cityscapes instanceIds (H, W) uint16 (see Canvas.instance_ids)."""
     return _SceneSampler(rng, height, width, side_free).render_with_instances()
 
 
@@ -327,14 +326,14 @@ def generate_cityscapes(out_dir: Union[str, os.PathLike], num_train: int, num_va
         # then: CityscapesDataset(data_root=info['root'], data_prefix=dict(
         #     img_path='leftImg8bit/val', seg_map_path='gtFine/val'), pipeline=[...])
     """
-    height, width = _check_arguments(num_train, num_val, size)
+    height, width = check_arguments(num_train, num_val, size)
     root = Path(out_dir)
-    _prepare_output_dir(root)
+    prepare_output_dir(root)
     # The marker goes first, so that an interrupted generation can simply be run again.
     marker = dict(generator='posattack.synthetic.generate_cityscapes', num_train=int(num_train),
                   num_val=int(num_val), size=[height, width], seed=int(seed),
                   side_free=bool(side_free))
-    _write_json_atomic(root / MARKER_FILE, dict(marker, complete=False))
+    write_json_atomic(str(root / MARKER_FILE), dict(marker, complete=False))
     class_pixels = {}
     files = {}
     for split, count in (('train', int(num_train)), ('val', int(num_val))):
@@ -376,6 +375,6 @@ def generate_cityscapes(out_dir: Union[str, os.PathLike], num_train: int, num_va
         'classes_present': {split: [name for name in TRAINID_TO_NAME if pixels[name] > 0]
                             for split, pixels in class_pixels.items()},
     }
-    _write_json_atomic(root / MARKER_FILE, dict(marker, complete=True))
+    write_json_atomic(str(root / MARKER_FILE), dict(marker, complete=True))
     info['files'] = files
     return info

@@ -27,7 +27,7 @@ REGIONS = Registry('posattack region')
 
 # Optional ``names(**kwargs) -> list[str]`` per type: says the names without an image size
 # (and checks the arguments). Types without one are probed on a small image.
-_NAMES_FUNCS: dict[str, Callable[..., list[str]]] = {}
+NAMES_FUNCS: dict[str, Callable[..., list[str]]] = {}
 
 
 def register_region(name: str, names: Optional[Callable[..., list[str]]] = None,
@@ -45,16 +45,16 @@ def register_region(name: str, names: Optional[Callable[..., list[str]]] = None,
     def decorator(func: Callable) -> Callable:
         REGIONS.register_module(name=name, module=func, force=force)
         if names is not None:
-            _NAMES_FUNCS[name] = names
+            NAMES_FUNCS[name] = names
         else:
-            _NAMES_FUNCS.pop(name, None)
+            NAMES_FUNCS.pop(name, None)
         return func
 
     return decorator
 
 
 # ----------------------------------------------------------------------------- spec checks
-def _check_count(value, what: str, maximum: Optional[int] = None) -> int:
+def check_count(value, what: str, maximum: Optional[int] = None) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f'{what} must be a positive integer, got {value!r}.')
     if maximum is not None and value > maximum:
@@ -63,6 +63,6 @@ def _check_count(value, what: str, maximum: Optional[int] = None) -> int:
     return int(value)
 
 
-def _split(length: int, parts: int) -> np.ndarray:
+def split_bounds(length: int, parts: int) -> np.ndarray:
     """Integer bounds splitting [0, length) into `parts` near-equal spans."""
     return (np.arange(parts + 1) * length) // parts

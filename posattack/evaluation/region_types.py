@@ -12,7 +12,7 @@ from typing import Optional
 import mmcv
 import numpy as np
 
-from .region_registry import _check_count, _split, register_region
+from .region_registry import check_count, register_region, split_bounds
 
 # Bounds checked when the specs are read, before any mask exists: a region costs an
 # (H, W) mask per image and a (K, K) confusion per setting, so 1000x1000 cells would ask for
@@ -71,12 +71,12 @@ def halves_regions(height: int, width: int) -> dict[str, np.ndarray]:
 
 
 def _border_names(bands: int = 4) -> list[str]:
-    return [f'band_{k}' for k in range(_check_count(bands, 'border "bands"', MAX_BORDER_BANDS))]
+    return [f'band_{k}' for k in range(check_count(bands, 'border "bands"', MAX_BORDER_BANDS))]
 
 
 @register_region('border', names=_border_names)
 def border_bands(height: int, width: int, bands: int = 4) -> dict[str, np.ndarray]:
-    bands = _check_count(bands, 'border "bands"', MAX_BORDER_BANDS)
+    bands = check_count(bands, 'border "bands"', MAX_BORDER_BANDS)
     max_distance = (min(height, width) - 1) // 2
     if bands > max_distance + 1:
         raise ValueError(f'border bands={bands} on a {height}x{width} image: only '
@@ -99,7 +99,7 @@ def _frame_thickness(thickness, height: Optional[int] = None, width: Optional[in
         if height is None:
             return None
         return max(1, int(round(thickness * min(height, width))))
-    return _check_count(thickness, 'frame "thickness" (pixels)')
+    return check_count(thickness, 'frame "thickness" (pixels)')
 
 
 def _frame_names(thickness) -> list[str]:
@@ -118,8 +118,8 @@ def frame_regions(height: int, width: int, thickness) -> dict[str, np.ndarray]:
 
 
 def _grid_names(rows: int = 3, cols: int = 3) -> list[str]:
-    rows = _check_count(rows, 'grid "rows"', MAX_GRID_SIDE)
-    cols = _check_count(cols, 'grid "cols"', MAX_GRID_SIDE)
+    rows = check_count(rows, 'grid "rows"', MAX_GRID_SIDE)
+    cols = check_count(cols, 'grid "cols"', MAX_GRID_SIDE)
     return [f'cell_{r}_{c}' for r in range(rows) for c in range(cols)]
 
 
@@ -129,7 +129,7 @@ def grid_cells(height: int, width: int, rows: int = 3, cols: int = 3) -> dict[st
     if rows > height or cols > width:
         raise ValueError(f'grid {rows}x{cols} on a {height}x{width} image would have empty '
                          f'cells; use at most {height} rows and {width} cols.')
-    row_bounds, col_bounds = _split(height, rows), _split(width, cols)
+    row_bounds, col_bounds = split_bounds(height, rows), split_bounds(width, cols)
     cells = {}
     for r in range(rows):
         for c in range(cols):

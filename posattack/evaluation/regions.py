@@ -55,7 +55,7 @@ from typing import Optional, Union
 import numpy as np
 
 from . import region_types  # noqa: F401  registers the built-in types
-from .region_registry import _NAMES_FUNCS, REGIONS, RegionSpec, _check_count, register_region
+from .region_registry import NAMES_FUNCS, REGIONS, RegionSpec, check_count, register_region
 
 __all__ = [
     'REGIONS', 'RegionLayout', 'RegionSpec', 'build_region_layout', 'build_region_masks',
@@ -107,8 +107,8 @@ def _names_of(spec: dict) -> list[str]:
     region_type = spec['type']
     kwargs = _spec_kwargs(spec)
     _bind_kwargs(region_type, kwargs)
-    if region_type in _NAMES_FUNCS:
-        names = list(_NAMES_FUNCS[region_type](**kwargs))
+    if region_type in NAMES_FUNCS:
+        names = list(NAMES_FUNCS[region_type](**kwargs))
     else:
         try:
             names = list(_call_region(spec, *_PROBE_SIZE).keys())
@@ -304,7 +304,7 @@ def build_region_layout(specs: Union[RegionSpec, Sequence[RegionSpec]], height: 
     """The cached :class:`RegionLayout` of `specs` on a `height` x `width` image."""
     if isinstance(specs, (str, dict)):
         specs = [specs]
-    height, width = _check_count(height, 'height'), _check_count(width, 'width')
+    height, width = check_count(height, 'height'), check_count(width, 'width')
     return _cached_layout(_SpecsKey(specs), height, width)
 
 

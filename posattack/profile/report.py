@@ -27,7 +27,7 @@ from matplotlib.figure import Figure
 
 from ..channels.modes import CLEAN, RANDOM, TARGETED
 from ..report.plots import save_figure
-from ..report.statistics_markdown import _ci, _num, _p, _table
+from ..report.statistics_markdown import fmt_ci, fmt_num, fmt_p, markdown_table
 from ..utils.fileio import write_text_atomic
 from .concentration import DEFAULT_SHARE_FRACTIONS, share_key
 
@@ -186,7 +186,7 @@ def concentration_table(profile: Mapping[str, Any]) -> list[str]:
             cells += [_share(values[share_key(f)]) for f in DEFAULT_SHARE_FRACTIONS]
             cells.append(_share(values['gini']))
         rows.append(cells + ['head' if row['path'] == 'fast' else 'next stage (hook)'])
-    return _table(header, rows)
+    return markdown_table(header, rows)
 
 
 def attack_table(profile: Mapping[str, Any]) -> list[str]:
@@ -200,12 +200,12 @@ def attack_table(profile: Mapping[str, Any]) -> list[str]:
             draws = entry.get('targeted_vs_random_draws', {})
             pc = entry.get('periphery_minus_center_targeted', {})
             rows.append([f'`{row["layer"]}`', f'{entry["num_channels"]}/{row["num_channels"]}',
-                         _num((entry.get('targeted_drop') or {}).get('estimate')),
-                         _num((entry.get('random_drop') or {}).get('estimate')),
-                         f'{_num(gap.get("estimate"), sign=True)} {_ci(gap.get("ci95"))}',
-                         _p(draws.get('p_value')), gap.get('verdict', 'not computed'),
-                         f'{_num(pc.get("estimate"), sign=True)} {_ci(pc.get("ci95"))}'])
-    return _table(header, rows)
+                         fmt_num((entry.get('targeted_drop') or {}).get('estimate')),
+                         fmt_num((entry.get('random_drop') or {}).get('estimate')),
+                         f'{fmt_num(gap.get("estimate"), sign=True)} {fmt_ci(gap.get("ci95"))}',
+                         fmt_p(draws.get('p_value')), gap.get('verdict', 'not computed'),
+                         f'{fmt_num(pc.get("estimate"), sign=True)} {fmt_ci(pc.get("ci95"))}'])
+    return markdown_table(header, rows)
 
 
 def profile_markdown(profile: Mapping[str, Any], plots: Mapping[str, str]) -> str:

@@ -53,8 +53,7 @@ from mmengine import dist
 from mmengine.logging import MMLogger, print_log
 from mmengine.utils import ProgressBar
 
-from ..attack.experiment import (RESULTS_FORMAT, RemovalRunOptions, ResumeMismatchError,
-                                 build_test_dataloader, file_sha256)
+from ..attack.experiment import RESULTS_FORMAT, RemovalRunOptions, ResumeMismatchError
 from ..attack.prefix_replay import PrefixReplaySplit
 from ..attack.settings import build_settings
 from ..attack.sweep import run_sweep
@@ -62,6 +61,7 @@ from ..channels.forward import forward_to_layer
 from ..channels.layers import capture, resolve_layer, unwrap_model
 from ..channels.modes import TARGETED
 from ..channels.ranking import ChannelRanking, resolve_channel_count
+from ..data.dataloader import build_test_dataloader
 from ..evaluation.metric import summarize_confusion
 from ..evaluation.regions import validate_region_specs
 from ..identify.flip_difference import FlipDifferenceAccumulator
@@ -70,7 +70,7 @@ from ..report.markdown import write_markdown_report, write_report
 from ..report.per_image import PerImageCounts, per_image_path
 from ..report.results import write_results_csv
 from ..report.significance import build_statistics
-from ..utils.fileio import read_json, write_json_atomic
+from ..utils.fileio import file_sha256, read_json, write_json_atomic
 from .concentration import DEFAULT_SHARE_FRACTIONS, concentration
 from .depth_layers import check_layers_read, depth_layers, first_batch_inputs
 

@@ -19,9 +19,9 @@ from ..channels.modes import CLEAN, RANDOM
 from ..channels.ranking_comparison import comparison_markdown
 from ..utils.fileio import write_json_atomic, write_text_atomic
 from .plots import plot_class_drop_heatmap, plot_iou_vs_border_distance, plot_miou_vs_channels
-from .results import (PAPER_REGIONS, _clean_group, _fmt_stat, aggregate, border_bands,
-                      compare_targeted_random, group_miou, present_regions, region_drops,
-                      setting_label, validate_results, write_results_csv)
+from .results import (PAPER_REGIONS, aggregate, border_bands, clean_group, compare_targeted_random,
+                      format_stat, group_miou, present_regions, region_drops, setting_label,
+                      validate_results, write_results_csv)
 from .statistics_markdown import tests_markdown
 
 
@@ -86,7 +86,7 @@ def build_markdown_report(results: Mapping[str, Any],
                           report_path: str = 'report.md') -> str:
     """The Markdown text of :func:`write_markdown_report` (links relative to report_path)."""
     groups = aggregate(results)
-    clean = _clean_group(groups)
+    clean = clean_group(groups)
     random_groups = [g for g in groups.values() if g['mode'] == RANDOM]
     seed_counts = sorted({g['num_settings'] for g in random_groups})
     if len(seed_counts) == 1:
@@ -116,7 +116,7 @@ def build_markdown_report(results: Mapping[str, Any],
     lines += ['## mIoU per region', '']
     if regions:
         rows = [[setting_label(g), str(g['num_channels'])]
-                + [_fmt_stat(group_miou(g, r)) for r in regions] for g in groups.values()]
+                + [format_stat(group_miou(g, r)) for r in regions] for g in groups.values()]
         lines += _markdown_table(['Setting', 'N removed'] + regions, rows)
     else:
         lines.append('No full/center/periphery/left/right region was evaluated.')
@@ -127,7 +127,7 @@ def build_markdown_report(results: Mapping[str, Any],
         lines += ['## mIoU by distance to the image border', '',
                   f'{bands[0]} is the outermost band, {bands[-1]} the innermost.', '']
         rows = [[setting_label(g), str(g['num_channels'])]
-                + [_fmt_stat(group_miou(g, b)) for b in bands] for g in groups.values()]
+                + [format_stat(group_miou(g, b)) for b in bands] for g in groups.values()]
         lines += _markdown_table(['Setting', 'N removed'] + bands, rows) + ['']
 
     attacked = [g for g in groups.values() if g['mode'] != CLEAN]
@@ -145,9 +145,9 @@ def build_markdown_report(results: Mapping[str, Any],
         for g in attacked:
             drops = region_drops(results, g, regions, clean)
             row = [setting_label(g), str(g['num_channels'])]
-            row += [_fmt_stat(drops[r]) for r in regions]
+            row += [format_stat(drops[r]) for r in regions]
             if has_pc:
-                row.append(_fmt_stat(drops['periphery-center']))
+                row.append(format_stat(drops['periphery-center']))
             rows.append(row)
         lines += _markdown_table(header, rows)
         if has_pc:
@@ -217,16 +217,17 @@ def format_summary_table(results: Mapping[str, Any]) -> str:
     """
     groups = aggregate(results)
     regions = present_regions(results, ('full', 'center', 'periphery'))
-    clean = _clean_group(groups)
+    clean = clean_group(groups)
     has_pc = clean is not None and {'center', 'periphery'} <= set(regions)
     header = ['setting', 'N'] + regions + (['P-C drop'] if has_pc else [])
     rows = []
     for g in groups.values():
         row = [setting_label(g), str(g['num_channels'])]
-        row += [_fmt_stat(group_miou(g, r)) for r in regions]
+        row += [format_stat(group_miou(g, r)) for r in regions]
         if has_pc:
             row.append('' if g['mode'] == CLEAN
-                       else _fmt_stat(region_drops(results, g, regions, clean)['periphery-center']))
+                       else format_stat(
+                           region_drops(results, g, regions, clean)['periphery-center']))
         rows.append(row)
     widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
 

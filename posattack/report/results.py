@@ -262,7 +262,7 @@ def _fmt(value: Optional[float], digits: int = 2) -> str:
     return 'n/a' if value is None else f'{value:.{digits}f}'
 
 
-def _fmt_stat(stat: Mapping[str, Any], digits: int = 2) -> str:
+def format_stat(stat: Mapping[str, Any], digits: int = 2) -> str:
     """'61.00' for a single value, '61.00 ± 1.50' for a mean over seeds."""
     if stat['mean'] is None:
         return 'n/a'
@@ -286,7 +286,7 @@ def border_bands(results: Mapping[str, Any]) -> list[str]:
     return sorted(bands, key=lambda n: int(_BAND_PATTERN.fullmatch(n).group(1)))
 
 
-def _clean_group(groups: Mapping[GroupKey, Mapping[str, Any]]) -> Optional[Mapping[str, Any]]:
+def clean_group(groups: Mapping[GroupKey, Mapping[str, Any]]) -> Optional[Mapping[str, Any]]:
     cleans = [g for g in groups.values() if g['mode'] == CLEAN]
     return cleans[0] if cleans else None
 
@@ -305,7 +305,7 @@ def region_drops(results: Mapping[str, Any], group: Mapping[str, Any],
     averaging (so its std is the std of that difference), when both regions exist.
     ``clean`` is the clean group of :func:`aggregate` (found in ``results`` when None).
     """
-    clean = clean if clean is not None else _clean_group(aggregate(results))
+    clean = clean if clean is not None else clean_group(aggregate(results))
     if clean is None:
         raise ValueError('results have no clean setting, so drops (clean - attacked) are '
                          'undefined; run the sweep with the clean setting included')
@@ -351,7 +351,7 @@ def compare_targeted_random(results: Mapping[str, Any], region: str = 'full'
     (None below two draws) and ``beyond_prediction_interval``.
     """
     groups = aggregate(results)
-    clean = _clean_group(groups)
+    clean = clean_group(groups)
     clean_miou = group_miou(clean, region)['mean'] if clean is not None else None
     randoms = {g['num_channels']: g for g in groups.values() if g['mode'] == RANDOM}
     comparisons = []

@@ -21,23 +21,23 @@ KIND_TITLES = {
 }
 
 
-def _num(value: Optional[float], digits: int = 2, sign: bool = False) -> str:
+def fmt_num(value: Optional[float], digits: int = 2, sign: bool = False) -> str:
     if value is None:
         return 'n/a'
     return f'{value:+.{digits}f}' if sign else f'{value:.{digits}f}'
 
 
-def _ci(interval: Optional[Sequence[float]], sign: bool = True) -> str:
+def fmt_ci(interval: Optional[Sequence[float]], sign: bool = True) -> str:
     if interval is None:
         return 'n/a'
-    return f'[{_num(interval[0], sign=sign)}, {_num(interval[1], sign=sign)}]'
+    return f'[{fmt_num(interval[0], sign=sign)}, {fmt_num(interval[1], sign=sign)}]'
 
 
-def _p(value: Optional[float]) -> str:
+def fmt_p(value: Optional[float]) -> str:
     return 'n/a' if value is None else f'{value:.3g}'
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     lines = ['| ' + ' | '.join(header) + ' |', '|' + '|'.join(['---'] * len(header)) + '|']
     return lines + ['| ' + ' | '.join(row) + ' |' for row in rows]
 
@@ -76,11 +76,11 @@ def _draws(test: Mapping) -> str:
 def _test_rows(tests: Sequence[Mapping]) -> list[list[str]]:
     return [['**primary**' if t['primary'] else 'exploratory', KIND_TITLES[t['kind']],
              t['attack_region'] or '', str(t['num_channels']),
-             f'{_num(t["targeted_value"], sign=True)} vs {_num(t["random_mean"], sign=True)}',
-             f'{_num(t["estimate"], sign=True)} {_ci(t["ci95"])}', _draws(t),
-             _p(t['p_value']), _p(t['p_value_holm']) if not t['primary'] else '-',
+             f'{fmt_num(t["targeted_value"], sign=True)} vs {fmt_num(t["random_mean"], sign=True)}',
+             f'{fmt_num(t["estimate"], sign=True)} {fmt_ci(t["ci95"])}', _draws(t),
+             fmt_p(t['p_value']), fmt_p(t['p_value_holm']) if not t['primary'] else '-',
              _placebo(t.get('placebo')),
-             _num((t.get('detectable') or {}).get('gap'), sign=True), t['verdict']]
+             fmt_num((t.get('detectable') or {}).get('gap'), sign=True), t['verdict']]
             for t in tests]
 
 
@@ -130,17 +130,17 @@ def tests_markdown(results: Mapping[str, Any]) -> list[str]:
            if not statistics.get('bootstrap_groups') else ''),
         '- A run on one trained model says nothing about other training seeds: pool several '
         'checkpoints (`tools/attack.py CONFIG CKPT1 CKPT2 ...`) for that.', '']
-    lines += ['### Tests', ''] + _table(TEST_HEADER, _test_rows(tests)) + ['']
+    lines += ['### Tests', ''] + markdown_table(TEST_HEADER, _test_rows(tests)) + ['']
     effects = statistics.get('effects') or []
     if effects:
         lines += ['### Effect sizes without a test (image bootstrap)', '']
         rows = [[('targeted (' + e['attack_region'] + ')') if e['mode'] == TARGETED
                  else 'random (mean of draws)', str(e['num_channels']),
                  KIND_TITLES.get(e['kind'], e['kind']),
-                 f'{_num(e["estimate"], sign=True)} {_ci(e["ci95"])}'
+                 f'{fmt_num(e["estimate"], sign=True)} {fmt_ci(e["ci95"])}'
                  if e['ci95'] is not None else e.get('reason', 'not computed')]
                 for e in effects]
-        lines += _table(['setting', 'N', 'statistic', 'estimate [95% CI]'], rows) + ['']
+        lines += markdown_table(['setting', 'N', 'statistic', 'estimate [95% CI]'], rows) + ['']
     lines += claims_markdown(paper_claims([('this model', results)]), level='###')
     lines += ['### Every test in words', '']
     lines += [f'- {sentence(t)}' for t in tests] + ['']
@@ -163,7 +163,7 @@ def sentence(test: Mapping) -> str:
             f'{KIND_TITLES.get(test["kind"], test["kind"])} [{role}]: ')
     if test['p_value'] is None:
         return head + test.get('reason', 'not computed')
-    holm = '' if test['primary'] else f', Holm p {_p(test["p_value_holm"])}'
+    holm = '' if test['primary'] else f', Holm p {fmt_p(test["p_value_holm"])}'
     return head + single_model_evidence(test) + f'{holm}: {test["verdict"]}.'
 
 
@@ -178,13 +178,13 @@ def headline_markdown(summary: Mapping[str, Any],
         gap, pc = m.get('gap') or {}, m.get('periphery_minus_center') or {}
         link = report_links.get(m['model'])
         name = f'[{m["model"]}]({link})' if link else m['model']
-        rows.append([name, _num(m['clean_mIoU']), str(m['num_channels']),
-                     f'{_num(gap.get("estimate"), sign=True)} {_ci(gap.get("ci95"))}',
-                     f'{_p(gap.get("p_value"))} ({gap.get("num_draws", "n/a")} draws)',
+        rows.append([name, fmt_num(m['clean_mIoU']), str(m['num_channels']),
+                     f'{fmt_num(gap.get("estimate"), sign=True)} {fmt_ci(gap.get("ci95"))}',
+                     f'{fmt_p(gap.get("p_value"))} ({gap.get("num_draws", "n/a")} draws)',
                      gap.get('verdict', 'n/a'),
-                     f'{_num(pc.get("estimate"), sign=True)} {_ci(pc.get("ci95"))}',
-                     _p(pc.get('p_value')), pc.get('verdict', 'n/a')])
-    return lines + _table(['model', 'clean mIoU', 'N', 'gap [95% CI]', 'rank p (draws)',
+                     f'{fmt_num(pc.get("estimate"), sign=True)} {fmt_ci(pc.get("ci95"))}',
+                     fmt_p(pc.get('p_value')), pc.get('verdict', 'n/a')])
+    return lines + markdown_table(['model', 'clean mIoU', 'N', 'gap [95% CI]', 'rank p (draws)',
                            'claim 1', 'DiD periphery - center [95% CI]', 'rank p',
                            'claim 2'], rows) + ['']
 
@@ -203,19 +203,19 @@ def summary_markdown(summary: Mapping[str, Any], report_links: Mapping[str, str]
     lines += ['## Pooled tests', '']
     rows = [['**primary**' if t['primary'] else 'exploratory',
              KIND_TITLES.get(t['kind'], t['kind']), str(t['num_channels']),
-             t['attack_region'] or '', f'{_num(t["mean"], sign=True)} ± {_num(t["std"])}',
-             _ci(t['ci95']), _p(t['p_value']), _p(t['p_value_holm']) if not t['primary']
+             t['attack_region'] or '', f'{fmt_num(t["mean"], sign=True)} ± {fmt_num(t["std"])}',
+             fmt_ci(t['ci95']), fmt_p(t['p_value']), fmt_p(t['p_value_holm']) if not t['primary']
              else '-', _placebo(t['placebo']),
              f'{t["num_models_holding"]}/{t["num_models"]}', t['verdict']]
             for t in summary['pooled_tests']]
-    lines += _table(['test', 'statistic', 'N', 'order', 'mean gap ± sd over models',
+    lines += markdown_table(['test', 'statistic', 'N', 'order', 'mean gap ± sd over models',
                      't 95% CI', 'Fisher p', 'Holm p', 'placebo false positives',
                      'models holding', 'verdict'], rows) + ['']
     lines += ['## Drops from clean across models (mIoU points, mean ± sd)', '']
     rows = [[d['mode'] + (f' ({d["attack_region"]})' if d['attack_region'] else ''),
              str(d['num_channels']), d['eval_region'],
-             f'{_num(d["mean"])} ± {_num(d["std"])}', str(d['num_models'])]
+             f'{fmt_num(d["mean"])} ± {fmt_num(d["std"])}', str(d['num_models'])]
             for d in summary['pooled_drops'] if d['eval_region'] in ('full', 'center',
                                                                         'periphery')]
-    lines += _table(['setting', 'N', 'region', 'drop', 'models'], rows) + ['']
+    lines += markdown_table(['setting', 'N', 'region', 'drop', 'models'], rows) + ['']
     return '\n'.join(lines)

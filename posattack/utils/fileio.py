@@ -140,15 +140,19 @@ def file_sha256(path: str, chunk_size: int = 1 << 20) -> str:
 
 
 # ----------------------------------------------------------------------------- files
-def read_json(path: str) -> Any:
-    """Read a JSON file, with an error that names the file when it is missing or broken."""
+def read_json(path: str, kind: str = 'JSON file', fix: str = '') -> Any:
+    """Read a JSON file, with an error that names the file when it is missing, broken or not
+    text at all; ``kind`` says what the file should be, ``fix`` how to get a good one."""
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f'JSON file not found: {path!r}. Check the path (a sweep '
-                                f'writes results.json into its work dir).')
+        raise FileNotFoundError(f'{kind[0].upper() + kind[1:]} not found: {path!r}. ' + (
+            fix or 'Check the path (a sweep writes results.json into its work dir).'))
     with open(path, encoding='utf-8') as f:
         try:
             return json.load(f)
         except json.JSONDecodeError as err:
-            raise ValueError(f'{path!r} is not valid JSON ({err}); was it written completely? '
-                             f'Re-run the step that produces it.') from err
+            raise ValueError(f'{path!r} is not valid JSON ({err}); ' + (
+                fix or 'was it written completely? Re-run the step that produces it.')) from err
+        except UnicodeDecodeError:  # binary junk: the codec's message would not name the file
+            raise ValueError(f'{path}: not a {kind} (binary content, not UTF-8 JSON); '
+                             + (fix or 'pass the JSON file itself.')) from None
