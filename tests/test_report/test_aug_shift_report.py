@@ -165,7 +165,7 @@ def test_demo_script_knows_blurpool_and_names_it_for_an_unknown_run(tmp_path):
     a typo is refused with the list, before any training (tools/tables/parts_aug_shift.py)."""
     data = tmp_path / 'data'
     data.mkdir()
-    (data / '.complete').touch()  # no dataset generation
+    (data / '.posattack_synthetic.json').write_text('{"complete": true}')  # no dataset generation
     pipeline = os.path.join(REPO_ROOT, 'tools', 'tables', 'pipeline.py')
     env = dict(os.environ, POSATTACK_VENV=str(tmp_path / 'no-venv'), DATA=str(data))
     done = subprocess.run([sys.executable, pipeline, 'aug-shift-demo'], capture_output=True,

@@ -6,6 +6,7 @@ Settings come from the environment, as the make targets pass them (``SEEDS=3 mak
 demo-seeds``): DATA, WORK, SEEDS, JOBS (see each part's docstring)."""
 from __future__ import annotations
 
+import json
 import os
 import os.path as osp
 import shutil
@@ -34,13 +35,27 @@ def data_options(data: str, splits=('train', 'val', 'test')) -> list[str]:
     return [f'{split}_dataloader.dataset.data_root={data}' for split in splits]
 
 
+# The generator's own record of a data set (posattack.data.cityscapes_layout.MARKER_FILE; named
+# here so that the pipeline starts without importing torch): its "complete" flag is the one way
+# a finished data set is known.
+SYNTHETIC_MARKER = '.posattack_synthetic.json'
+
+
+def synthetic_complete(data: str) -> bool:
+    try:
+        with open(osp.join(data, SYNTHETIC_MARKER), encoding='utf-8') as f:
+            return json.load(f).get('complete') is True
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def synthetic_data(runner: Runner, data: str, num_val: int = 60, seed: int = 0,
-                   extra=('--side-free', )) -> None:
-    """300 train + ``num_val`` val synthetic scenes at 128x256, marked by ``.complete``."""
+                   extra=('--side-free', ), num_train: int = 300, size=(128, 256)) -> None:
+    """``num_train`` train + ``num_val`` val synthetic scenes (skipped when complete)."""
     runner.run(Step(['tools/dataset_converters/make_synthetic_cityscapes.py', data,
-                     '--num-train', '300', '--num-val', str(num_val), '--size', '128', '256',
-                     '--seed', str(seed), *extra],
-                    done=f'{data}/.complete', touch=f'{data}/.complete'))
+                     '--num-train', str(num_train), '--num-val', str(num_val), '--size',
+                     *map(str, size), '--seed', str(seed), *extra],
+                    when=lambda: not synthetic_complete(data)))
 
 
 def demo(runner: Runner, data: str = '', work: str = '') -> None:

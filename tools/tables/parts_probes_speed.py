@@ -23,7 +23,7 @@ from __future__ import annotations
 import os.path as osp
 import time
 
-from parts_demo import DEMO_CONFIG, SEED0_TRAIN, SIDE_FREE_DATA, env, tables_demo
+from parts_demo import DEMO_CONFIG, SEED0_TRAIN, SIDE_FREE_DATA, env, synthetic_data, tables_demo
 from steps import Elapsed, FileText, Runner, Step
 
 FULL_CONFIG = 'configs/probes/gapnet_r18-w64-p32_grid3-location_synthetic.py'
@@ -38,11 +38,7 @@ def tables_probes(runner: Runner) -> None:
     data = f'{work}/table1/data/synthetic_cityscapes'
     start = time.time()
     # 40 + 20 synthetic scenes, as tools/probe.py table makes them without --data-root
-    marker = f'{data}/.posattack_synthetic.json'
-    complete = osp.isfile(marker) and '"complete": true' in open(marker).read()
-    runner.run(Step(['tools/dataset_converters/make_synthetic_cityscapes.py', data,
-                     '--num-train', '40', '--num-val', '20', '--size', '128', '256', '--seed',
-                     '0'], when=lambda: not complete, env=ONE_THREAD))
+    synthetic_data(runner, data, num_val=20, extra=(), num_train=40)
     if 'table1' in parts:
         runner.run(Step(probe + ['--work-dir', f'{work}/table1', '--data-root', data],
                         env=ONE_THREAD))
@@ -142,9 +138,8 @@ def tables_speed(runner: Runner) -> None:
     ]
     for out, title, command, start_from, needs in runs:
         if out.endswith('speed_default_cost_r50.md'):
-            runner.run(Step(['tools/dataset_converters/make_synthetic_cityscapes.py', r50_data,
-                             '--num-train', '4', '--num-val', '4', '--size', '256', '512'],
-                            done=f'{r50_data}/.complete', touch=f'{r50_data}/.complete'))
+            synthetic_data(runner, r50_data, num_val=4, extra=(), num_train=4,
+                           size=(256, 512))
         if needs and not osp.isfile(needs) and not runner.dry_run:
             runner.say(f'[speed] no model at {needs}: {out} skipped')
             continue

@@ -6,7 +6,7 @@
     make tables | tables-<part>  [DRY_RUN=1]
 
 Each part runs tools one after another from the repository root and skips a step whose
-output is already there (a finished training, a data set's ``.complete``, an attack that
+output is already there (a finished training, a complete data set, an attack that
 resumes and finds nothing left), so a stopped part reruns cheaply. Every table is stamped
 with date, machine, command and time (tools/tables/*_table.py). ``--dry-run`` prints the
 commands a part would run (``[done]`` for those whose output exists) and runs nothing.

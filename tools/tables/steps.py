@@ -97,7 +97,7 @@ class Step:
 
     done: a file whose presence means the step already ran (then it is skipped);
     log: where its output goes when it runs beside others (a batch with JOBS > 1);
-    touch: a file written after success (a data set's ``.complete``)."""
+    touch: a file written after success."""
 
     argv: Sequence[Arg]
     done: Optional[str] = None

@@ -40,7 +40,7 @@ def _run(tmp_path, jobs, seeds=3, fail_seeds=''):
     venv, marks, data = tmp_path / 'venv', tmp_path / 'marks', tmp_path / 'data'
     for folder in (venv / 'bin', marks, data):
         folder.mkdir(parents=True, exist_ok=True)
-    (data / '.complete').touch()  # no data generation
+    (data / '.posattack_synthetic.json').write_text('{"complete": true}')  # no data generation
     python = venv / 'bin' / 'python'
     python.write_text(FAKE_PYTHON)
     python.chmod(python.stat().st_mode | stat.S_IEXEC)
