@@ -11,7 +11,7 @@ import os
 import os.path as osp
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from steps import Computed, Elapsed, FileText, Runner, Step, check_jobs
 
@@ -140,9 +140,8 @@ def demo_profile(runner: Runner) -> None:
     data = env('DATA', SIDE_FREE_DATA)
     work = env('WORK', 'work_dirs/demo/profile')
     if not osp.isfile(f'{SEED0_TRAIN}/last_checkpoint'):
-        demo_seeds(runner, SeedsRun(**{**SeedsRun.from_env().__dict__, 'seeds': 1,
-                                       'work': 'work_dirs/demo/seeds',
-                                       'command': 'SEEDS=1 make demo-seeds'}))
+        demo_seeds(runner, replace(SeedsRun.from_env(), seeds=1, work='work_dirs/demo/seeds',
+                                   command='SEEDS=1 make demo-seeds'))
     checkpoint = Computed(
         lambda: osp.relpath(FileText(f'{SEED0_TRAIN}/last_checkpoint').resolve()),
         f'$(cat {SEED0_TRAIN}/last_checkpoint)')
@@ -191,10 +190,8 @@ def tables_placebo(runner: Runner) -> None:
     128), each draw tested as if it were the targeted set; the rank tests must call at most
     5% of these placebos "holds" (docs/tables/placebo_demo.md)."""
     if not osp.isfile(f'{SEED0_TRAIN}/last_checkpoint'):
-        demo_seeds(runner, SeedsRun(**{**SeedsRun.from_env().__dict__, 'seeds': 1,
-                                       'work': 'work_dirs/demo/seeds',
-                                       'command': 'SEEDS=1 make demo-seeds',
-                                       'refresh_readme': False}))
+        demo_seeds(runner, replace(SeedsRun.from_env(), seeds=1, work='work_dirs/demo/seeds',
+                                   command='SEEDS=1 make demo-seeds', refresh_readme=False))
     start = time.time()
     works = []
     for train, data, name in PLACEBO_RUNS:
