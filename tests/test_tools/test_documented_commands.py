@@ -17,8 +17,10 @@ import sys
 import pytest
 from helpers import REPO_ROOT, load_tool
 
-PAGES = [osp.join(REPO_ROOT, 'README.md')] + sorted(glob.glob(osp.join(REPO_ROOT, 'docs',
-                                                                       '*.md')))
+# docs/house_moves.md names the old paths on purpose (the map of what moved where)
+PAGES = [osp.join(REPO_ROOT, 'README.md')] + sorted(
+    page for page in glob.glob(osp.join(REPO_ROOT, 'docs', '*.md'))
+    if osp.basename(page) != 'house_moves.md')
 # Named but not ours: mmseg's own tools/test.py, and the tools/profile.py docs/depth_profile.md
 # explains there is none of (it would shadow the standard library's profile).
 NOT_OURS = {'tools/test.py', 'tools/profile.py'}
