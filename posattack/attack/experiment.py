@@ -242,7 +242,7 @@ def _run_attack_claimed(opts: AttackOptions) -> dict:
     if ranking is None and opts.identify_on != SAME_IMAGES and (
             other_ranking is not None or any(s.mode == TARGETED for s in settings)):
         identify_loader = held_out_loader(cfg, opts.identify_on, dataloader.dataset,
-                                          opts.batch_size)
+                                          opts.batch_size, opts.identify_max_images)
     probe_attack(split, dataloader, num_total)  # finite logits; the tensor reaches them
     # Only now that the input checked out: a refused run leaves no work dir behind.
     os.makedirs(opts.work_dir, exist_ok=True)
@@ -253,7 +253,7 @@ def _run_attack_claimed(opts: AttackOptions) -> dict:
     if identify_loader is not None:
         ranking = identify_held_out(
             model, identify_loader, layer, opts.identify_on, num_images,
-            opts.identify_max_images, progress=opts.progress, model_info=dict(
+            progress=opts.progress, model_info=dict(
                 config=osp.basename(opts.config), checkpoint_sha256=checkpoint_sha,
                 num_classes=len(model.dataset_meta['classes']),
                 identified_on=ranking_provenance(fingerprint)))

@@ -52,11 +52,15 @@ class _PipelineNamingFiles:
 
 
 def build_split_dataloader(cfg: Any, split: str = 'val', batch_size: Optional[int] = None,
-                           num_workers: Optional[int] = None):
+                           num_workers: Optional[int] = None, max_images: Optional[int] = None,
+                           pad_shards: bool = True):
     """A dataloader over ``split`` with the config's test pipeline, as mmseg evaluates.
 
     ``test`` / ``val`` use ``cfg.test_dataloader`` / ``cfg.val_dataloader``; ``train`` uses the
-    train dataset with the test pipeline (no augmentation) and no shuffling.
+    train dataset with the test pipeline (no augmentation) and no shuffling. ``max_images``
+    keeps the split's first images only; ``pad_shards=False`` shards it over processes
+    without mmengine's padding (which repeats images to even out the shards), so that every
+    image counts exactly once, as in a one-process run.
 
     Usage::
 
@@ -84,11 +88,15 @@ def build_split_dataloader(cfg: Any, split: str = 'val', batch_size: Optional[in
         loader_cfg['dataset'] = dataset_cfg
     else:
         loader_cfg = copy.deepcopy(cfg[key])
-    loader_cfg['sampler'] = dict(type='DefaultSampler', shuffle=False)
+    loader_cfg['sampler'] = dict(type='DefaultSampler', shuffle=False, round_up=pad_shards)
     if batch_size is not None:
         if batch_size < 1:
             raise ValueError(f'batch_size must be at least 1, got {batch_size}.')
         loader_cfg['batch_size'] = batch_size
+    if max_images is not None:
+        if max_images < 1:
+            raise ValueError(f'max_images must be at least 1, got {max_images}.')
+        loader_cfg['dataset'] = dict(loader_cfg['dataset'], indices=max_images)
     if num_workers is not None:
         loader_cfg['num_workers'] = num_workers
         if num_workers == 0:
