@@ -6,7 +6,7 @@ or ranking, :mod:`posattack.attack.run_fingerprint`): ranking.json, per_image.np
 bootstrap resamples), results.json (with the ``statistics`` and ``tests`` of
 :mod:`posattack.report.significance`), results.csv, report.md, plots, overlays/ with
 overlays.json (the panels of this run, :mod:`posattack.report.overlay_manifest`), and .lock (one
-run at a time, :mod:`posattack.attack.work_dir_lock`). A fresh run first removes what an earlier
+run at a time, :mod:`posattack.utils.work_dir_lock`). A fresh run first removes what an earlier
 run wrote (:mod:`posattack.attack.work_dir`). per_image.npz is written before results.json, so a
 setting listed in results.json always has its per-image counts; one without them (a work
 dir from before per-image statistics) is evaluated again on --resume.

@@ -56,6 +56,7 @@ from mmengine.utils import ProgressBar
 from ..attack.experiment import (RESULTS_FORMAT, RemovalRunOptions, ResumeMismatchError,
                                  build_test_dataloader, file_sha256)
 from ..attack.prefix_replay import PrefixReplaySplit
+from ..attack.run_bounds import check_seeds
 from ..attack.settings import build_settings
 from ..attack.sweep import run_sweep
 from ..channels.forward import forward_to_layer
@@ -73,6 +74,7 @@ from ..report.significance import build_statistics
 from ..utils.fileio import read_json, write_json_atomic
 from .concentration import DEFAULT_SHARE_FRACTIONS, concentration
 from .depth_layers import check_layers_read, depth_layers, first_batch_inputs
+from .work_dir import claim_profile_dir
 
 PROFILE_FORMAT = 'posattack.profile/1'
 IDENTIFICATION_FORMAT = 'posattack.profile_identification/1'
@@ -100,8 +102,7 @@ def _check_options(opts: ProfileOptions) -> None:
         if not 0.0 < float(fraction) <= 1.0:
             raise ValueError(f'--fractions {fraction!r} is out of range: each must lie in '
                              '(0, 1], e.g. 0.1 for 10% of a layer\'s channels.')
-    if opts.seeds < 0:
-        raise ValueError(f'--seeds must be >= 0 random draws, got {opts.seeds}.')
+    check_seeds(opts.seeds)  # the attack's bound: memory grows with the draws
     if opts.bootstrap < 1:
         raise ValueError(f'--bootstrap must be >= 1 resample, got {opts.bootstrap} '
                          '(2000 is the default).')
@@ -277,9 +278,10 @@ def _resolve_layers(model, inputs, requested: Optional[Sequence[str]]) -> tuple:
 def run_profile(opts: ProfileOptions) -> dict:
     """Profile the layers; returns the profile dict (also profile.json in the work dir)."""
     _check_options(opts)
-    model, cfg = load_segmentor(opts.config, opts.checkpoint, cfg_options=opts.cfg_options,
-                                trust_checkpoint=opts.trust_checkpoint)
-    return profile_model(model, cfg, opts)
+    with claim_profile_dir(opts.work_dir):  # before the model: a refused run costs nothing
+        model, cfg = load_segmentor(opts.config, opts.checkpoint, cfg_options=opts.cfg_options,
+                                    trust_checkpoint=opts.trust_checkpoint)
+        return profile_model(model, cfg, opts)
 
 
 def profile_model(model, cfg, opts: ProfileOptions) -> dict:

@@ -128,12 +128,14 @@ def _foreign_entries(folder: str) -> list[str]:
             and not (osp.isdir(osp.join(folder, name)) and not _entries(osp.join(folder, name)))]
 
 
-def _is_posattack_results(path: str, formats: Sequence[str]) -> bool:
+def _is_posattack_results(path: str, formats) -> bool:
     try:
         with open(path, encoding='utf-8') as handle:
             data = json.load(handle)
     except (OSError, ValueError):
         return False
+    if callable(formats):  # a file of a format from before format fields
+        return formats(data)
     return isinstance(data, dict) and data.get('format') in formats
 
 
@@ -145,7 +147,8 @@ def claim_folder(folder: str, option: str, owner: Optional[str] = None,
 
     ``owner``: the work dir a show dir belongs to (absolute); a show dir another work dir
     owns is refused. ``legacy``: (file name, formats) that mark a work dir of a posattack
-    from before manifests, whose ``legacy_outputs`` present are adopted as posattack's.
+    from before manifests, whose ``legacy_outputs`` present are adopted as posattack's
+    (``formats`` may be a predicate on the file's JSON, for files without a format field).
     ``refuse_foreign``: refuse a non-empty folder without a manifest (a work dir); a show
     dir of the user's is accepted, and its files are never touched.
     """
