@@ -17,7 +17,7 @@ import sys
 from posattack.models.builder import ConfigError
 from posattack.utils.checkpoint import CheckpointError
 from posattack.utils.cli import add_run_arguments, report_bad_input
-from posattack.utils.distributed import exit_process, init_launcher
+from posattack.utils.distributed import exit_process, init_launcher, is_collective_failure
 from posattack.utils.fileio import file_sha256
 
 
@@ -80,7 +80,7 @@ def main(argv=None) -> str:
     from posattack.identify import identify_channels
     from posattack.models.builder import load_segmentor
 
-    init_launcher(args.launcher)
+    init_launcher(args.launcher, args.dist_timeout)
     if not osp.isfile(args.config):
         raise FileNotFoundError(f'Config file not found: {args.config}')
     if not osp.isfile(args.checkpoint):
@@ -121,6 +121,10 @@ if __name__ == '__main__':
             ConfigError) as error:
         # Bad input: one line that says what is wrong and how to fix it (POSATTACK_DEBUG=1
         # gives the traceback), as the other tools do.
-        sys.exit(report_bad_input(error))
+        exit_process(report_bad_input(error))
+    except RuntimeError as error:  # a collective that failed: name the rank that stopped
+        if not is_collective_failure(error):
+            raise
+        exit_process(report_bad_input(error))
     # under torchrun, leave the gloo group before exit (a rank can abort in teardown)
     exit_process(0)
