@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os.path as osp
-import sys
 
 from posattack.models.builder import ConfigError
 from posattack.utils.checkpoint import CheckpointError

@@ -64,8 +64,8 @@ class CfgOptionsAction(DictAction):
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """The options every tool that loads a config and a checkpoint takes, declared once so
     that they read and fail alike: --trust-checkpoint, --cfg-options (KEY=VALUE checked),
-    --launcher, --dist-timeout and --local_rank (torch.distributed.launch passes it; torchrun does not);
-    and the epilog that says how bad input is reported."""
+    --launcher, --dist-timeout and --local_rank (torch.distributed.launch passes it;
+    torchrun does not); and the epilog that says how bad input is reported."""
     # here, not at the top: distributed imports torch, which tools that only report
     # (compare_rankings.py) should not pay for
     from posattack.utils.distributed import DEFAULT_DIST_TIMEOUT, LAUNCHERS
