@@ -123,13 +123,22 @@ def _fingerprint(opts: AttackOptions, checkpoint_sha: str, layer: str, num_image
                     split=opts.identify_on, max_images=opts.identify_max_images))
 
 
-def _load_previous(path: str, fingerprint: dict) -> dict:
+def _load_previous(path: str, fingerprint: dict) -> Optional[dict]:
+    """The earlier run's results to build on; None when only its regions differ (every
+    setting is evaluated again: the per-image predictions the new regions need are not
+    kept); refused when anything else differs."""
     previous = read_results_file(path)
     theirs = previous.get('fingerprint', {})
     outdated = outdated_fingerprint_message(path, theirs)
     if outdated:
         raise ResumeMismatchError(outdated)
     different = [k for k in fingerprint if theirs.get(k) != fingerprint[k]]
+    if different == ['regions']:
+        print_log(f'--resume with other regions ({theirs.get("regions")} in {path}, '
+                  f'{fingerprint["regions"]} now): every setting is evaluated again, since '
+                  'the per-image predictions the new regions need are not kept; the ranking '
+                  'and the overlays are kept.', 'current')
+        return None
     if different:
         lines = ', '.join(describe_mismatch(k, theirs.get(k), fingerprint[k])
                           for k in different)

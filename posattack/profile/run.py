@@ -115,6 +115,10 @@ def _check_previous(path: str, fingerprint: dict) -> Optional[dict]:
     previous = read_json(path)
     theirs = previous.get('fingerprint', {})
     different = [k for k in fingerprint if theirs.get(k) != fingerprint[k]]
+    if different == ['regions']:  # the predictions the new regions need are not kept
+        print_log(f'{path}: other regions than now; its layer is evaluated again.',
+                  'current')
+        return None
     if different:
         lines = ', '.join(f'{k}: {theirs.get(k)!r} there vs {fingerprint[k]!r} now'
                           for k in different)

@@ -1,0 +1,74 @@
+"""--resume for the options that were still refused or unchecked (issue 23): other
+--regions (the attack and the depth profile), and test images edited in place.
+
+The expectations are independent runs: a fresh run with the new regions gives the numbers
+a resumed one must give; an image edited in place is named.
+"""
+from __future__ import annotations
+
+import json
+import os
+from types import SimpleNamespace
+
+import pytest
+from helpers import (load_cli, load_tool, make_checkpoint, one_torch_thread,  # noqa: F401
+                     run_cli, snapshot, write_tiny_config)
+
+CLI = load_cli()
+SMALL = ['--num-channels', 8, '--seeds', 1, '--max-images', 3, '--bootstrap', 50]
+
+
+@pytest.fixture(scope='module')
+def files(synthetic_root, tmp_path_factory):
+    root = tmp_path_factory.mktemp('resume_more')
+    config = write_tiny_config(root / 'tiny.py', synthetic_root)
+    return SimpleNamespace(root=root, config=config, data=synthetic_root,
+                           checkpoint=make_checkpoint(config, root / 'model.pth'))
+
+
+def _argv(files, work_dir, *extra):
+    return [files.config, files.checkpoint, '--work-dir', work_dir, *extra] + SMALL
+
+
+def _results(work_dir):
+    with open(os.path.join(work_dir, 'results.json')) as f:
+        return json.load(f)
+
+
+def _scores(work_dir):
+    return {s['key']: s['metrics'] for s in _results(work_dir)['settings']}
+
+
+def test_resume_with_more_regions_scores_them_for_every_setting(files, tmp_path):
+    """Was refused: 'regions: [...] there vs [...] now'."""
+    work_dir = tmp_path / 'work'
+    assert run_cli(CLI, _argv(files, work_dir, '--num-overlays', 1, '--regions', 'paper'))[0] == 0
+    panels = snapshot(work_dir / 'overlays')
+    ranking = (work_dir / 'ranking.json').read_bytes()
+    code, stderr = run_cli(CLI, _argv(files, work_dir, '--num-overlays', 1, '--regions',
+                                      'paper', 'halves', 'grid=2x2', '--resume'))
+    assert code == 0, stderr
+    fresh = tmp_path / 'fresh'
+    assert run_cli(CLI, _argv(files, fresh, '--no-overlays', '--regions', 'paper', 'halves',
+                              'grid=2x2'))[0] == 0
+    assert _scores(work_dir) == _scores(fresh)
+    assert 'cell_1_1.mIoU' in _scores(work_dir)['clean']
+    assert _results(work_dir)['tests'] == _results(fresh)['tests']
+    assert (work_dir / 'ranking.json').read_bytes() == ranking   # the identification kept
+    assert snapshot(work_dir / 'overlays') == panels
+
+
+def test_a_profile_resumed_with_other_regions_evaluates_its_layers_again(files, tmp_path):
+    """Was refused: 'comes from a different profile (regions: ...)'."""
+    profile = load_tool('depth_profile')
+    base = [files.config, files.checkpoint, '--work-dir', tmp_path / 'profile', '--layers',
+            'backbone:3', '--fractions', '0.1', '--seeds', '1', '--bootstrap', '20',
+            '--max-images', '2']
+    assert run_cli(profile, base + ['--regions', 'paper'])[0] == 0
+    code, stderr = run_cli(profile, base + ['--regions', 'halves', '--resume'])
+    assert code == 0, stderr
+    fresh = [a if a != tmp_path / 'profile' else tmp_path / 'fresh' for a in base]
+    assert run_cli(profile, fresh + ['--regions', 'halves'])[0] == 0
+    layer = os.path.join('layers', 'backbone_3')
+    assert _scores(tmp_path / 'profile' / layer) == _scores(tmp_path / 'fresh' / layer)
+    assert 'left.mIoU' in _scores(tmp_path / 'fresh' / layer)['clean']
