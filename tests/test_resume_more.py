@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from types import SimpleNamespace
 
 import pytest
@@ -72,3 +73,41 @@ def test_a_profile_resumed_with_other_regions_evaluates_its_layers_again(files, 
     layer = os.path.join('layers', 'backbone_3')
     assert _scores(tmp_path / 'profile' / layer) == _scores(tmp_path / 'fresh' / layer)
     assert 'left.mIoU' in _scores(tmp_path / 'fresh' / layer)['clean']
+
+
+def _edit_in_place_keeping_the_size(path):
+    """Change one pixel and write the PNG back at its old byte size (decoders stop at IEND,
+    so zero bytes after it pad the file): the path-and-size fingerprint cannot see it."""
+    import cv2
+    size = os.path.getsize(path)
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    original = int(image[0, 0, 0])
+    for value in range(256):
+        image[0, 0, 0] = value
+        data = cv2.imencode('.png', image, [cv2.IMWRITE_PNG_COMPRESSION, 9])[1].tobytes()
+        if len(data) <= size and value != original:
+            with open(path, 'wb') as handle:
+                handle.write(data + b'\0' * (size - len(data)))
+            assert os.path.getsize(path) == size
+            return
+    raise AssertionError('no same-size edit found')
+
+
+def test_resume_names_a_test_image_edited_in_place(files, tmp_path):
+    """Was accepted: sizes and paths unchanged, old and new scores mixed."""
+    data = tmp_path / 'data'
+    shutil.copytree(files.data, data)
+    config = write_tiny_config(tmp_path / 'tiny.py', data)
+    argv = [config, files.checkpoint, '--work-dir', tmp_path / 'work', '--no-overlays'] + SMALL
+    assert run_cli(CLI, argv)[0] == 0
+    images = sorted((data / 'leftImg8bit' / 'val').rglob('*.png'))
+    os.utime(images[1])   # touched, same bytes: accepted
+    more = [a if a != 1 else 2 for a in argv]   # --seeds 2: a resume that adds a draw
+    code, stderr = run_cli(CLI, more + ['--resume'])
+    assert code == 0, stderr
+    _edit_in_place_keeping_the_size(images[0])
+    before = snapshot(tmp_path / 'work')
+    code, stderr = run_cli(CLI, [a if a != 2 else 3 for a in more] + ['--resume'])
+    assert code == 2 and stderr.count('\n') == 1, stderr
+    assert f'the test file {images[0]} changed' in stderr and 'drop --resume' in stderr
+    assert snapshot(tmp_path / 'work') == before

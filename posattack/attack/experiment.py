@@ -48,6 +48,7 @@ from .checks import (check_attack_region, check_design, check_ranking_checkpoint
                      check_ranking_layer, check_segmentor_config, image_groups_checked,
                      probe_attack)
 from .feature_split import FeatureSplit
+from .image_contents import check_image_contents, image_contents
 from .identification_images import (DEFAULT_IDENTIFY_MAX_IMAGES, DEFAULT_IDENTIFY_ON, SAME_IMAGES,
                                     held_out_loader, identify_held_out, ranking_source)
 from .ranking_inputs import load_other_ranking, load_ranking
@@ -211,6 +212,10 @@ def _run_attack_claimed(opts: AttackOptions) -> dict:
     previous = None
     if opts.resume and osp.exists(results_path):
         previous = _load_previous(results_path, fingerprint)
+    # the bytes of every test file: on resume only those whose size or time changed
+    contents = check_image_contents(previous.get('image_contents'), dataloader.dataset,
+                                    results_path) if previous is not None \
+        else image_contents(dataloader.dataset)
 
     ranking = load_ranking(opts, ranking_path)
     check_ranking_layer(model, ranking, layer, opts.ranking, opts.allow_ranking_layer_mismatch)
@@ -283,7 +288,8 @@ def _run_attack_claimed(opts: AttackOptions) -> dict:
                    class_names=list(model.dataset_meta['classes']),
                    regions=validate_region_specs(opts.regions),
                    fingerprint=fingerprint, test_design=design.to_dict(),
-                   ranking_source=source, settings=list(done.values()))
+                   ranking_source=source, image_contents=contents,
+                   settings=list(done.values()))
     overlay = _overlay_request(settings, num_total, opts.num_overlays) \
         if opts.show_dir else None
     rounds = draw_round_sizes(design.max_draws, first_round_size(opts.seeds, design))
