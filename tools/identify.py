@@ -13,11 +13,13 @@ from __future__ import annotations
 import argparse
 import os.path as osp
 
+from posattack.channels.ranking import FORMAT_TAG
 from posattack.models.builder import ConfigError
 from posattack.utils.checkpoint import CheckpointError
 from posattack.utils.cli import add_run_arguments, report_bad_input
 from posattack.utils.distributed import exit_process, init_launcher, is_collective_failure
 from posattack.utils.fileio import file_sha256
+from posattack.utils.owned_files import check_replaceable
 
 
 def parse_args(argv=None):
@@ -88,6 +90,7 @@ def main(argv=None) -> str:
                                'ranking.json')
     if osp.isdir(out):  # found before the identification pass, not after it
         raise ValueError(f'--out {out} is a folder: pass a file path, e.g. {out}/ranking.json.')
+    check_replaceable(out, [FORMAT_TAG], '--out')  # never over a file of the user's
 
     device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
     model, cfg = load_segmentor(args.config, args.checkpoint, cfg_options=args.cfg_options,

@@ -27,8 +27,8 @@ from typing import Optional
 
 from . import fileio
 
-__all__ = ['MANIFEST_NAME', 'OwnedFolder', 'claim_folder', 'claimed_folder', 'owned_folders',
-           'remove_owned', 'unused_path']
+__all__ = ['MANIFEST_NAME', 'OwnedFolder', 'check_replaceable', 'claim_folder', 'claimed_folder',
+           'owned_folders', 'remove_owned', 'unused_path']
 
 MANIFEST_NAME = '.posattack-files.json'
 MANIFEST_FORMAT = 'posattack.files/1'
@@ -261,3 +261,15 @@ def remove_owned(path: str) -> bool:
     owned.files.discard(owned.relative(path))
     owned.save()
     return True
+
+
+def check_replaceable(path: str, formats: Sequence[str], option: str) -> None:
+    """Refuse an output file path (a tool's ``--out``) that holds a file posattack did not
+    write: only a JSON file of one of posattack's ``formats`` may be replaced (tools/identify.py
+    used to overwrite whatever ``--out`` named)."""
+    if not osp.lexists(path) or osp.isdir(path):
+        return
+    if osp.islink(path) or not _is_posattack_results(path, formats):
+        raise ValueError(f'{option} {path} exists and is not a file posattack wrote (a '
+                         f'{" or ".join(formats)} JSON file): pass another {option}, or move '
+                         'the file away.')
