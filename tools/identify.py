@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import argparse
 import os.path as osp
+import sys
 
 from posattack.channels.ranking import FORMAT_TAG
-from posattack.models.builder import ConfigError
-from posattack.utils.checkpoint import CheckpointError
-from posattack.utils.cli import add_run_arguments, report_bad_input
-from posattack.utils.distributed import exit_process, init_launcher, is_collective_failure
+from posattack.utils.cli import BAD_INPUT_ERRORS, add_run_arguments, report_bad_input
+from posattack.utils.distributed import exit_process, init_launcher
 from posattack.utils.fileio import file_sha256
 from posattack.utils.owned_files import check_replaceable
 
@@ -119,14 +118,12 @@ def main(argv=None) -> str:
 if __name__ == '__main__':
     try:
         main()
-    except (FileNotFoundError, ValueError, KeyError, IndexError, CheckpointError,
-            ConfigError) as error:
-        # Bad input: one line that says what is wrong and how to fix it (POSATTACK_DEBUG=1
-        # gives the traceback), as the other tools do.
+    except BAD_INPUT_ERRORS as error:
+        # Bad input, a full disk or a rank that stopped: one line that says what is wrong
+        # and how to fix it (POSATTACK_DEBUG=1 gives the traceback), as the other tools do.
         exit_process(report_bad_input(error))
-    except RuntimeError as error:  # a collective that failed: name the rank that stopped
-        if not is_collective_failure(error):
-            raise
-        exit_process(report_bad_input(error))
+    except KeyboardInterrupt:  # one line, as the other tools; the ranking is written last
+        print('interrupted: no ranking written; rerun to identify.', file=sys.stderr)
+        exit_process(130)
     # under torchrun, leave the gloo group before exit (a rank can abort in teardown)
     exit_process(0)
