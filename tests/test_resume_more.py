@@ -111,3 +111,30 @@ def test_resume_names_a_test_image_edited_in_place(files, tmp_path):
     assert code == 2 and stderr.count('\n') == 1, stderr
     assert f'the test file {images[0]} changed' in stderr and 'drop --resume' in stderr
     assert snapshot(tmp_path / 'work') == before
+
+
+def test_a_profile_resume_refuses_other_data_and_images_edited_in_place(files, tmp_path):
+    """Both were accepted: the profile's fingerprint held paths and the image count only,
+    so a finished layer scored on other images was kept."""
+    profile = load_tool('depth_profile')
+    data = tmp_path / 'data'
+    shutil.copytree(files.data, data)
+    config = write_tiny_config(tmp_path / 'tiny.py', data)
+    base = [config, files.checkpoint, '--work-dir', tmp_path / 'profile', '--layers',
+            'backbone:3', '--fractions', '0.1', '--seeds', '1', '--bootstrap', '20',
+            '--max-images', '2', '--resume']
+    assert run_cli(profile, base)[0] == 0
+    other = tmp_path / 'other'
+    shutil.copytree(files.data, other)
+    code, stderr = run_cli(profile, base + ['--cfg-options',
+                                            f'test_dataloader.dataset.data_root={other}'])
+    assert code == 2 and 'images_sha256: the test images differ' in stderr, stderr
+    # a ranking file lost: identified again, not a 'not found'
+    os.unlink(tmp_path / 'profile' / 'rankings' / 'backbone_3.json')
+    code, stderr = run_cli(profile, base)
+    assert code == 0, stderr
+    assert (tmp_path / 'profile' / 'rankings' / 'backbone_3.json').is_file()
+    images = sorted((data / 'leftImg8bit' / 'val').rglob('*.png'))
+    _edit_in_place_keeping_the_size(images[0])
+    code, stderr = run_cli(profile, base)
+    assert code == 2 and f'the test file {images[0]} changed' in stderr, stderr
