@@ -53,7 +53,7 @@ from .identification_images import (DEFAULT_IDENTIFY_MAX_IMAGES, DEFAULT_IDENTIF
                                     held_out_loader, identify_held_out, ranking_source)
 from .ranking_inputs import load_other_ranking, load_ranking
 from .resume_files import RESULTS_FORMAT, load_previous_per_image, read_results_file, run_sha256
-from .run_bounds import check_per_image_memory, check_seeds
+from .run_bounds import check_bootstrap, check_per_image_memory, check_seeds
 from .run_fingerprint import (content_fingerprint, describe_mismatch, outdated_fingerprint_message,
                               ranking_provenance, ranking_provenance_problem)
 from .sequential_draws import (first_round_size, more_draws_needed, primary_draws, primary_order,
@@ -177,6 +177,7 @@ def run_attack(opts: AttackOptions) -> dict:
     """Run the experiment; returns the results dict (also written to the work dir)."""
     # Before any compute: folders usable, and this run the only one in the work dir.
     check_seeds(opts.seeds)  # before the folders: a refused run leaves none
+    check_bootstrap(opts.bootstrap)
     with claim_work_dir(opts.work_dir, opts.show_dir):
         return _run_attack_claimed(opts)
 
@@ -239,9 +240,6 @@ def _run_attack_claimed(opts: AttackOptions) -> dict:
     if any(s.mode == TARGETED for s in settings):
         for attack_region in attack_regions:
             check_attack_region(attack_region, ranking)
-    if opts.bootstrap < 1:
-        raise ValueError(f'--bootstrap must be >= 1 resample, got {opts.bootstrap} '
-                         '(2000 is the default).')
     design = check_design(opts)
     groups_of = image_groups_checked(opts.bootstrap_groups, dataloader.dataset)
     primary_n = design.primary_num_channels(num_total)

@@ -57,7 +57,7 @@ from ..attack.experiment import (RESULTS_FORMAT, RemovalRunOptions, ResumeMismat
                                  build_test_dataloader, file_sha256)
 from ..attack.image_contents import check_image_contents, image_contents
 from ..attack.prefix_replay import PrefixReplaySplit
-from ..attack.run_bounds import check_seeds
+from ..attack.run_bounds import check_bootstrap, check_seeds
 from ..attack.run_fingerprint import (content_fingerprint, describe_mismatch,
                                       outdated_fingerprint_message)
 from ..attack.settings import build_settings
@@ -106,9 +106,7 @@ def _check_options(opts: ProfileOptions) -> None:
             raise ValueError(f'--fractions {fraction!r} is out of range: each must lie in '
                              '(0, 1], e.g. 0.1 for 10% of a layer\'s channels.')
     check_seeds(opts.seeds)  # the attack's bound: memory grows with the draws
-    if opts.bootstrap < 1:
-        raise ValueError(f'--bootstrap must be >= 1 resample, got {opts.bootstrap} '
-                         '(2000 is the default).')
+    check_bootstrap(opts.bootstrap)
 
 
 def _check_previous(path: str, fingerprint: dict) -> Optional[dict]:
