@@ -128,3 +128,18 @@ def test_a_full_disk_is_one_line_and_keeps_the_old_file(tmp_path, monkeypatch):
         write_json_atomic(str(target), {'new': 2})
     assert isinstance(error.value, RuntimeError) and '\n' not in str(error.value)
     assert target.read_text() == '{"old": 1}' and os.listdir(tmp_path) == ['results.json']
+
+
+def test_a_manifest_naming_files_outside_its_folder_never_removes_them(tmp_path):
+    """A hand-edited or damaged manifest listed '../notes.txt': clearing the earlier run
+    deleted the user's file beside the work dir."""
+    work = tmp_path / 'work'
+    work.mkdir()
+    (tmp_path / 'notes.txt').write_text('mine')
+    (work / 'report.md').write_text('ours')
+    with open(work / MANIFEST_NAME, 'w') as handle:
+        json.dump(dict(format='posattack.files/1', owner=None,
+                       files=['report.md', '../notes.txt', str(tmp_path / 'notes.txt')]), handle)
+    claim_folder(str(work), '--work-dir').remove_files()
+    assert (tmp_path / 'notes.txt').read_text() == 'mine'
+    assert not (work / 'report.md').exists()

@@ -64,7 +64,11 @@ class OwnedFolder:
         if not isinstance(data, dict) or data.get('format') != MANIFEST_FORMAT \
                 or not isinstance(data.get('files'), list):
             return None
-        return cls(folder, [str(f) for f in data['files']], data.get('owner'))
+        # only names inside the folder: a hand-edited or damaged manifest listing
+        # '../x' or '/home/me/x' must never make a fresh run delete a file outside it
+        inside = [str(f) for f in data['files'] if isinstance(f, str) and f
+                  and not osp.isabs(f) and not osp.normpath(f).startswith(os.pardir)]
+        return cls(folder, inside, data.get('owner'))
 
     def save(self) -> None:
         # atomic_open itself, not write_json_atomic's guard: the manifest never lists itself
