@@ -143,3 +143,30 @@ def test_a_manifest_naming_files_outside_its_folder_never_removes_them(tmp_path)
     claim_folder(str(work), '--work-dir').remove_files()
     assert (tmp_path / 'notes.txt').read_text() == 'mine'
     assert not (work / 'report.md').exists()
+
+
+def test_a_users_file_put_under_an_output_name_posattack_wrote_is_told_apart(tmp_path):
+    """Was a known limit: the manifest listed the name, so a fresh run took the user's
+    report.md (written over posattack's) for its own and deleted or replaced it."""
+    work = tmp_path / 'work'
+    with owned_folders([claim_folder(str(work), '--work-dir')]):
+        write_text_atomic(str(work / 'report.md'), 'ours')
+        write_text_atomic(str(work / 'results.json'), '{}')
+    copy = tmp_path / 'copy'   # cp -r: new times, same bytes: still posattack's
+    os.mkdir(copy)
+    for name in os.listdir(work):
+        (copy / name).write_bytes((work / name).read_bytes())
+    with owned_folders([claim_folder(str(copy), '--work-dir')]):
+        write_text_atomic(str(copy / 'report.md'), 'ours again')
+    (work / 'report.md').unlink()
+    (work / 'report.md').write_text('my own report')
+    with pytest.raises(ValueError, match='report.md changed since posattack wrote it'):
+        claim_folder(str(work), '--work-dir')
+    owned = OwnedFolder.read(str(work))
+    with owned_folders([owned]):
+        with pytest.raises(ValueError, match='refusing to replace .*report.md: it changed'):
+            write_text_atomic(str(work / 'report.md'), 'new')
+    owned.remove_files()
+    assert (work / 'report.md').read_text() == 'my own report'
+    assert not (work / 'results.json').exists()
+    assert remove_owned(str(work / 'report.md')) is False

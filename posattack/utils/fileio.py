@@ -40,6 +40,21 @@ class OutputWriteError(RuntimeError):
     """An output could not be written for another reason of the system's (read-only, I/O)."""
 
 
+# Called with the path and the sha256 of its new bytes after every atomic write
+# (posattack.utils.owned_files records what posattack wrote, to tell a user's replacement).
+_WRITTEN_HOOKS: list[Callable[[str, str], None]] = []
+
+
+def add_written_hook(hook: Callable[[str, str], None]) -> None:
+    if hook not in _WRITTEN_HOOKS:
+        _WRITTEN_HOOKS.append(hook)
+
+
+def remove_written_hook(hook: Callable[[str, str], None]) -> None:
+    if hook in _WRITTEN_HOOKS:
+        _WRITTEN_HOOKS.remove(hook)
+
+
 def add_write_check(check: Callable[[str], None]) -> None:
     if check not in _WRITE_CHECKS:
         _WRITE_CHECKS.append(check)
@@ -94,6 +109,7 @@ def atomic_open(path: str, mode: str = 'w', encoding: Optional[str] = 'utf-8') -
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        digest = file_sha256(tmp_path) if _WRITTEN_HOOKS else None
         os.replace(tmp_path, path)
     except BaseException as error:
         if os.path.exists(tmp_path):
@@ -101,6 +117,8 @@ def atomic_open(path: str, mode: str = 'w', encoding: Optional[str] = 'utf-8') -
         if isinstance(error, OSError) and error.errno in _WRITE_ERRNOS:
             raise _write_error(path, error) from error
         raise
+    for hook in list(_WRITTEN_HOOKS):
+        hook(path, digest)
 
 
 def write_text_atomic(path: str, text: str) -> str:
