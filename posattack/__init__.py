@@ -38,9 +38,11 @@ from .models.authors_deeplab_head import TorchvisionDeepLabHead  # noqa: E402
 from .models.wide_last_stage_resnet import ResNetV1cWideLastStage  # noqa: E402
 from .training import (AugShiftDataPreProcessor, AugShiftEncoderDecoder, AugShiftPair,  # noqa: E402
                        ShiftConsistencyPairs)
-from .utils.checkpoint import load_checkpoint, register_safe_globals  # noqa: E402
+from .utils.checkpoint import (load_checkpoint, register_mmengine_loader,  # noqa: E402
+                               register_safe_globals)
 
 register_safe_globals()
+register_mmengine_loader()  # a config's load_from: refused like the CLI checkpoint
 
 __version__ = '0.1.0'
 __all__ = [

@@ -68,7 +68,7 @@ OLD_MODULE_PATHS = {
     'posattack.multi_model': 'posattack.attack.multi_model',
     'posattack.run_fingerprint': 'posattack.attack.run_fingerprint',
     'posattack.work_dir': 'posattack.attack.work_dir',
-    'posattack.work_dir_lock': 'posattack.attack.work_dir_lock',
+    'posattack.work_dir_lock': 'posattack.utils.work_dir_lock',
     'posattack.depth_layers': 'posattack.profile.depth_layers',
     'posattack.concentration': 'posattack.profile.concentration',
     'posattack.profile_report': 'posattack.profile.report',

@@ -206,7 +206,7 @@ def test_zero_bootstrap_resamples_are_refused_before_work(files, tmp_path):
     args = ARGS[:ARGS.index('--bootstrap')] + ['--bootstrap', 0]
     code, stderr = run_cli(CLI, [files.config, files.checkpoint, '--work-dir', tmp_path / 'w']
                            + args)
-    assert code == 2 and '--bootstrap must be >= 1 resample' in stderr
+    assert code == 2 and '--bootstrap must be between 1 and 100000 resamples' in stderr
     assert not osp.exists(tmp_path / 'w')
 
 

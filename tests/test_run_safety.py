@@ -289,6 +289,7 @@ def test_the_same_weights_under_two_names_are_one_model(files, tmp_path):
     (['--seeds', 100000], '--seeds must be between 0 and 1000'),
     (['--regions', 'grid=2000x2000'], 'grid "rows" must be at most 16'),
     (['--regions', 'border=100000'], 'border "bands" must be at most 64'),
+    (['--bootstrap', 10**9], '--bootstrap must be between 1 and 100000'),  # after the sweep
 ])
 def test_absurd_sizes_are_refused_before_compute(files, tmp_path, no_compute, argv, phrase):
     code, stderr = run_cli(CLI, [files.config, files.checkpoint, '--work-dir', tmp_path / 'w']

@@ -110,7 +110,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:  # outside torchrun, --launcher pytorch is bad input, not a traceback
-        init_launcher(args.launcher)
+        init_launcher(args.launcher, args.dist_timeout)
     except BAD_INPUT_ERRORS as error:
         return report_bad_input(error)
     work_dir = args.work_dir or osp.join(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os.path as osp
+import sys
 
 from mmengine.logging import MMLogger
 
@@ -49,7 +50,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:  # outside torchrun, --launcher pytorch is bad input, not a traceback
-        init_launcher(args.launcher)
+        init_launcher(args.launcher, args.dist_timeout)
     except BAD_INPUT_ERRORS as error:
         return report_bad_input(error)
     args.work_dir = args.work_dir or osp.join(
@@ -59,6 +60,10 @@ def main(argv=None) -> int:
         run_consistency(options_from_args(ConsistencyOptions, args, max_shifts=args.max_shift))
     except BAD_INPUT_ERRORS as error:
         return report_bad_input(error)
+    except KeyboardInterrupt:  # one line, as the other tools; nothing partial was written
+        print('interrupted: nothing written (consistency.json comes at the end); rerun to '
+              'measure.', file=sys.stderr)
+        return 130
     return 0
 
 

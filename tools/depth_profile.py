@@ -61,7 +61,10 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    init_launcher(args.launcher)
+    try:  # outside torchrun, --launcher pytorch is bad input, not a traceback
+        init_launcher(args.launcher, args.dist_timeout)
+    except BAD_INPUT_ERRORS as error:
+        return report_bad_input(error)
     work_dir = args.work_dir or osp.join(
         'work_dirs', osp.splitext(osp.basename(args.config))[0], 'profile')
     if not MMLogger.check_instance_created('posattack'):  # a second call in one process warns

@@ -14,11 +14,11 @@ import argparse
 import os.path as osp
 import sys
 
-from posattack.models.builder import ConfigError
-from posattack.utils.checkpoint import CheckpointError
-from posattack.utils.cli import add_run_arguments, report_bad_input
+from posattack.channels.ranking import FORMAT_TAG
+from posattack.utils.cli import BAD_INPUT_ERRORS, add_run_arguments, report_bad_input
 from posattack.utils.distributed import exit_process, init_launcher
 from posattack.utils.fileio import file_sha256
+from posattack.utils.owned_files import check_replaceable
 
 
 def parse_args(argv=None):
@@ -80,7 +80,7 @@ def main(argv=None) -> str:
     from posattack.identify import identify_channels
     from posattack.models.builder import load_segmentor
 
-    init_launcher(args.launcher)
+    init_launcher(args.launcher, args.dist_timeout)
     if not osp.isfile(args.config):
         raise FileNotFoundError(f'Config file not found: {args.config}')
     if not osp.isfile(args.checkpoint):
@@ -89,6 +89,7 @@ def main(argv=None) -> str:
                                'ranking.json')
     if osp.isdir(out):  # found before the identification pass, not after it
         raise ValueError(f'--out {out} is a folder: pass a file path, e.g. {out}/ranking.json.')
+    check_replaceable(out, [FORMAT_TAG], '--out')  # never over a file of the user's
 
     device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
     model, cfg = load_segmentor(args.config, args.checkpoint, cfg_options=args.cfg_options,
@@ -117,10 +118,12 @@ def main(argv=None) -> str:
 if __name__ == '__main__':
     try:
         main()
-    except (FileNotFoundError, ValueError, KeyError, IndexError, CheckpointError,
-            ConfigError) as error:
-        # Bad input: one line that says what is wrong and how to fix it (POSATTACK_DEBUG=1
-        # gives the traceback), as the other tools do.
-        sys.exit(report_bad_input(error))
+    except BAD_INPUT_ERRORS as error:
+        # Bad input, a full disk or a rank that stopped: one line that says what is wrong
+        # and how to fix it (POSATTACK_DEBUG=1 gives the traceback), as the other tools do.
+        exit_process(report_bad_input(error))
+    except KeyboardInterrupt:  # one line, as the other tools; the ranking is written last
+        print('interrupted: no ranking written; rerun to identify.', file=sys.stderr)
+        exit_process(130)
     # under torchrun, leave the gloo group before exit (a rank can abort in teardown)
     exit_process(0)

@@ -20,6 +20,7 @@ from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 import posattack  # noqa: F401  registers modules and safe checkpoint globals
+from posattack.utils.checkpoint import CheckpointError, register_mmengine_loader
 
 DATALOADER_KEYS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
@@ -35,6 +36,10 @@ def parse_args(argv=None):
                         help='where logs and checkpoints go (default: ./work_dirs/<config name>)')
     parser.add_argument('--resume', action='store_true',
                         help='resume from the latest checkpoint in the work dir')
+    parser.add_argument('--trust-checkpoint', action='store_true',
+                        help="load a checkpoint (the config's load_from, or --resume's) that "
+                        'needs globals outside the allowlist (runs arbitrary code from the '
+                        'file: only for files you trust)')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override config settings, xxx=yyy, e.g. '
@@ -107,8 +112,17 @@ def main(argv=None) -> int:
         runner = RUNNERS.build(cfg)
     else:
         runner = Runner.from_cfg(cfg)
+    # load_from / --resume go through posattack's loader: an unsafe pickle is refused
+    # naming its global, in one line, as the attack tools refuse their checkpoint
+    register_mmengine_loader(trust_checkpoint=args.trust_checkpoint)
     start = time.perf_counter()
-    runner.train()
+    try:
+        runner.train()
+    except (CheckpointError, FileNotFoundError) as error:
+        if os.environ.get('POSATTACK_DEBUG'):
+            raise
+        print(f'error: {error}', file=sys.stderr)
+        return 2
     print_log(f'training finished in {time.perf_counter() - start:.1f} s; checkpoints in '
               f'{osp.abspath(cfg.work_dir)}', logger='current')
     return 0

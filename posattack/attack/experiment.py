@@ -6,7 +6,7 @@ or ranking, :mod:`posattack.attack.run_fingerprint`): ranking.json, per_image.np
 bootstrap resamples), results.json (with the ``statistics`` and ``tests`` of
 :mod:`posattack.report.significance`), results.csv, report.md, plots, overlays/ with
 overlays.json (the panels of this run, :mod:`posattack.report.overlay_manifest`), and .lock (one
-run at a time, :mod:`posattack.attack.work_dir_lock`). A fresh run first removes what an earlier
+run at a time, :mod:`posattack.utils.work_dir_lock`). A fresh run first removes what an earlier
 run wrote (:mod:`posattack.attack.work_dir`). per_image.npz is written before results.json, so a
 setting listed in results.json always has its per-image counts; one without them (a work
 dir from before per-image statistics) is evaluated again on --resume.
@@ -48,11 +48,12 @@ from .checks import (check_attack_region, check_design, check_ranking_checkpoint
                      check_ranking_layer, check_segmentor_config, image_groups_checked,
                      probe_attack)
 from .feature_split import FeatureSplit
+from .image_contents import check_image_contents, image_contents
 from .identification_images import (DEFAULT_IDENTIFY_MAX_IMAGES, DEFAULT_IDENTIFY_ON, SAME_IMAGES,
                                     held_out_loader, identify_held_out, ranking_source)
 from .ranking_inputs import load_other_ranking, load_ranking
 from .resume_files import RESULTS_FORMAT, load_previous_per_image, read_results_file, run_sha256
-from .run_bounds import check_per_image_memory, check_seeds
+from .run_bounds import check_bootstrap, check_per_image_memory, check_seeds
 from .run_fingerprint import (content_fingerprint, describe_mismatch, outdated_fingerprint_message,
                               ranking_provenance, ranking_provenance_problem)
 from .sequential_draws import (first_round_size, next_round_size, primary_draws, primary_order,
@@ -123,13 +124,22 @@ def _fingerprint(opts: AttackOptions, checkpoint_sha: str, layer: str, num_image
                     split=opts.identify_on, max_images=opts.identify_max_images))
 
 
-def _load_previous(path: str, fingerprint: dict) -> dict:
+def _load_previous(path: str, fingerprint: dict) -> Optional[dict]:
+    """The earlier run's results to build on; None when only its regions differ (every
+    setting is evaluated again: the per-image predictions the new regions need are not
+    kept); refused when anything else differs."""
     previous = read_results_file(path)
     theirs = previous.get('fingerprint', {})
     outdated = outdated_fingerprint_message(path, theirs)
     if outdated:
         raise ResumeMismatchError(outdated)
     different = [k for k in fingerprint if theirs.get(k) != fingerprint[k]]
+    if different == ['regions']:
+        print_log(f'--resume with other regions ({theirs.get("regions")} in {path}, '
+                  f'{fingerprint["regions"]} now): every setting is evaluated again, since '
+                  'the per-image predictions the new regions need are not kept; the ranking '
+                  'and the overlays are kept.', 'current')
+        return None
     if different:
         lines = ', '.join(describe_mismatch(k, theirs.get(k), fingerprint[k])
                           for k in different)
@@ -167,6 +177,7 @@ def run_attack(opts: AttackOptions) -> dict:
     """Run the experiment; returns the results dict (also written to the work dir)."""
     # Before any compute: folders usable, and this run the only one in the work dir.
     check_seeds(opts.seeds)  # before the folders: a refused run leaves none
+    check_bootstrap(opts.bootstrap)
     with claim_work_dir(opts.work_dir, opts.show_dir):
         return _run_attack_claimed(opts)
 
@@ -202,6 +213,10 @@ def _run_attack_claimed(opts: AttackOptions) -> dict:
     previous = None
     if opts.resume and osp.exists(results_path):
         previous = _load_previous(results_path, fingerprint)
+    # the bytes of every test file: on resume only those whose size or time changed
+    contents = check_image_contents(previous.get('image_contents'), dataloader.dataset,
+                                    results_path) if previous is not None \
+        else image_contents(dataloader.dataset)
 
     ranking = load_ranking(opts, ranking_path)
     check_ranking_layer(model, ranking, layer, opts.ranking, opts.allow_ranking_layer_mismatch)
@@ -225,9 +240,6 @@ def _run_attack_claimed(opts: AttackOptions) -> dict:
     if any(s.mode == TARGETED for s in settings):
         for attack_region in attack_regions:
             check_attack_region(attack_region, ranking)
-    if opts.bootstrap < 1:
-        raise ValueError(f'--bootstrap must be >= 1 resample, got {opts.bootstrap} '
-                         '(2000 is the default).')
     design = check_design(opts)
     groups_of = image_groups_checked(opts.bootstrap_groups, dataloader.dataset)
     primary_n = design.primary_num_channels(num_total)
@@ -274,7 +286,8 @@ def _run_attack_claimed(opts: AttackOptions) -> dict:
                    class_names=list(model.dataset_meta['classes']),
                    regions=validate_region_specs(opts.regions),
                    fingerprint=fingerprint, test_design=design.to_dict(),
-                   ranking_source=source, settings=list(done.values()))
+                   ranking_source=source, image_contents=contents,
+                   settings=list(done.values()))
     overlay = _overlay_request(settings, num_total, opts.num_overlays) \
         if opts.show_dir else None
     while True:

@@ -132,9 +132,35 @@ def build_split_dataloader(cfg: Any, split: str = 'val', batch_size: Optional[in
     return Runner.build_dataloader(loader_cfg)
 
 
+def _test_loader_config(cfg) -> dict:
+    """The config's test_dataloader, checked where ``--cfg-options`` can break it."""
+    loader = cfg.get('test_dataloader')
+    if not isinstance(loader, dict) or not isinstance(loader.get('dataset'), dict):
+        raise ValueError(f'the config has no test_dataloader with a dataset (got {loader!r}): '
+                         'use an MMSegmentation config with a test split, and do not override '
+                         'test_dataloader as a whole with --cfg-options.')
+    size = loader.get('batch_size', 1)
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f'test_dataloader.batch_size must be a whole number >= 1, got '
+                         f'{size!r}: pass --batch-size N, or --cfg-options '
+                         'test_dataloader.batch_size=N.')
+    return loader.copy()
+
+
+def _check_packed(dataset) -> None:
+    """The test pipeline must end in PackSegInputs: without it the model's data
+    preprocessor fails on the first batch with a bare KeyError 'inputs'."""
+    sample = dataset[0]
+    if not isinstance(sample, dict) or 'inputs' not in sample or 'data_samples' not in sample:
+        keys = sorted(sample) if isinstance(sample, dict) else type(sample).__name__
+        raise ValueError(f'the test pipeline gives {keys} per image, not inputs and '
+                         'data_samples: test_dataloader.dataset.pipeline must load the image '
+                         "and end with dict(type='PackSegInputs'), as mmseg's configs do.")
+
+
 def build_test_dataloader(cfg, batch_size: Optional[int], max_images: Optional[int]):
     """mmseg's test dataloader, sharded without padding so every image counts once."""
-    loader_cfg = cfg.test_dataloader.copy()
+    loader_cfg = _test_loader_config(cfg)
     loader_cfg['sampler'] = dict(type='DefaultSampler', shuffle=False, round_up=False)
     if batch_size is not None:
         if batch_size < 1:  # else the DataLoader's complaint is blamed on data_root below
@@ -158,4 +184,5 @@ def build_test_dataloader(cfg, batch_size: Optional[int], max_images: Optional[i
     if len(dataloader.dataset) == 0:
         raise ValueError(f'the test dataset is empty (data_root={root!r}): {fix}')
     name_unreadable_files(dataloader.dataset)  # a corrupt PNG fails naming the file
+    _check_packed(dataloader.dataset)
     return dataloader

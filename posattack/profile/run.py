@@ -55,7 +55,11 @@ from mmengine.utils import ProgressBar
 
 from ..attack.experiment import (RESULTS_FORMAT, RemovalRunOptions, ResumeMismatchError,
                                  build_test_dataloader, file_sha256)
+from ..attack.image_contents import check_image_contents, image_contents
 from ..attack.prefix_replay import PrefixReplaySplit
+from ..attack.run_bounds import check_bootstrap, check_seeds
+from ..attack.run_fingerprint import (content_fingerprint, describe_mismatch,
+                                      outdated_fingerprint_message)
 from ..attack.settings import build_settings
 from ..attack.sweep import run_sweep
 from ..channels.forward import forward_to_layer
@@ -73,6 +77,7 @@ from ..report.significance import build_statistics
 from ..utils.fileio import read_json, write_json_atomic
 from .concentration import DEFAULT_SHARE_FRACTIONS, concentration
 from .depth_layers import check_layers_read, depth_layers, first_batch_inputs
+from .work_dir import claim_profile_dir
 
 PROFILE_FORMAT = 'posattack.profile/1'
 IDENTIFICATION_FORMAT = 'posattack.profile_identification/1'
@@ -100,22 +105,30 @@ def _check_options(opts: ProfileOptions) -> None:
         if not 0.0 < float(fraction) <= 1.0:
             raise ValueError(f'--fractions {fraction!r} is out of range: each must lie in '
                              '(0, 1], e.g. 0.1 for 10% of a layer\'s channels.')
-    if opts.seeds < 0:
-        raise ValueError(f'--seeds must be >= 0 random draws, got {opts.seeds}.')
-    if opts.bootstrap < 1:
-        raise ValueError(f'--bootstrap must be >= 1 resample, got {opts.bootstrap} '
-                         '(2000 is the default).')
+    check_seeds(opts.seeds)  # the attack's bound: memory grows with the draws
+    check_bootstrap(opts.bootstrap)
 
 
 def _check_previous(path: str, fingerprint: dict) -> Optional[dict]:
     """The file at ``path`` if it exists and matches ``fingerprint``; refuses a mismatch."""
     if not osp.exists(path):
         return None
-    previous = read_json(path)
+    try:
+        previous = read_json(path)
+    except ValueError:  # truncated (a kill mid-write of an older posattack): ours to redo
+        print_log(f'{path} cannot be read: computed again.', 'current')
+        return None
     theirs = previous.get('fingerprint', {})
+    outdated = outdated_fingerprint_message(path, theirs)
+    if outdated:
+        raise ResumeMismatchError(outdated)
     different = [k for k in fingerprint if theirs.get(k) != fingerprint[k]]
+    if different == ['regions']:  # the predictions the new regions need are not kept
+        print_log(f'{path}: other regions than now; its layer is evaluated again.',
+                  'current')
+        return None
     if different:
-        lines = ', '.join(f'{k}: {theirs.get(k)!r} there vs {fingerprint[k]!r} now'
+        lines = ', '.join(describe_mismatch(k, theirs.get(k), fingerprint[k])
                           for k in different)
         raise ResumeMismatchError(
             f'--resume refused: {path} comes from a different profile ({lines}). '
@@ -277,9 +290,10 @@ def _resolve_layers(model, inputs, requested: Optional[Sequence[str]]) -> tuple:
 def run_profile(opts: ProfileOptions) -> dict:
     """Profile the layers; returns the profile dict (also profile.json in the work dir)."""
     _check_options(opts)
-    model, cfg = load_segmentor(opts.config, opts.checkpoint, cfg_options=opts.cfg_options,
-                                trust_checkpoint=opts.trust_checkpoint)
-    return profile_model(model, cfg, opts)
+    with claim_profile_dir(opts.work_dir):  # before the model: a refused run costs nothing
+        model, cfg = load_segmentor(opts.config, opts.checkpoint, cfg_options=opts.cfg_options,
+                                    trust_checkpoint=opts.trust_checkpoint)
+        return profile_model(model, cfg, opts)
 
 
 def profile_model(model, cfg, opts: ProfileOptions) -> dict:
@@ -304,6 +318,8 @@ def profile_model(model, cfg, opts: ProfileOptions) -> dict:
     base = dict(config=osp.abspath(opts.config), checkpoint=osp.abspath(opts.checkpoint),
                 checkpoint_sha256=file_sha256(opts.checkpoint) if osp.isfile(opts.checkpoint)
                 else None, num_images=num_images)
+    # the config as used and the test images: a resume on other data or settings is refused
+    base.update(content_fingerprint(cfg, dataloader.dataset, None))
     os.makedirs(opts.work_dir, exist_ok=True)
     print_log(f'profiling {len(layers)} layers on {num_images} images: {", ".join(layers)}',
               logger)
@@ -312,8 +328,13 @@ def profile_model(model, cfg, opts: ProfileOptions) -> dict:
     ident_path = osp.join(opts.work_dir, 'identification.json')
     ident_fingerprint = dict(base, layers=list(layers))
     identification = _check_previous(ident_path, base) if opts.resume else None
-    if identification is not None and not set(layers) <= set(
-            entry['layer'] for entry in identification['layers']):
+    # the bytes of the test files; on resume, an image edited in place is refused
+    contents = check_image_contents(identification.get('image_contents'), dataloader.dataset,
+                                    ident_path) if identification else \
+        image_contents(dataloader.dataset)
+    if identification is not None and not (set(layers) <= set(
+            entry['layer'] for entry in identification['layers']) and all(
+            osp.isfile(_ranking_path(opts.work_dir, layer)) for layer in layers)):
         identification = None  # new layers: one pass identifies them all again (cheap)
     rankings: dict[str, ChannelRanking] = {}
     if identification is not None:
@@ -330,7 +351,8 @@ def profile_model(model, cfg, opts: ProfileOptions) -> dict:
         info = dict(config=osp.basename(opts.config), checkpoint_sha256=base['checkpoint_sha256'],
                     num_classes=len(class_names))
         identification = dict(format=IDENTIFICATION_FORMAT, fingerprint=ident_fingerprint,
-                              seconds=timings['identification'], layers=[])
+                              seconds=timings['identification'], image_contents=contents,
+                              layers=[])
         for layer in layers:
             rankings[layer] = accumulators[layer].to_ranking(layer, info)
             identification['layers'].append(_identification_entry(layer, accumulators[layer]))
