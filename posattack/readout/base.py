@@ -50,7 +50,8 @@ def readout_class(name: str) -> type:
     """The class registered as ``name``; an unknown name raises listing the known ones."""
     cls = READOUTS.get(name) if isinstance(name, str) else None
     if cls is None:
-        raise ValueError(f'unknown read-out {name!r}; known: {", ".join(sorted(READOUTS.module_dict))}'
+        known = ', '.join(sorted(READOUTS.module_dict))
+        raise ValueError(f'unknown read-out {name!r}; known: {known}'
                          ' (a new one is a class registered with @register_readout, see '
                          'posattack/readout/base.py).')
     return cls

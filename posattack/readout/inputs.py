@@ -92,4 +92,5 @@ def generated_inputs(kind: str, size: Sequence[int], num_noise: int = 8,
             raise ValueError(f'--num-noise must be >= 1 noise image, got {num_noise}.')
         generator = torch.Generator().manual_seed(int(seed))
         return torch.randint(0, 256, (num_noise, 3, height, width), generator=generator).float()
-    raise ValueError(f'unknown generated input {kind!r}; choose among {", ".join(GENERATED_INPUTS)}.')
+    raise ValueError(f'unknown generated input {kind!r}; choose among '
+                     f'{", ".join(GENERATED_INPUTS)}.')

@@ -66,8 +66,10 @@ def spearman(prediction: np.ndarray, ranks: TargetRanks) -> tuple[float, bool]:
 def image_scores(predictions: torch.Tensor, ranks: TargetRanks) -> dict[str, np.ndarray]:
     """Per image: ``spc``, ``mae`` (float arrays) and ``constant`` (bool array)."""
     predictions = predictions.detach().double().cpu().numpy().reshape(len(predictions), -1)
-    spc, constant = zip(*(spearman(p, ranks) for p in predictions)) if len(predictions) else ((), ())
-    mae = np.abs(predictions - ranks.values[None]).mean(axis=1) if len(predictions) else np.zeros(0)
+    pairs = [spearman(p, ranks) for p in predictions]
+    spc = [value for value, _ in pairs]
+    constant = [flat for _, flat in pairs]
+    mae = np.abs(predictions - ranks.values[None]).mean(axis=1)
     return dict(spc=np.asarray(spc, dtype=np.float64), mae=np.asarray(mae, dtype=np.float64),
                 constant=np.asarray(constant, dtype=bool))
 

@@ -38,8 +38,8 @@ class PosENetReadout(PositionReadout):
                  output_size: Sequence[int]):
         super().__init__(channels, feature_size, output_size)
         if min(self.feature_size) < KERNEL_SIZE:
-            raise ValueError(f'read-out working size {self.feature_size} is below the {KERNEL_SIZE}x'
-                             f'{KERNEL_SIZE} kernel; use a larger --image-size.')
+            raise ValueError(f'read-out working size {self.feature_size} is below the '
+                             f'{KERNEL_SIZE}x{KERNEL_SIZE} kernel; use a larger --image-size.')
         self.convs = nn.ModuleList(
             nn.Conv2d(c, 1, KERNEL_SIZE, padding=0, bias=False) for c in self.channels)
         self.bias = nn.Parameter(torch.zeros(1))

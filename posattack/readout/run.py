@@ -227,7 +227,7 @@ def readout_model(model, cfg, opts: ReadoutOptions) -> dict:
     started = time.perf_counter()
     for variant in _variants(opts):
         needed = [(layer_set, target) for layer_set in sets for target in opts.targets]
-        prints = {key: dict(base, variant=variant, layers=key[0], target=key[1]) for key in
+        prints = {key: dict(base, variant=variant, layers=list(key[0]), target=key[1]) for key in
                   map(lambda k: (tuple(k[0]), k[1]), needed)}
         paths = {key: _entry_path(opts.work_dir, variant['name'], key[0], key[1])
                  for key in prints}
