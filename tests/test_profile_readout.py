@@ -5,8 +5,8 @@ from __future__ import annotations
 import os.path as osp
 
 import pytest
-from helpers import (load_json, load_tool, make_checkpoint, one_torch_thread,  # noqa: F401
-                     run_cli, write_tiny_config)
+from helpers import (load_json, load_tool, make_checkpoint, one_torch_thread, run_cli,  # noqa: F401
+                     write_tiny_config)
 
 LAYERS = ['backbone.layer2', 'backbone:3']
 READOUT = ['--readout-targets', 'gradient_h', 'gaussian', '--readout-epochs', '2']

@@ -58,8 +58,8 @@ def parse_args(argv=None):
     parser.add_argument('--readout', action='store_true',
                         help='add the position read-out column (Islam et al., ICLR 2020): per '
                         'layer, SPC/MAE of a read-out trained on the config\'s train images '
-                        '(see docs/position_readout.md; about 5 s of CPU per layer and target '
-                        'on the demo)')
+                        '(see docs/position_readout.md; about 3 s of CPU per layer and target '
+                        'map on the demo\'s 300 training images)')
     parser.add_argument('--readout-targets', nargs='+', default=list(READOUT_TARGETS),
                         help='target maps of the read-out column (default: all five)')
     parser.add_argument('--readout-epochs', type=int, default=15)

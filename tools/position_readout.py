@@ -73,6 +73,9 @@ def main(argv=None) -> int:
         MMLogger.get_instance('posattack', log_level='INFO')
     opts = options_from_args(ReadoutOptions, args)
     try:
+        if args.launcher != 'none':
+            raise ValueError('position_readout.py runs in one process (the read-outs are '
+                             'small); drop --launcher.')
         result = run_readout(opts)
     except BAD_INPUT_ERRORS as error:
         return report_bad_input(error)

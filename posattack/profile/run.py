@@ -302,6 +302,9 @@ def profile_model(model, cfg, opts: ProfileOptions) -> dict:
     dataloader = build_test_dataloader(cfg, opts.batch_size, opts.max_images)
     inputs = first_batch_inputs(model, dataloader)
     layers, candidates = _resolve_layers(model, inputs, opts.layers)
+    if opts.readout and dist.get_world_size() > 1:
+        raise ValueError('--readout runs in one process (every process would train the same '
+                         'read-outs); drop --readout or --launcher.')
     num_images = len(dataloader.dataset)
     meta = getattr(model, 'dataset_meta', None) or dataloader.dataset.metainfo
     class_names = list(meta['classes'])
