@@ -47,6 +47,11 @@ def test_the_column_is_the_standalone_readout_of_each_layer(model_files):
     assert 'Position held (read-out) vs position used (attack)' in markdown
     assert 'SPC gradient_h' in markdown and 'position_by_layer.png' in markdown
     assert osp.isfile(work_dir / 'position_by_layer.png')
+    table = folder / 'table.md'   # the docs' table of a profile (tools/profile_table.py)
+    assert load_tool('profile_table').main([str(work_dir / 'profile.json'), '--out', str(table),
+                                            '--command', 'depth_profile.py --readout']) == 0
+    assert 'SPC gaussian' in table.read_text()
+    assert osp.isfile(folder / 'table_position_by_layer.png')
 
 
 def test_an_unknown_target_map_is_refused_before_any_work(model_files, tmp_path):
