@@ -92,10 +92,12 @@ def plot_position_by_layer(profile: Mapping[str, Any], path: str) -> str:
     x = np.arange(len(layers))
     fig = Figure(figsize=(max(7.0, 1.3 * len(layers) + 3), 8.5), layout='constrained')
     spc_ax, gini_ax, gap_ax = fig.subplots(3, 1, sharex=True)
-    for i, target in enumerate(_targets(profile)):
-        _errorbar(spc_ax, x + 0.04 * (i - 2), [row['readout'].get(target, {}).get(
-            'natural', {}).get('spc') for row in layers],
-            color=TARGET_COLORS[i % len(TARGET_COLORS)], label=target)
+    targets = _targets(profile)
+    for i, target in enumerate(targets):
+        entries = [row['readout'].get(target, {}).get('natural', {}).get('spc')
+                   for row in layers]
+        _errorbar(spc_ax, x + 0.04 * (i - (len(targets) - 1) / 2), entries,
+                  color=TARGET_COLORS[i % len(TARGET_COLORS)], label=target)
     spc_ax.set_ylabel('read-out SPC\n(held-out images)')
     spc_ax.set_ylim(-0.3, 1.05)
     spc_ax.legend(fontsize=7, ncols=3)
