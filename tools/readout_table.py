@@ -57,7 +57,7 @@ def main(argv=None) -> int:
     data = [f'{split}_dataloader.dataset.data_root={args.data}' for split in ('train', 'test')]
     command = (f'python tools/readout_table.py --config {args.config} --checkpoint '
                f'{args.checkpoint} --data {args.data} --epochs {args.epochs}')
-    started, load = time.perf_counter(), os.getloadavg()[0]
+    started, load, cpu = time.perf_counter(), os.getloadavg()[0], time.process_time()
     try:
         if not osp.isfile(args.checkpoint):
             raise FileNotFoundError(f'{args.checkpoint} does not exist: train the demo model '
@@ -74,8 +74,10 @@ def main(argv=None) -> int:
     except BAD_INPUT_ERRORS as error:
         return report_bad_input(error)
     minutes = (time.perf_counter() - started) / 60
+    cpu_minutes = (time.process_time() - cpu) / 60
     size = result['image_size']
-    stamp = (f'{measured_by(command)}, {minutes:.1f} min (load average {load:.1f} at start, '
+    stamp = (f'{measured_by(command)}, {minutes:.1f} min wall, {cpu_minutes:.1f} min of CPU '
+             f'(load average {load:.1f} at start, '
              f'{os.getloadavg()[0]:.1f} at end; one thread; read-outs kept from an earlier run '
              f'in {args.work_dir} are not re-timed); {result["num_train_images"]} training and '
              f'{result["num_test_images"]} held-out images at {size[0]}x{size[1]}, '

@@ -69,6 +69,13 @@ def plot_readout(result: Mapping[str, Any], path: str) -> str:
     targets = list(result['targets'])
     variants = list(dict.fromkeys(row['variant'] for row in result['rows']))
     x = np.arange(len(sets))
+    shown = []
+    for row in result['rows']:
+        for kind in PLOT_INPUTS:
+            entry = _score(row, kind, 'spc')
+            shown += [v for v in [entry.get('estimate')] + list(entry.get('ci95') or [])
+                      if v is not None]
+    bottom = min([-0.3] + [v - 0.05 for v in shown])   # never clip a negative SPC
     fig = Figure(figsize=(max(8.0, 2.6 * len(targets)), 2.6 * len(PLOT_INPUTS) + 1.0),
                  layout='constrained')
     axes = fig.subplots(len(PLOT_INPUTS), len(targets), sharex=True, sharey=True, squeeze=False)
@@ -89,7 +96,7 @@ def plot_readout(result: Mapping[str, Any], path: str) -> str:
                             fmt='o-', capsize=2, markersize=4, label=variant,
                             color=VARIANT_COLORS[v % len(VARIANT_COLORS)])
             ax.axhline(0, color='black', linewidth=0.6)
-            ax.set_ylim(-0.3, 1.05)
+            ax.set_ylim(bottom, 1.05)
             ax.grid(alpha=0.3)
             ax.set_title(f'{target}, {kind} input', fontsize=9)
             if c == 0:
