@@ -45,6 +45,7 @@ from .features import backbone_variant, check_layers, layer_features
 from .inputs import (GENERATED_INPUTS, INPUT_KINDS, NATURAL, check_input_kinds, generated_inputs,
                      list_images, load_images)
 from .metrics import TargetRanks, image_scores, summarize
+from .report import write_readout_report
 from .target_maps import check_target_names, target_map, target_map_names
 from .training import ReadoutTraining, fit_readout, predict
 
@@ -225,13 +226,18 @@ def readout_model(model, cfg, opts: ReadoutOptions) -> dict:
               f'{", ".join(opts.targets)}.', logger)
     rows = []
     started = time.perf_counter()
-    for variant in _variants(opts):
-        needed = [(layer_set, target) for layer_set in sets for target in opts.targets]
-        prints = {key: dict(base, variant=variant, layers=list(key[0]), target=key[1]) for key in
-                  map(lambda k: (tuple(k[0]), k[1]), needed)}
-        paths = {key: _entry_path(opts.work_dir, variant['name'], key[0], key[1])
-                 for key in prints}
-        kept = {key: _kept(paths[key], prints[key]) if opts.resume else None for key in prints}
+    variants = _variants(opts)
+    # every read-out's fingerprint, file and kept result, before anything trains: a work
+    # dir made with other settings is refused at once
+    keys = [(v, tuple(layer_set), target) for v in range(len(variants)) for layer_set in sets
+            for target in opts.targets]
+    prints = {key: dict(base, variant=variants[key[0]], layers=list(key[1]), target=key[2])
+              for key in keys}
+    paths = {key: _entry_path(opts.work_dir, variants[key[0]]['name'], key[1], key[2])
+             for key in keys}
+    kept_all = {key: _kept(paths[key], prints[key]) if opts.resume else None for key in keys}
+    for index, variant in enumerate(variants):
+        kept = {key[1:]: entry for key, entry in kept_all.items() if key[0] == index}
         train_feats = scored_feats = None
         if any(entry is None for entry in kept.values()):
             net = model if variant['padding'] is None and not variant['random_init'] else \
@@ -244,21 +250,20 @@ def readout_model(model, cfg, opts: ReadoutOptions) -> dict:
         for key, entry in kept.items():
             if entry is None:
                 entry = _fit_one(opts, variant, key[0], key[1], size, feature_size, train_feats,
-                                 scored_feats, prints[key], paths[key])
+                                 scored_feats, prints[(index, ) + key], paths[(index, ) + key])
             natural = entry['scores'][NATURAL]['spc']['estimate']
             print_log(f'{variant["name"]} {"+".join(key[0])} {key[1]}: SPC {natural:.3f} on '
                       'held-out images', logger)
             rows.append(entry)
     result = dict(format=READOUT_FORMAT, config=opts.config, checkpoint=opts.checkpoint,
                   layers=layers, targets=list(opts.targets), inputs=list(INPUT_KINDS),
-                  variants=_variants(opts), num_train_images=len(train_paths),
+                  variants=variants, num_train_images=len(train_paths),
                   num_test_images=len(test_paths), image_size=list(size),
                   feature_size=list(feature_size), train_inputs=list(opts.train_inputs),
                   num_noise=opts.num_noise, readout=opts.readout,
                   training=_training(opts).to_dict(), bootstrap=opts.bootstrap,
                   seconds=time.perf_counter() - started,
                   rows=[{k: v for k, v in row.items() if k != 'fingerprint'} for row in rows])
-    from .report import write_readout_report
     write_json_atomic(osp.join(opts.work_dir, 'readout.json'), result)
     write_readout_report(opts.work_dir, result)
     return result
