@@ -237,3 +237,12 @@ def test_cli_refuses_an_unknown_target_before_loading(capsys):
     assert tool.main(['missing.py', 'missing.pth', '--targets', 'spiral']) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: unknown target map 'spiral'") and '\n' not in err
+
+
+def test_a_folder_of_the_users_is_refused_as_work_dir(tmp_path, image_folders):
+    model = build_segmentor(dict(type='ReadoutTestCoordinateNet'), channels=5)
+    (tmp_path / 'work').mkdir()
+    (tmp_path / 'work' / 'notes.md').write_text('mine')
+    with pytest.raises(ValueError, match='is not empty and posattack did not write it'):
+        readout_model(model, Config(), options(tmp_path, image_folders))
+    assert (tmp_path / 'work' / 'notes.md').read_text() == 'mine'

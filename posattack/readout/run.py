@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import os.path as osp
 import time
 from collections.abc import Sequence
@@ -39,6 +40,7 @@ from ..channels.layers import default_layer, unwrap_model
 from ..models.builder import load_segmentor
 from ..probes.padding import normalize_padding_mode
 from ..utils.fileio import file_sha256, read_json, write_bytes_atomic, write_json_atomic
+from ..utils.owned_files import claim_folder, owned_folders
 from ..utils.run_options import ModelRunOptions
 from .base import build_readout, readout_class
 from .features import backbone_variant, check_layers, layer_features
@@ -202,9 +204,23 @@ def _fit_one(opts, variant, layers, target, size, feature_size, train_feats, sco
 
 
 def readout_model(model, cfg, opts: ReadoutOptions) -> dict:
-    """:func:`run_readout` on a model already built (``cfg`` names the default images)."""
-    logger = MMLogger.get_current_instance()
+    """:func:`run_readout` on a model already built (``cfg`` names the default images).
+
+    The work dir is claimed first (:mod:`posattack.utils.owned_files`): a folder of the
+    user's is refused, and no file posattack did not write is ever replaced."""
     _check_options(opts)
+    runs = osp.join(opts.work_dir, 'runs')
+    earlier = [osp.relpath(osp.join(root, name), opts.work_dir)   # a work dir from before
+               for root, _, names in os.walk(runs) for name in names]  # manifests: adopted
+    owned = claim_folder(opts.work_dir, '--work-dir',
+                         legacy=[('readout.json', (READOUT_FORMAT, ))],
+                         legacy_outputs=['readout.json', 'readout.md', 'readout.png'] + earlier)
+    with owned_folders([owned]):
+        return _readout_model(model, cfg, opts)
+
+
+def _readout_model(model, cfg, opts: ReadoutOptions) -> dict:
+    logger = MMLogger.get_current_instance()
     model = unwrap_model(model).eval()
     layers = check_layers(model, opts.layers or [default_layer(model)])
     train_paths, test_paths = _image_lists(cfg, opts)
