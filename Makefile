@@ -11,15 +11,17 @@
 #   make demo-profile   the depth profile of the demo model (docs/tables/demo_profile.md)
 #   make tables   every measured table in README.md and docs/ (hours; each part resumes and
 #                 runs alone: tables-demo, tables-seeds, tables-study, tables-placebo,
-#                 tables-profile, tables-probes, tables-aug-shift, tables-speed), then copies
-#                 them in
+#                 tables-profile, tables-probes, tables-aug-shift, tables-speed,
+#                 tables-readout), then copies them in
+#   make tables-readout   the position read-out of the demo model per layer and padding
+#                         (docs/tables/demo_readout.md, included in docs/position_readout.md)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA ?= data/synthetic_cityscapes_side_free
 WORK ?= work_dirs/demo
 
 TABLE_PARTS := tables-demo tables-seeds tables-study tables-placebo tables-profile \
-	tables-probes tables-aug-shift tables-speed
+	tables-probes tables-aug-shift tables-speed tables-readout
 .PHONY: setup demo demo-seeds demo-profile test test-fast lint mutation aug-shift-demo clean \
 	tables $(TABLE_PARTS)
 setup:
@@ -60,6 +62,12 @@ tables-probes: setup
 
 tables-aug-shift: setup
 	@bash tools/run_aug_shift_tables.sh
+
+# the demo model of make demo-seeds (seed 0), trained first if missing
+tables-readout: setup
+	@test -f work_dirs/demo/seeds/seed0/train/iter_600.pth || SEEDS=1 bash tools/run_demo_seeds.sh
+	$(PY) tools/readout_table.py
+	$(PY) tools/include_tables.py docs/position_readout.md
 
 tables-speed: setup tables-demo
 	@bash tools/run_speed_tables.sh

@@ -18,6 +18,7 @@ The house, floor by floor (a module imports only from its own floor or the ones 
     training/    AugShift, shift crops
     evaluation/  regions, RegionIoUMetric, shift consistency
     report/      statistics, results, plots, overlays, report.md
+    readout/     the position read-out (Islam, Jia & Bruce, ICLR 2020): SPC/MAE per layer
     attack/      settings, feature split, sweep, experiment, the dataloader builder
     profile/     the attack layer by layer in depth
 """

@@ -13,7 +13,7 @@ import os.path as osp
 from helpers import REPO_ROOT
 
 FLOORS = ['utils', 'data', 'models', 'probes', 'channels', 'identify', 'training', 'evaluation',
-          'report', 'attack', 'profile']
+          'report', 'readout', 'attack', 'profile']
 OUTSIDE = {'posattack', 'posattack.deprecated_paths'}
 MAX_LINES = 450
 PACKAGE = osp.join(REPO_ROOT, 'posattack')

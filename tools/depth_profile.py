@@ -12,6 +12,8 @@ decode head reads) writes how concentrated its flip-difference scores are and wh
 vs random removal of 5/10/20% of its channels costs, with p-values and confidence intervals:
 profile.json, profile.md, concentration_vs_depth.png, gap_vs_depth.png,
 class_drop_by_layer.png, and one tools/attack.py-style work dir per layer under layers/.
+With --readout, also the position read-out per layer (SPC/MAE) beside concentration and the
+attack gap: one table in profile.md and position_by_layer.png.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import sys
 from mmengine.logging import MMLogger
 
 from posattack.attack.experiment import DEFAULT_BOOTSTRAP, DEFAULT_SEEDS
-from posattack.profile.run import DEFAULT_FRACTIONS, ProfileOptions, run_profile
+from posattack.profile.run import DEFAULT_FRACTIONS, READOUT_TARGETS, ProfileOptions, run_profile
 from posattack.utils.cli import (BAD_INPUT_ERRORS, add_run_arguments, parse_region_arg,
                                  report_bad_input)
 from posattack.utils.distributed import exit_process, init_launcher
@@ -53,6 +55,14 @@ def parse_args(argv=None):
     parser.add_argument('--batch-size', type=int, help='override the test batch size')
     parser.add_argument('--layer-plots', action='store_true',
                         help="also draw tools/attack.py's three plots in every layer's folder")
+    parser.add_argument('--readout', action='store_true',
+                        help='add the position read-out column (Islam et al., ICLR 2020): per '
+                        'layer, SPC/MAE of a read-out trained on the config\'s train images '
+                        '(see docs/position_readout.md; about 3 s of CPU per layer and target '
+                        'map on the demo\'s 300 training images)')
+    parser.add_argument('--readout-targets', nargs='+', default=list(READOUT_TARGETS),
+                        help='target maps of the read-out column (default: all five)')
+    parser.add_argument('--readout-epochs', type=int, default=15)
     parser.add_argument('--resume', action='store_true',
                         help='keep finished layers (and the identification) in the work dir')
     add_run_arguments(parser)

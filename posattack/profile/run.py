@@ -70,6 +70,7 @@ from ..evaluation.metric import summarize_confusion
 from ..evaluation.regions import validate_region_specs
 from ..identify.flip_difference import FlipDifferenceAccumulator
 from ..models.builder import load_segmentor
+from ..readout.target_maps import check_target_names, target_map_names
 from ..report.markdown import write_markdown_report, write_report
 from ..report.per_image import PerImageCounts, per_image_path
 from ..report.results import write_results_csv
@@ -77,12 +78,14 @@ from ..report.significance import build_statistics
 from ..utils.fileio import read_json, write_json_atomic
 from .concentration import DEFAULT_SHARE_FRACTIONS, concentration
 from .depth_layers import check_layers_read, depth_layers, first_batch_inputs
+from .readout_column import readout_column
 from .work_dir import claim_profile_dir
 
 PROFILE_FORMAT = 'posattack.profile/1'
 IDENTIFICATION_FORMAT = 'posattack.profile_identification/1'
 DEFAULT_FRACTIONS = (0.05, 0.1, 0.2)
 ALL_LAYERS = 'all'
+READOUT_TARGETS = tuple(target_map_names())
 
 
 @dataclass
@@ -91,6 +94,9 @@ class ProfileOptions(RemovalRunOptions):
     layers: Optional[Sequence[str]] = None       # None or ['all']: the depth layers
     fractions: Sequence[float] = DEFAULT_FRACTIONS
     layer_plots: bool = False   # tools/attack.py's three plots in every layer's folder
+    readout: bool = False       # the read-out column (posattack.profile.readout_column)
+    readout_targets: Sequence[str] = READOUT_TARGETS
+    readout_epochs: int = 15
 
 
 def safe_layer_name(layer: str) -> str:
@@ -106,6 +112,8 @@ def _check_options(opts: ProfileOptions) -> None:
             raise ValueError(f'--fractions {fraction!r} is out of range: each must lie in '
                              '(0, 1], e.g. 0.1 for 10% of a layer\'s channels.')
     check_seeds(opts.seeds)  # the attack's bound: memory grows with the draws
+    if opts.readout:
+        check_target_names(opts.readout_targets)
     check_bootstrap(opts.bootstrap)
 
 
@@ -308,6 +316,9 @@ def profile_model(model, cfg, opts: ProfileOptions) -> dict:
     dataloader = build_test_dataloader(cfg, opts.batch_size, opts.max_images)
     inputs = first_batch_inputs(model, dataloader)
     layers, candidates = _resolve_layers(model, inputs, opts.layers)
+    if opts.readout and dist.get_world_size() > 1:
+        raise ValueError('--readout runs in one process (every process would train the same '
+                         'read-outs); drop --readout or --launcher.')
     num_images = len(dataloader.dataset)
     meta = getattr(model, 'dataset_meta', None) or dataloader.dataset.metainfo
     class_names = list(meta['classes'])
@@ -327,6 +338,8 @@ def profile_model(model, cfg, opts: ProfileOptions) -> dict:
 
     ident_path = osp.join(opts.work_dir, 'identification.json')
     ident_fingerprint = dict(base, layers=list(layers))
+    # the read-out first: its bad input (image folders) fails before the long attack
+    column = readout_column(model, cfg, opts, layers) if opts.readout else None
     identification = _check_previous(ident_path, base) if opts.resume else None
     # the bytes of the test files; on resume, an image edited in place is refused
     contents = check_image_contents(identification.get('image_contents'), dataloader.dataset,
@@ -367,7 +380,7 @@ def profile_model(model, cfg, opts: ProfileOptions) -> dict:
         per_layer[layer] = _profile_layer(
             model, dataloader, layer, rankings[layer], opts, layer_dir,
             _layer_fingerprint(base, layer, opts), class_names)
-    profile = build_profile(opts, layers, candidates, identification, per_layer, base)
+    profile = build_profile(opts, layers, candidates, identification, per_layer, base, column)
     if dist.get_rank() == 0:
         write_json_atomic(osp.join(opts.work_dir, 'profile.json'), profile)
         paths = write_profile_report(opts.work_dir, profile, per_layer)
@@ -414,7 +427,8 @@ def _tests_by_n(results: dict) -> dict[int, dict]:
 
 
 def build_profile(opts: ProfileOptions, layers: Sequence[str], candidates: Sequence[str],
-                  identification: dict, per_layer: dict[str, dict], base: dict) -> dict:
+                  identification: dict, per_layer: dict[str, dict], base: dict,
+                  readout: Optional[dict] = None) -> dict:
     """profile.json: per layer, shallowest first, what the module docstring lists."""
     ident = {entry['layer']: entry for entry in identification['layers']}
     rows = []
@@ -430,6 +444,8 @@ def build_profile(opts: ProfileOptions, layers: Sequence[str], candidates: Seque
             attack=[entry for _, entry in sorted(_tests_by_n(results).items())],
             results=osp.join('layers', safe_layer_name(layer), 'results.json'),
             seconds=results.get('seconds')))
+        if readout is not None:
+            rows[-1]['readout'] = readout[layer]
     return dict(format=PROFILE_FORMAT, config=opts.config, checkpoint=opts.checkpoint,
                 fingerprint=base, num_images=base['num_images'],
                 fractions=[float(f) for f in opts.fractions], seeds=opts.seeds,
