@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from posattack.report.rank_tests import (detectable_gap, fisher, holm_adjust,
+from posattack.report.rank_tests import (detectable_gap, draw_round_sizes, fisher, holm_adjust,
                                          needs_more_draws, placebo_rate, sequential_p_value,
                                          smallest_significant_rank)
 
@@ -112,3 +112,9 @@ def test_fisher_against_the_formula_and_a_p_of_one_is_no_veto():
     assert strong['p_value'] == pytest.approx(
         scipy_stats.chi2.sf(-2 * np.log([0.01, 0.01, 0.7, 0.7]).sum(), 10))
     assert strong['p_value'] < 0.05
+
+
+def test_draw_rounds_end_at_the_cap():
+    assert draw_round_sizes(99, 19) == [19, 29, 39, 59, 99]
+    assert draw_round_sizes(50, 19) == [19, 29, 39, 50]
+    assert draw_round_sizes(10, 10) == [10]

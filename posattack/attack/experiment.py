@@ -37,7 +37,7 @@ from ..report.overlay import OverlaySelector, render_panel, save_panel
 from ..report.overlay_manifest import overlays_up_to_date, reported_overlays, write_overlay_manifest
 from ..report.per_image import PerImageCounts, per_image_path
 from ..report.pooling import paper_claims
-from ..report.rank_tests import DEFAULT_EXCEEDANCES, DEFAULT_MAX_DRAWS
+from ..report.rank_tests import DEFAULT_EXCEEDANCES, DEFAULT_MAX_DRAWS, draw_round_sizes
 from ..report.significance import build_statistics
 from ..report.test_design import TestDesign
 from ..utils.fileio import file_sha256, write_json_atomic
@@ -56,7 +56,7 @@ from .resume_files import RESULTS_FORMAT, load_previous_per_image, read_results_
 from .run_bounds import check_bootstrap, check_per_image_memory, check_seeds
 from .run_fingerprint import (content_fingerprint, describe_mismatch, outdated_fingerprint_message,
                               ranking_provenance, ranking_provenance_problem)
-from .sequential_draws import (first_round_size, next_round_size, primary_draws, primary_order,
+from .sequential_draws import (first_round_size, more_draws_needed, primary_draws, primary_order,
                                primary_random_keys)
 from .settings import AttackSetting, build_settings
 from .sweep import OverlayRequest, run_sweep
@@ -290,6 +290,7 @@ def _run_attack_claimed(opts: AttackOptions) -> dict:
                    settings=list(done.values()))
     overlay = _overlay_request(settings, num_total, opts.num_overlays) \
         if opts.show_dir else None
+    rounds = draw_round_sizes(design.max_draws, first_round_size(opts.seeds, design))
     while True:
         finished = {s['key'] for s in results['settings']}
         pending = [s for s in settings if s.key not in finished]
@@ -315,9 +316,9 @@ def _run_attack_claimed(opts: AttackOptions) -> dict:
         if primary_n is None:
             break
         draws = primary_random_keys(results['settings'], primary_n)
+        next_size = next((size for size in rounds if size > len(draws)), None)
         targeted = AttackSetting(TARGETED, primary_n, attack_region=primary_order(attack_regions))
-        next_size = next_round_size(per_image, targeted.key, draws, design)
-        if next_size is None:
+        if next_size is None or not more_draws_needed(per_image, targeted.key, draws, design):
             break
         print_log(f'primary tests undecided after {len(draws)} random draws at N={primary_n}: '
                   f'drawing up to {next_size} (sequential, at most {design.max_draws}).', logger)

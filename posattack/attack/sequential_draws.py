@@ -1,24 +1,16 @@
 """How many random draws the primary tests need: drawn in rounds, stopped by Besag-Clifford.
 
 The primary tests (:mod:`posattack.report.test_design`) rank the targeted statistic among
-random draws at the primary count. Each round adds draws (seeds in order), one more pass over
-the test images; after a round, :func:`next_round_size` asks whether either primary test would
-draw again (fewer than ``exceedances`` draws have reached its targeted value, and fewer than
-``max_draws`` were made) and, if so, how far to draw: to where the test is expected to stop at
-the rate its draws reached the targeted value so far (all the way to ``max_draws`` when none
-did), at least :data:`MIN_ROUND_STEP` more. A clear null stops after the first round; a
-significant result goes to ``max_draws``.
-
-The p-values are computed on the exact seed-order prefix
-(:func:`posattack.report.rank_tests.sequential_p_value`), so the rounds change cost, never
-answers: any schedule gives the same p-values. The schedule trades draws made past the
-stopping point (each a pass of the head over every image) against extra rounds (each a pass of
-the backbone prefix, and a results.json write); fixed rounds of 19, 29, 39, 59, 99 draws,
-used before, drew up to 30 draws past the stopping point.
+random draws at the primary count. Each round adds draws (seeds in order) up to the next size
+of :func:`posattack.report.rank_tests.draw_round_sizes`, one more pass over the test images;
+after a round, :func:`more_draws_needed` asks whether either primary test would draw again
+(fewer than ``exceedances`` draws have reached its targeted value, and fewer than
+``max_draws`` were made). A clear null stops after the first round; a significant result
+goes to ``max_draws``. The p-values themselves are computed on the exact seed-order prefix
+(:func:`posattack.report.rank_tests.sequential_p_value`), so rounds change cost, not answers.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Optional
 
@@ -31,9 +23,6 @@ from ..report.test_design import TestDesign
 from .settings import AttackSetting
 
 FIRST_ROUND = 19   # the fewest draws that can give p < 0.05
-# Fewest draws a later round adds: a round re-runs the backbone prefix on every image, which
-# costs a few settings' worth of head passes on the models measured (docs/tables/speed_*).
-MIN_ROUND_STEP = 10
 
 
 def _point_miou(counts: PerImageCounts, key: str, region: str) -> float:
@@ -59,39 +48,11 @@ def primary_statistics(counts: PerImageCounts, targeted_key: str, random_keys: S
     return [(t if np.isfinite(t) else None, d) for t, d in out]
 
 
-def draws_to_stop(targeted: Optional[float], draws: Sequence[Optional[float]],
-                  exceedances: Optional[int], max_draws: int) -> Optional[int]:
-    """How many draws one sequential test is expected to need in all (None once it stopped).
-
-    At the rate its draws have reached the targeted value so far (``reached`` of ``made``),
-    the ``exceedances``-th is expected near draw ``exceedances * made / reached``; with none
-    reached yet (or no stopping rule) the test may need every draw: ``max_draws``.
-
-    Example::
-
-        draws_to_stop(5.0, [6.0] * 3 + [1.0] * 16, exceedances=5, max_draws=99)   # 32
-    """
-    if not needs_more_draws(targeted, draws, exceedances, max_draws):
-        return None
-    values = np.asarray([d for d in draws if d is not None and np.isfinite(d)], dtype=float)
-    reached = int(np.count_nonzero(values >= targeted))
-    if exceedances is None or reached == 0:
-        return max_draws
-    return min(max_draws, math.ceil(exceedances * len(values) / reached))
-
-
-def next_round_size(counts: PerImageCounts, targeted_key: str, random_keys: Sequence[str],
-                    design: TestDesign, min_step: int = MIN_ROUND_STEP) -> Optional[int]:
-    """The number of draws to have after the next round, or None when no primary test would
-    draw again. The draws are shared by both primary tests, so the round goes as far as the
-    test expected to need the most (:func:`draws_to_stop`)."""
-    made = len(random_keys)
-    wanted = [n for n in (draws_to_stop(t, draws, design.exceedances, design.max_draws)
-                          for t, draws in primary_statistics(counts, targeted_key, random_keys))
-              if n is not None]
-    if not wanted:
-        return None
-    return min(design.max_draws, max(made + min_step, max(wanted)))
+def more_draws_needed(counts: PerImageCounts, targeted_key: str, random_keys: Sequence[str],
+                      design: TestDesign) -> bool:
+    """Would either primary test draw again after the draws made so far?"""
+    return any(needs_more_draws(t, draws, design.exceedances, design.max_draws)
+               for t, draws in primary_statistics(counts, targeted_key, random_keys))
 
 
 def primary_draws(settings: Sequence[AttackSetting], num_channels: int, up_to: int

@@ -38,6 +38,9 @@ ALPHA = 0.05
 # drew all 99 at p = 0.15 (2.7x the old default's time); h = 5 stops such a run near 30.
 DEFAULT_EXCEEDANCES = 5
 DEFAULT_MAX_DRAWS = 99
+# Draws are added in rounds (each round is one more pass over the test images): the stopping
+# rule is checked at the end of each; p-values are computed on the exact prefix all the same.
+DRAW_ROUNDS = (19, 29, 39, 59, 99, 199, 499, 999)
 
 
 def _finite_sequence(values: Sequence[Optional[float]]) -> np.ndarray:
@@ -192,3 +195,10 @@ def fisher(p_values: Sequence[Optional[float]]) -> dict:
     result = scipy_stats.combine_pvalues(values, method='fisher')
     out.update(statistic=float(result.statistic), p_value=float(result.pvalue))
     return out
+
+
+def draw_round_sizes(max_draws: int, start: int) -> list[int]:
+    """The cumulative draw counts at which the sequential rule is checked, up to max_draws."""
+    if start >= max_draws:
+        return [start]
+    return sorted({start, max_draws} | {n for n in DRAW_ROUNDS if start < n < max_draws})
