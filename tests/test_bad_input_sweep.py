@@ -55,6 +55,7 @@ def test_a_truncated_ranking_json_on_resume_names_the_fix(files, tmp_path):
     _one_line(code, stderr, f'Delete {ranking} to identify again')
 
 
+@pytest.mark.slow  # a process: identify's own __main__ block
 def test_identify_never_replaces_a_users_file_at_out(files, tmp_path):
     config, checkpoint = files
     mine = tmp_path / 'notes.json'
@@ -75,7 +76,8 @@ def test_consistency_trials_are_bounded_before_any_compute(files, tmp_path):
     _one_line(code, stderr, 'at most 64 crop pairs per image', '--trials')
 
 
-@pytest.mark.parametrize('tool', ['consistency', 'identify'])
+@pytest.mark.parametrize('tool', ['consistency', pytest.param('identify',
+                                                                marks=pytest.mark.slow)])
 def test_ctrl_c_is_one_line_and_130(files, tmp_path, monkeypatch, tool):
     config, checkpoint = files
 
@@ -101,6 +103,7 @@ def test_ctrl_c_is_one_line_and_130(files, tmp_path, monkeypatch, tool):
     _one_line(completed.returncode, completed.stderr, 'interrupted', status=130)
 
 
+@pytest.mark.slow  # a process: the file size limit must not bind the test runner
 def test_a_file_size_limit_while_writing_is_one_line_and_keeps_the_old_file(tmp_path):
     """ulimit -f (EFBIG) was a traceback; the disk-full path named ENOSPC only."""
     target = tmp_path / 'results.json'

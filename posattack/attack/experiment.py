@@ -178,7 +178,7 @@ def run_attack(opts: AttackOptions) -> dict:
     # Before any compute: folders usable, and this run the only one in the work dir.
     check_seeds(opts.seeds)  # before the folders: a refused run leaves none
     check_bootstrap(opts.bootstrap)
-    with claim_work_dir(opts.work_dir, opts.show_dir):
+    with claim_work_dir(opts.work_dir, opts.show_dir, resume=opts.resume):
         return _run_attack_claimed(opts)
 
 

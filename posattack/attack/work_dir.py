@@ -41,6 +41,9 @@ RUN_OUTPUTS = ('results.json', 'results.csv', 'report.md', 'ranking.json', 'per_
 RUN_LEGACY_MARK = (('results.json', ('posattack.results/1', )),
                    ('ranking.json', ('posattack.ranking/1', )))
 DEFAULT_OVERLAY_FOLDER = 'overlays'
+# What a --resume reads and checks itself (read_results_file, load_previous_per_image,
+# ranking provenance, the overlay manifest): changed since written, they are judged there.
+RESUME_STATE = ('results.json', 'per_image.npz', 'ranking.json', MANIFEST_NAME, 'summary.json')
 
 
 def _inside(path: str, folder: str) -> bool:
@@ -60,10 +63,16 @@ def _legacy_outputs(work_dir: str, outputs: Sequence[str]) -> list[str]:
     return [name for name in names if not name.startswith('..')]
 
 
+def resume_state(name: str) -> bool:
+    """A file a resume reads and checks itself (a pooled run's models' too)."""
+    return osp.basename(name) in RESUME_STATE
+
+
 def _claim_folders(work_dir: str, show_dir: Optional[str], outputs: Sequence[str],
-                   legacy) -> list:
+                   legacy, resume: bool) -> list:
     owned = [claim_folder(work_dir, '--work-dir', legacy=legacy,
-                          legacy_outputs=_legacy_outputs(work_dir, outputs))]
+                          legacy_outputs=_legacy_outputs(work_dir, outputs),
+                          checked_by_reader=resume_state if resume else None)]
     for name in outputs:
         if osp.isdir(osp.join(work_dir, name)):
             raise ValueError(f'--work-dir {work_dir} holds a folder {name}, where the run '
@@ -85,14 +94,16 @@ def _release_show_dir(owned: list) -> None:
 
 @contextmanager
 def claim_work_dir(work_dir: str, show_dir: Optional[str] = None,
-                   outputs: Sequence[str] = RUN_OUTPUTS, legacy=RUN_LEGACY_MARK):
+                   outputs: Sequence[str] = RUN_OUTPUTS, legacy=RUN_LEGACY_MARK,
+                   resume: bool = False):
     """Check, create, lock and claim the run's folders on rank 0; every rank fails alike.
 
     ``outputs``: the names the run writes in the work dir; ``legacy``: (file name, formats)
-    that mark a work dir of a posattack from before manifests (adopted, see owned_files).
+    that mark a work dir of a posattack from before manifests (adopted, see owned_files);
+    ``resume``: the files a resume checks itself may have changed (see RESUME_STATE).
     """
     with claim_output_folder(
-            work_dir, lambda: _claim_folders(work_dir, show_dir, outputs, legacy),
+            work_dir, lambda: _claim_folders(work_dir, show_dir, outputs, legacy, resume),
             extra_dirs=[('--show-dir', show_dir)], release=_release_show_dir):
         yield
 

@@ -298,7 +298,8 @@ def _resolve_layers(model, inputs, requested: Optional[Sequence[str]]) -> tuple:
 def run_profile(opts: ProfileOptions) -> dict:
     """Profile the layers; returns the profile dict (also profile.json in the work dir)."""
     _check_options(opts)
-    with claim_profile_dir(opts.work_dir):  # before the model: a refused run costs nothing
+    # before the model: a refused run costs nothing
+    with claim_profile_dir(opts.work_dir, opts.resume):
         model, cfg = load_segmentor(opts.config, opts.checkpoint, cfg_options=opts.cfg_options,
                                     trust_checkpoint=opts.trust_checkpoint)
         return profile_model(model, cfg, opts)

@@ -14,6 +14,7 @@ that would replace a file the manifest does not list is refused.
 from __future__ import annotations
 
 import glob
+import os
 import os.path as osp
 from contextlib import contextmanager
 
@@ -41,10 +42,17 @@ def _legacy_outputs(work_dir: str) -> list[str]:
     return names
 
 
+def _resume_state(name: str) -> bool:
+    """What a profile's resume reads and checks itself (or computes again when unreadable)."""
+    return name.startswith('rankings' + os.sep) or osp.basename(name) in (
+        'identification.json', 'results.json', 'per_image.npz', 'ranking.json')
+
+
 @contextmanager
-def claim_profile_dir(work_dir: str):
+def claim_profile_dir(work_dir: str, resume: bool = False):
     """Check, lock and claim the profile's work dir (rank 0; every rank fails alike)."""
     with claim_output_folder(work_dir, lambda: [claim_folder(
             work_dir, '--work-dir', legacy=PROFILE_LEGACY_MARK,
-            legacy_outputs=_legacy_outputs(work_dir))]):
+            legacy_outputs=_legacy_outputs(work_dir),
+            checked_by_reader=_resume_state if resume else None)]):
         yield

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import os.path as osp
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
 from typing import Optional
 
@@ -53,6 +53,9 @@ class OwnedFolder:
         # the user, under posattack's output name) is told apart and never replaced/removed
         self.stats = {name: stat for name, stat in (stats or {}).items()
                       if name in self.files and isinstance(stat, list) and len(stat) == 3}
+        # names a resume reads and checks itself (results.json, per_image.npz, ...): changed,
+        # they are judged by their reader (refused as damaged, or of another run), not here
+        self.checked_by_reader: Callable[[str], bool] = lambda name: False
 
     @property
     def manifest_path(self) -> str:
@@ -98,6 +101,8 @@ class OwnedFolder:
         """Whether the listed file ``name`` is no longer what posattack wrote there (same
         size and time: unchanged; else its bytes decide, so a copied work dir is still ours)."""
         recorded = self.stats.get(name)
+        if self.checked_by_reader(name):
+            return False
         path = osp.join(self.folder, name)
         if recorded is None or not osp.isfile(path) or osp.islink(path):
             return recorded is not None and osp.lexists(path)
@@ -174,7 +179,8 @@ def _is_posattack_results(path: str, formats) -> bool:
 def claim_folder(folder: str, option: str, owner: Optional[str] = None,
                  legacy: Sequence[tuple[str, Sequence[str]]] = (),
                  legacy_outputs: Sequence[str] = (),
-                 refuse_foreign: bool = True) -> OwnedFolder:
+                 refuse_foreign: bool = True,
+                 checked_by_reader: Optional[Callable[[str], bool]] = None) -> OwnedFolder:
     """The folder's manifest, checked: whose it is, and whether a run may write there.
 
     ``owner``: the work dir a show dir belongs to (absolute); a show dir another work dir
@@ -182,9 +188,13 @@ def claim_folder(folder: str, option: str, owner: Optional[str] = None,
     from before manifests, whose ``legacy_outputs`` present are adopted as posattack's
     (``formats`` may be a predicate on the file's JSON, for files without a format field).
     ``refuse_foreign``: refuse a non-empty folder without a manifest (a work dir); a show
-    dir of the user's is accepted, and its files are never touched.
+    dir of the user's is accepted, and its files are never touched. ``checked_by_reader``:
+    on a resume, the names the run reads and checks itself; any other file changed since
+    posattack wrote it is refused.
     """
     owned = OwnedFolder.read(folder)
+    if owned is not None and checked_by_reader is not None:
+        owned.checked_by_reader = checked_by_reader
     relative_owner = osp.relpath(owner, osp.abspath(folder)) if owner else None
     if owned is not None:
         if owned.owner is not None and owner is not None and osp.normpath(
