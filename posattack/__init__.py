@@ -20,6 +20,8 @@ The house, floor by floor (a module imports only from its own floor or the ones 
     report/      statistics, results, plots, overlays, report.md
     attack/      settings, feature split, sweep, experiment, the dataloader builder
     profile/     the attack layer by layer in depth
+    api/         the attack and the profile as calls that return results (notebooks)
+    cli/         the `posattack` command's subcommands (tools/ scripts call them)
 """
 from __future__ import annotations
 
@@ -39,8 +41,10 @@ from .models.wide_last_stage_resnet import ResNetV1cWideLastStage  # noqa: E402
 from .training import (AugShiftDataPreProcessor, AugShiftEncoderDecoder, AugShiftPair,  # noqa: E402
                        ShiftConsistencyPairs)
 from .utils.checkpoint import load_checkpoint, register_safe_globals  # noqa: E402
+from .utils.config_scope import register_config_scope  # noqa: E402
 
 register_safe_globals()
+register_config_scope()  # `_base_ = ['posattack::_base_/...']` in configs read after this
 
 __version__ = '0.1.0'
 __all__ = [

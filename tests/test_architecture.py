@@ -13,8 +13,8 @@ import os.path as osp
 from helpers import REPO_ROOT
 
 FLOORS = ['utils', 'data', 'models', 'probes', 'channels', 'identify', 'training', 'evaluation',
-          'report', 'attack', 'profile']
-OUTSIDE = {'posattack', 'posattack.deprecated_paths'}
+          'report', 'attack', 'profile', 'api', 'cli']
+OUTSIDE = {'posattack', 'posattack.deprecated_paths', 'posattack.__main__'}
 MAX_LINES = 450
 PACKAGE = osp.join(REPO_ROOT, 'posattack')
 
