@@ -12,26 +12,30 @@ MIM_DIR = osp.join(REPO_ROOT, 'posattack', '.mim')
 
 
 def add_mim_extension() -> None:
-    """Ship configs/ inside the package as ``posattack/.mim/configs``, the way mmseg's setup.py
-    does, so that MMEngine resolves ``posattack::_base_/...`` after ``pip install``: a copy for
-    a wheel or an sdist, a link for ``setup.py develop``. configs/ itself stays at the root,
-    where the clone's tools, tests and docs name it."""
+    """Ship configs/ (and model-index.yml, which MMEngine reads first) inside the package as
+    ``posattack/.mim/``, the way mmseg's setup.py does, so that MMEngine resolves
+    ``posattack::_base_/...`` after ``pip install``: a copy for a wheel or an sdist, a link for
+    ``setup.py develop``. configs/ itself stays at the root, where the clone's tools, tests
+    and docs name it."""
     if 'develop' in sys.argv:
         mode = 'symlink'
     elif 'sdist' in sys.argv or 'bdist_wheel' in sys.argv:
         mode = 'copy'
     else:
         return
-    source, target = osp.join(REPO_ROOT, 'configs'), osp.join(MIM_DIR, 'configs')
     os.makedirs(MIM_DIR, exist_ok=True)
-    if osp.islink(target) or osp.isfile(target):
-        os.remove(target)
-    elif osp.isdir(target):
-        shutil.rmtree(target)  # posattack/.mim is generated (git-ignored): ours to replace
-    if mode == 'symlink':
-        os.symlink(osp.relpath(source, MIM_DIR), target)
-    else:
-        shutil.copytree(source, target)
+    for name in ('configs', 'model-index.yml'):
+        source, target = osp.join(REPO_ROOT, name), osp.join(MIM_DIR, name)
+        if osp.islink(target) or osp.isfile(target):
+            os.remove(target)
+        elif osp.isdir(target):
+            shutil.rmtree(target)  # posattack/.mim is generated (git-ignored): ours to replace
+        if mode == 'symlink':
+            os.symlink(osp.relpath(source, MIM_DIR), target)
+        elif osp.isdir(source):
+            shutil.copytree(source, target)
+        else:
+            shutil.copyfile(source, target)
 
 
 if __name__ == '__main__':
@@ -45,8 +49,8 @@ if __name__ == '__main__':
         long_description_content_type='text/markdown',
         packages=find_packages(include=['posattack', 'posattack.*']),
         # the configs (posattack::...) and the authors' rankings shipped with them
-        package_data={'posattack': ['.mim/configs/**/*.py', '.mim/configs/**/*.json',
-                                    '.mim/configs/**/LICENSE']},
+        package_data={'posattack': ['.mim/model-index.yml', '.mim/configs/**/*.py',
+                                    '.mim/configs/**/*.json', '.mim/configs/**/LICENSE']},
         entry_points={'console_scripts': ['posattack=posattack.cli.main:main']},
         python_requires='>=3.9',
         # Pins follow what mmsegmentation 1.2.2 accepts; torch and mmcv are installed first by

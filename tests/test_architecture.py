@@ -14,7 +14,7 @@ from helpers import REPO_ROOT
 
 FLOORS = ['utils', 'data', 'models', 'probes', 'channels', 'identify', 'training', 'evaluation',
           'report', 'attack', 'profile', 'api', 'cli']
-OUTSIDE = {'posattack', 'posattack.deprecated_paths', 'posattack.__main__'}
+OUTSIDE = {'posattack', 'posattack.deprecated_paths', 'posattack.__main__', 'posattack.registry'}
 MAX_LINES = 450
 PACKAGE = osp.join(REPO_ROOT, 'posattack')
 

@@ -56,7 +56,13 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     module = _module(name)
     # identify's main returns the ranking's path; its command() is the exit status
-    return getattr(module, 'command', module.main)(rest)
+    command = getattr(module, 'command', module.main)
+    program = sys.argv[0]
+    sys.argv[0] = f'posattack {name}'  # argparse's prog: usage lines read as typed
+    try:
+        return command(rest)
+    finally:
+        sys.argv[0] = program
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

@@ -32,12 +32,13 @@ def register_config_scope() -> None:
 
 
 def packaged_configs_dir() -> str:
-    """The configs/ this posattack carries: the installed ``.mim/configs``, else (run from a
-    clone that was never built) the clone's own configs/ next to the package."""
-    installed = osp.join(_PACKAGE_DIR, '.mim', 'configs')
-    if osp.isdir(installed):
-        return installed
-    return osp.join(osp.dirname(_PACKAGE_DIR), 'configs')
+    """The configs/ this posattack carries: in a clone (an editable install, or PYTHONPATH)
+    the clone's own configs/, which a ``.mim`` copy left by a wheel build must not shadow;
+    installed, ``.mim/configs``."""
+    clone = osp.dirname(_PACKAGE_DIR)
+    if osp.isfile(osp.join(clone, 'setup.py')) and osp.isdir(osp.join(clone, 'configs')):
+        return osp.join(clone, 'configs')
+    return osp.join(_PACKAGE_DIR, '.mim', 'configs')
 
 
 def packaged_config(relative: str) -> str:
