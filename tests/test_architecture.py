@@ -21,7 +21,9 @@ PACKAGE = osp.join(REPO_ROOT, 'posattack')
 
 def _modules() -> dict[str, str]:
     modules = {}
-    for folder, _, files in os.walk(PACKAGE):
+    for folder, subfolders, files in os.walk(PACKAGE):
+        # .mim: the configs setup.py copies in for a wheel (posattack::...), not modules
+        subfolders[:] = [d for d in subfolders if not d.startswith('.')]
         for name in files:
             if name.endswith('.py'):
                 path = osp.join(folder, name)

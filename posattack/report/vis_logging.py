@@ -8,7 +8,7 @@ TensorBoard or W&B shows is what the report says:
   ``mIoU/targeted[-ORDER]/R`` (ORDER: the ranking order, when it is not ``overall``) and
   ``mIoU/random_mean/R`` (the mean over that N's random draws);
 * each test of results.json ``tests``: ``tests/KIND[-ORDER]/R/estimate`` and ``.../p_value``;
-* images: the report's plots and the overlay panels, one image each;
+* images: the report's plots and the overlay panels (``overlay_<image>``), one image each;
 * profile, step = the layer's depth: ``profile/gini_horizontal``, ``profile/gini_vertical``,
   and per fraction F ``profile/targeted_drop@F``, ``profile/random_drop@F``,
   ``profile/gap@F`` (targeted minus the random draws' mean), plus its three figures.
@@ -93,11 +93,13 @@ def _log_series(visualizer, series: Series) -> None:
 
 
 def log_images(visualizer, images: Mapping[str, Optional[str]]) -> None:
-    """Each existing PNG of ``images`` ({name: path}) as one RGB image."""
+    """Each existing PNG of ``images`` ({name: path}) as one RGB image. Names become file
+    names in LocalVisBackend (``vis_image/<name>_0.png``): no '/' in them."""
     import mmcv
     for name, path in images.items():
         if path and osp.isfile(path):
-            visualizer.add_image(name, mmcv.imread(path, channel_order='rgb'), step=0)
+            visualizer.add_image(name.replace('/', '_'), mmcv.imread(path, channel_order='rgb'),
+                                 step=0)
 
 
 def log_attack(visualizer, results: Mapping, images: Mapping[str, Optional[str]],
@@ -113,6 +115,6 @@ def log_profile(visualizer, profile: Mapping, figures: Mapping[str, Optional[str
     log_images(visualizer, figures)
 
 
-def overlay_images(paths: Sequence[str], prefix: str = 'overlays/') -> dict[str, str]:
+def overlay_images(paths: Sequence[str], prefix: str = 'overlay_') -> dict[str, str]:
     """{name: path} for overlay panels, named after their files."""
     return {f'{prefix}{osp.splitext(osp.basename(p))[0]}': p for p in paths}
