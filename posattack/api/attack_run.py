@@ -73,11 +73,13 @@ def _read_json(path: str) -> dict:
 
 
 def _single_result(work_dir: str, show_dir: Optional[str], results: Mapping) -> AttackResult:
+    """Paths absolute: a notebook may change its folder after the run."""
+    work_dir = osp.abspath(work_dir)
     plots = {name: osp.join(work_dir, f'{name}.png') for name in PLOT_FILES}
     return AttackResult(work_dir=work_dir, results=dict(results),
                         claims=paper_claims([('this model', results)]),
                         plots={k: p for k, p in plots.items() if osp.isfile(p)},
-                        overlays=reported_overlays(work_dir, show_dir),
+                        overlays=[osp.abspath(p) for p in reported_overlays(work_dir, show_dir)],
                         report=osp.join(work_dir, 'report.md'))
 
 
@@ -98,9 +100,9 @@ def run_logged_attack(opts: AttackOptions, checkpoints: Sequence[str],
                                        _read_json(osp.join(opts.work_dir, 'models', name,
                                                            'results.json')))
                   for name in names}
-        result = AttackResult(work_dir=opts.work_dir, results=summary,
+        result = AttackResult(work_dir=osp.abspath(opts.work_dir), results=summary,
                               claims=list(summary.get('claims') or []),
-                              report=osp.join(opts.work_dir, 'report.md'))
+                              report=osp.abspath(osp.join(opts.work_dir, 'report.md')))
         logged = [(f'{name}/', model) for name, model in models.items()]
     else:
         results = run_attack(opts)
@@ -108,7 +110,7 @@ def run_logged_attack(opts: AttackOptions, checkpoints: Sequence[str],
         logged = [('', result)]
     if not backends or dist.get_rank() != 0:
         return result
-    save_dir = osp.join(opts.work_dir, time.strftime('%Y%m%d_%H%M%S'))
+    save_dir = osp.abspath(osp.join(opts.work_dir, time.strftime('%Y%m%d_%H%M%S')))
     visualizer = build_run_visualizer(cfg, backends, save_dir, name='posattack_attack')
     try:
         for prefix, one in logged:

@@ -47,19 +47,20 @@ def run_logged_profile(opts: ProfileOptions,
     cfg = load_config(opts.config, opts.cfg_options)
     backends = resolve_vis_backends(cfg, vis_backends)  # a missing package fails here, first
     profile = run_profile(opts)
-    figures = {name: osp.join(opts.work_dir, f'{name}.png') for name in FIGURE_FILES}
+    work_dir = osp.abspath(opts.work_dir)  # paths absolute: a notebook may change folder
+    figures = {name: osp.join(work_dir, f'{name}.png') for name in FIGURE_FILES}
     figures = {name: path for name, path in figures.items() if osp.isfile(path)}
     vis_dir = None
     if backends and dist.get_rank() == 0:
-        save_dir = osp.join(opts.work_dir, time.strftime('%Y%m%d_%H%M%S'))
+        save_dir = osp.join(work_dir, time.strftime('%Y%m%d_%H%M%S'))
         visualizer = build_run_visualizer(cfg, backends, save_dir, name='posattack_profile')
         try:
             log_profile(visualizer, profile, figures)
         finally:
             visualizer.close()
         vis_dir = osp.join(save_dir, 'vis_data')
-    return ProfileResult(work_dir=opts.work_dir, profile=dict(profile), figures=figures,
-                         report=osp.join(opts.work_dir, 'profile.md'), vis_dir=vis_dir)
+    return ProfileResult(work_dir=work_dir, profile=dict(profile), figures=figures,
+                         report=osp.join(work_dir, 'profile.md'), vis_dir=vis_dir)
 
 
 def depth_profile(config: str, checkpoint: str, work_dir: Optional[str] = None, *,
