@@ -4,6 +4,7 @@ backend choice and its one-line refusals."""
 from __future__ import annotations
 
 import json
+import os.path as osp
 
 import numpy as np
 import pytest
@@ -147,3 +148,50 @@ def test_a_backend_without_its_package_says_what_to_install(monkeypatch):
     cfg = Config(dict(visualizer=dict(vis_backends=[dict(type='TensorboardVisBackend')])))
     with pytest.raises(RuntimeError, match='pip install tensorboard'):
         resolve_vis_backends(cfg)
+
+
+def _write_demo_config(path, backends):
+    path.write_text(f'visualizer = dict(type="SegLocalVisualizer", vis_backends={backends!r})\n')
+    return str(path)
+
+
+def test_a_pooled_run_logs_each_model_under_its_name(tmp_path, monkeypatch):
+    """run_logged_attack's pooled branch: the per-model results.json files, read back from
+    the work dir, go to the config's backends with the model's name in front."""
+    from posattack.api import attack_run
+    from posattack.attack.experiment import AttackOptions
+    work_dir = tmp_path / 'pooled'
+
+    def fake_pooled_run(opts, checkpoints, names):
+        for name, shift in (('seed0', 0.0), ('seed1', 10.0)):
+            folder = work_dir / 'models' / name
+            folder.mkdir(parents=True)
+            shifted = json.loads(json.dumps(RESULTS))
+            for setting in shifted['settings']:
+                setting['metrics']['mIoU'] += shift
+            (folder / 'results.json').write_text(json.dumps(shifted))
+        return dict(claims=[dict(claim='c', verdict='inconclusive')], tests=[])
+
+    monkeypatch.setattr(attack_run, 'run_attacks', fake_pooled_run)
+    config = _write_demo_config(tmp_path / 'c.py', [dict(type='LocalVisBackend')])
+    opts = AttackOptions(config=config, checkpoint='seed0.pth', work_dir=str(work_dir))
+    result = attack_run.run_logged_attack(opts, ['a/seed0.pth', 'b/seed1.pth'],
+                                          names=['seed0', 'seed1'])
+    assert result.claims == [dict(claim='c', verdict='inconclusive')]
+    logged = [json.loads(line) for line in
+              open(osp.join(result.vis_dir, 'scalars.json')).read().splitlines()]
+    random_mean = {(tag, row['step']): row[tag] for row in logged for tag in row
+                   if tag.endswith('mIoU/random_mean/full')}
+    assert random_mean == {('seed0/mIoU/random_mean/full', 6): 65.0,
+                           ('seed0/mIoU/random_mean/full', 13): 60.0,
+                           ('seed1/mIoU/random_mean/full', 6): 75.0,
+                           ('seed1/mIoU/random_mean/full', 13): 70.0}
+
+
+def test_the_api_names_its_options_when_given_an_unknown_one():
+    from posattack.api import attack, depth_profile
+    with pytest.raises(TypeError, match=r"attack\(\) got unknown option\(s\) num_chanels; the "
+                       r'options are .*num_channels'):
+        attack('c.py', 'c.pth', num_chanels=[6])
+    with pytest.raises(TypeError, match=r'depth_profile\(\) got unknown option\(s\) layer;'):
+        depth_profile('c.py', 'c.pth', layer='backbone:3')

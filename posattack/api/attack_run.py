@@ -93,23 +93,22 @@ def run_logged_attack(opts: AttackOptions, checkpoints: Sequence[str],
     backends = resolve_vis_backends(cfg, vis_backends)  # a missing package fails here, first
     if len(checkpoints) > 1:
         summary = run_attacks(opts, checkpoints, names)
-        names = pooled_model_names(checkpoints, names)
-        models = {name: _single_result(osp.join(opts.work_dir, 'models', name),
-                                       osp.join(opts.work_dir, 'models', name, 'overlays')
-                                       if opts.show_dir else None,
-                                       _read_json(osp.join(opts.work_dir, 'models', name,
-                                                           'results.json')))
-                  for name in names}
         result = AttackResult(work_dir=osp.abspath(opts.work_dir), results=summary,
                               claims=list(summary.get('claims') or []),
                               report=osp.abspath(osp.join(opts.work_dir, 'report.md')))
-        logged = [(f'{name}/', model) for name, model in models.items()]
     else:
-        results = run_attack(opts)
-        result = _single_result(opts.work_dir, opts.show_dir, results)
-        logged = [('', result)]
-    if not backends or dist.get_rank() != 0:
+        result = _single_result(opts.work_dir, opts.show_dir, run_attack(opts))
+    if not backends or dist.get_rank() != 0:  # rank 0 wrote the files; it alone logs them
         return result
+    if len(checkpoints) > 1:  # each model's curves under its name
+        logged = []
+        for name in pooled_model_names(checkpoints, names):
+            model_dir = osp.join(opts.work_dir, 'models', name)
+            logged.append((f'{name}/', _single_result(
+                model_dir, osp.join(model_dir, 'overlays') if opts.show_dir else None,
+                _read_json(osp.join(model_dir, 'results.json')))))
+    else:
+        logged = [('', result)]
     save_dir = osp.abspath(osp.join(opts.work_dir, time.strftime('%Y%m%d_%H%M%S')))
     visualizer = build_run_visualizer(cfg, backends, save_dir, name='posattack_attack')
     try:
