@@ -2,8 +2,8 @@
 
     posattack attack CONFIG CHECKPOINT [--work-dir DIR] [--num-channels 25 50 100]
     posattack attack CONFIG CKPT_SEED0 CKPT_SEED1 CKPT_SEED2   # pooled over models
-    posattack attack posattack::demo/deeplabv3_r18-tiny_synthetic-cityscapes.py CKPT \
-        --vis-backend tensorboard      # curves and overlays in TensorBoard too
+    posattack attack CONFIG CHECKPOINT --vis-backend tensorboard   # curves in TensorBoard too
+    posattack attack posattack::demo/deeplabv3_r18-tiny_synthetic-cityscapes.py CHECKPOINT
 
 (python tools/attack.py takes the same arguments.)
 
