@@ -6,9 +6,9 @@ imports an old path gets the module itself (the same object: monkeypatching and 
 keep working) and a DeprecationWarning naming the new path. Configs should use the
 top-level registered names (``type='posattack.ChannelRemovalHook'``), which never move.
 
-Three old modules share their name with a new subpackage (``posattack.identify``,
-``posattack.profile``, ``posattack.report``): those subpackages export what the old modules
-did, and warn only for the names that moved elsewhere (:func:`moved_name`).
+Four old modules share their name with a new subpackage (``posattack.identify``,
+``posattack.profile``, ``posattack.report``, ``posattack.cli``): those subpackages export what
+the old modules did, or warn for the names that moved elsewhere (:func:`moved_name`).
 
 Delete this module, its install in ``posattack/__init__.py`` and the ``__getattr__`` hooks that
 call :func:`moved_name` in the release after next.
@@ -29,7 +29,6 @@ OLD_MODULE_PATHS = {
     'posattack.fileio': 'posattack.utils.fileio',
     'posattack.checkpoint': 'posattack.utils.checkpoint',
     'posattack.distributed': 'posattack.utils.distributed',
-    'posattack.cli': 'posattack.utils.cli',
     'posattack.machine': 'posattack.utils.machine',
     'posattack.cityscapes_labels': 'posattack.data.cityscapes_labels',
     'posattack.synthetic': 'posattack.data.synthetic',
@@ -84,6 +83,12 @@ MOVED_NAMES = {
     ('posattack.probes', 'FrozenProbeResult'): 'posattack.identify.grid_probe',
     ('posattack.probes', 'frozen_grid_probe'): 'posattack.identify.grid_probe',
     ('posattack.probes', 'grid_probe_ranking'): 'posattack.identify.grid_probe',
+    # posattack.cli (0.1: the tools' shared helpers) is now the `posattack` command
+    ('posattack.cli', 'BAD_INPUT_ERRORS'): 'posattack.utils.cli',
+    ('posattack.cli', 'CfgOptionsAction'): 'posattack.utils.cli',
+    ('posattack.cli', 'add_run_arguments'): 'posattack.utils.cli',
+    ('posattack.cli', 'parse_region_arg'): 'posattack.utils.cli',
+    ('posattack.cli', 'report_bad_input'): 'posattack.utils.cli',
 }
 
 

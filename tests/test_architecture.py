@@ -13,15 +13,17 @@ import os.path as osp
 from helpers import REPO_ROOT
 
 FLOORS = ['utils', 'data', 'models', 'probes', 'channels', 'identify', 'training', 'evaluation',
-          'report', 'readout', 'attack', 'profile']
-OUTSIDE = {'posattack', 'posattack.deprecated_paths'}
+          'report', 'readout', 'attack', 'profile', 'api', 'cli']
+OUTSIDE = {'posattack', 'posattack.deprecated_paths', 'posattack.__main__', 'posattack.registry'}
 MAX_LINES = 450
 PACKAGE = osp.join(REPO_ROOT, 'posattack')
 
 
 def _modules() -> dict[str, str]:
     modules = {}
-    for folder, _, files in os.walk(PACKAGE):
+    for folder, subfolders, files in os.walk(PACKAGE):
+        # .mim: the configs setup.py copies in for a wheel (posattack::...), not modules
+        subfolders[:] = [d for d in subfolders if not d.startswith('.')]
         for name in files:
             if name.endswith('.py'):
                 path = osp.join(folder, name)
