@@ -44,14 +44,12 @@ import os.path as osp
 import re
 import time
 from collections.abc import Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from typing import Optional
 
 import torch
 from mmengine import dist
 from mmengine.logging import MMLogger, print_log
-from mmengine.utils import ProgressBar
 
 from ..attack.experiment import (RESULTS_FORMAT, RemovalRunOptions, ResumeMismatchError,
                                  build_test_dataloader, file_sha256)
@@ -63,12 +61,11 @@ from ..attack.run_fingerprint import (content_fingerprint, describe_mismatch,
 from ..attack.settings import build_settings
 from ..attack.sweep import run_sweep
 from ..channels.forward import forward_to_layer
-from ..channels.layers import capture, resolve_layer, unwrap_model
+from ..channels.layers import resolve_layer, unwrap_model
 from ..channels.modes import TARGETED
 from ..channels.ranking import ChannelRanking, resolve_channel_count
 from ..evaluation.metric import summarize_confusion
 from ..evaluation.regions import validate_region_specs
-from ..identify.flip_difference import FlipDifferenceAccumulator
 from ..models.builder import load_segmentor
 from ..readout.target_maps import check_target_names, target_map_names
 from ..report.markdown import write_markdown_report, write_report
@@ -76,8 +73,8 @@ from ..report.per_image import PerImageCounts, per_image_path
 from ..report.results import write_results_csv
 from ..report.significance import build_statistics
 from ..utils.fileio import read_json, write_json_atomic
-from .concentration import DEFAULT_SHARE_FRACTIONS, concentration
 from .depth_layers import check_layers_read, depth_layers, first_batch_inputs
+from .layer_identification import identification_entry, identify_layers
 from .readout_column import readout_column
 from .work_dir import claim_profile_dir
 
@@ -142,64 +139,6 @@ def _check_previous(path: str, fingerprint: dict) -> Optional[dict]:
             f'--resume refused: {path} comes from a different profile ({lines}). '
             'Use another --work-dir, or drop --resume to start over.')
     return previous
-
-
-# ----------------------------------------------------------------------------- identification
-def identify_layers(model, dataloader, layers: Sequence[str], channels: dict[str, int],
-                    progress: bool = True) -> dict[str, FlipDifferenceAccumulator]:
-    """Flip-difference sums for every layer in one pass: x, hflip, vflip run once per batch.
-
-    The batch is cut where the model needs it: only ``extract_feat`` when every layer is in
-    the backbone or neck, the whole forward otherwise. ``channels`` gives each layer's
-    channel count: a process whose shard is empty still joins the sums with zeros.
-    """
-    model = unwrap_model(model)
-    refs = [resolve_layer(model, layer) for layer in layers]
-    in_features = all(ref.module_path.split('.')[0] in ('backbone', 'neck') for ref in refs)
-    run = model.extract_feat if in_features else (lambda x: model(x, None, mode='tensor'))
-    accumulators = {ref.name: FlipDifferenceAccumulator(int(channels[ref.name])) for ref in refs}
-    rank = dist.get_rank()
-    try:
-        total = len(dataloader.sampler)
-    except (AttributeError, TypeError):
-        total = len(dataloader.dataset)
-    bar = ProgressBar(total) if progress and rank == 0 and total else None
-    with torch.no_grad():
-        for batch in dataloader:
-            data = model.data_preprocessor(batch, False)
-            inputs, samples = data['inputs'], data['data_samples']
-            count = inputs.shape[0]
-            # every layer's method asks for the same views (the flips): ask the first
-            views = next(iter(accumulators.values())).views(
-                inputs, [s.metainfo['img_shape'] for s in samples])
-            with ExitStack() as stack:
-                caps = [stack.enter_context(capture(model, ref)) for ref in refs]
-                run(torch.cat([inputs] + views))
-            for ref, cap in zip(refs, caps):
-                if cap.output is None:
-                    raise RuntimeError(f'layer {ref.name!r} did not run during inference; '
-                                       'profile layers on the inference path.')
-                parts = cap.output.split(count)
-                accumulators[ref.name].observe(parts[0], list(parts[1:]))
-            if bar is not None:
-                bar.update(count)
-    if bar is not None:
-        bar.file.write('\n')
-    for layer in layers:
-        accumulators[layer].all_reduce()
-        if accumulators[layer].count == 0:
-            raise ValueError('the test dataloader yielded no images: nothing to profile; '
-                             'check data_root and --max-images.')
-    return accumulators
-
-
-def _identification_entry(layer: str, acc: FlipDifferenceAccumulator) -> dict:
-    horizontal = (acc.sums['abs_horizontal'] / acc.count).tolist()
-    vertical = (acc.sums['abs_vertical'] / acc.vertical_count).tolist()
-    return dict(layer=layer, num_channels=acc.num_channels, num_images=acc.count,
-                abs_horizontal=horizontal, abs_vertical=vertical,
-                concentration=dict(horizontal=concentration(horizontal, DEFAULT_SHARE_FRACTIONS),
-                                   vertical=concentration(vertical, DEFAULT_SHARE_FRACTIONS)))
 
 
 # ----------------------------------------------------------------------------- one layer
@@ -369,7 +308,7 @@ def profile_model(model, cfg, opts: ProfileOptions) -> dict:
                               layers=[])
         for layer in layers:
             rankings[layer] = accumulators[layer].to_ranking(layer, info)
-            identification['layers'].append(_identification_entry(layer, accumulators[layer]))
+            identification['layers'].append(identification_entry(layer, accumulators[layer]))
         if dist.get_rank() == 0:
             for layer in layers:  # rankings first: identification.json means all are there
                 rankings[layer].save(_ranking_path(opts.work_dir, layer))
