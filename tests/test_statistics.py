@@ -16,7 +16,8 @@ from scipy import stats as scipy_stats
 from posattack.evaluation.metric import region_confusion
 from posattack.report.per_image import (PairedBootstrap, PerImageCounts, PerImageRecorder,
                                         miou_from_counts, resample_weights)
-from posattack.report.pooling import paper_claims, pool_tests
+from posattack.report.pooling import (build_summary, headline, paper_claims, pool_tests,
+                                      single_model_evidence)
 from posattack.report.significance import build_statistics
 from posattack.report.statistics import (bootstrap_p_value, compare_with_draws, empirical_p_value,
                                          one_sample_t, percentile_interval, prediction_interval)
@@ -321,3 +322,219 @@ def test_resamples_with_an_undefined_miou_are_counted_not_skipped():
     without_image_0 = int((resample_weights(8, 200, 0)[:, 0] == 0).sum())   # about 34%
     assert entry['num_resamples_dropped'] == without_image_0 > 20
     assert entry['ci95'] is None and 'too few finite resamples' in entry['reason']
+
+
+# ------------------------------------------------------------------ summary.json by hand
+# Two constructed models: the pooled tests, the pooled drops, the per-model rows and the
+# paper's claims (the exact evidence sentences a reader sees) of build_summary. Fisher's
+# p-values are worked from the chi-squared formula, Holm by hand, the t interval from scipy's
+# t quantile.
+CLAIM_1, CLAIM_2 = 'targeted_vs_random_draws', 'periphery_minus_center_vs_random_draws'
+OWN_HALF = 'own_half_vs_random_draws'
+
+
+def _test(kind, num_channels, attack_region, eval_region, estimate, p_value, primary,
+          placebo_p=(0.5, 0.02, 0.9), **extra):
+    test = dict(kind=kind, mode='targeted', num_channels=num_channels,
+                attack_region=attack_region, eval_region=eval_region, estimate=estimate,
+                ci95=[estimate - 1, estimate + 1], p_value=p_value, primary=primary,
+                verdict='holds' if p_value is not None and p_value <= 0.05 else 'inconclusive',
+                num_draws=19, placebo=dict(p_values=list(placebo_p), num_significant=1,
+                                           num_placebos=3, ci95=[0.01, 0.9]))
+    test.update(extra)
+    return test
+
+
+def _results(tests, clean_miou, drops):
+    settings = [dict(key='clean', mode='clean', num_channels=0, attack_region=None,
+                     metrics=dict(mIoU=clean_miou)),
+                dict(key='t2', mode='targeted', num_channels=2, attack_region='overall',
+                     metrics={})]
+    return dict(checkpoint=f'ckpt_{clean_miou}.pth', tests=tests, settings=settings,
+                num_channels_total=40,
+                statistics=dict(primary=dict(num_channels=2, attack_region='overall'),
+                                settings={'clean': {'full': dict(drop=dict(estimate=0.0))},
+                                          't2': {'full': dict(drop=dict(estimate=drops[0]))}},
+                                random_groups={'2': {'full': dict(drop=dict(
+                                    estimate=drops[1]))}}))
+
+
+# Model a: claim 1 p = 0.04, claim 2 p = 0.5, two exploratory tests (p 0.01 and 0.30).
+MODEL_A = _results([
+    _test(CLAIM_1, 2, 'overall', 'full', 3.0, 0.04, True, placebo_p=(0.5, 0.02, 0.9, 0.3)),
+    _test(CLAIM_2, 2, 'overall', 'periphery-center', 0.5, 0.5, True),
+    _test(OWN_HALF, 2, 'left', 'left-right', 1.0, 0.01, False),
+    _test(CLAIM_1, 4, 'overall', 'full', 2.0, 0.30, False)], 70.0, (3.0, 1.0))
+# Model b: claim 1 p = 0.03, claim 2 p = 0.7, the own-half test only; no N=4 test.
+MODEL_B = _results([
+    _test(CLAIM_1, 2, 'overall', 'full', 5.0, 0.03, True, placebo_p=(0.01, 0.02, 0.9)),
+    _test(CLAIM_2, 2, 'overall', 'periphery-center', -0.5, 0.7, True),
+    _test(OWN_HALF, 2, 'left', 'left-right', 2.0, 0.02, False)], 60.0, (5.0, 2.0))
+MODELS = [('a', MODEL_A), ('b', MODEL_B)]
+
+
+def _fisher(*p_values):
+    chi2 = -2 * sum(math.log(p) for p in p_values)
+    return chi2, scipy_stats.chi2.sf(chi2, 2 * len(p_values))
+
+
+def test_pooled_tests_by_hand():
+    pooled = pool_tests(MODELS)
+    assert [(p['kind'], p['num_channels'], p['attack_region']) for p in pooled] == [
+        (CLAIM_1, 2, 'overall'), (CLAIM_2, 2, 'overall'), (OWN_HALF, 2, 'left'),
+        (CLAIM_1, 4, 'overall')]                        # in the order first seen
+    claim1, claim2, own, n4 = pooled
+    assert (claim1['mode'], claim1['eval_region']) == ('targeted', 'full')
+    # claim 1: Fisher of 0.04 and 0.03; mean gap 4, sd sqrt(2), t CI 4 +- t(0.975, 1) * 1
+    chi2, p = _fisher(0.04, 0.03)
+    assert claim1['chi2'] == pytest.approx(chi2) and claim1['p_value'] == pytest.approx(p)
+    assert claim1['verdict'] == 'holds' and claim1['p_value_holm'] is None
+    assert claim1['primary'] is True and claim1['num_models'] == 2
+    assert claim1['num_models_holding'] == 2
+    assert claim1['mean'] == pytest.approx(4.0) and claim1['std'] == pytest.approx(math.sqrt(2))
+    half = scipy_stats.t.ppf(0.975, 1) * math.sqrt(2) / math.sqrt(2)
+    assert claim1['ci95'] == pytest.approx([4 - half, 4 + half])
+    assert claim1['t'] == pytest.approx(4 / 1.0) and claim1['df'] == 1
+    assert claim1['p_value_t'] == pytest.approx(2 * scipy_stats.t.sf(4.0, 1))
+    assert claim1['per_model'] == [dict(model='a', estimate=3.0, p_value=0.04, verdict='holds'),
+                                   dict(model='b', estimate=5.0, p_value=0.03, verdict='holds')]
+    # its placebos: stand-in i of both models combined, as many as the shorter list (3);
+    # stand-ins 0 (0.5, 0.01) and 1 (0.02, 0.02) reach 0.05, stand-in 2 (0.9, 0.9) does not
+    assert _fisher(0.5, 0.01)[1] < 0.05 and _fisher(0.02, 0.02)[1] < 0.05
+    assert claim1['placebo']['num_placebos'] == 3
+    assert claim1['placebo']['num_significant'] == 2
+    assert claim2['verdict'] == 'inconclusive'
+    assert claim2['p_value'] == pytest.approx(_fisher(0.5, 0.7)[1])
+    assert claim2['num_models_holding'] == 0
+    # exploratory: Holm over (own-half, N=4); own-half Fisher(0.01, 0.02), N=4 a's 0.30 alone
+    own_p, n4_p = _fisher(0.01, 0.02)[1], 0.30
+    assert own['p_value'] == pytest.approx(own_p) and n4['p_value'] == pytest.approx(n4_p)
+    assert n4['chi2'] == pytest.approx(-2 * math.log(0.30))
+    assert own['p_value_holm'] == pytest.approx(2 * own_p)       # the smaller, times 2
+    assert n4['p_value_holm'] == pytest.approx(max(2 * own_p, n4_p))
+    assert own['verdict'] == 'holds' and n4['verdict'] == 'inconclusive'
+    assert own['primary'] is False and n4['primary'] is False
+    # the model without the N=4 test counts as not computed, and not in the t-test
+    assert n4['per_model'][1] == dict(model='b', estimate=None, p_value=None,
+                                      verdict='not computed')
+    assert n4['num_models'] == 1 and n4['std'] is None and n4['ci95'] is None
+    assert n4['placebo']['num_placebos'] == 0 and n4['placebo']['rate'] is None
+
+
+def test_a_pooled_test_is_held_at_alpha_itself():
+    """p <= alpha holds (the level is inclusive, as each model's test is)."""
+    one = [('a', _results([_test(CLAIM_1, 2, 'overall', 'full', 3.0, 0.05, True),
+                           _test(OWN_HALF, 2, 'left', 'left-right', 1.0, 0.05, False)],
+                          70.0, (3.0, 1.0)))]
+    pooled = pool_tests(one)
+    assert [p['verdict'] for p in pooled] == ['holds', 'holds']
+    assert pooled[1]['p_value_holm'] == pytest.approx(0.05)
+
+
+def test_pooled_placebo_needs_every_model_to_have_placebos():
+    tests = [_test(CLAIM_1, 2, 'overall', 'full', 3.0, 0.04, True, placebo_p=())]
+    pooled = pool_tests([('a', _results(tests, 70.0, (3.0, 1.0))), ('b', MODEL_B)])
+    assert pooled[0]['placebo'] == dict(num_placebos=0, num_significant=0, rate=None,
+                                        ci95=None)
+
+
+def test_summary_rows_drops_and_claims():
+    summary = build_summary(MODELS, 'cfg.py')
+    assert summary['format'] == 'posattack.summary/2' and summary['config'] == 'cfg.py'
+    assert summary['models'] == [
+        dict(model='a', checkpoint='ckpt_70.0.pth', clean_mIoU=70.0, num_channels=2,
+             attack_region='overall',
+             gap=dict(estimate=3.0, ci95=[2.0, 4.0], verdict='holds', p_value=0.04,
+                      num_draws=19),
+             periphery_minus_center=dict(estimate=0.5, ci95=[-0.5, 1.5],
+                                         verdict='inconclusive', p_value=0.5, num_draws=19)),
+        dict(model='b', checkpoint='ckpt_60.0.pth', clean_mIoU=60.0, num_channels=2,
+             attack_region='overall',
+             gap=dict(estimate=5.0, ci95=[4.0, 6.0], verdict='holds', p_value=0.03,
+                      num_draws=19),
+             periphery_minus_center=dict(estimate=-0.5, ci95=[-1.5, 0.5],
+                                         verdict='inconclusive', p_value=0.7, num_draws=19))]
+    assert [p['kind'] for p in summary['pooled_tests']] == [CLAIM_1, CLAIM_2, OWN_HALF, CLAIM_1]
+    drops = {(d['mode'], d['num_channels'], d['attack_region'], d['eval_region']): d
+             for d in summary['pooled_drops']}
+    assert set(drops) == {('targeted', 2, 'overall', 'full'), ('random', 2, None, 'full')}
+    assert drops['targeted', 2, 'overall', 'full']['per_model'] == dict(a=3.0, b=5.0)
+    assert drops['targeted', 2, 'overall', 'full']['mean'] == pytest.approx(4.0)
+    assert drops['random', 2, None, 'full']['std'] == pytest.approx(math.sqrt(0.5))
+    claims = summary['claims']
+    assert [c['verdict'] for c in claims] == ['holds', 'inconclusive']
+    assert claims[0]['claim'] == ('Targeted removal hurts more than random removal (N=2 of 40 '
+                                  'channels (5%), ranking order overall, full image)')
+    assert claims[1]['claim'] == (
+        'Targeted removal hurts the periphery more than the center, beyond what random '
+        'removal does (N=2 of 40 channels (5%), ranking order overall, difference in '
+        'differences)')
+    p1 = _fisher(0.04, 0.03)[1]
+    half = scipy_stats.t.ppf(0.975, 1)
+    assert claims[0]['evidence'] == (
+        f'Fisher over 2 models p = {p1:.3g}; 2 of 2 models hold on their own; placebo '
+        'false-positive rate 2/3 (95% CI '
+        f'{scipy_stats.binomtest(2, 3).proportion_ci(0.95, "exact").low:.2f}-'
+        f'{scipy_stats.binomtest(2, 3).proportion_ci(0.95, "exact").high:.2f}); mean gap '
+        f'over models +4.00, t 95% CI [{4 - half:+.2f}, {4 + half:+.2f}] (effect size over '
+        'training seeds)')
+    assert claims[0]['num_models'] == 2 and claims[0]['p_value'] == pytest.approx(p1)
+    assert claims[0]['placebo']['num_significant'] == 2
+    assert claims[1]['p_value'] == pytest.approx(_fisher(0.5, 0.7)[1])
+
+
+def test_claims_of_one_model_read_its_own_tests():
+    claims = paper_claims([('a', MODEL_A)])
+    assert [c['verdict'] for c in claims] == ['holds', 'inconclusive']
+    assert claims[0]['num_models'] == 1 and claims[0]['p_value'] == 0.04
+    assert claims[0]['placebo'] == MODEL_A['tests'][0]['placebo']
+    assert claims[0]['evidence'] == single_model_evidence(MODEL_A['tests'][0])
+    # a model without the claim-2 test: not computed, with the reason
+    only_claim_1 = dict(MODEL_A, tests=MODEL_A['tests'][:1])
+    claims = paper_claims([('a', only_claim_1)])
+    assert claims[1]['verdict'] == 'not computed' and claims[1]['num_models'] == 1
+    assert claims[1]['evidence'].startswith('no random draws')
+    # two models, neither with the claim-2 test
+    claims = paper_claims([('a', only_claim_1), ('b', only_claim_1)])
+    assert claims[1] == dict(claim=claims[1]['claim'], verdict='not computed', num_models=2,
+                             evidence='no model gives this test')
+
+
+def test_no_claims_without_models_or_primary_count():
+    assert paper_claims([]) == []
+    no_primary = dict(MODEL_A, statistics=dict(primary=None))
+    assert headline(no_primary) == (None, None) and headline({}) == (None, None)
+    assert paper_claims([('a', no_primary)]) == []
+    assert headline(MODEL_A) == (2, 'overall')
+    row = build_summary([('a', no_primary)], 'c')['models'][0]
+    assert row['gap'] is None and row['periphery_minus_center'] is None
+
+
+def test_single_model_evidence_in_words():
+    test = _test(CLAIM_1, 2, 'overall', 'full', 3.0, 0.04, True, targeted_value=5.0,
+                 random_mean=2.0, random_std=1.5,
+                 sequential=dict(draws_used=19, exceedances=0, stopped_early=False),
+                 detectable=dict(gap=2.5, max_draws=99), ranking_on_scored_images=True,
+                 reason='a reason')
+    assert single_model_evidence(test) == (
+        'targeted +5.00 vs random mean +2.00 (sd 1.50); gap +3.00, image bootstrap 95% CI '
+        '[+2.00, +4.00]; rank p = 0.040 (19 draws); placebo false-positive rate 1/3 (95% CI '
+        '0.01-0.90); smallest detectable gap about +2.50 (99 draws); ranking selected on the '
+        'scored images; a reason')
+    stopped = dict(test, sequential=dict(draws_used=7, exceedances=5, stopped_early=True),
+                   ci95=None, placebo=None, detectable={}, ranking_on_scored_images=False,
+                   random_std=None)
+    stopped.pop('reason')
+    assert single_model_evidence(stopped) == (
+        'gap +3.00, image bootstrap 95% CI n/a; rank p = 0.040 (stopped after 7 draws (5 '
+        'reached it)); placebo check not computed')
+    no_ci = dict(stopped, placebo=dict(num_significant=0, num_placebos=0, ci95=None))
+    assert single_model_evidence(no_ci).endswith('placebo check not computed')
+    assert single_model_evidence(dict(test, p_value=None)) == 'a reason'
+    assert single_model_evidence(dict(stopped, p_value=None)) == 'not computed'
+
+
+def test_fisher_of_the_placebos_is_what_scipy_combines():
+    """The hand formula used above is scipy's Fisher method (a check on the expectation)."""
+    assert _fisher(0.04, 0.03)[1] == pytest.approx(
+        scipy_stats.combine_pvalues(np.array([0.04, 0.03]), method='fisher').pvalue)
