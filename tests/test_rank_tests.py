@@ -13,6 +13,7 @@ from scipy import stats as scipy_stats
 from posattack.report.rank_tests import (detectable_gap, draw_round_sizes, fisher, holm_adjust,
                                          needs_more_draws, placebo_rate, sequential_p_value,
                                          smallest_significant_rank)
+from posattack.report.test_design import TestDesign, primary_setting
 
 
 def test_sequential_p_value_stops_at_the_hth_exceedance():
@@ -118,3 +119,49 @@ def test_draw_rounds_end_at_the_cap():
     assert draw_round_sizes(99, 19) == [19, 29, 39, 59, 99]
     assert draw_round_sizes(50, 19) == [19, 29, 39, 50]
     assert draw_round_sizes(10, 10) == [10]
+
+
+def test_needs_more_draws_counts_a_tie_as_reaching():
+    # two draws equal to the targeted value are its 2 exceedances: the rule has stopped
+    assert not needs_more_draws(5.0, [5.0, 5.0, 1.0], exceedances=2, max_draws=99)
+    assert needs_more_draws(5.0, [5.0, 4.9, 1.0], exceedances=2, max_draws=99)
+
+
+def test_fisher_fields_by_hand():
+    assert fisher([]) == dict(num_models=0, statistic=None, p_value=None,
+                              method="Fisher's combination of the models' one-sided rank "
+                                     'p-values (scipy.stats.combine_pvalues)')
+    one = fisher([0.2])            # one model: its own p, and -2 log p
+    assert one['num_models'] == 1 and one['p_value'] == pytest.approx(0.2)
+    assert one['statistic'] == pytest.approx(-2 * np.log(0.2))
+    # p-values are clipped to [1e-300, 1]: a 0 gives a finite statistic, above 1 counts as 1
+    zero = fisher([0.0, 0.5])
+    assert zero['statistic'] == pytest.approx(-2 * (np.log(1e-300) + np.log(0.5)))
+    assert zero['p_value'] < 1e-290
+    above = fisher([2.0, 0.5])
+    assert above['statistic'] == pytest.approx(-2 * np.log(0.5))
+    assert above['p_value'] == pytest.approx(scipy_stats.chi2.sf(-2 * np.log(0.5), 4))
+
+
+def test_the_design_reads_back_from_its_dict():
+    assert TestDesign.from_dict(None) == TestDesign() == TestDesign.from_dict({})
+    design = TestDesign.from_dict(dict(max_draws=19, alpha=0.1, unknown_field=3))
+    assert design == TestDesign(max_draws=19, alpha=0.1)
+    assert TestDesign.from_dict(design.to_dict()) == design
+    assert design.to_dict() == dict(primary_fraction=0.05, exceedances=5, max_draws=19,
+                                    alpha=0.1)
+
+
+def test_the_primary_setting_is_the_targeted_overall_order_at_5_percent():
+    def setting(mode, n, region):
+        return dict(mode=mode, num_channels=n, attack_region=region)
+    design = TestDesign()        # 5% of 40 channels: 2
+    assert design.primary_num_channels(40) == 2
+    others = [setting('targeted', 4, 'left'), setting('random', 2, None)]
+    assert primary_setting(others + [setting('targeted', 2, 'top'),
+                                     setting('targeted', 2, 'overall')], 40, design) == \
+        (2, 'overall')
+    # no 'overall' order at N=2: the first targeted order at N=2 (not N=4's, not a random's)
+    assert primary_setting(others + [setting('targeted', 2, 'top'),
+                                     setting('targeted', 2, 'bottom')], 40, design) == (2, 'top')
+    assert primary_setting(others, 40, design) == (None, None)

@@ -303,6 +303,34 @@ def test_pooled_claims_combine_the_models_rank_p_values():  # Fisher
     assert 'N=2 of 40 channels' in claims[0]['claim']
 
 
+def test_bootstrap_p_value_by_hand():
+    # ties at 0 count in both tails: 2 of 10 at or below 0 -> p = 2 * 0.2
+    assert bootstrap_p_value(np.array([0, 0, 1, 2, 3, 4, 5, 6, 7, 8])) == pytest.approx(0.4)
+    assert bootstrap_p_value(np.array([-8, -7, -6, -5, -4, -3, -2, -1, 0, 0])) == \
+        pytest.approx(0.4)
+    # both tails hold 2 of 3: 2 * 2/3 is capped at 1
+    assert bootstrap_p_value(np.array([-1.0, 0.0, 1.0])) == 1.0
+    # no resample at or below 0 (or at or above): reported as 1/B, not 0
+    assert bootstrap_p_value(np.arange(1.0, 11.0)) == pytest.approx(0.1)
+    assert bootstrap_p_value(np.array([0.5, 0.25, 0.75, 0.5])) == pytest.approx(0.25)
+    assert bootstrap_p_value(np.array([3.0])) == 1.0               # one resample: 1/1
+    assert bootstrap_p_value(np.array([np.nan, np.inf])) is None
+
+
+def test_one_sample_t_fields_for_few_values():
+    empty = dict(n=0, mean=None, std=None, t=None, df=None, p_value=None, ci95=None)
+    assert one_sample_t([]) == empty
+    assert one_sample_t([1.5, None, float('nan')]) == dict(empty, n=1, mean=1.5)
+    assert one_sample_t([1.0, 1.0]) == dict(empty, n=2, mean=1.0, std=0.0, df=1)
+    # two values, 1 and 3: mean 2, sd sqrt(2), t = 2 / (sqrt(2) / sqrt(2)) = 2 on 1 df
+    two = one_sample_t([1.0, 3.0])
+    half = scipy_stats.t.ppf(0.975, 1)
+    assert two['ci95'] == pytest.approx([2 - half, 2 + half])
+    assert dict(two, ci95=None) == pytest.approx(dict(n=2, mean=2.0, std=math.sqrt(2), t=2.0,
+                                                      df=1, ci95=None,
+                                                      p_value=2 * scipy_stats.t.sf(2.0, 1)))
+
+
 def test_single_model_claims_read_the_models_own_rank_tests():
     verdicts = [c['verdict'] for c in paper_claims([('m', _model(3.0, 2.0, 0.2, 0.01))])]
     assert verdicts == ['inconclusive', 'holds']
