@@ -67,9 +67,11 @@ tables-speed: setup tables-demo
 test: setup
 	$(PY) -m pytest -q tests
 
-# Quick iteration: the tests that train a model or spawn processes are marked slow.
+# Quick iteration: the tests that spawn a process or take over 3 s of CPU are marked slow
+# (README, "Tests"); the rest run on two workers (pytest-xdist), a test file per worker.
+TEST_JOBS ?= 2
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PY) -m pytest -q -m "not slow" -n $(TEST_JOBS) --dist loadfile tests
 
 # Mutation testing: every mutant of the listed modules that no fast test notices is in
 # docs/mutation.md, explained (tools/mutation_equivalents.txt) or not. JOBS=2 for two workers.
