@@ -18,9 +18,11 @@ from posattack.report.per_image import (PairedBootstrap, PerImageCounts, PerImag
                                         miou_from_counts, resample_weights)
 from posattack.report.pooling import (build_summary, headline, paper_claims, pool_tests,
                                       single_model_evidence)
-from posattack.report.significance import build_statistics
+from posattack.report.rank_tests import detectable_gap, placebo_rate
+from posattack.report.significance import build_statistics, finish_verdicts, rank_test
 from posattack.report.statistics import (bootstrap_p_value, compare_with_draws, empirical_p_value,
                                          one_sample_t, percentile_interval, prediction_interval)
+from posattack.report.test_design import TestDesign
 
 
 # ------------------------------------------------------------------ random draws
@@ -329,6 +331,93 @@ def test_one_sample_t_fields_for_few_values():
     assert dict(two, ci95=None) == pytest.approx(dict(n=2, mean=2.0, std=math.sqrt(2), t=2.0,
                                                       df=1, ci95=None,
                                                       p_value=2 * scipy_stats.t.sf(2.0, 1)))
+
+
+# ------------------------------------------------------------------ one rank test, every field
+# 21 draws 1..21 (a None and a NaN among them are dropped), in that order: mean 11, sample
+# variance n (n + 1) / 12 = 38.5. The targeted value 30 is above them all.
+DRAWS = [1.0, None, 2.0, float('nan')] + [float(k) for k in range(3, 22)]
+VALUES = np.arange(1.0, 22.0)
+DESIGN = TestDesign(exceedances=5, max_draws=19, alpha=0.05)
+EFFECT = dict(ci95=[1.0, 2.0], num_resamples_dropped=3, reason='why')
+
+
+def test_a_primary_rank_test_field_by_field():
+    test = rank_test('targeted_vs_random_draws', 2, 'overall', 'full', 30.0, DRAWS, True,
+                     DESIGN, EFFECT)
+    # the first 19 draws (the cap) are used, none reaches 30: p = 1 / 20 = alpha, which holds
+    assert test == dict(
+        kind='targeted_vs_random_draws', mode='targeted', num_channels=2,
+        attack_region='overall', eval_region='full', primary=True, estimate=19.0,
+        ci95=[1.0, 2.0], targeted_value=30.0, random_mean=11.0,
+        random_std=pytest.approx(math.sqrt(38.5)), num_draws=21, p_value=0.05,
+        p_value_holm=None, verdict='holds',
+        sequential=dict(p_value=0.05, draws_used=19, exceedances=0, stopped_early=False,
+                        complete=True, max_draws=19, exceedance_target=5,
+                        p_value_floor=0.05),
+        # the placebos: each draw against the 20 others, cut at 18 (one fewer than the cap)
+        placebo=placebo_rate(VALUES, 5, 19, 0.05),
+        # at most 0 of 19 draws may reach it: the 0.95 quantile of 1..21 is 20, 9 over 11
+        detectable=dict(gap=9.0, threshold=20.0, quantile=0.95, num_draws=21, max_draws=19),
+        method='sequential rank test among random draws (Besag & Clifford 1991: stop once 5 '
+               'draws reach the targeted value, at most 19 draws); one-sided, alpha 0.05',
+        ci95_reason='why', num_resamples_dropped=3)
+    # the placebo settings matter here: another cap or no stopping rule counts otherwise
+    assert test['placebo'] != placebo_rate(VALUES, None, 19, 0.05)
+    assert test['placebo'] != placebo_rate(VALUES, 5, None, 0.05)
+    assert test['placebo']['p_values'][20] == pytest.approx(1 / 19)   # 21 among 18 draws
+
+
+def test_an_exploratory_rank_test_uses_every_draw_and_waits_for_holm():
+    test = rank_test('own_half_vs_random_draws', 2, 'left', 'left-right', 30.0, DRAWS, False,
+                     DESIGN, dict(ci95=None))
+    assert test['sequential'] == dict(p_value=1 / 22, draws_used=21, exceedances=0,
+                                      stopped_early=False, complete=True, max_draws=21,
+                                      exceedance_target=None, p_value_floor=1 / 22)
+    assert test['p_value'] == 1 / 22 and test['verdict'] == 'not computed'
+    assert test['placebo'] == placebo_rate(VALUES, None, 21, 0.05)
+    assert test['detectable'] == detectable_gap(VALUES, 21, 0.05)
+    assert test['method'] == ('rank test among 21 random draws, one-sided, Holm-adjusted over '
+                              'the exploratory tests')
+    assert test['num_resamples_dropped'] == 0 and 'ci95_reason' not in test
+    assert 'reason' not in test
+    finish_verdicts([test], 0.05)
+    assert test['p_value_holm'] == 1 / 22 and test['verdict'] == 'holds'
+
+
+def test_rank_tests_that_cannot_be_computed_say_why():
+    two = rank_test('targeted_vs_random_draws', 2, 'overall', 'full', 1.5, [1.0, 2.0], True,
+                    DESIGN)
+    # 2 draws (1 reaches 1.5): p = (1 + 1) / 3, and the floor 1/3 says why it cannot hold
+    assert two['p_value'] == pytest.approx(2 / 3) and two['verdict'] == 'inconclusive'
+    assert two['random_std'] == pytest.approx(math.sqrt(0.5))
+    assert two['reason'] == ('2 random draws cannot give p < 0.05: the floor is 0.333; allow 19 '
+                             'or more (--max-draws).')
+    assert 'num_resamples_dropped' not in two and 'ci95_reason' not in two
+    zero_spread = 'not computed: the random draws have zero spread (or fewer than 2); no rank ' \
+                  'test can separate a set from them.'
+    for draws in ([2.0, 2.0, 2.0], [2.0]):
+        flat = rank_test('targeted_vs_random_draws', 2, 'overall', 'full', 3.0, draws, True,
+                         DESIGN)
+        assert flat['p_value'] is None and flat['reason'] == zero_spread
+        assert flat['verdict'] == 'not computed'
+    assert rank_test('k', 2, 'overall', 'full', 3.0, [2.0], True, DESIGN)['random_std'] is None
+    for targeted, draws in ((None, [1.0, 2.0]), (3.0, [])):
+        none = rank_test('k', 2, 'overall', 'full', targeted, draws, True, DESIGN)
+        assert none['reason'] == 'not computed: no random draw or no targeted value to rank.'
+        assert none['estimate'] is None and none['verdict'] == 'not computed'
+    assert rank_test('k', 2, 'overall', 'full', 3.0, [], True, DESIGN)['random_mean'] is None
+
+
+def test_a_primary_test_just_above_alpha_is_inconclusive():
+    # 39 draws 1..39 under a cap of 39 and a targeted 39.5 reached by none: p = 1/40 holds;
+    # reached by 2 (targeted 38): p = 3/40 = 0.075 does not
+    design = TestDesign(exceedances=5, max_draws=39)
+    draws = [float(k) for k in range(1, 40)]
+    assert rank_test('k', 2, 'o', 'full', 39.5, draws, True, design)['verdict'] == 'holds'
+    above = rank_test('k', 2, 'o', 'full', 38.0, draws, True, design)
+    assert above['p_value'] == pytest.approx(3 / 40) and above['verdict'] == 'inconclusive'
+    assert 'reason' not in above        # the floor 1/40 is below alpha
 
 
 def test_single_model_claims_read_the_models_own_rank_tests():
