@@ -165,3 +165,31 @@ def test_the_primary_setting_is_the_targeted_overall_order_at_5_percent():
     assert primary_setting(others + [setting('targeted', 2, 'top'),
                                      setting('targeted', 2, 'bottom')], 40, design) == (2, 'top')
     assert primary_setting(others, 40, design) == (None, None)
+
+
+def test_placebo_rate_of_two_and_of_one_draw():
+    # two draws: 1 against [2] gives (1 + 1) / 2 = 1, 2 against [1] gives 1 / 2; none holds
+    out = placebo_rate([1.0, 2.0], None, None)
+    low, high = scipy_stats.binomtest(0, 2).proportion_ci(0.95, method='exact')
+    assert out == dict(num_placebos=2, num_significant=0, rate=0.0, ci95=[low, high],
+                       alpha=0.05, p_values=[1.0, 0.5])
+    assert placebo_rate([1.0], 5, 19, alpha=0.1) == dict(num_placebos=1, num_significant=0,
+                                                          rate=None, ci95=None, alpha=0.1)
+
+
+def test_placebo_rate_cuts_each_stand_in_to_one_draw_fewer():
+    # at most 2 draws: each stand-in meets only the first 1 of the others
+    out = placebo_rate([3.0, 1.0, 2.0], None, 2)
+    # 3 vs [1]: 1/2; 1 vs [3]: 2/2; 2 vs [3]: 2/2
+    assert out['p_values'] == [0.5, 1.0, 1.0]
+
+
+def test_detectable_gap_fields_and_its_level():
+    assert detectable_gap([1.0, 2.0, 3.0, 4.0], 19) == dict(
+        gap=None, threshold=None, quantile=None, num_draws=4, max_draws=19)
+    # five draws are enough: the 0.95 quantile of 1..5 is 4.8, 1.8 over the mean
+    five = detectable_gap([1.0, 2.0, 3.0, 4.0, 5.0], 19)
+    assert five['threshold'] == pytest.approx(4.8) and five['gap'] == pytest.approx(1.8)
+    # at alpha 0.1, 1 of 19 draws may reach it: the 0.9 quantile of 1..21 is 19, 8 over 11
+    assert detectable_gap(list(range(1, 22)), 19, alpha=0.1) == pytest.approx(dict(
+        gap=8.0, threshold=19.0, quantile=0.9, num_draws=21, max_draws=19))

@@ -16,12 +16,14 @@ from scipy import stats as scipy_stats
 from posattack.evaluation.metric import region_confusion
 from posattack.report.per_image import (PairedBootstrap, PerImageCounts, PerImageRecorder,
                                         miou_from_counts, resample_weights)
-from posattack.report.pooling import (build_summary, headline, paper_claims, pool_tests,
+from posattack.report.pooling import (build_summary, headline, paper_claims, pool_drops, pool_tests,
                                       single_model_evidence)
 from posattack.report.rank_tests import detectable_gap, placebo_rate
-from posattack.report.significance import build_statistics, finish_verdicts, rank_test
+from posattack.report.significance import (_empty_region_reason, _Intervals, build_statistics,
+                                           finish_verdicts, rank_test)
 from posattack.report.statistics import (bootstrap_p_value, compare_with_draws, empirical_p_value,
-                                         one_sample_t, percentile_interval, prediction_interval)
+                                         interval_with_estimate, one_sample_t, percentile_interval,
+                                         prediction_interval)
 from posattack.report.test_design import TestDesign
 
 
@@ -613,8 +615,8 @@ def test_claims_of_one_model_read_its_own_tests():
     assert claims[1]['evidence'].startswith('no random draws')
     # two models, neither with the claim-2 test
     claims = paper_claims([('a', only_claim_1), ('b', only_claim_1)])
-    assert claims[1] == dict(claim=claims[1]['claim'], verdict='not computed', num_models=2,
-                             evidence='no model gives this test')
+    assert claims[1]['verdict'] == 'not computed' and claims[1]['num_models'] == 2
+    assert claims[1]['evidence'] == 'no model gives this test'
 
 
 def test_no_claims_without_models_or_primary_count():
@@ -655,3 +657,119 @@ def test_fisher_of_the_placebos_is_what_scipy_combines():
     """The hand formula used above is scipy's Fisher method (a check on the expectation)."""
     assert _fisher(0.04, 0.03)[1] == pytest.approx(
         scipy_stats.combine_pvalues(np.array([0.04, 0.03]), method='fisher').pvalue)
+
+
+def test_interval_with_estimate_by_hand():
+    samples = np.arange(101.0)           # the 25th and 75th percentiles are 25 and 75
+    assert interval_with_estimate(samples, 50.0, level=0.5) == [25.0, 75.0]
+    assert interval_with_estimate(samples, 200.0, level=0.5) == [25.0, 200.0]   # widened
+    assert interval_with_estimate(samples, -1.0, level=0.5) == [-1.0, 75.0]
+    assert interval_with_estimate(samples, float('nan'), level=0.5) == [25.0, 75.0]
+
+
+def test_interval_entries_and_their_reasons():
+    assert _Intervals(4, 2000).reason == ('not computed: 4 image(s); an image bootstrap needs '
+                                          'at least 5 (evaluate more images).')
+    assert _Intervals(5, 100).reason == (
+        'not computed: 100 bootstrap resamples; a 95% percentile interval needs at least 200 '
+        '(--bootstrap 2000 is the default).')
+    intervals = _Intervals(5, 200)
+    assert intervals.reason is None
+    samples = np.array([np.nan] * 50 + list(np.arange(150.0)))
+    assert intervals.entry(float('nan'), samples) == dict(
+        estimate=None, ci95=None, num_resamples_dropped=50,
+        reason='not computed: the statistic is undefined.')
+    assert intervals.entry(1.0, samples) == dict(
+        estimate=1.0, ci95=None, num_resamples_dropped=50,
+        reason='not computed: too few finite resamples.')           # 75% finite, under 90%
+    assert intervals.entry(1.0, samples, 'mine')['reason'] == 'mine'
+    assert _empty_region_reason('center') == (
+        'not computed: the center region has no labelled pixel in (most) resamples, so its '
+        'mIoU is undefined; evaluate more images or another region.')
+
+
+def test_the_design_level_reaches_the_placebo_and_detectable_gap():
+    design = TestDesign(exceedances=5, max_draws=19, alpha=0.1)
+    test = rank_test('k', 2, 'overall', 'full', 30.0, DRAWS, True, design)
+    assert test['placebo'] == placebo_rate(VALUES, 5, 19, 0.1) and test['placebo']['alpha'] == 0.1
+    assert test['detectable'] == detectable_gap(VALUES, 19, 0.1)
+
+
+def test_bootstrap_method_in_words():
+    counts, settings = _two_region_counts()
+    statistics, _ = build_statistics(settings, counts, num_resamples=200, seed=3)
+    assert statistics['method'] == ('paired bootstrap over 8 images (200 resamples, seed 3, '
+                                    'percentile 95% interval)')
+    statistics, _ = build_statistics(settings, counts, num_resamples=200, seed=3,
+                                     groups=['a', 'a', 'b', 'b', 'c', 'c', 'd', 'd'])
+    assert statistics['method'] == ('paired bootstrap over 4 groups of images (cluster '
+                                    'bootstrap) (200 resamples, seed 3, percentile 95% interval)')
+
+
+def test_pooled_placebo_counts_alpha_itself():
+    one = [('a', _results([_test(CLAIM_1, 2, 'overall', 'full', 3.0, 0.04, True,
+                                 placebo_p=(0.05, 0.5))], 70.0, (3.0, 1.0)))]
+    assert pool_tests(one)[0]['placebo']['num_significant'] == 1
+
+
+def test_pooled_fields_in_words_and_not_computed_keys():
+    pooled = pool_tests(MODELS)[0]
+    assert pooled['method'] == ("Fisher's combination of the models' one-sided rank p-values "
+                                '(scipy.stats.combine_pvalues)')
+    assert pooled['effect_method'] == ('mean of the per-model gaps over training seeds, '
+                                       'one-sample t 95% interval (scipy.stats.ttest_1samp)')
+    # an exploratory key no model could compute: not computed, not Holm-adjusted
+    both = [('a', MODEL_A)]
+    both.append(('b', dict(MODEL_B, tests=[_test(OWN_HALF, 2, 'top', 'top-bottom', 1.0, None,
+                                                 False)])))
+    keyed = {(p['kind'], p['attack_region']): p for p in pool_tests(both)}
+    top = keyed[OWN_HALF, 'top']
+    assert top['verdict'] == 'not computed' and top['p_value_holm'] is None
+    assert top['p_value'] is None
+
+
+def test_models_without_tests_or_clean_setting():
+    bare = dict(MODEL_A, settings=MODEL_A['settings'][1:])      # no clean setting
+    bare.pop('tests')
+    summary = build_summary([('a', bare), ('b', MODEL_B)], 'c')
+    assert summary['models'][0]['clean_mIoU'] is None and summary['models'][0]['gap'] is None
+    assert [p['num_models'] for p in summary['pooled_tests']][:1] == [1]
+    claims = paper_claims([('a', bare)])
+    assert claims[0]['verdict'] == 'not computed'
+
+
+def test_claims_texts_when_not_computed():
+    claim_1 = ('Targeted removal hurts more than random removal (N=2 of 40 channels (5%), '
+               'ranking order overall, full image)')
+    claim_2 = ('Targeted removal hurts the periphery more than the center, beyond what random '
+               'removal does (N=2 of 40 channels (5%), ranking order overall, difference in '
+               'differences)')
+    only_claim_2 = dict(MODEL_A, tests=MODEL_A['tests'][1:2])
+    one = paper_claims([('a', only_claim_2)])
+    assert one[0] == dict(claim=claim_1, verdict='not computed', num_models=1,
+                          evidence='no random draws, or center and periphery not both '
+                                   'evaluated, at the primary count')
+    assert one[1]['claim'] == claim_2 and one[1]['verdict'] == 'inconclusive'
+    # two models: claim 1 missing does not stop claim 2
+    two = paper_claims([('a', only_claim_2), ('b', only_claim_2)])
+    assert two[0] == dict(claim=claim_1, verdict='not computed', num_models=2,
+                          evidence='no model gives this test')
+    assert two[1]['claim'] == claim_2 and two[1]['p_value'] == pytest.approx(
+        _fisher(0.5, 0.5)[1])
+    # one estimate among the two models: no t interval in the evidence
+    no_estimate = dict(MODEL_B, tests=[dict(MODEL_B['tests'][0], estimate=None)])
+    evidence = paper_claims([('a', MODEL_A), ('b', no_estimate)])[0]['evidence']
+    assert evidence.endswith('mean gap over models +3.00')
+
+
+def test_pooled_drops_of_no_estimate():
+    none = _results([], 70.0, (None, None))
+    rows = pool_drops([('a', none)])
+    assert {(r['mode'], r['mean'], r['std'], r['num_models']) for r in rows} == {
+        ('targeted', None, None, 0), ('random', None, None, 0)}
+
+
+def test_single_model_evidence_without_a_draw_count():
+    test = _test(CLAIM_1, 2, 'overall', 'full', 3.0, 0.04, True, placebo=None)
+    test.pop('num_draws')
+    assert '(? draws)' in single_model_evidence(test)

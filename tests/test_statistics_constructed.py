@@ -171,6 +171,19 @@ def test_periphery_minus_center_interval_is_the_paired_one(built, mode, keys):
     assert per_image.min() <= pc['ci95'][0] <= pc['ci95'][1] <= per_image.max()
 
 
+def test_periphery_minus_center_estimates_by_hand(built):
+    """The point estimates of the differences: periphery drop minus center drop."""
+    statistics, tests = built
+    for mode, keys in (('targeted', [TARGETED]), ('random', RANDOM_KEYS)):
+        pc = _test(statistics['effects'], 'periphery_minus_center', mode)
+        expected = (effect(keys, 'periphery') - effect(keys, 'center')).mean()
+        assert expected > 0 and pc['estimate'] == pytest.approx(expected)
+    did = _test(tests, 'periphery_minus_center_vs_random_draws', 'targeted')
+    per_image = (effect([TARGETED], 'periphery') - effect([TARGETED], 'center')) - (
+        effect(RANDOM_KEYS, 'periphery') - effect(RANDOM_KEYS, 'center'))
+    assert did['estimate'] == pytest.approx(per_image.mean())
+
+
 def test_claim_2_ranks_the_targeted_difference_among_each_draws_own(built):
     """The difference in differences: the targeted (periphery - center) drop against every
     random draw's own (periphery - center) drop, not against zero."""
