@@ -17,6 +17,7 @@ import os
 import os.path as osp
 import sys
 from collections import Counter
+from collections.abc import Sequence
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -87,7 +88,7 @@ def short_diff(diff: str) -> str:
 
 
 def build_report(files: list[str], reasons: dict[str, str], minutes: int, jobs: int,
-                 mode: str = 'from nothing') -> str:
+                 mode: str = 'from nothing', notes: Sequence[str] = ()) -> str:
     from posattack.utils.machine import measured_by
     rows, listed, stale = [], [], set(reasons)
     totals = Counter()
@@ -144,6 +145,8 @@ def build_report(files: list[str], reasons: dict[str, str], minutes: int, jobs: 
                 'and count as undetected. Run completely: '
                 f'{", ".join(complete) or "no module"}. Not run completely: '
                 f'{", ".join(incomplete)}.']
+    for note in notes:
+        out += ['', f'**Note**: {note}']
     out += ['', '## Mutants no test detects', '',
             'Each with its change and why no test can tell it apart from the original '
             '(equivalent), or "not explained" (a test is missing).', '']
@@ -180,6 +183,9 @@ def main(argv=None) -> int:
                         help="how the last call ran: 'from nothing', 'resumed' (RESUME=1: "
                              "results of earlier calls kept) or 'recheck' (RECHECK=1)")
     parser.add_argument('--out', default=osp.join(REPO, 'docs', 'mutation.md'))
+    parser.add_argument('--note', action='append', default=[],
+                        help='a sentence about how this run went, printed under the table '
+                             '(repeatable)')
     parser.add_argument('--list-undetected', action='store_true',
                         help='print the names of the mutants a finished check left undetected '
                              '(survived or reached by no test), one a line, and write nothing')
@@ -190,7 +196,8 @@ def main(argv=None) -> int:
             print(name)
         return 0
     text = build_report(mutated_files(osp.join(REPO, 'setup.cfg')),
-                        read_equivalents(EQUIVALENTS), args.minutes, args.jobs, args.mode)
+                        read_equivalents(EQUIVALENTS), args.minutes, args.jobs, args.mode,
+                        args.note)
     with open(args.out, 'w', encoding='utf-8') as handle:
         handle.write(text)
     print(f'[mutation] wrote {args.out}')
