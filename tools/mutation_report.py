@@ -101,12 +101,13 @@ def build_report(files: list[str], reasons: dict[str, str], minutes: int, jobs: 
             if code in DETECTED:
                 counts['detected'] += 1
                 continue
-            if name in reasons:
+            if name in reasons and code in NOT_DETECTED:   # checked, and explained
                 counts['equivalent'] += 1
                 stale.discard(name)
             else:
                 counts[status] += 1
-            listed.append((path, name, status, reasons.get(name)))
+            listed.append((path, name, status,
+                           reasons.get(name) if code in NOT_DETECTED else None))
         totals.update(counts)
         rows.append((path, counts))
 
