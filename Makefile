@@ -3,7 +3,7 @@
 #   make test   the test suite (all of it; `make test-fast` leaves out the tests marked slow)
 #   make lint   style: ruff (ruff.toml) and isort (setup.cfg); .ci/run runs it before the tests
 #   make mutation   mutation testing (mutmut) of the statistics' and fast path's modules listed
-#                   in setup.cfg [mutmut]; writes docs/mutation.md (about 20 min; not in make test)
+#                   in setup.cfg [mutmut]; writes docs/mutation.md (hours; not in make test)
 #   make aug-shift-demo   AugShift vs plain and BlurPool training on the plain demo config
 #                         (the former embedded default; about 50 min)
 #   make demo-seeds   the demo over SEEDS training seeds (default 5), pooled tests and claims
