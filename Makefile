@@ -3,7 +3,7 @@
 #   make test   the test suite (all of it; `make test-fast` leaves out the tests marked slow)
 #   make lint   style: ruff (ruff.toml) and isort (setup.cfg); .ci/run runs it before the tests
 #   make mutation   mutation testing (mutmut) of the statistics' and fast path's modules listed
-#                   in setup.cfg [mutmut]; writes docs/mutation.md (about 20 min; not in make test)
+#                   in setup.cfg [mutmut]; writes docs/mutation.md (hours; not in make test)
 #   make aug-shift-demo   AugShift vs plain and BlurPool training on the plain demo config
 #                         (the former embedded default; about 50 min)
 #   make demo-seeds   the demo over SEEDS training seeds (default 5), pooled tests and claims
@@ -75,9 +75,11 @@ tables-speed: setup tables-demo
 test: setup
 	$(PY) -m pytest -q tests
 
-# Quick iteration: the tests that train a model or spawn processes are marked slow.
+# Quick iteration: the tests that spawn a process or take over 3 s of CPU are marked slow
+# (README, "Tests"); the rest run on two workers (pytest-xdist), a test file per worker.
+TEST_JOBS ?= 2
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PY) -m pytest -q -m "not slow" -n $(TEST_JOBS) --dist loadfile tests
 
 # Mutation testing: every mutant of the listed modules that no fast test notices is in
 # docs/mutation.md, explained (tools/mutation_equivalents.txt) or not. JOBS=2 for two workers.

@@ -160,6 +160,7 @@ def test_table_tool_adds_augshift_minus_blurpool_when_both_ran(hand_results, tmp
     assert '`blurpool` minus `augshift`' in text and '`augshift` minus `blurpool`' not in text
 
 
+@pytest.mark.slow   # spawns a process (the demo script)
 def test_demo_script_knows_blurpool_and_names_it_for_an_unknown_run(tmp_path):
     """RUNS=blurpool is one of tools/run_aug_shift_demo.sh's runs (so of make
     tables-aug-shift's): a typo is refused with the list, before any training."""
