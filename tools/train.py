@@ -3,6 +3,7 @@
     python tools/make_synthetic_cityscapes.py data/synthetic_cityscapes
     python tools/train.py configs/demo/deeplabv3_r18-tiny_synthetic-cityscapes.py
     python tools/train.py CONFIG --work-dir work_dirs/run1 --resume   # continue the last run
+    python tools/train.py CONFIG --work-dir work_dirs/run1 --keep-finished  # reuse if the same
 
 Importing posattack registers its modules and allowlists the globals of MMEngine
 checkpoints, so `--resume` (which torch.loads the last checkpoint) works on torch >= 2.6.
@@ -20,6 +21,7 @@ from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 import posattack  # noqa: F401  registers modules and safe checkpoint globals
+from posattack.training.kept_model import KeptModelMismatch, kept_model
 
 DATALOADER_KEYS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
@@ -35,6 +37,11 @@ def parse_args(argv=None):
                         help='where logs and checkpoints go (default: ./work_dirs/<config name>)')
     parser.add_argument('--resume', action='store_true',
                         help='resume from the latest checkpoint in the work dir')
+    parser.add_argument('--keep-finished', action='store_true',
+                        help='if the work dir holds this training already (its last '
+                        "checkpoint's recorded config, seed and data are this run's), keep it: "
+                        'exit at once when finished, resume it when not; refuse one trained '
+                        'another way, naming what differs')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override config settings, xxx=yyy, e.g. '
@@ -101,6 +108,17 @@ def main(argv=None) -> int:
     except UsageError as error:
         print(f'error: {error}', file=sys.stderr)
         return 2
+    if args.keep_finished:
+        try:
+            kept = kept_model(cfg.work_dir, cfg)
+        except KeptModelMismatch as error:
+            print(f'error: {error}', file=sys.stderr)
+            return 2
+        if kept is not None and kept.finished:
+            print(f'kept: {kept.checkpoint} (its recorded config, seed {kept.seed} and data are '
+                  "this training's, and it finished)")
+            return 0
+        cfg.resume = kept is not None  # the same training, stopped early: go on from it
     os.makedirs(cfg.work_dir, exist_ok=True)
     if 'runner_type' in cfg:  # a customised runner, as mmseg's tools/train.py allows
         from mmseg.registry import RUNNERS
