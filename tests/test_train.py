@@ -162,3 +162,16 @@ def test_keep_finished_keeps_or_refuses_by_the_recorded_training(
     assert (f"train_dataloader.dataset.data_root: '{synthetic_root}' there vs '{other}' now"
             in err and '\n' not in err and 'another --work-dir' in err)
     assert sorted(p.name for p in work_dir.iterdir()) == ['iter_8.pth', 'last_checkpoint']
+
+
+def test_no_train_only_checks(tmp_path, synthetic_root, capsys):
+    """--keep-finished --no-train (make tables-aug-shift's KEPT_ONLY=1): nothing kept is
+    exit 3 with nothing trained or written; --no-train alone is a one-line error."""
+    tool = _load_train_tool()
+    work_dir = tmp_path / 'wd'
+    assert tool.main(_keep_finished_argv(work_dir, synthetic_root) + ['--no-train']) == 3
+    assert 'not kept: no finished training' in capsys.readouterr().out
+    assert not work_dir.exists()
+    argv = [DEMO_CONFIG, '--work-dir', str(work_dir), '--no-train']
+    assert tool.main(argv) == 2
+    assert '--no-train only goes with --keep-finished' in capsys.readouterr().err

@@ -13,6 +13,7 @@
 #   SEED=1 bash tools/run_aug_shift_demo.sh   another training seed (own work dirs)
 #   RUNS="latent-only-1 latent-only-10" ...   other runs: the AugShift loss's latent term
 #                                              alone (dense_weight=0) at latent weight 1/10/100
+#   KEPT_ONLY=1 ...                            train nothing: measure and table the kept models
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${POSATTACK_VENV:-.venv}/bin/python"
@@ -30,6 +31,8 @@ if [ ! -f "$DATA/.complete" ]; then
 fi
 
 MAX_SHIFTS="8 16"
+NO_TRAIN=""
+[ "${KEPT_ONLY:-0}" = 0 ] || NO_TRAIN="--no-train"
 
 kept_consistency() {  # kept_consistency JSON CHECKPOINT: did JSON measure it, as asked now?
   [ -f "$1" ] && "$PY" - "$1" "$2" "$TRIALS" "$MAX_SHIFTS" <<'EOF'
@@ -44,6 +47,8 @@ EOF
 
 NAMES="${RUNS:-plain shift-crops blurpool augshift augshift-strong}"
 RUNS=()
+mkdir -p "$WORK"
+: > "$WORK/left_out.txt"  # this invocation's list (KEPT_ONLY=1)
 for name in $NAMES; do
   weights=""
   case $name in
@@ -61,8 +66,17 @@ for name in $NAMES; do
   dir="$WORK/$name"
   # A kept model is reused only if its checkpoint records this config, seed and data (and
   # finished); one trained another way stops the script with what differs.
-  "$PY" tools/train.py "$config" --work-dir "$dir/train" --keep-finished \
-    --cfg-options $DATA_OPTS randomness.seed=$SEED $weights
+  # KEPT_ONLY=1: no training; a run without a finished model is left out (listed in
+  # $WORK/left_out.txt for make tables-aug-shift).
+  "$PY" tools/train.py "$config" --work-dir "$dir/train" --keep-finished $NO_TRAIN \
+    --cfg-options $DATA_OPTS randomness.seed=$SEED $weights && status=0 || status=$?
+  if [ "$status" = 3 ] && [ -n "$NO_TRAIN" ]; then
+    echo "$name" >> "$WORK/left_out.txt"
+    echo "[aug-shift demo] $name (seed $SEED): no finished model kept: left out (KEPT_ONLY=1)"
+    continue
+  elif [ "$status" != 0 ]; then
+    exit "$status"
+  fi
   ckpt=$(cat "$dir/train/last_checkpoint")
   if kept_consistency "$dir/consistency/consistency.json" "$ckpt"; then
     echo "[aug-shift demo] kept: $dir/consistency (this checkpoint, the same settings)"
@@ -86,5 +100,6 @@ for name in $NAMES; do
   fi
   RUNS+=(--run "$name" "$dir/consistency/consistency.json" "$dir/attack/results.json")
 done
+[ ${#RUNS[@]} -gt 0 ] || { echo "[aug-shift demo] no run kept (KEPT_ONLY=1): no table"; exit 0; }
 "$PY" tools/aug_shift_table.py "${RUNS[@]}" --out "$WORK/table.md"
 echo "[aug-shift demo] table: $WORK/table.md"

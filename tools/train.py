@@ -23,6 +23,7 @@ from mmengine.runner import Runner
 import posattack  # noqa: F401  registers modules and safe checkpoint globals
 from posattack.training.kept_model import KeptModelMismatch, kept_model
 
+NOT_KEPT = 3  # exit status of --keep-finished --no-train when there is nothing to keep
 DATALOADER_KEYS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
 
@@ -42,6 +43,9 @@ def parse_args(argv=None):
                         "checkpoint's recorded config, seed and data are this run's), keep it: "
                         'exit at once when finished, resume it when not; refuse one trained '
                         'another way, naming what differs')
+    parser.add_argument('--no-train', action='store_true',
+                        help='with --keep-finished: only check; exit 3 (training nothing) '
+                        'when no finished training of this config is kept')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override config settings, xxx=yyy, e.g. '
@@ -103,6 +107,10 @@ def _has_checkpoint(work_dir: str) -> bool:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.no_train and not args.keep_finished:
+        print('error: --no-train only goes with --keep-finished (it checks for a kept '
+              'training); add --keep-finished or drop --no-train', file=sys.stderr)
+        return 2
     try:
         cfg = build_config(args)
     except UsageError as error:
@@ -118,6 +126,10 @@ def main(argv=None) -> int:
             print(f'kept: {kept.checkpoint} (its recorded config, seed {kept.seed} and data are '
                   "this training's, and it finished)")
             return 0
+        if args.no_train:
+            print(f'not kept: no finished training of this config in {cfg.work_dir} '
+                  '(--no-train: nothing trained)')
+            return NOT_KEPT
         cfg.resume = kept is not None  # the same training, stopped early: go on from it
     os.makedirs(cfg.work_dir, exist_ok=True)
     if 'runner_type' in cfg:  # a customised runner, as mmseg's tools/train.py allows
