@@ -47,8 +47,7 @@ EOF
 
 NAMES="${RUNS:-plain shift-crops blurpool augshift augshift-strong}"
 RUNS=()
-mkdir -p "$WORK"
-: > "$WORK/left_out.txt"  # this invocation's list (KEPT_ONLY=1)
+rm -f "$WORK/left_out.txt"  # this script's own list of the runs KEPT_ONLY=1 left out
 for name in $NAMES; do
   weights=""
   case $name in
@@ -71,7 +70,7 @@ for name in $NAMES; do
   "$PY" tools/train.py "$config" --work-dir "$dir/train" --keep-finished $NO_TRAIN \
     --cfg-options $DATA_OPTS randomness.seed=$SEED $weights && status=0 || status=$?
   if [ "$status" = 3 ] && [ -n "$NO_TRAIN" ]; then
-    echo "$name" >> "$WORK/left_out.txt"
+    mkdir -p "$WORK" && echo "$name" >> "$WORK/left_out.txt"
     echo "[aug-shift demo] $name (seed $SEED): no finished model kept: left out (KEPT_ONLY=1)"
     continue
   elif [ "$status" != 0 ]; then
