@@ -6,10 +6,14 @@
 # fragment's weights (latent 1, dense 1); with AugShift 100x / 10x stronger.
 # Then shift consistency (Cons.8 / Cons.16) and the position attack of each, and one table.
 # About 50 minutes on 2 free cores (the pair-trained models take 12 minutes each).
-# Steps whose outputs exist are skipped, so a rerun only redoes what is missing.
+# Steps whose outputs exist are kept when they record this run (a model: its checkpoint's
+# config, seed and data; consistency: the checkpoint's hash and settings; the attack: its own
+# fingerprint), so a rerun only redoes what is missing or stale; a model trained another way
+# in the same work dir stops it, naming what differs.
 #   SEED=1 bash tools/run_aug_shift_demo.sh   another training seed (own work dirs)
 #   RUNS="latent-only-1 latent-only-10" ...   other runs: the AugShift loss's latent term
 #                                              alone (dense_weight=0) at latent weight 1/10/100
+#   KEPT_ONLY=1 ...                            train nothing: measure and table the kept models
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${POSATTACK_VENV:-.venv}/bin/python"
@@ -26,8 +30,24 @@ if [ ! -f "$DATA/.complete" ]; then
   touch "$DATA/.complete"
 fi
 
+MAX_SHIFTS="8 16"
+NO_TRAIN=""
+[ "${KEPT_ONLY:-0}" = 0 ] || NO_TRAIN="--no-train"
+
+kept_consistency() {  # kept_consistency JSON CHECKPOINT: did JSON measure it, as asked now?
+  [ -f "$1" ] && "$PY" - "$1" "$2" "$TRIALS" "$MAX_SHIFTS" <<'EOF'
+import json, sys
+from posattack.utils.fileio import file_sha256
+recorded = json.load(open(sys.argv[1]))
+asked = dict(checkpoint_sha256=file_sha256(sys.argv[2]), trials=int(sys.argv[3]),
+             max_shifts=[int(s) for s in sys.argv[4].split()], seed=0, regions=['paper'])
+sys.exit(0 if all(recorded.get(key) == value for key, value in asked.items()) else 1)
+EOF
+}
+
 NAMES="${RUNS:-plain shift-crops blurpool augshift augshift-strong}"
 RUNS=()
+rm -f "$WORK/left_out.txt"  # this script's own list of the runs KEPT_ONLY=1 left out
 for name in $NAMES; do
   weights=""
   case $name in
@@ -43,18 +63,42 @@ for name in $NAMES; do
          "augshift-strong latent-only-1 latent-only-10 latent-only-100" >&2; exit 2 ;;
   esac
   dir="$WORK/$name"
-  if [ ! -f "$dir/train/last_checkpoint" ]; then
-    "$PY" tools/train.py "$config" --work-dir "$dir/train" \
-      --cfg-options $DATA_OPTS randomness.seed=$SEED $weights
+  # A kept model is reused only if its checkpoint records this config, seed and data (and
+  # finished); one trained another way stops the script with what differs.
+  # KEPT_ONLY=1: no training; a run without a finished model is left out (listed in
+  # $WORK/left_out.txt for make tables-aug-shift).
+  "$PY" tools/train.py "$config" --work-dir "$dir/train" --keep-finished $NO_TRAIN \
+    --cfg-options $DATA_OPTS randomness.seed=$SEED $weights && status=0 || status=$?
+  if [ "$status" = 3 ] && [ -n "$NO_TRAIN" ]; then
+    mkdir -p "$WORK" && echo "$name" >> "$WORK/left_out.txt"
+    echo "[aug-shift demo] $name (seed $SEED): no finished model kept: left out (KEPT_ONLY=1)"
+    continue
+  elif [ "$status" != 0 ]; then
+    exit "$status"
   fi
   ckpt=$(cat "$dir/train/last_checkpoint")
-  if [ ! -f "$dir/consistency/consistency.json" ]; then
-    "$PY" tools/consistency.py "$config" "$ckpt" --max-shift 8 16 --trials "$TRIALS" \
+  if kept_consistency "$dir/consistency/consistency.json" "$ckpt"; then
+    echo "[aug-shift demo] kept: $dir/consistency (this checkpoint, the same settings)"
+  else
+    [ ! -f "$dir/consistency/consistency.json" ] || echo "[aug-shift demo]" \
+      "$dir/consistency measured another checkpoint or settings: measuring again"
+    "$PY" tools/consistency.py "$config" "$ckpt" --max-shift $MAX_SHIFTS --trials "$TRIALS" \
       --work-dir "$dir/consistency" --cfg-options $DATA_OPTS
   fi
+  # --resume keeps finished settings only of the same experiment (attack fingerprint); it
+  # refuses results of another checkpoint or test protocol (exit 2, saying why): those are
+  # attacked again from scratch, not reused.
   "$PY" tools/attack.py "$config" "$ckpt" --work-dir "$dir/attack" --resume --no-overlays \
-    --cfg-options $DATA_OPTS
+    --cfg-options $DATA_OPTS && status=0 || status=$?
+  if [ "$status" = 2 ]; then
+    echo "[aug-shift demo] $dir/attack: kept results refused (above): attacking again"
+    "$PY" tools/attack.py "$config" "$ckpt" --work-dir "$dir/attack" --no-overlays \
+      --cfg-options $DATA_OPTS
+  elif [ "$status" != 0 ]; then
+    exit "$status"
+  fi
   RUNS+=(--run "$name" "$dir/consistency/consistency.json" "$dir/attack/results.json")
 done
+[ ${#RUNS[@]} -gt 0 ] || { echo "[aug-shift demo] no run kept (KEPT_ONLY=1): no table"; exit 0; }
 "$PY" tools/aug_shift_table.py "${RUNS[@]}" --out "$WORK/table.md"
 echo "[aug-shift demo] table: $WORK/table.md"

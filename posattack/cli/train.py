@@ -3,6 +3,7 @@
     python tools/make_synthetic_cityscapes.py data/synthetic_cityscapes
     python tools/train.py configs/demo/deeplabv3_r18-tiny_synthetic-cityscapes.py
     python tools/train.py CONFIG --work-dir work_dirs/run1 --resume   # continue the last run
+    python tools/train.py CONFIG --work-dir work_dirs/run1 --keep-finished  # reuse if the same
 
 Importing posattack registers its modules and allowlists the globals of MMEngine
 checkpoints, so `--resume` (which torch.loads the last checkpoint) works on torch >= 2.6.
@@ -20,11 +21,13 @@ from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 from ..models.builder import config_file_path
+from ..training.kept_model import KeptModelMismatch, kept_model
 from ..utils.checkpoint import CheckpointError, register_mmengine_loader
 
 # posattack is imported with this module (its package): modules registered, checkpoint
 # globals allowlisted, and `posattack::` understood in the config's _base_
 
+NOT_KEPT = 3  # exit status of --keep-finished --no-train when there is nothing to keep
 DATALOADER_KEYS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
 
@@ -43,6 +46,14 @@ def parse_args(argv=None):
                         help="load a checkpoint (the config's load_from, or --resume's) that "
                         'needs globals outside the allowlist (runs arbitrary code from the '
                         'file: only for files you trust)')
+    parser.add_argument('--keep-finished', action='store_true',
+                        help='if the work dir holds this training already (its last '
+                        "checkpoint's recorded config, seed and data are this run's), keep it: "
+                        'exit at once when finished, resume it when not; refuse one trained '
+                        'another way, naming what differs')
+    parser.add_argument('--no-train', action='store_true',
+                        help='with --keep-finished: only check; exit 3 (training nothing) '
+                        'when no finished training of this config is kept')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override config settings, xxx=yyy, e.g. '
@@ -106,11 +117,30 @@ def _has_checkpoint(work_dir: str) -> bool:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.no_train and not args.keep_finished:
+        print('error: --no-train only goes with --keep-finished (it checks for a kept '
+              'training); add --keep-finished or drop --no-train', file=sys.stderr)
+        return 2
     try:
         cfg = build_config(args)
     except UsageError as error:
         print(f'error: {error}', file=sys.stderr)
         return 2
+    if args.keep_finished:
+        try:
+            kept = kept_model(cfg.work_dir, cfg)
+        except KeptModelMismatch as error:
+            print(f'error: {error}', file=sys.stderr)
+            return 2
+        if kept is not None and kept.finished:
+            print(f'kept: {kept.checkpoint} (its recorded config, seed {kept.seed} and data are '
+                  "this training's, and it finished)")
+            return 0
+        if args.no_train:
+            print(f'not kept: no finished training of this config in {cfg.work_dir} '
+                  '(--no-train: nothing trained)')
+            return NOT_KEPT
+        cfg.resume = kept is not None  # the same training, stopped early: go on from it
     os.makedirs(cfg.work_dir, exist_ok=True)
     if 'runner_type' in cfg:  # a customised runner, as mmseg's tools/train.py allows
         from mmseg.registry import RUNNERS
