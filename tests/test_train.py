@@ -2,7 +2,7 @@
 loads under torch's weights_only default, resumes from it, and explains bad input."""
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import os
 import os.path as osp
 import subprocess
@@ -17,10 +17,8 @@ DEMO_CONFIG = osp.join(REPO_ROOT, 'configs', 'demo', 'deeplabv3_r18-tiny_synthet
 
 
 def _load_train_tool():
-    spec = importlib.util.spec_from_file_location('posattack_train_tool', TRAIN_TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The train command's module (tools/train.py is its thin caller)."""
+    return importlib.import_module('posattack.cli.train')
 
 
 def _data_root_options(root):
