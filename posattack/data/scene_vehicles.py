@@ -7,8 +7,8 @@ Each vehicle takes its own place, so that none hides another: the truck comes in
 lane and the bus waits at a stop by the right curb, both near; the tram runs far away down
 the middle of the street, seen between them; a cyclist rides on the right verge, a
 motorcyclist near the left curb in front of the truck, and a bicycle stands on the left
-verge. Everything is a few frontal rectangles and ellipses standing on the ground, like the default objects
-(:mod:`posattack.data.scene_objects`), painted far to near with them.
+verge. Everything is a few frontal rectangles and ellipses standing on the ground, like the
+default objects (:mod:`posattack.data.scene_objects`), painted far to near with them.
 """
 from __future__ import annotations
 
