@@ -38,6 +38,7 @@ from ..evaluation.metric import region_confusion
 from ..evaluation.regions import build_region_masks, validate_region_specs
 from ..identify.base import build_identification_method, identification_method_class
 from ..report.per_image import PerImageCounts, PerImageRecorder
+from .batched_settings import BatchedSettings, Removal
 from .feature_split import FeatureSplit
 from .settings import AttackSetting
 
@@ -106,8 +107,10 @@ class _Pass:
                  channels: dict[str, list[int]], region_specs, num_classes: int,
                  ignore_index: int, ablation: Ablation, mean_values,
                  overlay: Optional[OverlayRequest], count_keys: Sequence[str],
-                 recorder: Optional[PerImageRecorder] = None):
+                 recorder: Optional[PerImageRecorder] = None,
+                 settings_per_pass: Optional[int] = None):
         self.split = split
+        self.batched = BatchedSettings(split, settings_per_pass) if split.fast else None
         self.settings = list(settings)
         self.channels = channels
         self.region_specs = region_specs
@@ -122,17 +125,19 @@ class _Pass:
 
     def evaluate(self, feats, inputs, samples) -> None:
         labels_of = {}
+        removals = []
         for setting in self.settings:
             channels = self.channels[setting.key]
             # Nothing to replace (clean): no statistics needed, and in pass 1 of an ablation
-            # that reads them
-            # there are none yet.
+            # that reads them there are none yet.
             ablation, means = (self.ablation, self.mean_values) if channels else ('zero', None)
-            if self.split.fast:
-                labels = self.split.predict_from(feats, inputs, samples, channels, ablation,
-                                                 means)
-            else:
-                labels = self.split.predict_full(inputs, samples, channels, ablation, means)
+            removals.append(Removal(channels, ablation, means))
+        if self.batched is not None:  # several settings per head forward, same labels
+            predicted = self.batched.predict_many(feats, inputs, samples, removals)
+        else:
+            predicted = [self.split.predict_full(inputs, samples, *removal)
+                         for removal in removals]
+        for setting, labels in zip(self.settings, predicted):
             labels_of[setting.key] = [label.cpu().numpy() for label in labels]
             if setting.key in self.count_keys:
                 self._accumulate(setting.key, labels_of[setting.key], samples)
@@ -193,13 +198,16 @@ def run_sweep(split: FeatureSplit, dataloader, settings: Sequence[AttackSetting]
               overlay: Optional[OverlayRequest] = None,
               ranking_info: Optional[dict] = None,
               on_pass_done: Optional[Callable[[SweepState, list[AttackSetting]], None]] = None,
-              progress: bool = True, record_per_image: bool = True) -> SweepState:
+              progress: bool = True, record_per_image: bool = True,
+              settings_per_pass: Optional[int] = None) -> SweepState:
     """Evaluate ``settings`` on ``dataloader``; see the module docstring for the passes.
 
     ``on_pass_done(state, finished_settings)`` is called after each pass, on every rank,
     with reduced confusions: the caller writes results there, so that an interrupted run
     keeps every finished pass. ``record_per_image=False`` keeps no per-image counts (then
     ``state.per_image`` stays None and no bootstrap is possible; benchmarks use it).
+    ``settings_per_pass``: settings stacked into one head forward on the fast path (1: one
+    at a time; None: as many as memory allows, :mod:`posattack.attack.batched_settings`).
     """
     if any(s.mode == TARGETED for s in settings) and ranking is None and not identify:
         raise ValueError('targeted settings need a ranking: pass one or identify on the fly.')
@@ -239,7 +247,7 @@ def run_sweep(split: FeatureSplit, dataloader, settings: Sequence[AttackSetting]
             if record_per_image else None
         runner = _Pass(split, evaluated, channels, region_specs, num_classes, ignore_index,
                        ablation, state.mean_values, overlay if overlay_here else None,
-                       count_keys, recorder)
+                       count_keys, recorder, settings_per_pass)
         identification = build_identification_method(identification_method, num_total) \
             if collect and identify else None
         mean_sum = torch.zeros(num_total, dtype=torch.float64)
