@@ -47,8 +47,8 @@ def default_settings(num_total: int) -> tuple[int, int]:
     return len(first), len(most)
 
 
-def head_and_backbone_flops(arch: str) -> dict:
-    """Multiply-adds of the backbone and of the decode head on one 1024x2048 image."""
+def head_and_backbone_flops(arch: str, size=SIZE) -> dict:
+    """Multiply-adds of the backbone (and neck) and of the decode head on one image."""
     import torch
     from mmengine.analysis import FlopAnalyzer
 
@@ -57,7 +57,7 @@ def head_and_backbone_flops(arch: str) -> dict:
     torch.manual_seed(0)
     model, _ = load_segmentor(osp.join(PAPER, spec['config']), None,
                               cfg_options=dict(spec['options']))
-    inputs = torch.zeros(1, 3, *SIZE)
+    inputs = torch.zeros(1, 3, *size)
     with torch.no_grad():
         by_module = FlopAnalyzer(model, (inputs, )).unsupported_ops_warnings(False) \
             .uncalled_modules_warnings(False).by_module()
@@ -93,6 +93,9 @@ def main(argv=None) -> int:
                         default=list(ARCHITECTURES))
     parser.add_argument('--results', default=DEFAULT_RESULTS)
     parser.add_argument('--no-flops', action='store_true', help='skip the FLOP count')
+    parser.add_argument('--flops-size', type=int, nargs=2, default=SIZE, metavar=('H', 'W'),
+                        help='input size of the FLOP count (default 1024 2048; a smaller one '
+                        'only checks the tool: the table assumes the default)')
     args = parser.parse_args(argv)
     from posattack.attack.experiment import AttackOptions
     opts = AttackOptions(config='', checkpoint='', work_dir='')
@@ -118,7 +121,7 @@ def main(argv=None) -> int:
         first, most = default_settings(result['channels'])
         low = project(result, first - 1, opts.identify_max_images, opts.num_overlays)
         high = project(result, most - 1, opts.identify_max_images, opts.num_overlays)
-        flops = None if args.no_flops else head_and_backbone_flops(arch)
+        flops = None if args.no_flops else head_and_backbone_flops(arch, args.flops_size)
         cells = [label, str(measured[0]), f'{first} ({most})']
         cells += [_duration(low['parts'][k]) for k in ('build', 'identification',
                                                       'backbone (1 pass)', 'settings',
