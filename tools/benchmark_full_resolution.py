@@ -110,6 +110,7 @@ def worker(arch: str, num_images: int, data_root: str, per_kind: int, out_dir: s
     import torch
 
     from posattack.attack.feature_split import FeatureSplit
+    from posattack.attack.run_progress import RunProgress
     from posattack.attack.settings import AttackSetting
     from posattack.attack.sweep import run_sweep
     from posattack.channels.layers import default_layer, resolve_layer
@@ -148,9 +149,15 @@ def worker(arch: str, num_images: int, data_root: str, per_kind: int, out_dir: s
         'random (per setting)': [AttackSetting('random', counts[0], seed=seed)
                                  for seed in range(per_kind)]}
 
+    estimates = []   # (the first batch's projection, the measured wall time) per sweep
+
     def sweep(settings):
-        return run_sweep(split, loader, settings, num_total, regions, len(class_names),
-                         ranking=ranking, progress=False)
+        tracker = RunProgress(num_images, enabled=False)
+        start = time.perf_counter()
+        state = run_sweep(split, loader, settings, num_total, regions, len(class_names),
+                          ranking=ranking, progress=tracker)
+        estimates.append((tracker.estimate_s, time.perf_counter() - start))
+        return state
 
     state = phases.run('clean pass', sweep, [clean])
     confusions, per_image = dict(state.confusions), state.per_image
@@ -206,7 +213,7 @@ def worker(arch: str, num_images: int, data_root: str, per_kind: int, out_dir: s
     return dict(arch=arch, images=num_images, fast_path=split.fast, channels=num_total,
                 settings_per_kind=per_kind, size=list(size), rss_built_mb=rss_built,
                 peak_rss_mb=peak,
-                seconds=phases.seconds, threads=torch.get_num_threads(),
+                seconds=phases.seconds, threads=torch.get_num_threads(), estimates=estimates,
                 load_average=os.getloadavg())
 
 
@@ -266,8 +273,8 @@ def format_table(args) -> str:
              '(build, statistics and report: per run, they do not grow with images);',
              'targeted and random: one more setting, per image. Peak RSS in MB (getrusage). '
              'Random weights.', '']
-    header = ['architecture', 'images', 'fast path'] + list(PHASES) + ['RSS built', 'peak RSS',
-                                                                      'load avg']
+    header = ['architecture', 'images', 'fast path'] + list(PHASES) + [
+        'RSS built', 'peak RSS', 'estimate off by', 'load avg']
     lines.append('| ' + ' | '.join(header) + ' |')
     lines.append('|' + '---|' * len(header))
     for arch in args.arch:
@@ -282,13 +289,17 @@ def format_table(args) -> str:
                 r = json.load(f)
             cells = [label, str(images), 'yes' if r['fast_path'] else 'no']
             cells += [_cell(r, phase) for phase in PHASES]
+            off = [max(e / m, m / e) for e, m in r.get('estimates', []) if e and m]
             cells += [f"{r['rss_built_mb']:.0f}", f"{r['peak_rss_mb']:.0f}",
+                      f'{max(off):.2f}' if off and images > 1 else '-',
                       f"{r['load_average'][0]:.1f}"]
             lines.append('| ' + ' | '.join(cells) + ' |')
     lines.append('')
     lines.append(f'Settings timed per kind: {args.settings_per_kind}; torch threads: '
-                 f'{args.threads}; load avg: the machine\'s 1-minute load when the run ended '
-                 '(other jobs share the cores).')
+                 f'{args.threads}; estimate off by: the first batch\'s projection of each sweep '
+                 'against its measured wall time, worst factor either way (from 2 images on; '
+                 'with one image the first batch is the sweep); load avg: the machine\'s '
+                 '1-minute load when the run ended (other jobs share the cores).')
     return '\n'.join(lines)
 
 
