@@ -69,6 +69,9 @@ def head_and_backbone_flops(arch: str, size=SIZE) -> dict:
 def kept_flops(results: str, arch: str, size) -> dict:
     """The FLOP count of ``arch`` at ``size``, kept in ``results`` (a traced forward at
     1024x2048 takes minutes on a CPU; the count never changes)."""
+    # slide inference runs the same network: counted once over the whole image (its
+    # overlapping windows cover 1.5x the pixels of a 1024x2048 image with the zoo's stride)
+    arch = arch.replace('_slide', '_whole')
     path = osp.join(results, f'flops_{arch}_{size[0]}x{size[1]}.json')
     if osp.exists(path):
         with open(path) as f:
