@@ -25,6 +25,7 @@ def test_phases_kept_table_and_projection(tmp_path, capsys):
                   'overlays'):
         assert kept['seconds'][phase]['wall'] > 0 and kept['seconds'][phase]['cpu'] > 0
     assert kept['fast_path'] and kept['channels'] == 2048 and kept['size'] == [64, 128]
+    assert kept['overlay_phase'] == 'render' and len(kept['estimates']) == 3
     assert 0 < kept['rss_built_mb'] <= kept['peak_rss_mb']
     capsys.readouterr()
     # the table: the kept run, and "not measured" for what did not run
@@ -37,10 +38,11 @@ def test_phases_kept_table_and_projection(tmp_path, capsys):
     first, most = projection.default_settings(2048)
     assert (first, most) == (48, 128)  # 1 clean + 4 targeted + 4 x 8 draws + 11 more at 5 %
     s = kept['seconds']
-    per_setting = (s['targeted (per setting)']['wall'] + s['random (per setting)']['wall']) / 2
-    expected = (s['build']['wall'] + 500 * s['identification']['wall']
-                + 500 * max(s['clean pass']['wall'] - per_setting, 0)
-                + 500 * 47 * per_setting + s['statistics']['wall'] + s['report']['wall']
-                + 4 * s['overlays']['wall'])
+    cpu = {phase: s[phase]['cpu'] for phase in s}  # one thread: CPU seconds
+    per_setting = (cpu['targeted (per setting)'] + cpu['random (per setting)']) / 2
+    expected = (cpu['build'] + 500 * cpu['identification']
+                + 500 * max(cpu['clean pass'] - per_setting, 0)
+                + 500 * 47 * per_setting + cpu['statistics'] + cpu['report']
+                + 4 * cpu['overlays'])
     got = projection.project(kept, first - 1, 500, 4)
     assert got['total'] == pytest.approx(expected)

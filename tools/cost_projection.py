@@ -3,13 +3,14 @@ per-phase figures tools/benchmark_full_resolution.py measured, with the models' 
 
 A projection, not a measurement: time = build + identification per image x identification
 images + (backbone pass per image x passes + one more setting per image x settings) x 500 +
-statistics + report + overlays. The per-image figures come from the largest image count
-measured. The settings are those tools/attack.py runs by default (posattack.attack:
-fractions 1/5/10/20 %, --seeds draws per exploratory N, the primary N's first round of
-sequential draws; a run whose test stays undecided draws more, up to --max-draws: the
-projection gives both ends). FLOPs come from mmengine's FlopAnalyzer on the backbone and
-on the decode head at 1024x2048 (multiply-adds, as mmengine counts them), so the work can be
-carried to another device by its sustained rate; no GPU figure here is measured.
+statistics + report + overlays. The per-image figures (CPU seconds of one thread, i.e. wall
+time on an idle core) come from the largest image count measured. The settings are those
+tools/attack.py runs by default (posattack.attack: fractions 1/5/10/20 %, --seeds draws per
+exploratory N, the primary N's first round of sequential draws; a run whose test stays
+undecided draws more, up to --max-draws: the projection gives both ends). FLOPs come from
+mmengine's FlopAnalyzer on the backbone and on the decode head at 1024x2048 (multiply-adds,
+as mmengine counts them), so the work can be carried to another device by its sustained
+rate; no GPU figure here is measured.
 
     python tools/cost_projection.py                       # from work_dirs/tables/full_resolution
     python tools/cost_projection.py --arch deeplabv3_r50 --no-flops
@@ -89,16 +90,18 @@ def _duration(seconds: float) -> str:
 
 def project(result: dict, settings: int, identify_images: int, overlays: int) -> dict:
     s, n = result['seconds'], result['images']
-    per_image = {phase: s[phase]['wall'] / n for phase in s}
+    # CPU seconds of the one torch thread: the wall time on an idle core (on the shared
+    # machine the measured wall time mostly says how busy the other jobs kept it)
+    per_image = {phase: s[phase]['cpu'] / n for phase in s}
     per_setting = (per_image['targeted (per setting)'] + per_image['random (per setting)']) / 2
     # the clean pass is one backbone pass and one head pass per image
     backbone = max(per_image['clean pass'] - per_setting, 0.0)
     parts = {
-        'build': s['build']['wall'],
+        'build': s['build']['cpu'],
         'identification': per_image['identification'] * identify_images,
         'backbone (1 pass)': backbone * PAPER_IMAGES,
         'settings': per_setting * settings * PAPER_IMAGES,
-        'statistics + report': s['statistics']['wall'] + s['report']['wall'],
+        'statistics + report': s['statistics']['cpu'] + s['report']['cpu'],
         'overlays': per_image['overlays'] * overlays,
     }
     return dict(parts=parts, total=sum(parts.values()))
@@ -127,7 +130,8 @@ def main(argv=None) -> int:
           f'identification on {opts.identify_max_images} held-out images, '
           f'{opts.num_overlays} overlays,')
     print('the default settings (first round of sequential draws; in brackets: all '
-          f'{opts.max_draws} draws). Wall time on the machine of the per-phase table.\n')
+          f'{opts.max_draws} draws). From the per-phase table\'s CPU seconds (one torch '
+          'thread:\nthe wall time on one idle core of that machine).\n')
     header = ['architecture', 'images measured', 'settings', 'build', 'identification',
               'backbone', 'settings time', 'stats + report', 'overlays', 'total (max draws)',
               'backbone GFLOPs', 'head GFLOPs', 'TFLOPs per run']
@@ -163,8 +167,8 @@ def main(argv=None) -> int:
     print('\nA projection from measured per-phase figures, not a measured run. One backbone '
           'pass (the ranking\nis identified on held-out images first; each further round of '
           'draws adds one); a setting costs what\none more setting cost in the measured sweep '
-          '(batched, with the linear shortcut). Wall times carry\nthe load of the machine '
-          'they were measured on (see the per-phase table).')
+          '(batched, with the linear shortcut). More processes\n(tools/dist_attack.sh) divide '
+          'everything but build, statistics and report.')
     return 0
 
 
