@@ -21,7 +21,7 @@ DATA ?= data/synthetic_cityscapes_side_free
 WORK ?= work_dirs/demo
 
 TABLE_PARTS := tables-demo tables-seeds tables-study tables-placebo tables-profile \
-	tables-probes tables-aug-shift tables-speed tables-readout
+	tables-probes tables-aug-shift tables-speed tables-readout tables-full-resolution
 .PHONY: setup demo demo-seeds demo-profile test test-fast lint mutation aug-shift-demo clean \
 	tables $(TABLE_PARTS)
 setup:
@@ -71,6 +71,17 @@ tables-readout: setup
 
 tables-speed: setup tables-demo
 	@bash tools/run_speed_tables.sh
+
+# The attack at 1024x2048 on zoo architectures, phase by phase (hours on 2 CPU cores; each
+# architecture x image count is kept in work_dirs/tables/full_resolution and resumes), then
+# the paper's experiment projected from it (docs/cost_model.md includes both).
+tables-full-resolution: setup
+	OMP_NUM_THREADS=1 $(PY) tools/command_table.py --out docs/tables/speed_full_resolution.md \
+		--title "The attack at 1024x2048, phase by phase" --from "1024x2048" -- \
+		$(PY) tools/benchmark_full_resolution.py
+	OMP_NUM_THREADS=1 $(PY) tools/command_table.py --out docs/tables/cost_projection.md \
+		--title "The paper's experiment, projected" --from "The paper" -- \
+		$(PY) tools/cost_projection.py
 
 test: setup
 	$(PY) -m pytest -q tests

@@ -354,6 +354,8 @@ def test_benchmark_attack_runs_and_reports_identical_exact_labels(synthetic_root
     assert result['identical'] == result['checked'] == 3  # exact path: bit-identical labels
     assert result['shortcut_agreement'] > 0.999
     assert all(seconds > 0 for seconds in result['seconds'].values())
+    # settings batched through the head: the same confusions as one at a time
+    assert result['batched']['identical'] and result['batched']['settings'] == 3
     small, large = result['memory']  # one subprocess each, on 1 and 4 images
     assert (small['images'], large['images']) == (1, 4)
     for run in (small, large):

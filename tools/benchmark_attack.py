@@ -18,6 +18,10 @@ fly, every setting, then the bootstrap statistics of ``posattack.report.signific
 ``--compare-seeds`` count, against today's run before per-image statistics (5 seeds, no
 per-image counts, no bootstrap). Rounds alternate the order, and the ratios share one run.
 
+Then the whole sweep with settings batched through the head (posattack.attack.batched_settings)
+against one setting per head forward, with the first batch's cost estimate against the
+measured time.
+
 Then peak memory of the sweep itself (``posattack.attack.sweep.run_sweep``, identifying the channels
 on the fly as tools/attack.py does) on N and on 4N images, each run in its own subprocess:
 ``resource.getrusage(RUSAGE_SELF).ru_maxrss``, the peak resident set size (tracemalloc does
@@ -27,6 +31,7 @@ not see torch's allocations). Flat memory means the 4N peak equals the N peak.
     python tools/benchmark_attack.py --model r50 --images 2 --threads 1
     python tools/benchmark_attack.py --model both --num-channels 8 16 --seeds 2 --no-memory
     python tools/benchmark_attack.py --model demo --images 8 --compare-seeds 5 10 20 --only-draws
+    python tools/benchmark_attack.py --model demo --images 12 --only-batched --repeat 2
 
 On a machine whose cores other jobs share, --threads 1 gives steadier figures: several torch
 threads spinning against other processes can make every path many times slower.
@@ -93,6 +98,8 @@ def parse_args(argv=None):
                         help='random draws per N to time the whole run with')
     parser.add_argument('--only-draws', action='store_true',
                         help='time only the random-draw counts (no paths, no memory)')
+    parser.add_argument('--only-batched', action='store_true',
+                        help='time only batched settings against one at a time')
     parser.add_argument('--max-ratio', type=float,
                         help='exit with status 1 when shortcut/full (CPU time) exceeds this')
     parser.add_argument('--memory-worker', action='store_true', help=argparse.SUPPRESS)
@@ -277,6 +284,58 @@ def time_draw_counts(model, cfg, args) -> dict:
     return best
 
 
+# ----------------------------------------------------------------------------- batched
+def time_batched_settings(model, cfg, args) -> dict:
+    """The whole sweep (identify on the fly + every setting) with one setting per head forward
+    against settings batched as the sweep batches them (k from memory): CPU seconds, the
+    fastest of ``args.repeat`` rounds after a warm-up round (orders alternate), whether every
+    confusion matrix agreed, and the first batch's estimate against the measured wall time."""
+    from posattack.attack.feature_split import FeatureSplit
+    from posattack.attack.run_progress import RunProgress
+    from posattack.attack.sweep import run_sweep
+    from posattack.channels.layers import default_layer, resolve_layer
+    split = FeatureSplit(model, resolve_layer(model, default_layer(model)))
+    loader = build_loader(cfg, args.batch_size, args.images)
+    num_total = attacked_channels(model, cfg)
+    settings = make_settings(num_total, args)
+    num_classes = len(model.dataset_meta['classes'])
+    runs = {'one at a time': 1, 'batched': None}
+    best = dict.fromkeys(runs, float('inf'))
+    confusions, estimates = {}, []
+    for round_index in range(args.repeat + 1):   # round 0 warms up and is not counted
+        order = list(runs.items()) if round_index % 2 else list(runs.items())[::-1]
+        for name, per_pass in order:
+            tracker = RunProgress(args.images, enabled=False)
+            start, wall = time.process_time(), time.perf_counter()
+            state = run_sweep(split, loader, settings, num_total, MEMORY_REGIONS, num_classes,
+                              identify=True, progress=tracker, record_per_image=False,
+                              settings_per_pass=per_pass)
+            if round_index:
+                best[name] = min(best[name], time.process_time() - start)
+                estimates.append((tracker.estimate_s, time.perf_counter() - wall))
+            confusions[name] = state.confusions
+    same = all(np.array_equal(confusions['batched'][key], value)
+               for key, value in confusions['one at a time'].items())
+    return dict(seconds=best, identical=same, settings=len(settings), estimates=estimates)
+
+
+def print_batched(results: list[dict]) -> None:
+    rows = []
+    for r in results:
+        b = r['batched']
+        one, batched = b['seconds']['one at a time'], b['seconds']['batched']
+        worst = max(max(e / m, m / e) for e, m in b['estimates'])
+        rows.append([r['model'], r['images'], b['settings'], f'{one:.2f}', f'{batched:.2f}',
+                     f'{batched / one:.3f}', 'yes' if b['identical'] else 'NO',
+                     f'{worst:.2f}'])
+    print('\nWhole sweep (identify + every setting), one setting per head forward against '
+          'settings batched\n(k from memory), CPU seconds; estimate: the first batch\'s '
+          'projection against the measured\nwall time, worst factor either way over the '
+          'timed runs:')
+    print(_table(['model', 'images', 'settings', 'one at a time', 'batched', 'ratio',
+                  'confusions identical', 'estimate off by'], rows))
+
+
 # ----------------------------------------------------------------------------- memory
 def _current_rss_mb() -> float:
     with open('/proc/self/status') as f:
@@ -337,6 +396,9 @@ def _table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
 
 def benchmark_model(model_name: str, data_root: str, args) -> dict:
     model, cfg = build_model(model_name, data_root)
+    if args.only_batched:
+        return dict(model=model_name, images=args.images,
+                    batched=time_batched_settings(model, cfg, args))
     if args.only_draws:
         return dict(model=model_name, images=args.images,
                     draws=time_draw_counts(model, cfg, args))
@@ -349,7 +411,8 @@ def benchmark_model(model_name: str, data_root: str, args) -> dict:
     counts = sorted({s.num_channels for s in settings if s.mode != 'clean'})
     result = dict(model=model_name, size=BENCHMARK_MODELS[model_name]['size'],
                   channels=num_total, counts=counts, settings=len(settings),
-                  images=args.images, draws=time_draw_counts(model, cfg, args), **timing)
+                  images=args.images, draws=time_draw_counts(model, cfg, args),
+                  batched=time_batched_settings(model, cfg, args), **timing)
     if not args.no_memory:
         del model  # the workers measure their own processes; keep this one small meanwhile
         result['memory'] = [measure_memory(model_name, n, data_root, args)
@@ -374,8 +437,8 @@ def print_draws(results: list[dict]) -> None:
 def print_report(results: list[dict], args) -> None:
     print(f'\ntorch threads: {torch.get_num_threads()}   batch size: {args.batch_size}   '
           f'timing rounds: {args.repeat} (fastest counts)')
-    if args.only_draws:
-        print_draws(results)
+    if args.only_draws or args.only_batched:
+        (print_batched if args.only_batched else print_draws)(results)
         return
     for r in results:
         print(f"{r['model']}: {r['size'][0]}x{r['size'][1]} inputs, {r['channels']} channels "
@@ -414,6 +477,7 @@ def print_report(results: list[dict], args) -> None:
                       f"{small['images']} images, {large['peak_rss_mb']:.0f} MB on "
                       f"{large['images']} ({large['peak_rss_mb'] - small['peak_rss_mb']:+.0f} MB)")
     print_draws(results)
+    print_batched(results)
 
 
 def main(argv=None) -> int:
@@ -442,13 +506,14 @@ def run(args) -> int:
             if data_root is None:
                 from posattack.data.synthetic import generate_cityscapes
                 data_root = osp.join(tmp, name)
-                num_val = args.images * (1 if args.no_memory or args.only_draws else 4)
+                num_val = args.images * (1 if args.no_memory or args.only_draws
+                                         or args.only_batched else 4)
                 generate_cityscapes(data_root, num_train=0, num_val=num_val,
                                     size=BENCHMARK_MODELS[name]['size'], seed=0)
             print(f'benchmarking {name} ...', flush=True)
             results.append(benchmark_model(name, data_root, args))
     print_report(results, args)
-    if args.only_draws:
+    if args.only_draws or args.only_batched:
         return 0
     worst = max(r['seconds']['shortcut', 'cpu'] / r['seconds']['full', 'cpu'] for r in results)
     if args.max_ratio is not None and worst > args.max_ratio:

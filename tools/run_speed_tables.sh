@@ -60,6 +60,8 @@ part docs/tables/speed_default_cost_r50.md "The calibrated default against the o
   random --rounds 1 --cfg-options train_dataloader.dataset.data_root=$R50_DATA \
   test_dataloader.dataset.data_root=$R50_DATA "test_dataloader.dataset.pipeline.1.scale=(512,256)" \
   test_dataloader.num_workers=0 test_dataloader.persistent_workers=False
+part docs/tables/speed_batched_demo.md "Settings batched through the head, demo model (whole sweep)" -- \
+  "$PY" tools/benchmark_attack.py --model demo --images 12 --only-batched --threads 1 --repeat 2
 part docs/tables/speed_draws_demo.md "Cost of random draws, demo model" -- \
   "$PY" tools/benchmark_attack.py --model demo --images 8 --compare-seeds 5 7 8 10 20 \
   --only-draws --threads 1 --repeat 2

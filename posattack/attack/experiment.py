@@ -56,6 +56,7 @@ from .resume_files import RESULTS_FORMAT, load_previous_per_image, read_results_
 from .run_bounds import check_bootstrap, check_per_image_memory, check_seeds
 from .run_fingerprint import (content_fingerprint, describe_mismatch, outdated_fingerprint_message,
                               ranking_provenance, ranking_provenance_problem)
+from .run_progress import RunProgress, shard_size
 from .sequential_draws import (first_round_size, more_draws_needed, primary_draws, primary_order,
                                primary_random_keys)
 from .settings import AttackSetting, build_settings
@@ -291,6 +292,8 @@ def _run_attack_claimed(opts: AttackOptions) -> dict:
     overlay = _overlay_request(settings, num_total, opts.num_overlays) \
         if opts.show_dir else None
     rounds = draw_round_sizes(design.max_draws, first_round_size(opts.seeds, design))
+    # one bar and one estimate for every sweep of the run, draw rounds included
+    tracker = RunProgress(shard_size(dataloader), enabled=opts.progress and rank == 0)
     while True:
         finished = {s['key'] for s in results['settings']}
         pending = [s for s in settings if s.key not in finished]
@@ -308,7 +311,7 @@ def _run_attack_claimed(opts: AttackOptions) -> dict:
                 overlay = None
             per_image = _sweep(opts, split, dataloader, pending, num_total, ranking, overlay,
                                results, results_path, ranking_path, checkpoint_sha, per_image,
-                               identify_anyway=other_ranking is not None)
+                               identify_anyway=other_ranking is not None, progress=tracker)
             overlay = None  # drawn with the first pass only
             if ranking is None and osp.exists(ranking_path):
                 dist.barrier()   # rank 0 wrote it in the pass that identified
@@ -363,7 +366,7 @@ def _ordered(finished: list[dict], settings: list[AttackSetting]) -> list[dict]:
 
 def _sweep(opts, split, dataloader, pending, num_total, ranking, overlay, results,
            results_path, ranking_path, checkpoint_sha, previous_per_image,
-           identify_anyway: bool = False) -> PerImageCounts:
+           identify_anyway: bool = False, progress=True) -> PerImageCounts:
     model = split.model
     class_names = results['class_names']
     region_names = results['regions']
@@ -394,7 +397,7 @@ def _sweep(opts, split, dataloader, pending, num_total, ranking, overlay, result
                       identify=ranking is None and (identify_anyway or any(
                           s.mode == TARGETED for s in pending)),
                       overlay=overlay, ranking_info=ranking_info, on_pass_done=on_pass_done,
-                      progress=opts.progress)
+                      progress=progress)
     if overlay is not None:
         written = _write_overlays(opts.show_dir, overlay, ignore_index, model)
         if rank == 0:

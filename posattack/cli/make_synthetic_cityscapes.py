@@ -3,6 +3,9 @@
     python tools/make_synthetic_cityscapes.py data/synthetic_cityscapes \
         --num-train 300 --num-val 60 --size 128 256 --seed 0
     # then: python tools/train.py configs/demo/deeplabv3_r18-tiny_synthetic-cityscapes.py
+    # Cityscapes' own scale, all 19 train classes in every image (for benchmarks at full size):
+    python tools/make_synthetic_cityscapes.py data/synthetic_cityscapes_full \
+        --num-train 0 --num-val 4 --size 1024 2048 --all-classes
 """
 from __future__ import annotations
 
@@ -28,6 +31,9 @@ def parse_args(argv=None):
                         help='scenes whose classes do not depend on the side of the street '
                         '(sidewalk/terrain and building/wall told apart by looks), for '
                         'training with random horizontal flips')
+    parser.add_argument('--all-classes', action='store_true',
+                        help='also draw a truck, a bus, a tram, riders on a bicycle and a '
+                        'motorcycle and a parked bicycle: all 19 train classes in every image')
     return parser.parse_args(argv)
 
 
@@ -37,7 +43,7 @@ def main(argv=None) -> int:
     try:
         info = generate_cityscapes(args.out_dir, args.num_train, args.num_val,
                                    size=tuple(args.size), seed=args.seed,
-                                   side_free=args.side_free)
+                                   side_free=args.side_free, all_classes=args.all_classes)
     except (ValueError, FileExistsError, NotADirectoryError) as error:
         print(f'error: {error}', file=sys.stderr)
         return 2
