@@ -47,8 +47,9 @@ def test_a_config_load_from_is_refused_like_the_cli_checkpoint(tmp_path):
     mmengine's CheckpointLoader, whose local loader called plain torch.load: the refusal was
     torch's traceback advising ``weights_only=False``. ``import posattack`` routes it through
     load_checkpoint."""
-    import posattack  # noqa: F401  registers the loader
     from mmengine.runner.checkpoint import CheckpointLoader
+
+    import posattack  # noqa: F401  registers the loader
     marker, path = tmp_path / 'marker', tmp_path / 'evil.pth'
     torch.save({'state_dict': {'w': torch.ones(1)}, 'x': _RunsShellCommand(marker)}, path,
                _use_new_zipfile_serialization=False)

@@ -12,8 +12,8 @@ import shutil
 from types import SimpleNamespace
 
 import pytest
-from helpers import (load_cli, load_tool, make_checkpoint, one_torch_thread,  # noqa: F401
-                     run_cli, snapshot, write_tiny_config)
+from helpers import (load_cli, load_tool, make_checkpoint, one_torch_thread, run_cli,  # noqa: F401
+                     snapshot, write_tiny_config)
 
 CLI = load_cli()
 SMALL = ['--num-channels', 8, '--seeds', 1, '--max-images', 3, '--bootstrap', 50]

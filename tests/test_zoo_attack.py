@@ -21,6 +21,7 @@ import torch
 from helpers import REPO_ROOT, diversify, load_cli, one_torch_thread, run_cli  # noqa: F401
 from mmengine.config import Config
 
+from posattack.attack.batched_settings import BatchedSettings
 from posattack.attack.feature_split import FeatureSplit
 from posattack.channels import ChannelRemoval
 from posattack.channels.layers import default_layer, resolve_layer
@@ -122,9 +123,18 @@ def zoo_run(request, synthetic_root, tmp_path_factory):
             return original(self, *args, **kwargs)
         return wrapper
 
+    original_group = BatchedSettings._predict_group
+
+    def counted_group(self, feats, inputs, samples, group):
+        # settings stacked through one head forward (posattack.attack.batched_settings):
+        # each is a fast-path setting, as one predict_from call would be
+        calls['predict_from'] += len(group)
+        return original_group(self, feats, inputs, samples, group)
+
     with pytest.MonkeyPatch.context() as patch:
         for name in calls:
             patch.setattr(FeatureSplit, name, counted(name))
+        patch.setattr(BatchedSettings, '_predict_group', counted_group)
         code, stderr = run_cli(load_cli(), argv)
     os.remove(checkpoint)  # 270 MB for an R50: do not leave it in pytest's tmp dirs
     assert code == 0, stderr
@@ -196,7 +206,8 @@ def test_clean_scores_equal_mmseg_iou_metric(zoo_run):
 
 
 def test_fast_path_was_used(zoo_run):
-    """Every setting went through predict_from; no full forward per setting."""
+    """Every setting went through the fast path (predict_from, alone or stacked with others);
+    no full forward per setting."""
     model, arch = zoo_run.model, zoo_run.arch
     assert model.with_auxiliary_head == arch['auxiliary']  # kept or dropped: same fast path
     assert default_layer(model) == arch['layer']

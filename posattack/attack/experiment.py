@@ -48,9 +48,9 @@ from .checks import (check_attack_region, check_design, check_ranking_checkpoint
                      check_ranking_layer, check_segmentor_config, image_groups_checked,
                      probe_attack)
 from .feature_split import FeatureSplit
-from .image_contents import check_image_contents, image_contents
 from .identification_images import (DEFAULT_IDENTIFY_MAX_IMAGES, DEFAULT_IDENTIFY_ON, SAME_IMAGES,
                                     held_out_loader, identify_held_out, ranking_source)
+from .image_contents import check_image_contents, image_contents
 from .ranking_inputs import load_other_ranking, load_ranking
 from .resume_files import RESULTS_FORMAT, load_previous_per_image, read_results_file, run_sha256
 from .run_bounds import check_bootstrap, check_per_image_memory, check_seeds

@@ -16,6 +16,7 @@ from ..channels.layers import capture, resolve_layer, unwrap_model
 from ..identify.flip_difference import FlipDifferenceAccumulator
 from .concentration import DEFAULT_SHARE_FRACTIONS, concentration
 
+
 def identify_layers(model, dataloader, layers: Sequence[str], channels: dict[str, int],
                     progress: bool = True) -> dict[str, FlipDifferenceAccumulator]:
     """Flip-difference sums for every layer in one pass: x, hflip, vflip run once per batch.

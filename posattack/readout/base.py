@@ -30,7 +30,7 @@ from torch.nn import functional as F
 __all__ = ['READOUTS', 'PositionReadout', 'build_readout', 'readout_class', 'register_readout']
 
 #: Read-outs by name; each entry is a :class:`PositionReadout` subclass.
-READOUTS = Registry('posattack position read-out')
+READOUTS = Registry('posattack position read-out', locations=['posattack'])
 
 
 def register_readout(name: str, force: bool = False) -> Callable[[type], type]:

@@ -36,7 +36,7 @@ __all__ = ['TARGET_MAPS', 'check_target_names', 'register_target_map', 'target_m
            'target_map_names']
 
 #: Target maps by name; each entry is a function (height, width) -> (H, W) tensor in [0, 1].
-TARGET_MAPS = Registry('posattack read-out target map')
+TARGET_MAPS = Registry('posattack read-out target map', locations=['posattack'])
 STRIPE_PERIODS = 2.5   # periods across the image (the authors' PNGs: 256 / 102 px)
 
 
