@@ -18,8 +18,11 @@ The house, floor by floor (a module imports only from its own floor or the ones 
     training/    AugShift, shift crops
     evaluation/  regions, RegionIoUMetric, shift consistency
     report/      statistics, results, plots, overlays, report.md
+    readout/     the position read-out (Islam, Jia & Bruce, ICLR 2020): SPC/MAE per layer
     attack/      settings, feature split, sweep, experiment, the dataloader builder
     profile/     the attack layer by layer in depth
+    api/         the attack and the profile as calls that return results (notebooks)
+    cli/         the `posattack` command's subcommands (tools/ scripts call them)
 """
 from __future__ import annotations
 
@@ -34,9 +37,12 @@ from .models.authors_deeplab_head import TorchvisionDeepLabHead
 from .models.wide_last_stage_resnet import ResNetV1cWideLastStage
 from .training import (AugShiftDataPreProcessor, AugShiftEncoderDecoder, AugShiftPair,
                        ShiftConsistencyPairs)
-from .utils.checkpoint import load_checkpoint, register_safe_globals
+from .utils.checkpoint import load_checkpoint, register_mmengine_loader, register_safe_globals
+from .utils.config_scope import register_config_scope
 
 register_safe_globals()
+register_mmengine_loader()  # a config's load_from: refused like the CLI checkpoint
+register_config_scope()  # `_base_ = ['posattack::_base_/...']` in configs read after this
 
 __version__ = '0.2.0'
 __all__ = [

@@ -14,15 +14,17 @@ import os.path as osp
 from helpers import REPO_ROOT
 
 FLOORS = ['utils', 'data', 'models', 'probes', 'channels', 'identify', 'training', 'evaluation',
-          'report', 'attack', 'profile']
-OUTSIDE = {'posattack'}
+          'report', 'readout', 'attack', 'profile', 'api', 'cli']
+OUTSIDE = {'posattack', 'posattack.__main__', 'posattack.registry'}
 MAX_LINES = 450
 PACKAGE = osp.join(REPO_ROOT, 'posattack')
 
 
 def _modules() -> dict[str, str]:
     modules = {}
-    for folder, _, files in os.walk(PACKAGE):
+    for folder, subfolders, files in os.walk(PACKAGE):
+        # .mim: the configs setup.py copies in for a wheel (posattack::...), not modules
+        subfolders[:] = [d for d in subfolders if not d.startswith('.')]
         for name in files:
             if name.endswith('.py'):
                 path = osp.join(folder, name)
@@ -126,7 +128,7 @@ TOOL_FOLDERS = {
     'misc': 'environment set-up and development tools (mutation testing)',
 }
 TOP_TOOLS = {'attack.py', 'identify.py', 'depth_profile.py', 'consistency.py', 'train.py',
-             'probe.py', 'dist_attack.sh'}
+             'probe.py', 'position_readout.py', 'dist_attack.sh'}
 # Shell only for launchers: dist_*.sh, the environment's set-up, mutmut's run.
 SHELL_TOOLS = {'dist_attack.sh', 'misc/setup_env.sh', 'misc/run_mutation.sh'}
 MAX_TOOL_LINES = 300

@@ -12,55 +12,10 @@ The measurement itself is posattack.evaluation.consistency.
 """
 from __future__ import annotations
 
-import argparse
-import os.path as osp
-
-from mmengine.logging import MMLogger
-
-from posattack.evaluation.consistency import ConsistencyOptions, run_consistency
-from posattack.utils.cli import (BAD_INPUT_ERRORS, add_run_arguments, parse_region_arg,
-                                 report_bad_input)
-from posattack.utils.distributed import exit_process, init_launcher
-from posattack.utils.run_options import options_from_args
-
-
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0].strip(),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('config', help='MMSeg config file')
-    parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument('--max-shift', type=int, nargs='+', default=[8, 16],
-                        help='largest |dy|, |dx| in pixels of the network input, one '
-                        'measurement each (default: 8 16, the paper\'s Cons.8 and Cons.16)')
-    parser.add_argument('--trials', type=int, default=1,
-                        help='crop pairs per image and max shift (default 1)')
-    parser.add_argument('--seed', type=int, default=0, help='seed of the crop positions')
-    parser.add_argument('--regions', nargs='+', type=parse_region_arg, default=['paper'],
-                        help='regions scored besides the full image: paper, halves, '
-                        'border[=K], grid[=RxC], frame[=F] (default: paper)')
-    parser.add_argument('--work-dir', help='where results go '
-                        '(default: ./work_dirs/<config name>/consistency)')
-    parser.add_argument('--max-images', type=int, help='use the first N test images')
-    parser.add_argument('--batch-size', type=int, help='override the test batch size')
-    add_run_arguments(parser)
-    return parser.parse_args(argv)
-
-
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    try:  # outside torchrun, --launcher pytorch is bad input, not a traceback
-        init_launcher(args.launcher)
-    except BAD_INPUT_ERRORS as error:
-        return report_bad_input(error)
-    args.work_dir = args.work_dir or osp.join(
-        'work_dirs', osp.splitext(osp.basename(args.config))[0], 'consistency')
-    MMLogger.get_instance('posattack', log_level='INFO')
-    try:
-        run_consistency(options_from_args(ConsistencyOptions, args, max_shifts=args.max_shift))
-    except BAD_INPUT_ERRORS as error:
-        return report_bad_input(error)
-    return 0
-
+# The parser and the run live in the package (posattack/cli/consistency.py), so that the installed
+# `posattack consistency` and this script are one tool; names kept here for their callers.
+from posattack.cli.consistency import main, parse_args  # noqa: F401
+from posattack.utils.distributed import exit_process
 
 if __name__ == '__main__':
     exit_process(main())

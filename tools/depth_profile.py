@@ -15,68 +15,10 @@ class_drop_by_layer.png, and one tools/attack.py-style work dir per layer under 
 """
 from __future__ import annotations
 
-import argparse
-import os.path as osp
-import sys
-
-from mmengine.logging import MMLogger
-
-from posattack.attack.experiment import DEFAULT_BOOTSTRAP, DEFAULT_SEEDS
-from posattack.profile.run import DEFAULT_FRACTIONS, ProfileOptions, run_profile
-from posattack.utils.cli import (BAD_INPUT_ERRORS, add_run_arguments, parse_region_arg,
-                                 report_bad_input)
-from posattack.utils.distributed import exit_process, init_launcher
-from posattack.utils.run_options import options_from_args
-
-
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0].strip(),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('config', help='MMSeg config file')
-    parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument('--work-dir', help='where results go '
-                        '(default: ./work_dirs/<config name>/profile)')
-    parser.add_argument('--layers', nargs='+', help="layers to profile, e.g. 'backbone.layer1 "
-                        "backbone:3', or 'all' (default): every stage output, neck output and "
-                        'the tensor the decode head reads')
-    parser.add_argument('--fractions', type=float, nargs='+', default=list(DEFAULT_FRACTIONS),
-                        help='fractions of each layer\'s channels to remove (default 0.05 0.1 0.2)')
-    parser.add_argument('--seeds', type=int, default=DEFAULT_SEEDS,
-                        help='random draws per N (p < 0.05 needs 19 or more)')
-    parser.add_argument('--bootstrap', type=int, default=DEFAULT_BOOTSTRAP,
-                        help='image bootstrap resamples for the confidence intervals')
-    parser.add_argument('--bootstrap-seed', type=int, default=0)
-    parser.add_argument('--regions', nargs='+', type=parse_region_arg,
-                        default=['paper', dict(type='border', bands=4)],
-                        help='evaluation regions: paper, border[=K], grid[=RxC], frame[=F], halves')
-    parser.add_argument('--max-images', type=int, help='evaluate the first N test images')
-    parser.add_argument('--batch-size', type=int, help='override the test batch size')
-    parser.add_argument('--layer-plots', action='store_true',
-                        help="also draw tools/attack.py's three plots in every layer's folder")
-    parser.add_argument('--resume', action='store_true',
-                        help='keep finished layers (and the identification) in the work dir')
-    add_run_arguments(parser)
-    return parser.parse_args(argv)
-
-
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    init_launcher(args.launcher)
-    work_dir = args.work_dir or osp.join(
-        'work_dirs', osp.splitext(osp.basename(args.config))[0], 'profile')
-    if not MMLogger.check_instance_created('posattack'):  # a second call in one process warns
-        MMLogger.get_instance('posattack', log_level='INFO')
-    opts = options_from_args(ProfileOptions, args, work_dir=work_dir)
-    try:
-        run_profile(opts)
-    except BAD_INPUT_ERRORS as error:
-        return report_bad_input(error)
-    except KeyboardInterrupt:
-        print('interrupted: finished layers are kept in the work dir; rerun with --resume '
-              'to go on.', file=sys.stderr)
-        return 130
-    return 0
-
+# The parser and the run live in the package (posattack/cli/depth_profile.py), so that the installed
+# `posattack profile` and this script are one tool; names kept here for their callers.
+from posattack.cli.depth_profile import main, parse_args  # noqa: F401
+from posattack.utils.distributed import exit_process
 
 if __name__ == '__main__':
     exit_process(main())

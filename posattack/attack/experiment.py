@@ -6,7 +6,7 @@ or ranking, :mod:`posattack.attack.run_fingerprint`): ranking.json, per_image.np
 bootstrap resamples), results.json (with the ``statistics`` and ``tests`` of
 :mod:`posattack.report.significance`), results.csv, report.md, plots, overlays/ with
 overlays.json (the panels of this run, :mod:`posattack.report.overlay_manifest`), and .lock (one
-run at a time, :mod:`posattack.attack.work_dir_lock`). A fresh run first removes what an earlier
+run at a time, :mod:`posattack.utils.work_dir_lock`). A fresh run first removes what an earlier
 run wrote (:mod:`posattack.attack.work_dir`). per_image.npz is written before results.json, so a
 setting listed in results.json always has its per-image counts; one without them (a work
 dir from before per-image statistics) is evaluated again on --resume.
@@ -47,12 +47,14 @@ from .checks import (check_attack_region, check_ranking_checkpoint, check_rankin
 from .feature_split import FeatureSplit
 from .identification_images import (DEFAULT_IDENTIFY_MAX_IMAGES, DEFAULT_IDENTIFY_ON, SAME_IMAGES,
                                     held_out_loader, identify_held_out, ranking_source)
+from .image_contents import check_image_contents, image_contents
 from .option_checks import CheckedOptions, check_attack_options
 from .ranking_inputs import load_other_ranking, load_ranking
 from .resume_files import RESULTS_FORMAT, load_previous_per_image, read_results_file
 from .run_bounds import check_per_image_memory
 from .run_fingerprint import (content_fingerprint, describe_mismatch, outdated_fingerprint_message,
                               ranking_provenance, ranking_provenance_problem)
+from .run_progress import RunProgress, shard_size
 from .sequential_draws import (first_round_size, more_draws_needed, primary_draws, primary_order,
                                primary_random_keys)
 from .settings import AttackSetting, build_settings
@@ -121,13 +123,22 @@ def _fingerprint(opts: AttackOptions, checkpoint_sha: str, layer: str, num_image
                     split=opts.identify_on, max_images=opts.identify_max_images))
 
 
-def _load_previous(path: str, fingerprint: dict) -> dict:
+def _load_previous(path: str, fingerprint: dict) -> Optional[dict]:
+    """The earlier run's results to build on; None when only its regions differ (every
+    setting is evaluated again: the per-image predictions the new regions need are not
+    kept); refused when anything else differs."""
     previous = read_results_file(path)
     theirs = previous.get('fingerprint', {})
     outdated = outdated_fingerprint_message(path, theirs)
     if outdated:
         raise ResumeMismatchError(outdated)
     different = [k for k in fingerprint if theirs.get(k) != fingerprint[k]]
+    if different == ['regions']:
+        print_log(f'--resume with other regions ({theirs.get("regions")} in {path}, '
+                  f'{fingerprint["regions"]} now): every setting is evaluated again, since '
+                  'the per-image predictions the new regions need are not kept; the ranking '
+                  'and the overlays are kept.', 'current')
+        return None
     if different:
         lines = ', '.join(describe_mismatch(k, theirs.get(k), fingerprint[k])
                           for k in different)
@@ -166,7 +177,7 @@ def run_attack(opts: AttackOptions) -> dict:
     # Every option first, in one step: a refused run leaves no folder and builds no model.
     checked = check_attack_options(opts)
     # Then the folders usable, and this run the only one in the work dir.
-    with claim_work_dir(opts.work_dir, opts.show_dir):
+    with claim_work_dir(opts.work_dir, opts.show_dir, resume=opts.resume):
         return _run_attack_claimed(checked)
 
 
@@ -194,6 +205,10 @@ def _run_attack_claimed(checked: CheckedOptions) -> dict:
     previous = None
     if opts.resume and osp.exists(results_path):
         previous = _load_previous(results_path, fingerprint)
+    # the bytes of every test file: on resume only those whose size or time changed
+    contents = check_image_contents(previous.get('image_contents'), dataloader.dataset,
+                                    results_path) if previous is not None \
+        else image_contents(dataloader.dataset)
 
     ranking = load_ranking(opts, ranking_path)
     check_ranking_layer(model, ranking, split.layer_ref, opts.ranking,
@@ -230,7 +245,7 @@ def _run_attack_claimed(checked: CheckedOptions) -> dict:
     if ranking is None and opts.identify_on != SAME_IMAGES and (
             other_ranking is not None or any(s.mode == TARGETED for s in settings)):
         identify_loader = held_out_loader(cfg, opts.identify_on, dataloader.dataset,
-                                          opts.batch_size)
+                                          opts.batch_size, opts.identify_max_images)
     probe_attack(split, dataloader, num_total)  # finite logits; the tensor reaches them
     # Only now that the input checked out: a refused run leaves no work dir behind.
     os.makedirs(opts.work_dir, exist_ok=True)
@@ -241,7 +256,7 @@ def _run_attack_claimed(checked: CheckedOptions) -> dict:
     if identify_loader is not None:
         ranking = identify_held_out(
             model, identify_loader, split.layer_ref, opts.identify_on, num_images,
-            opts.identify_max_images, progress=opts.progress, model_info=dict(
+            progress=opts.progress, model_info=dict(
                 config=osp.basename(opts.config), checkpoint_sha256=checkpoint_sha,
                 num_classes=len(model.dataset_meta['classes']),
                 identified_on=ranking_provenance(fingerprint)))
@@ -262,11 +277,14 @@ def _run_attack_claimed(checked: CheckedOptions) -> dict:
                    class_names=list(model.dataset_meta['classes']),
                    regions=checked.region_names,
                    fingerprint=fingerprint, test_design=design.to_dict(),
-                   ranking_source=source, settings=list(done.values()))
+                   ranking_source=source, image_contents=contents,
+                   settings=list(done.values()))
     run = AttackRun(opts, split, dataloader, num_total, results, checkpoint_sha)
     overlay = _overlay_request(settings, num_total, opts.num_overlays) \
         if opts.show_dir else None
     rounds = draw_round_sizes(design.max_draws, first_round_size(opts.seeds, design))
+    # one bar and one estimate for every sweep of the run, draw rounds included
+    tracker = RunProgress(shard_size(dataloader), enabled=opts.progress and rank == 0)
     while True:
         finished = {s['key'] for s in results['settings']}
         pending = [s for s in settings if s.key not in finished]
@@ -283,7 +301,7 @@ def _run_attack_claimed(checked: CheckedOptions) -> dict:
                 # _render_missing_overlays draws them; a sweep without them would record none.
                 overlay = None
             per_image = _sweep(run, pending, ranking, overlay, per_image,
-                               identify_anyway=other_ranking is not None)
+                               identify_anyway=other_ranking is not None, progress=tracker)
             overlay = None  # drawn with the first pass only
             if ranking is None and osp.exists(ranking_path):
                 dist.barrier()   # rank 0 wrote it in the pass that identified
@@ -330,7 +348,7 @@ def _ordered(finished: list[dict], settings: list[AttackSetting]) -> list[dict]:
 
 
 def _sweep(run: AttackRun, pending, ranking, overlay, previous_per_image,
-           identify_anyway: bool = False) -> PerImageCounts:
+           identify_anyway: bool = False, progress=True) -> PerImageCounts:
     """One sweep over ``pending``; each pass it finishes is recorded by ``run``."""
     run.ranking, run.previous_per_image = ranking, previous_per_image
     model = run.split.model
@@ -341,7 +359,7 @@ def _sweep(run: AttackRun, pending, ranking, overlay, previous_per_image,
                       identify=ranking is None and (identify_anyway or any(
                           s.mode == TARGETED for s in pending)),
                       overlay=overlay, ranking_info=run.ranking_info(),
-                      on_pass_done=run.record_pass, progress=run.opts.progress)
+                      on_pass_done=run.record_pass, progress=progress)
     if overlay is not None:
         written = _write_overlays(run.opts.show_dir, overlay, ignore_index, model)
         if dist.get_rank() == 0:

@@ -81,7 +81,9 @@ class FeatureSplit:
         return select_output(feats, self.layer_ref)  # a bad index names the valid ones
 
     @contextmanager
-    def _extract_feat_from(self, feats: Sequence[torch.Tensor]):
+    def extract_feat_from(self, feats: Sequence[torch.Tensor]):
+        """While active, ``model.extract_feat`` answers ``feats`` (through the neck when the
+        attacked tensor is a backbone output), whatever its input."""
         model = self.model
         needs_neck = self.layer_ref.module_path == 'backbone' and getattr(model, 'with_neck', False)
 
@@ -102,7 +104,7 @@ class FeatureSplit:
         index = self.layer_ref.index
         edited[index] = replace_channels(feats[index], channels, ablation, mean_values)
         metas = [sample.metainfo for sample in data_samples]
-        with self._extract_feat_from(edited), self._shortcut(edited[index], feats[index],
+        with self.extract_feat_from(edited), self._shortcut(edited[index], feats[index],
                                                              channels):
             seg_logits = self.model.inference(inputs, metas)
         if self.exact:  # mmseg's own post-processing, logits kept on the samples

@@ -52,8 +52,14 @@ def identification_record(split: str, paths: Sequence[str]) -> dict:
                 images=sorted(osp.basename(p) for p in paths))
 
 
-def held_out_loader(cfg, split: str, test_dataset, batch_size: Optional[int]):
-    """The dataloader of ``split`` (test pipeline), checked before any forward pass.
+def held_out_loader(cfg, split: str, test_dataset, batch_size: Optional[int],
+                    max_images: Optional[int] = None):
+    """The dataloader of the first ``max_images`` images of ``split`` (test pipeline), checked
+    before any forward pass.
+
+    The cap is applied to the dataset and the shards are not padded, so that under a
+    distributed launcher the processes together read exactly these images, each once: the
+    ranking, and the images ranking.json records, are then the one-process ones.
 
     Raises a one-line ValueError when the split is not configured, cannot be read, is empty,
     or shares an image with the test set.
@@ -61,7 +67,8 @@ def held_out_loader(cfg, split: str, test_dataset, batch_size: Optional[int]):
     if split not in IDENTIFY_ON_CHOICES or split == SAME_IMAGES:
         raise ValueError(f'held-out identification reads train or val, not {split!r}.')
     try:
-        loader = build_split_dataloader(cfg, split, batch_size=batch_size)
+        loader = build_split_dataloader(cfg, split, batch_size=batch_size,
+                                        max_images=max_images, pad_shards=False)
     except (ValueError, OSError) as error:
         # e.g. a config whose train data_root is not on this machine
         raise ValueError(f'--identify-on {split}: cannot read the {split} images ({error}); '
@@ -76,16 +83,14 @@ def held_out_loader(cfg, split: str, test_dataset, batch_size: Optional[int]):
 
 
 def identify_held_out(model, loader, layer, split: str, num_scored: int,
-                      max_images: Optional[int], model_info: dict,
-                      progress: bool = True) -> ChannelRanking:
-    """The ranking from the held-out ``loader`` (:func:`held_out_loader`), its images recorded
-    in the ranking's model fingerprint."""
-    paths = dataset_image_paths(loader.dataset)
-    used = paths[:max_images] if max_images else paths
+                      model_info: dict, progress: bool = True) -> ChannelRanking:
+    """The ranking from the held-out ``loader`` (:func:`held_out_loader`, already capped),
+    its images recorded in the ranking's model fingerprint."""
+    used = dataset_image_paths(loader.dataset)
     print_log(f'identifying position channels on {len(used)} {split} images (held out from the '
               f'{num_scored} scored images; labels unused).', 'current')
     info = dict(model_info, identification=identification_record(split, used))
-    return identify_channels(model, loader, layer=layer, num_images=len(used),
+    return identify_channels(model, loader, layer=layer, num_images=None,
                              progress=progress, model_info=info)
 
 

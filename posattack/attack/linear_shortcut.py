@@ -47,20 +47,13 @@ class LinearShortcut:
     @contextmanager
     def applied(self, edited: torch.Tensor, clean: torch.Tensor, channels: Sequence[int]):
         """While active, convs whose input *is* ``edited`` answer from the clean cache."""
-        index = torch.as_tensor(sorted(set(int(c) for c in channels)), dtype=torch.long,
-                                device=clean.device)
+        index = self.channel_index(channels, clean.device)
 
         def shortcut_forward(conv: nn.Conv2d, original):
             def forward(x):
                 if x is not edited:
                     return original(x)
-                out = self._clean_output(conv, clean)
-                if index.numel() == 0:
-                    return out
-                delta = (edited.index_select(1, index) - clean.index_select(1, index))
-                weight = conv.weight.index_select(1, index)
-                return out + F.conv2d(delta, weight, None, conv.stride, conv.padding,
-                                      conv.dilation)
+                return self.output_for(conv, edited, clean, index)
             return forward
 
         for conv in self.convs:
@@ -70,6 +63,22 @@ class LinearShortcut:
         finally:
             for conv in self.convs:
                 del conv.forward
+
+    def output_for(self, conv: nn.Conv2d, edited: torch.Tensor, clean: torch.Tensor,
+                   index: torch.Tensor) -> torch.Tensor:
+        """``conv(edited)`` as the clean output plus the contribution of the channels in
+        ``index`` (sorted ids, a long tensor), the only ones where ``edited`` differs."""
+        out = self._clean_output(conv, clean)
+        if index.numel() == 0:
+            return out
+        delta = (edited.index_select(1, index) - clean.index_select(1, index))
+        weight = conv.weight.index_select(1, index)
+        return out + F.conv2d(delta, weight, None, conv.stride, conv.padding, conv.dilation)
+
+    @staticmethod
+    def channel_index(channels: Sequence[int], device) -> torch.Tensor:
+        return torch.as_tensor(sorted(set(int(c) for c in channels)), dtype=torch.long,
+                               device=device)
 
     def release(self) -> None:
         """Drop the cached batch (memory stays flat between batches anyway)."""

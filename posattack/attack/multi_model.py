@@ -102,7 +102,7 @@ def run_attacks(opts: AttackOptions, checkpoints: Sequence[str],
     # The top level is locked and claimed like a single run's work dir: two pooled runs into
     # one folder would each write a summary, the last one orphaning the other's models.
     with claim_work_dir(opts.work_dir, None, outputs=POOLED_OUTPUTS,
-                        legacy=POOLED_LEGACY_MARK):
+                        legacy=POOLED_LEGACY_MARK, resume=opts.resume):
         check_checkpoints(opts.config, checkpoints, opts.cfg_options, opts.trust_checkpoint)
         if dist.get_rank() == 0:
             if not opts.resume:

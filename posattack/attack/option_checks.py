@@ -20,7 +20,7 @@ from ..channels.ablations import ablation_names
 from ..evaluation.regions import validate_region_specs
 from ..report.test_design import TestDesign
 from .checks import check_design, check_segmentor_config
-from .run_bounds import check_seeds
+from .run_bounds import check_bootstrap, check_seeds
 
 __all__ = ['CheckedOptions', 'attack_region_list', 'check_attack_options']
 
@@ -52,9 +52,7 @@ def check_attack_options(opts) -> CheckedOptions:
         raise ValueError(f'ablation must be one of {", ".join(map(repr, ablation_names()))}, '
                          f'got {opts.ablation!r}.')
     attack_regions = attack_region_list(opts.attack_region)
-    if opts.bootstrap < 1:
-        raise ValueError(f'--bootstrap must be >= 1 resample, got {opts.bootstrap} '
-                         '(2000 is the default).')
+    check_bootstrap(opts.bootstrap)
     design = check_design(opts)
     check_segmentor_config(opts.config, opts.cfg_options)  # a probe config: say so
     return CheckedOptions(opts, names, design, attack_regions)

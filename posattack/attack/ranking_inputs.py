@@ -22,7 +22,12 @@ def load_ranking(opts, work_ranking: str) -> Optional[ChannelRanking]:
     if opts.ranking:
         return load_ranking_file(opts.ranking, opts.ranking_format)
     if opts.resume and osp.exists(work_ranking):
-        return ChannelRanking.load(work_ranking)
+        try:
+            return ChannelRanking.load(work_ranking)
+        except (ValueError, KeyError, TypeError) as error:  # truncated or hand-edited
+            raise ValueError(f'--resume: the work dir\'s {error} Delete {work_ranking} to '
+                             'identify again (the finished settings stay), or drop --resume '
+                             'to start over.') from None
     return None
 
 

@@ -8,6 +8,7 @@ draws x counts x images. ``--seeds 100000`` used to grow until the machine gave 
 memory is refused with the estimate and the fix.
 
     check_seeds(opts.seeds)                                  # before the model is loaded
+    check_bootstrap(opts.bootstrap)
     check_per_image_memory(len(settings), num_images, num_classes)   # before the sweep
 """
 from __future__ import annotations
@@ -17,11 +18,17 @@ from typing import Optional
 
 from ..report.per_image import TEST_REGIONS
 
-__all__ = ['MAX_SEEDS', 'check_per_image_memory', 'check_seeds']
+__all__ = ['MAX_BOOTSTRAP', 'MAX_SEEDS', 'check_bootstrap', 'check_per_image_memory',
+           'check_seeds']
 
 # The empirical p-value's floor is 1 / (1 + draws): 1000 draws resolve p = 0.001, and
 # Besag & Clifford's sequential p-values say far fewer decide a test (DESIGN.md).
 MAX_SEEDS = 1000
+# Image bootstrap resamples: the default 2000 puts a 95% interval's ends within a few
+# hundredths of a point; 100,000 is far past any use, and their index array (resamples x
+# images, int64) stays under a gigabyte for a thousand images. --bootstrap 10**9 failed
+# after the whole sweep asking for 45 GiB.
+MAX_BOOTSTRAP = 100_000
 # Per setting and image: tp and pred, (regions, classes) uint32 each, plus numpy's header
 # and the dict entry that holds each array while a pass gathers them.
 _BYTES_PER_ARRAY_OVERHEAD = 200
@@ -32,6 +39,13 @@ def check_seeds(seeds: int) -> None:
         raise ValueError(f'--seeds must be between 0 and {MAX_SEEDS} random draws per count, '
                          f'got {seeds!r} (19 or more give p < 0.05; each draw is a full '
                          'evaluation and keeps its per-image counts).')
+
+
+def check_bootstrap(resamples: int) -> None:
+    if isinstance(resamples, bool) or not isinstance(resamples, int) \
+            or not 1 <= resamples <= MAX_BOOTSTRAP:
+        raise ValueError(f'--bootstrap must be between 1 and {MAX_BOOTSTRAP} resamples, got '
+                         f'{resamples!r} (2000, the default, is plenty for 95% intervals).')
 
 
 def _physical_memory() -> Optional[int]:

@@ -18,6 +18,7 @@ the dataset grows.
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Union
@@ -26,7 +27,6 @@ import numpy as np
 import torch
 from mmengine import dist
 from mmengine.logging import print_log
-from mmengine.utils import ProgressBar
 
 from ..channels.ablations import Ablation, ChannelStatistics, get_ablation
 from ..channels.forward import global_average_pool
@@ -38,7 +38,9 @@ from ..evaluation.metric import region_confusion
 from ..evaluation.regions import build_region_masks, validate_region_specs
 from ..identify.base import build_identification_method, identification_method_class
 from ..report.per_image import PerImageCounts, PerImageRecorder
+from .batched_settings import BatchedSettings, Removal
 from .feature_split import FeatureSplit
+from .run_progress import RunProgress, shard_size
 from .settings import AttackSetting
 
 
@@ -79,15 +81,6 @@ def _batches(model, dataloader):
             yield data['inputs'], data['data_samples']
 
 
-def _shard_size(dataloader) -> int:
-    """Images this process evaluates (under a launcher, rank 0's progress bar counts its own
-    shard: shards differ in size, so counting others' as equal to ours overshoots)."""
-    try:
-        return len(dataloader.sampler)
-    except (AttributeError, TypeError):
-        return len(dataloader.dataset)
-
-
 def _channels_for(setting: AttackSetting, num_total: int,
                   ranking: Optional[ChannelRanking]) -> list[int]:
     if setting.mode == CLEAN:
@@ -106,8 +99,10 @@ class _Pass:
                  channels: dict[str, list[int]], region_specs, num_classes: int,
                  ignore_index: int, ablation: Ablation, mean_values,
                  overlay: Optional[OverlayRequest], count_keys: Sequence[str],
-                 recorder: Optional[PerImageRecorder] = None):
+                 recorder: Optional[PerImageRecorder] = None,
+                 settings_per_pass: Optional[int] = None):
         self.split = split
+        self.batched = BatchedSettings(split, settings_per_pass) if split.fast else None
         self.settings = list(settings)
         self.channels = channels
         self.region_specs = region_specs
@@ -122,17 +117,19 @@ class _Pass:
 
     def evaluate(self, feats, inputs, samples) -> None:
         labels_of = {}
+        removals = []
         for setting in self.settings:
             channels = self.channels[setting.key]
             # Nothing to replace (clean): no statistics needed, and in pass 1 of an ablation
-            # that reads them
-            # there are none yet.
+            # that reads them there are none yet.
             ablation, means = (self.ablation, self.mean_values) if channels else ('zero', None)
-            if self.split.fast:
-                labels = self.split.predict_from(feats, inputs, samples, channels, ablation,
-                                                 means)
-            else:
-                labels = self.split.predict_full(inputs, samples, channels, ablation, means)
+            removals.append(Removal(channels, ablation, means))
+        if self.batched is not None:  # several settings per head forward, same labels
+            predicted = self.batched.predict_many(feats, inputs, samples, removals)
+        else:
+            predicted = [self.split.predict_full(inputs, samples, *removal)
+                         for removal in removals]
+        for setting, labels in zip(self.settings, predicted):
             labels_of[setting.key] = [label.cpu().numpy() for label in labels]
             if setting.key in self.count_keys:
                 self._accumulate(setting.key, labels_of[setting.key], samples)
@@ -193,13 +190,18 @@ def run_sweep(split: FeatureSplit, dataloader, settings: Sequence[AttackSetting]
               overlay: Optional[OverlayRequest] = None,
               ranking_info: Optional[dict] = None,
               on_pass_done: Optional[Callable[[SweepState, list[AttackSetting]], None]] = None,
-              progress: bool = True, record_per_image: bool = True) -> SweepState:
+              progress: Union[bool, RunProgress] = True, record_per_image: bool = True,
+              settings_per_pass: Optional[int] = None) -> SweepState:
     """Evaluate ``settings`` on ``dataloader``; see the module docstring for the passes.
 
     ``on_pass_done(state, finished_settings)`` is called after each pass, on every rank,
     with reduced confusions: the caller writes results there, so that an interrupted run
     keeps every finished pass. ``record_per_image=False`` keeps no per-image counts (then
     ``state.per_image`` stays None and no bootstrap is possible; benchmarks use it).
+    ``progress``: a bar over every (setting, image) of the sweep, with a cost estimate after
+    the first batch; a :class:`RunProgress` shared by several sweeps makes it one bar for all.
+    ``settings_per_pass``: settings stacked into one head forward on the fast path (1: one
+    at a time; None: as many as memory allows, :mod:`posattack.attack.batched_settings`).
     """
     if any(s.mode == TARGETED for s in settings) and ranking is None and not identify:
         raise ValueError('targeted settings need a ranking: pass one or identify on the fly.')
@@ -228,26 +230,29 @@ def run_sweep(split: FeatureSplit, dataloader, settings: Sequence[AttackSetting]
         overlay_pass = 1 if overlay.targeted in first else 2
     rank = dist.get_rank()
 
+    def overlay_extra(pass_settings, overlay_here):
+        if not overlay_here:
+            return []
+        return [s for s in (overlay.clean, overlay.targeted, overlay.random)
+                if s not in pass_settings]
+
     def run_pass(pass_settings, collect: bool, count_keys, overlay_here):
-        extra = []
-        if overlay_here:
-            extra = [s for s in (overlay.clean, overlay.targeted, overlay.random)
-                     if s not in pass_settings]
+        extra = overlay_extra(pass_settings, overlay_here)
         evaluated = list(pass_settings) + extra
         channels = {s.key: _channels_for(s, num_total, state.ranking) for s in evaluated}
         recorder = PerImageRecorder(validate_region_specs(region_specs)) \
             if record_per_image else None
         runner = _Pass(split, evaluated, channels, region_specs, num_classes, ignore_index,
                        ablation, state.mean_values, overlay if overlay_here else None,
-                       count_keys, recorder)
+                       count_keys, recorder, settings_per_pass)
         identification = build_identification_method(identification_method, num_total) \
             if collect and identify else None
         mean_sum = torch.zeros(num_total, dtype=torch.float64)
         square_sum = torch.zeros(num_total, dtype=torch.float64)
         count = 0
-        bar = ProgressBar(_shard_size(dataloader)) if progress and rank == 0 else None
         with torch.no_grad():
             for inputs, samples in _batches(split.model, dataloader):
+                started = time.perf_counter()
                 feats = split.prefix(inputs)
                 attacked = split.attacked(feats)
                 if attacked.shape[1] != num_total:
@@ -267,12 +272,11 @@ def run_sweep(split: FeatureSplit, dataloader, settings: Sequence[AttackSetting]
                         identification.observe(attacked, [
                             split.attacked(split.prefix(view)) for view in views])
                 count += len(samples)
+                shared = time.perf_counter()
                 runner.evaluate(feats, inputs, samples)
-                if bar is not None:
-                    for _ in samples:
-                        bar.update()
-        if bar is not None:
-            print()
+                tracker.batch_done(len(samples), len(evaluated), shared - started,
+                                   time.perf_counter() - shared)
+        tracker.end_pass()
         totals = torch.tensor([count], dtype=torch.int64)
         dist.all_reduce(totals, op='sum')
         if int(totals) == 0:
@@ -299,6 +303,12 @@ def run_sweep(split: FeatureSplit, dataloader, settings: Sequence[AttackSetting]
             on_pass_done(state, list(pass_settings))
 
     collect = identify or need_means
+    # One bar over both passes (and, given a RunProgress, over the caller's other sweeps)
+    tracker = progress if isinstance(progress, RunProgress) else RunProgress(
+        shard_size(dataloader), enabled=bool(progress) and rank == 0)
+    planned = len(first) + len(second) + len(overlay_extra(first, overlay_pass == 1)) + len(
+        overlay_extra(second, overlay_pass == 2) if second else [])
+    tracker.plan(planned, int(bool(first or collect)) + int(bool(second)))
     if first or collect:
         run_pass(first, collect, [s.key for s in first], overlay_pass == 1)
     if second:

@@ -21,16 +21,13 @@ from __future__ import annotations
 
 import os
 import os.path as osp
-import tempfile
 from collections.abc import Sequence
 from contextlib import contextmanager
 from typing import Optional
 
-from mmengine import dist
-
 from ..report.overlay_manifest import MANIFEST_NAME, read_overlay_manifest, remove_listed_overlays
-from ..utils.owned_files import claim_folder, claimed_folder, owned_folders
-from .work_dir_lock import WorkDirBusyError, WorkDirLock
+from ..utils.output_folder import check_output_dir, claim_output_folder
+from ..utils.owned_files import claim_folder, claimed_folder
 
 __all__ = ['RUN_OUTPUTS', 'check_output_dir', 'check_outside_test_data', 'claim_work_dir',
            'clear_earlier_outputs']
@@ -44,60 +41,9 @@ RUN_OUTPUTS = ('results.json', 'results.csv', 'report.md', 'ranking.json', 'per_
 RUN_LEGACY_MARK = (('results.json', ('posattack.results/1', )),
                    ('ranking.json', ('posattack.ranking/1', )))
 DEFAULT_OVERLAY_FOLDER = 'overlays'
-
-
-def _missing_folders(path: str) -> list[str]:
-    """``path`` and its ancestors that do not exist yet, deepest first."""
-    missing = []
-    path = osp.abspath(path)
-    while not osp.exists(path):
-        missing.append(path)
-        parent = osp.dirname(path)
-        if parent == path:
-            break
-        path = parent
-    return missing
-
-
-def _remove_empty(folders: list[str]) -> None:
-    for folder in folders:  # deepest first
-        try:
-            os.rmdir(folder)
-        except OSError:
-            return  # not empty (the run wrote something) or already gone
-
-
-def check_output_dir(path: str, option: str) -> list[str]:
-    """Fail now, with the option's name, if ``path`` cannot hold the run's outputs.
-
-    Creates the folder (and missing parents) to prove it can: returns the folders it
-    created, deepest first, so that a refused run can remove them again. The test is a real
-    write, not ``os.access``, which says yes to root on any folder.
-    """
-    if osp.exists(path) and not osp.isdir(path):
-        raise ValueError(f'{option} {path} is a file, not a folder: pass a folder path '
-                         '(it is created when missing).')
-    created = _missing_folders(path)
-    try:
-        os.makedirs(path, exist_ok=True)
-        handle, probe = tempfile.mkstemp(prefix='.posattack-write-test-', dir=path)
-        os.close(handle)
-        os.unlink(probe)
-    except OSError as error:
-        _remove_empty(created)
-        reason = error.strerror or str(error)
-        raise ValueError(f'{option} {path} is not writable ({reason}): pass a folder you '
-                         'can write to.') from None
-    return created
-
-
-def _take_lock(work_dir: str) -> WorkDirLock:
-    try:
-        return WorkDirLock(work_dir).acquire()
-    except OSError as error:  # a file system without flock, say: one line, not a traceback
-        raise ValueError(f'--work-dir {work_dir}: its lock file cannot be taken '
-                         f'({error.strerror or error}); use a work dir on a local file '
-                         'system.') from None
+# What a --resume reads and checks itself (read_results_file, load_previous_per_image,
+# ranking provenance, the overlay manifest): changed since written, they are judged there.
+RESUME_STATE = ('results.json', 'per_image.npz', 'ranking.json', MANIFEST_NAME, 'summary.json')
 
 
 def _inside(path: str, folder: str) -> bool:
@@ -117,10 +63,16 @@ def _legacy_outputs(work_dir: str, outputs: Sequence[str]) -> list[str]:
     return [name for name in names if not name.startswith('..')]
 
 
+def resume_state(name: str) -> bool:
+    """A file a resume reads and checks itself (a pooled run's models' too)."""
+    return osp.basename(name) in RESUME_STATE
+
+
 def _claim_folders(work_dir: str, show_dir: Optional[str], outputs: Sequence[str],
-                   legacy) -> list:
+                   legacy, resume: bool) -> list:
     owned = [claim_folder(work_dir, '--work-dir', legacy=legacy,
-                          legacy_outputs=_legacy_outputs(work_dir, outputs))]
+                          legacy_outputs=_legacy_outputs(work_dir, outputs),
+                          checked_by_reader=resume_state if resume else None)]
     for name in outputs:
         if osp.isdir(osp.join(work_dir, name)):
             raise ValueError(f'--work-dir {work_dir} holds a folder {name}, where the run '
@@ -130,8 +82,6 @@ def _claim_folders(work_dir: str, show_dir: Optional[str], outputs: Sequence[str
                              refuse_foreign=False)
         shown.save()  # now: a second work dir reaching for this show dir is refused
         owned.append(shown)
-    for folder in owned:
-        folder.remove_debris()
     return owned
 
 
@@ -144,39 +94,18 @@ def _release_show_dir(owned: list) -> None:
 
 @contextmanager
 def claim_work_dir(work_dir: str, show_dir: Optional[str] = None,
-                   outputs: Sequence[str] = RUN_OUTPUTS, legacy=RUN_LEGACY_MARK):
+                   outputs: Sequence[str] = RUN_OUTPUTS, legacy=RUN_LEGACY_MARK,
+                   resume: bool = False):
     """Check, create, lock and claim the run's folders on rank 0; every rank fails alike.
 
     ``outputs``: the names the run writes in the work dir; ``legacy``: (file name, formats)
-    that mark a work dir of a posattack from before manifests (adopted, see owned_files).
+    that mark a work dir of a posattack from before manifests (adopted, see owned_files);
+    ``resume``: the files a resume checks itself may have changed (see RESUME_STATE).
     """
-    lock, created, problem, owned = None, [], None, []
-    if dist.get_rank() == 0:
-        try:
-            created = check_output_dir(work_dir, '--work-dir')
-            if show_dir:
-                created += check_output_dir(show_dir, '--show-dir')
-            lock = _take_lock(work_dir)
-            owned = _claim_folders(work_dir, show_dir, outputs, legacy)
-        except (ValueError, WorkDirBusyError) as error:
-            if lock is not None:
-                lock.release()
-                lock = None
-            _remove_empty(sorted(created, key=len, reverse=True))
-            problem = error
-    shared = [problem]
-    dist.broadcast_object_list(shared)  # a no-op outside a launcher
-    if shared[0] is not None:
-        raise shared[0]
-    try:
-        with owned_folders(owned):
-            yield
-    finally:
-        _release_show_dir(owned)
-        if lock is not None:
-            lock.release()
-            # A run refused later on (bad layer, missing data) leaves no empty folders.
-            _remove_empty(sorted(created, key=len, reverse=True))
+    with claim_output_folder(
+            work_dir, lambda: _claim_folders(work_dir, show_dir, outputs, legacy, resume),
+            extra_dirs=[('--show-dir', show_dir)], release=_release_show_dir):
+        yield
 
 
 def clear_earlier_outputs(work_dir: str, show_dir: Optional[str],

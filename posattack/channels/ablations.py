@@ -32,7 +32,10 @@ __all__ = [
 ]
 
 #: Ablations by name; each entry is an :class:`Ablation` subclass.
-ABLATIONS = Registry('posattack ablation')
+ABLATIONS = Registry('posattack ablation', locations=['posattack'])
+# (locations: posattack registers its entries on import; without them MMEngine, which
+# knows the 'posattack' scope for `posattack::` configs, would look for an OpenMMLab-style
+# posattack.utils.register_all_modules)
 
 
 @dataclass

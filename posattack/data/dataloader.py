@@ -52,11 +52,15 @@ class _PipelineNamingFiles:
 
 
 def build_split_dataloader(cfg: Any, split: str = 'val', batch_size: Optional[int] = None,
-                           num_workers: Optional[int] = None):
+                           num_workers: Optional[int] = None, max_images: Optional[int] = None,
+                           pad_shards: bool = True):
     """A dataloader over ``split`` with the config's test pipeline, as mmseg evaluates.
 
     ``test`` / ``val`` use ``cfg.test_dataloader`` / ``cfg.val_dataloader``; ``train`` uses the
-    train dataset with the test pipeline (no augmentation) and no shuffling.
+    train dataset with the test pipeline (no augmentation) and no shuffling. ``max_images``
+    keeps the split's first images only; ``pad_shards=False`` shards it over processes
+    without mmengine's padding (which repeats images to even out the shards), so that every
+    image counts exactly once, as in a one-process run.
 
     Usage::
 
@@ -84,11 +88,15 @@ def build_split_dataloader(cfg: Any, split: str = 'val', batch_size: Optional[in
         loader_cfg['dataset'] = dataset_cfg
     else:
         loader_cfg = copy.deepcopy(cfg[key])
-    loader_cfg['sampler'] = dict(type='DefaultSampler', shuffle=False)
+    loader_cfg['sampler'] = dict(type='DefaultSampler', shuffle=False, round_up=pad_shards)
     if batch_size is not None:
         if batch_size < 1:
             raise ValueError(f'batch_size must be at least 1, got {batch_size}.')
         loader_cfg['batch_size'] = batch_size
+    if max_images is not None:
+        if max_images < 1:
+            raise ValueError(f'max_images must be at least 1, got {max_images}.')
+        loader_cfg['dataset'] = dict(loader_cfg['dataset'], indices=max_images)
     if num_workers is not None:
         loader_cfg['num_workers'] = num_workers
         if num_workers == 0:
@@ -124,9 +132,35 @@ def build_split_dataloader(cfg: Any, split: str = 'val', batch_size: Optional[in
     return Runner.build_dataloader(loader_cfg)
 
 
+def _test_loader_config(cfg) -> dict:
+    """The config's test_dataloader, checked where ``--cfg-options`` can break it."""
+    loader = cfg.get('test_dataloader')
+    if not isinstance(loader, dict) or not isinstance(loader.get('dataset'), dict):
+        raise ValueError(f'the config has no test_dataloader with a dataset (got {loader!r}): '
+                         'use an MMSegmentation config with a test split, and do not override '
+                         'test_dataloader as a whole with --cfg-options.')
+    size = loader.get('batch_size', 1)
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f'test_dataloader.batch_size must be a whole number >= 1, got '
+                         f'{size!r}: pass --batch-size N, or --cfg-options '
+                         'test_dataloader.batch_size=N.')
+    return loader.copy()
+
+
+def _check_packed(dataset) -> None:
+    """The test pipeline must end in PackSegInputs: without it the model's data
+    preprocessor fails on the first batch with a bare KeyError 'inputs'."""
+    sample = dataset[0]
+    if not isinstance(sample, dict) or 'inputs' not in sample or 'data_samples' not in sample:
+        keys = sorted(sample) if isinstance(sample, dict) else type(sample).__name__
+        raise ValueError(f'the test pipeline gives {keys} per image, not inputs and '
+                         'data_samples: test_dataloader.dataset.pipeline must load the image '
+                         "and end with dict(type='PackSegInputs'), as mmseg's configs do.")
+
+
 def build_test_dataloader(cfg, batch_size: Optional[int], max_images: Optional[int]):
     """mmseg's test dataloader, sharded without padding so every image counts once."""
-    loader_cfg = cfg.test_dataloader.copy()
+    loader_cfg = _test_loader_config(cfg)
     loader_cfg['sampler'] = dict(type='DefaultSampler', shuffle=False, round_up=False)
     if batch_size is not None:
         if batch_size < 1:  # else the DataLoader's complaint is blamed on data_root below
@@ -150,4 +184,5 @@ def build_test_dataloader(cfg, batch_size: Optional[int], max_images: Optional[i
     if len(dataloader.dataset) == 0:
         raise ValueError(f'the test dataset is empty (data_root={root!r}): {fix}')
     name_unreadable_files(dataloader.dataset)  # a corrupt PNG fails naming the file
+    _check_packed(dataloader.dataset)
     return dataloader

@@ -5,7 +5,7 @@ Each object is a few frontal rectangles and ellipses standing on the ground at a
 offset and depth (metres), scaled by the pinhole geometry of the scene that mixes this in
 (``pixels_per_metre``, ``ground_row``, ``column``): things shrink toward the horizon, as
 they do in Cityscapes. Every object's pixels are owned by its own number, so instance ids
-follow (``_Canvas.instance_ids``).
+follow (``Canvas.instance_ids``).
 """
 from __future__ import annotations
 

@@ -37,6 +37,7 @@ from .cityscapes_layout import (CITIES, FRAME_NUMBER, MARKER_FILE, MIN_SIZE,  # 
                                 SPLIT_CODES, check_arguments, cityscapes_stem, prepare_output_dir)
 from .scene_canvas import Canvas, grey_colour, noise_field
 from .scene_objects import ObjectPainter
+from .scene_vehicles import RARE_KINDS, VehiclePainter
 
 ROAD, SIDEWALK, BUILDING, WALL, FENCE = (NAME_TO_ID[n] for n in (
     'road', 'sidewalk', 'building', 'wall', 'fence'))
@@ -45,15 +46,16 @@ TERRAIN, SKY, EGO_VEHICLE = (NAME_TO_ID[n] for n in ('terrain', 'sky', 'ego vehi
 CAMERA_HEIGHT = 1.4  # metres; a pixel row d below the horizon sees the ground d/1.4 px per m
 
 
-class _SceneSampler(ObjectPainter):
+class _SceneSampler(ObjectPainter, VehiclePainter):
     """Draws one street scene. Geometry is a pinhole camera at CAMERA_HEIGHT above a flat
     ground: a ground point at lateral offset X (metres, right positive) seen on the pixel row
     d = y - horizon lies at column x = vanishing_x + X * d / CAMERA_HEIGHT."""
 
     def __init__(self, rng: np.random.Generator, height: int, width: int,
-                 side_free: bool = False):
+                 side_free: bool = False, all_classes: bool = False):
         self.rng, self.height, self.width = rng, height, width
         self.side_free = side_free
+        self.all_classes = all_classes
         self.canvas = Canvas(height, width)
         self.horizon = height * rng.uniform(0.36, 0.46)
         self.vanishing_x = width * rng.uniform(0.45, 0.55)
@@ -207,8 +209,9 @@ class _SceneSampler(ObjectPainter):
                               [grey_colour(self.rng, 80, 200, 25) for _ in blocks])
 
     def paint_fence(self) -> None:
-        """Sometimes a fence in front of the facades, on either side."""
-        if self.rng.random() < 0.35:
+        """Sometimes (always with all_classes) a fence in front of the facades, on either
+        side."""
+        if self.rng.random() < 0.35 and not self.all_classes:
             return
         side = 1 if self.rng.random() < 0.5 else -1
         plane = self.facade_right - 0.4 if side == 1 else self.facade_left + 0.4
@@ -274,8 +277,16 @@ class _SceneSampler(ObjectPainter):
         self.paint_sky_and_ground()
         self.paint_street_sides()
         self.paint_fence()
-        for depth, kind, lateral in self.sample_objects():
-            self.paint_object(depth, kind, lateral)
+        objects = self.sample_objects()
+        if self.all_classes:
+            # Drawn after the default objects' numbers, so that default scenes keep their bytes.
+            objects = sorted(objects + self.sample_rare_objects(), key=lambda item: -item[0])
+        for depth, kind, lateral in objects:
+            if kind in RARE_KINDS:
+                self.canvas.current_object += 1
+                self.paint_rare_object(depth, kind, lateral)
+            else:
+                self.paint_object(depth, kind, lateral)
         self.paint_ego_vehicle()
         rgb = self.canvas.rgb
         rgb *= (1 + 0.10 * self.texture)[..., None]
@@ -287,17 +298,20 @@ class _SceneSampler(ObjectPainter):
 
 
 def render_street_scene(rng: np.random.Generator, height: int, width: int,
-                        side_free: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                        side_free: bool = False, all_classes: bool = False
+                        ) -> tuple[np.ndarray, np.ndarray]:
     """One scene: (RGB image (H, W, 3) uint8, Cityscapes labelIds (H, W) uint8).
-    ``side_free``: classes follow from looks, not from the side (see _draw_side_free_layout)."""
-    return _SceneSampler(rng, height, width, side_free).render()
+    ``side_free``: classes follow from looks, not from the side (see _draw_side_free_layout);
+    ``all_classes``: also a truck, a bus, a tram, riders on a bicycle and a motorcycle and a
+    parked bicycle, so that all 19 train classes are present (scene_vehicles.py)."""
+    return _SceneSampler(rng, height, width, side_free, all_classes).render()
 
 
 def render_street_scene_with_instances(rng: np.random.Generator, height: int, width: int,
-                                       side_free: bool = False
+                                       side_free: bool = False, all_classes: bool = False
                                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One scene and its Cityscapes instanceIds (H, W) uint16 (see Canvas.instance_ids)."""
-    return _SceneSampler(rng, height, width, side_free).render_with_instances()
+    return _SceneSampler(rng, height, width, side_free, all_classes).render_with_instances()
 
 
 def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
@@ -307,7 +321,7 @@ def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
 
 def generate_cityscapes(out_dir: Union[str, os.PathLike], num_train: int, num_val: int,
                         size: tuple[int, int] = (128, 256), seed: int = 0,
-                        side_free: bool = False) -> dict:
+                        side_free: bool = False, all_classes: bool = False) -> dict:
     """Write `num_train` + `num_val` synthetic scenes in the Cityscapes layout:
 
     leftImg8bit/{split}/{city}/{city}_{seq:06d}_000019_leftImg8bit.png   (RGB)
@@ -318,7 +332,9 @@ def generate_cityscapes(out_dir: Union[str, os.PathLike], num_train: int, num_va
                                                        for person, car...; labelId elsewhere)
 
     Image i of a split depends only on (seed, split, i). ``side_free=True`` makes scenes whose
-    classes do not depend on the side of the street (for training with random flips).
+    classes do not depend on the side of the street (for training with random flips);
+    ``all_classes=True`` adds the vehicles and riders the default scenes lack, so that every
+    image has all 19 train classes (with ``size=(1024, 2048)``: Cityscapes at full scale).
     Returns a summary dict with the root, the counts, and per split the pixel count of every
     train class.
 
@@ -332,7 +348,7 @@ def generate_cityscapes(out_dir: Union[str, os.PathLike], num_train: int, num_va
     # The marker goes first, so that an interrupted generation can simply be run again.
     marker = dict(generator='posattack.synthetic.generate_cityscapes', num_train=int(num_train),
                   num_val=int(num_val), size=[height, width], seed=int(seed),
-                  side_free=bool(side_free))
+                  side_free=bool(side_free), all_classes=bool(all_classes))
     write_json_atomic(str(root / MARKER_FILE), dict(marker, complete=False))
     class_pixels = {}
     files = {}
@@ -348,7 +364,7 @@ def generate_cityscapes(out_dir: Union[str, os.PathLike], num_train: int, num_va
             image_dir.mkdir(parents=True, exist_ok=True)
             label_dir.mkdir(parents=True, exist_ok=True)
             rgb, label_ids, instance_ids = render_street_scene_with_instances(
-                scene_rng(seed, split, index), height, width, side_free)
+                scene_rng(seed, split, index), height, width, side_free, all_classes)
             train_ids = ID_TO_TRAINID[label_ids]
             colour = np.concatenate(
                 [ID_TO_COLOR[label_ids], np.full((height, width, 1), 255, np.uint8)], axis=2)
@@ -371,6 +387,7 @@ def generate_cityscapes(out_dir: Union[str, os.PathLike], num_train: int, num_va
         'size': [height, width],
         'seed': int(seed),
         'side_free': bool(side_free),
+        'all_classes': bool(all_classes),
         'class_pixels': class_pixels,
         'classes_present': {split: [name for name in TRAINID_TO_NAME if pixels[name] > 0]
                             for split, pixels in class_pixels.items()},

@@ -17,7 +17,6 @@ Usage::
 """
 from __future__ import annotations
 
-import os
 import os.path as osp
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,10 +33,28 @@ from ..models.builder import load_segmentor
 from ..models.non_finite import NonFiniteWatch
 from ..training.shift_crops import ShiftConsistencyPairs
 from ..utils.fileio import file_sha256, write_json_atomic
+from ..utils.output_folder import claim_output_folder
+from ..utils.owned_files import claim_folder
 from ..utils.run_options import ModelRunOptions
 from .shift_consistency import ShiftConsistencyMetric, ShiftPairTTAModel
 
-__all__ = ['ConsistencyOptions', 'run_consistency']
+__all__ = ['CONSISTENCY_FORMAT', 'ConsistencyOptions', 'run_consistency']
+
+CONSISTENCY_FORMAT = 'posattack.consistency/1'
+CONSISTENCY_OUTPUTS = ('consistency.json', 'consistency_details.json')
+
+
+def _older_consistency_file(data) -> bool:
+    """consistency.json of a posattack from before its format field."""
+    return isinstance(data, dict) and {'max_shifts', 'trials', 'metrics'} <= set(data)
+
+
+def _claim_work_dir(work_dir: str) -> list:
+    """The work dir's manifest: a non-empty folder posattack did not write is refused (a
+    fresh run used to replace a user's files of the same names without a word)."""
+    legacy = [(name, _older_consistency_file) for name in CONSISTENCY_OUTPUTS[:1]]
+    return [claim_folder(work_dir, '--work-dir', legacy=legacy,
+                         legacy_outputs=CONSISTENCY_OUTPUTS)]
 
 
 @dataclass
@@ -57,6 +74,13 @@ def run_consistency(opts: ConsistencyOptions) -> dict:
     metric = ShiftConsistencyMetric(regions=opts.regions,
                                     out_file=osp.join(opts.work_dir,
                                                       'consistency_details.json'))
+    # Before the model: a refused folder costs nothing; every file written is recorded.
+    with claim_output_folder(opts.work_dir, lambda: _claim_work_dir(opts.work_dir)):
+        return _measure(opts, views, metric)
+
+
+def _measure(opts: ConsistencyOptions, views: ShiftConsistencyPairs,
+             metric: ShiftConsistencyMetric) -> dict:
     segmentor, cfg = load_segmentor(opts.config, opts.checkpoint, opts.cfg_options,
                                     trust_checkpoint=opts.trust_checkpoint)
     cfg.test_dataloader.dataset.pipeline = list(cfg.test_dataloader.dataset.pipeline) + [
@@ -66,8 +90,6 @@ def run_consistency(opts: ConsistencyOptions) -> dict:
     model = ShiftPairTTAModel(module=segmentor).eval()
     evaluator = Evaluator(metric)
     evaluator.dataset_meta = segmentor.dataset_meta
-    if is_main_process():
-        os.makedirs(opts.work_dir, exist_ok=True)
     rank, world_size = get_dist_info()
     progress = ProgressBar(len(dataloader.dataset) // world_size) if rank == 0 else None
     first_batch = True
@@ -85,7 +107,8 @@ def run_consistency(opts: ConsistencyOptions) -> dict:
                 for _ in range(len(data['data_samples'][0])):
                     progress.update()
     metrics = evaluator.evaluate(len(dataloader.dataset))
-    result = dict(config=osp.abspath(opts.config), checkpoint=osp.abspath(opts.checkpoint),
+    result = dict(format=CONSISTENCY_FORMAT, config=osp.abspath(opts.config),
+                  checkpoint=osp.abspath(opts.checkpoint),
                   checkpoint_sha256=file_sha256(opts.checkpoint),
                   max_shifts=views.max_shifts, trials=views.trials, seed=views.seed,
                   regions=metric.region_specs, num_images=len(dataloader.dataset),

@@ -22,7 +22,10 @@ RegionSpec = Union[str, dict]
 
 
 #: Region types by name; each entry is a mask function ``(height, width, **kwargs)``.
-REGIONS = Registry('posattack region')
+REGIONS = Registry('posattack region', locations=['posattack'])
+# (locations: posattack registers its entries on import; without them MMEngine, which
+# knows the 'posattack' scope for `posattack::` configs, would look for an OpenMMLab-style
+# posattack.utils.register_all_modules)
 
 
 # Optional ``names(**kwargs) -> list[str]`` per type: says the names without an image size

@@ -42,7 +42,10 @@ __all__ = [
 ]
 
 #: Identification methods by name; each entry is an :class:`IdentificationMethod` subclass.
-IDENTIFICATION_METHODS = Registry('posattack identification method')
+IDENTIFICATION_METHODS = Registry('posattack identification method', locations=['posattack'])
+# (locations: posattack registers its entries on import; without them MMEngine, which
+# knows the 'posattack' scope for `posattack::` configs, would look for an OpenMMLab-style
+# posattack.utils.register_all_modules)
 
 
 def register_identification_method(name: str, force: bool = False) -> Callable[[type], type]:

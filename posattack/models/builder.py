@@ -21,8 +21,10 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 
 from ..utils.checkpoint import CheckpointError, load_checkpoint
+from ..utils.config_scope import CONFIG_SCOPE, packaged_config
 
-__all__ = ['CheckpointMismatchError', 'ConfigError', 'load_config', 'load_segmentor']
+__all__ = ['CheckpointMismatchError', 'ConfigError', 'config_file_path', 'load_config',
+           'load_segmentor']
 
 ConfigLike = Union[str, os.PathLike, Config]
 _MAX_KEYS_SHOWN = 5
@@ -36,12 +38,14 @@ class CheckpointMismatchError(CheckpointError):
     """The checkpoint's weights do not fit the model the config builds."""
 
 
-def _config_file_path(path: str) -> str:
+def config_file_path(path: str) -> str:
     """Resolve 'mmseg::deeplabv3/x.py' to the file shipped in the package, like _base_ does."""
     match = re.match(r'^(\w+)::(.+)$', path)
     if match is None:
         return os.path.expanduser(path)
     package, relative = match.groups()
+    if package == CONFIG_SCOPE:  # ours: found alike in a clone, an editable install, a wheel
+        return packaged_config(relative)
     from mmengine.utils import get_installed_path
     try:
         package_path = get_installed_path(package)
@@ -63,7 +67,7 @@ def load_config(path: ConfigLike, cfg_options: Optional[dict] = None) -> Config:
     if isinstance(path, Config):
         cfg = copy.deepcopy(path)  # never change the caller's Config behind their back
     elif isinstance(path, (str, os.PathLike)):
-        file_path = _config_file_path(os.fspath(path))
+        file_path = config_file_path(os.fspath(path))
         if not os.path.isfile(file_path):
             raise FileNotFoundError(
                 f"Config file not found: '{path}'"

@@ -30,6 +30,7 @@ from ..report.plots import save_figure
 from ..report.statistics_markdown import fmt_ci, fmt_num, fmt_p, markdown_table
 from ..utils.fileio import write_text_atomic
 from .concentration import DEFAULT_SHARE_FRACTIONS, share_key
+from .readout_report import POSITION_LEGEND, has_readout, plot_position_by_layer, position_table
 
 SHARE_COLORS = ('tab:red', 'tab:orange', 'tab:olive')
 FRACTION_COLORS = ('tab:blue', 'tab:red', 'tab:green', 'tab:purple', 'tab:brown')
@@ -220,6 +221,11 @@ def profile_markdown(profile: Mapping[str, Any], plots: Mapping[str, str]) -> st
              '## Where position is concentrated', '',
              CONCENTRATION_LEGEND, '']
     lines += concentration_table(profile) + ['']
+    if has_readout(profile):
+        lines += ['## Position held (read-out) vs position used (attack)', '', POSITION_LEGEND,
+                  ''] + position_table(profile) + ['']
+        if plots.get('position'):
+            lines += [f'![Position by layer]({osp.basename(plots["position"])})', '']
     lines += ['## Where removing them hurts', '', ATTACK_LEGEND, '']
     lines += attack_table(profile) + ['']
     lines += ['Layers marked "next stage (hook)" sit inside the backbone: the decode head does '
@@ -242,6 +248,9 @@ def write_profile_report(work_dir: str, profile: Mapping[str, Any],
         gap=plot_gap_vs_depth(profile, osp.join(work_dir, 'gap_vs_depth.png')),
         class_drop=plot_class_drop_by_layer(profile, per_layer,
                                             osp.join(work_dir, 'class_drop_by_layer.png')))
+    if has_readout(profile):
+        paths['position'] = plot_position_by_layer(
+            profile, osp.join(work_dir, 'position_by_layer.png'))
     paths['markdown'] = write_text_atomic(osp.join(work_dir, 'profile.md'),
                                           profile_markdown(profile, paths))
     return paths

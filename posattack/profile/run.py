@@ -44,40 +44,45 @@ import os.path as osp
 import re
 import time
 from collections.abc import Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from typing import Optional
 
 import torch
 from mmengine import dist
 from mmengine.logging import MMLogger, print_log
-from mmengine.utils import ProgressBar
 
 from ..attack.experiment import RESULTS_FORMAT, RemovalRunOptions, ResumeMismatchError
+from ..attack.image_contents import check_image_contents, image_contents
 from ..attack.prefix_replay import PrefixReplaySplit
+from ..attack.run_bounds import check_bootstrap, check_seeds
+from ..attack.run_fingerprint import (content_fingerprint, describe_mismatch,
+                                      outdated_fingerprint_message)
 from ..attack.settings import build_settings
 from ..attack.sweep import run_sweep
 from ..channels.forward import forward_to_layer
-from ..channels.layers import capture, resolve_layer, unwrap_model
+from ..channels.layers import resolve_layer, unwrap_model
 from ..channels.modes import TARGETED
 from ..channels.ranking import ChannelRanking, resolve_channel_count
 from ..data.dataloader import build_test_dataloader
 from ..evaluation.metric import summarize_confusion
 from ..evaluation.regions import validate_region_specs
-from ..identify.flip_difference import FlipDifferenceAccumulator
 from ..models.builder import load_segmentor
+from ..readout.target_maps import check_target_names, target_map_names
 from ..report.markdown import write_markdown_report, write_report
 from ..report.per_image import PerImageCounts, per_image_path
 from ..report.results import write_results_csv
 from ..report.significance import build_statistics
 from ..utils.fileio import file_sha256, read_json, write_json_atomic
-from .concentration import DEFAULT_SHARE_FRACTIONS, concentration
 from .depth_layers import check_layers_read, depth_layers, first_batch_inputs
+from .layer_identification import identification_entry, identify_layers
+from .readout_column import readout_column
+from .work_dir import claim_profile_dir
 
 PROFILE_FORMAT = 'posattack.profile/1'
 IDENTIFICATION_FORMAT = 'posattack.profile_identification/1'
 DEFAULT_FRACTIONS = (0.05, 0.1, 0.2)
 ALL_LAYERS = 'all'
+READOUT_TARGETS = tuple(target_map_names())
 
 
 @dataclass
@@ -86,6 +91,9 @@ class ProfileOptions(RemovalRunOptions):
     layers: Optional[Sequence[str]] = None       # None or ['all']: the depth layers
     fractions: Sequence[float] = DEFAULT_FRACTIONS
     layer_plots: bool = False   # tools/attack.py's three plots in every layer's folder
+    readout: bool = False       # the read-out column (posattack.profile.readout_column)
+    readout_targets: Sequence[str] = READOUT_TARGETS
+    readout_epochs: int = 15
 
 
 def safe_layer_name(layer: str) -> str:
@@ -100,85 +108,37 @@ def _check_options(opts: ProfileOptions) -> None:
         if not 0.0 < float(fraction) <= 1.0:
             raise ValueError(f'--fractions {fraction!r} is out of range: each must lie in '
                              '(0, 1], e.g. 0.1 for 10% of a layer\'s channels.')
-    if opts.seeds < 0:
-        raise ValueError(f'--seeds must be >= 0 random draws, got {opts.seeds}.')
-    if opts.bootstrap < 1:
-        raise ValueError(f'--bootstrap must be >= 1 resample, got {opts.bootstrap} '
-                         '(2000 is the default).')
+    check_seeds(opts.seeds)  # the attack's bound: memory grows with the draws
+    if opts.readout:
+        check_target_names(opts.readout_targets)
+    check_bootstrap(opts.bootstrap)
 
 
 def _check_previous(path: str, fingerprint: dict) -> Optional[dict]:
     """The file at ``path`` if it exists and matches ``fingerprint``; refuses a mismatch."""
     if not osp.exists(path):
         return None
-    previous = read_json(path)
+    try:
+        previous = read_json(path)
+    except ValueError:  # truncated (a kill mid-write of an older posattack): ours to redo
+        print_log(f'{path} cannot be read: computed again.', 'current')
+        return None
     theirs = previous.get('fingerprint', {})
+    outdated = outdated_fingerprint_message(path, theirs)
+    if outdated:
+        raise ResumeMismatchError(outdated)
     different = [k for k in fingerprint if theirs.get(k) != fingerprint[k]]
+    if different == ['regions']:  # the predictions the new regions need are not kept
+        print_log(f'{path}: other regions than now; its layer is evaluated again.',
+                  'current')
+        return None
     if different:
-        lines = ', '.join(f'{k}: {theirs.get(k)!r} there vs {fingerprint[k]!r} now'
+        lines = ', '.join(describe_mismatch(k, theirs.get(k), fingerprint[k])
                           for k in different)
         raise ResumeMismatchError(
             f'--resume refused: {path} comes from a different profile ({lines}). '
             'Use another --work-dir, or drop --resume to start over.')
     return previous
-
-
-# ----------------------------------------------------------------------------- identification
-def identify_layers(model, dataloader, layers: Sequence[str], channels: dict[str, int],
-                    progress: bool = True) -> dict[str, FlipDifferenceAccumulator]:
-    """Flip-difference sums for every layer in one pass: x, hflip, vflip run once per batch.
-
-    The batch is cut where the model needs it: only ``extract_feat`` when every layer is in
-    the backbone or neck, the whole forward otherwise. ``channels`` gives each layer's
-    channel count: a process whose shard is empty still joins the sums with zeros.
-    """
-    model = unwrap_model(model)
-    refs = [resolve_layer(model, layer) for layer in layers]
-    in_features = all(ref.module_path.split('.')[0] in ('backbone', 'neck') for ref in refs)
-    run = model.extract_feat if in_features else (lambda x: model(x, None, mode='tensor'))
-    accumulators = {ref.name: FlipDifferenceAccumulator(int(channels[ref.name])) for ref in refs}
-    rank = dist.get_rank()
-    try:
-        total = len(dataloader.sampler)
-    except (AttributeError, TypeError):
-        total = len(dataloader.dataset)
-    bar = ProgressBar(total) if progress and rank == 0 and total else None
-    with torch.no_grad():
-        for batch in dataloader:
-            data = model.data_preprocessor(batch, False)
-            inputs, samples = data['inputs'], data['data_samples']
-            count = inputs.shape[0]
-            # every layer's method asks for the same views (the flips): ask the first
-            views = next(iter(accumulators.values())).views(
-                inputs, [s.metainfo['img_shape'] for s in samples])
-            with ExitStack() as stack:
-                caps = [stack.enter_context(capture(model, ref)) for ref in refs]
-                run(torch.cat([inputs] + views))
-            for ref, cap in zip(refs, caps):
-                if cap.output is None:
-                    raise RuntimeError(f'layer {ref.name!r} did not run during inference; '
-                                       'profile layers on the inference path.')
-                parts = cap.output.split(count)
-                accumulators[ref.name].observe(parts[0], list(parts[1:]))
-            if bar is not None:
-                bar.update(count)
-    if bar is not None:
-        bar.file.write('\n')
-    for layer in layers:
-        accumulators[layer].all_reduce()
-        if accumulators[layer].count == 0:
-            raise ValueError('the test dataloader yielded no images: nothing to profile; '
-                             'check data_root and --max-images.')
-    return accumulators
-
-
-def _identification_entry(layer: str, acc: FlipDifferenceAccumulator) -> dict:
-    horizontal = (acc.sums['abs_horizontal'] / acc.count).tolist()
-    vertical = (acc.sums['abs_vertical'] / acc.vertical_count).tolist()
-    return dict(layer=layer, num_channels=acc.num_channels, num_images=acc.count,
-                abs_horizontal=horizontal, abs_vertical=vertical,
-                concentration=dict(horizontal=concentration(horizontal, DEFAULT_SHARE_FRACTIONS),
-                                   vertical=concentration(vertical, DEFAULT_SHARE_FRACTIONS)))
 
 
 # ----------------------------------------------------------------------------- one layer
@@ -277,9 +237,11 @@ def _resolve_layers(model, inputs, requested: Optional[Sequence[str]]) -> tuple:
 def run_profile(opts: ProfileOptions) -> dict:
     """Profile the layers; returns the profile dict (also profile.json in the work dir)."""
     _check_options(opts)
-    model, cfg = load_segmentor(opts.config, opts.checkpoint, cfg_options=opts.cfg_options,
-                                trust_checkpoint=opts.trust_checkpoint)
-    return profile_model(model, cfg, opts)
+    # before the model: a refused run costs nothing
+    with claim_profile_dir(opts.work_dir, opts.resume):
+        model, cfg = load_segmentor(opts.config, opts.checkpoint, cfg_options=opts.cfg_options,
+                                    trust_checkpoint=opts.trust_checkpoint)
+        return profile_model(model, cfg, opts)
 
 
 def profile_model(model, cfg, opts: ProfileOptions) -> dict:
@@ -294,6 +256,9 @@ def profile_model(model, cfg, opts: ProfileOptions) -> dict:
     dataloader = build_test_dataloader(cfg, opts.batch_size, opts.max_images)
     inputs = first_batch_inputs(model, dataloader)
     layers, candidates = _resolve_layers(model, inputs, opts.layers)
+    if opts.readout and dist.get_world_size() > 1:
+        raise ValueError('--readout runs in one process (every process would train the same '
+                         'read-outs); drop --readout or --launcher.')
     num_images = len(dataloader.dataset)
     meta = getattr(model, 'dataset_meta', None) or dataloader.dataset.metainfo
     class_names = list(meta['classes'])
@@ -304,6 +269,8 @@ def profile_model(model, cfg, opts: ProfileOptions) -> dict:
     base = dict(config=osp.abspath(opts.config), checkpoint=osp.abspath(opts.checkpoint),
                 checkpoint_sha256=file_sha256(opts.checkpoint) if osp.isfile(opts.checkpoint)
                 else None, num_images=num_images)
+    # the config as used and the test images: a resume on other data or settings is refused
+    base.update(content_fingerprint(cfg, dataloader.dataset, None))
     os.makedirs(opts.work_dir, exist_ok=True)
     print_log(f'profiling {len(layers)} layers on {num_images} images: {", ".join(layers)}',
               logger)
@@ -311,9 +278,16 @@ def profile_model(model, cfg, opts: ProfileOptions) -> dict:
 
     ident_path = osp.join(opts.work_dir, 'identification.json')
     ident_fingerprint = dict(base, layers=list(layers))
+    # the read-out first: its bad input (image folders) fails before the long attack
+    column = readout_column(model, cfg, opts, layers) if opts.readout else None
     identification = _check_previous(ident_path, base) if opts.resume else None
-    if identification is not None and not set(layers) <= set(
-            entry['layer'] for entry in identification['layers']):
+    # the bytes of the test files; on resume, an image edited in place is refused
+    contents = check_image_contents(identification.get('image_contents'), dataloader.dataset,
+                                    ident_path) if identification else \
+        image_contents(dataloader.dataset)
+    if identification is not None and not (set(layers) <= set(
+            entry['layer'] for entry in identification['layers']) and all(
+            osp.isfile(_ranking_path(opts.work_dir, layer)) for layer in layers)):
         identification = None  # new layers: one pass identifies them all again (cheap)
     rankings: dict[str, ChannelRanking] = {}
     if identification is not None:
@@ -330,10 +304,11 @@ def profile_model(model, cfg, opts: ProfileOptions) -> dict:
         info = dict(config=osp.basename(opts.config), checkpoint_sha256=base['checkpoint_sha256'],
                     num_classes=len(class_names))
         identification = dict(format=IDENTIFICATION_FORMAT, fingerprint=ident_fingerprint,
-                              seconds=timings['identification'], layers=[])
+                              seconds=timings['identification'], image_contents=contents,
+                              layers=[])
         for layer in layers:
             rankings[layer] = accumulators[layer].to_ranking(layer, info)
-            identification['layers'].append(_identification_entry(layer, accumulators[layer]))
+            identification['layers'].append(identification_entry(layer, accumulators[layer]))
         if dist.get_rank() == 0:
             for layer in layers:  # rankings first: identification.json means all are there
                 rankings[layer].save(_ranking_path(opts.work_dir, layer))
@@ -345,7 +320,7 @@ def profile_model(model, cfg, opts: ProfileOptions) -> dict:
         per_layer[layer] = _profile_layer(
             model, dataloader, layer, rankings[layer], opts, layer_dir,
             _layer_fingerprint(base, layer, opts), class_names)
-    profile = build_profile(opts, layers, candidates, identification, per_layer, base)
+    profile = build_profile(opts, layers, candidates, identification, per_layer, base, column)
     if dist.get_rank() == 0:
         write_json_atomic(osp.join(opts.work_dir, 'profile.json'), profile)
         paths = write_profile_report(opts.work_dir, profile, per_layer)
@@ -392,7 +367,8 @@ def _tests_by_n(results: dict) -> dict[int, dict]:
 
 
 def build_profile(opts: ProfileOptions, layers: Sequence[str], candidates: Sequence[str],
-                  identification: dict, per_layer: dict[str, dict], base: dict) -> dict:
+                  identification: dict, per_layer: dict[str, dict], base: dict,
+                  readout: Optional[dict] = None) -> dict:
     """profile.json: per layer, shallowest first, what the module docstring lists."""
     ident = {entry['layer']: entry for entry in identification['layers']}
     rows = []
@@ -408,6 +384,8 @@ def build_profile(opts: ProfileOptions, layers: Sequence[str], candidates: Seque
             attack=[entry for _, entry in sorted(_tests_by_n(results).items())],
             results=osp.join('layers', safe_layer_name(layer), 'results.json'),
             seconds=results.get('seconds')))
+        if readout is not None:
+            rows[-1]['readout'] = readout[layer]
     return dict(format=PROFILE_FORMAT, config=opts.config, checkpoint=opts.checkpoint,
                 fingerprint=base, num_images=base['num_images'],
                 fractions=[float(f) for f in opts.fractions], seeds=opts.seeds,

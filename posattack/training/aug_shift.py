@@ -195,7 +195,7 @@ class AugShiftEncoderDecoder(EncoderDecoder):
 
     Example (child of any EncoderDecoder config)::
 
-        _base_ = ['./my_model.py', '<posattack>/configs/_base_/posattack/aug_shift.py']
+        _base_ = ['./my_model.py', 'posattack::_base_/posattack/aug_shift.py']
         model = _base_.aug_shift_model  # merged into the base model: type and weights
         train_dataloader = dict(dataset=dict(
             pipeline=_base_.train_dataloader.dataset.pipeline + [_base_.aug_shift_pair]))

@@ -178,6 +178,10 @@ class AugShiftPair(BaseTransform):
         return f'{self.__class__.__name__}(max_shift={self.max_shift})'
 
 
+# Pairs of crops one image may ask for (trials x max shifts): all are held and run at once.
+MAX_PAIRS_PER_IMAGE = 64
+
+
 @TRANSFORMS.register_module()
 class ShiftConsistencyPairs(BaseTransform):
     """Test-time views for shift consistency: `trials` crop pairs per max shift and image.
@@ -197,6 +201,13 @@ class ShiftConsistencyPairs(BaseTransform):
         if isinstance(trials, bool) or not isinstance(trials, (int, np.integer)) or trials < 1:
             raise ValueError(f'trials must be a whole number >= 1 (crop pairs per image and '
                              f'max shift), got {trials!r}.')
+        if int(trials) * len(self.max_shifts) > MAX_PAIRS_PER_IMAGE:
+            # every pair of an image is cropped, held and batched at once: --trials 10**8
+            # grew until the machine gave out
+            raise ValueError(f'trials x max shifts must be at most {MAX_PAIRS_PER_IMAGE} crop '
+                             f'pairs per image, got {int(trials)} x {len(self.max_shifts)}: '
+                             'each pair holds two crops of the image in memory; use fewer '
+                             '--trials (a second --seed gives other crops).')
         self.trials = int(trials)
         self.seed = int(seed)
 

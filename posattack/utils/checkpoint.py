@@ -23,7 +23,7 @@ from typing import Any, Callable, Union
 import torch
 
 __all__ = [
-    'CheckpointError', 'CheckpointSecurityError', 'load_checkpoint',
+    'CheckpointError', 'CheckpointSecurityError', 'load_checkpoint', 'register_mmengine_loader',
     'register_safe_globals', 'safe_checkpoint_globals'
 ]
 
@@ -294,3 +294,23 @@ def load_checkpoint(path: PathLike,
             "(a state dict, or a dict with 'state_dict'). Save weights with "
             'torch.save(model.state_dict(), path).')
     return checkpoint
+
+
+def register_mmengine_loader(trust_checkpoint: bool = False) -> None:
+    """Read the local checkpoints of MMEngine's Runner (a config's ``load_from``, ``resume``,
+    a backbone's ``init_cfg``) through :func:`load_checkpoint`.
+
+    mmengine's own local loader calls plain ``torch.load``: a checkpoint whose pickle calls
+    ``os.system`` reached through ``load_from`` failed with torch's traceback, whose advice is
+    to load it with ``weights_only=False`` (which runs the payload). Through this loader it is
+    refused like the checkpoint given on the command line: the global named, and
+    ``--trust-checkpoint`` (``trust_checkpoint=True`` here) as the one opt-in. ``import
+    posattack`` registers it (``trust_checkpoint=False``).
+    """
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    def load_from_local(filename, map_location):
+        return load_checkpoint(filename, map_location=map_location,
+                               trust_checkpoint=trust_checkpoint)
+
+    CheckpointLoader.register_scheme(prefixes='', loader=load_from_local, force=True)

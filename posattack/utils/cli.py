@@ -64,11 +64,11 @@ class CfgOptionsAction(DictAction):
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """The options every tool that loads a config and a checkpoint takes, declared once so
     that they read and fail alike: --trust-checkpoint, --cfg-options (KEY=VALUE checked),
-    --launcher and --local_rank (torch.distributed.launch passes it; torchrun does not);
-    and the epilog that says how bad input is reported."""
+    --launcher, --dist-timeout and --local_rank (torch.distributed.launch passes it;
+    torchrun does not); and the epilog that says how bad input is reported."""
     # here, not at the top: distributed imports torch, which tools that only report
     # (compare_rankings.py) should not pay for
-    from posattack.utils.distributed import LAUNCHERS
+    from posattack.utils.distributed import DEFAULT_DIST_TIMEOUT, LAUNCHERS
     parser.add_argument('--trust-checkpoint', action='store_true',
                         help='load a checkpoint that needs globals outside the allowlist '
                         '(runs arbitrary code from the file: only for files you trust)')
@@ -76,6 +76,10 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help='override config settings, as in mmseg tools/test.py')
     parser.add_argument('--launcher', choices=LAUNCHERS, default='none',
                         help='distributed launcher (torchrun: pytorch)')
+    parser.add_argument('--dist-timeout', type=float, default=DEFAULT_DIST_TIMEOUT,
+                        help='under a launcher, seconds a process waits for the others in '
+                        'any collective before every process ends, naming the rank that '
+                        'stopped (default %(default)s)')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     parser.epilog = 'Errors print one line; set POSATTACK_DEBUG=1 to see the traceback.'
 
@@ -96,5 +100,13 @@ def report_bad_input(error: BaseException) -> int:
         raise error
     # str(KeyError) would add quotes
     message = error.args[0] if isinstance(error, KeyError) and error.args else error
-    print(f'error: {_original_message(str(message))}', file=sys.stderr)
+    line = _original_message(str(message))
+    if 'torch.distributed' in sys.modules:  # under a launcher: name the rank that stopped
+        from .distributed import collective_failure_line, post_failure
+        collective = collective_failure_line(error)
+        if collective is not None:
+            line = collective
+        else:  # the others may wait on this process: tell them why it stops
+            post_failure(line)
+    print(f'error: {line}', file=sys.stderr)
     return 2

@@ -27,8 +27,32 @@ TEMP_PREFIX = '.posattack-tmp.'
 _WRITE_CHECKS: list[Callable[[str], None]] = []
 
 
+# What a write the system refuses raises (full, over quota or size limit, read-only, I/O).
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO, errno.EACCES,
+                 errno.EPERM)
+
+
 class DiskFullError(RuntimeError):
     """The device is full (or over quota): what was being written is not, the old file is."""
+
+
+class OutputWriteError(RuntimeError):
+    """An output could not be written for another reason of the system's (read-only, I/O)."""
+
+
+# Called with the path and the sha256 of its new bytes after every atomic write
+# (posattack.utils.owned_files records what posattack wrote, to tell a user's replacement).
+_WRITTEN_HOOKS: list[Callable[[str, str], None]] = []
+
+
+def add_written_hook(hook: Callable[[str, str], None]) -> None:
+    if hook not in _WRITTEN_HOOKS:
+        _WRITTEN_HOOKS.append(hook)
+
+
+def remove_written_hook(hook: Callable[[str, str], None]) -> None:
+    if hook in _WRITTEN_HOOKS:
+        _WRITTEN_HOOKS.remove(hook)
 
 
 def add_write_check(check: Callable[[str], None]) -> None:
@@ -47,6 +71,18 @@ def _umask() -> int:
     return mask
 
 
+def _write_error(path: str, error: OSError) -> RuntimeError:
+    """One line for a write the system refused; the old file, if any, is unchanged."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        # a full disk (or quota, or file size limit) is the user's to fix
+        return DiskFullError(f'no space left on the device to write {path} ({error.strerror}): '
+                             'free some space (or raise the file size limit) and rerun '
+                             '(tools/attack.py with --resume keeps the finished settings).')
+    return OutputWriteError(f'could not write {path} ({error.strerror or error}): check the '
+                            'folder (writable, on a healthy disk) and rerun; the file there '
+                            'before, if any, is unchanged.')
+
+
 @contextmanager
 def atomic_open(path: str, mode: str = 'w', encoding: Optional[str] = 'utf-8') -> Iterator:
     """Open a temporary file beside ``path``; on success it replaces ``path``.
@@ -61,8 +97,11 @@ def atomic_open(path: str, mode: str = 'w', encoding: Optional[str] = 'utf-8') -
         check(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(prefix=f'{TEMP_PREFIX}{os.path.basename(path)}.',
-                                    suffix='.tmp', dir=folder)
+    try:
+        fd, tmp_path = tempfile.mkstemp(prefix=f'{TEMP_PREFIX}{os.path.basename(path)}.',
+                                        suffix='.tmp', dir=folder)
+    except OSError as error:
+        raise _write_error(path, error) from error
     # mkstemp makes 0600 files; give the result the permissions a plain open() would.
     os.chmod(tmp_path, 0o666 & ~_umask())
     try:
@@ -70,16 +109,16 @@ def atomic_open(path: str, mode: str = 'w', encoding: Optional[str] = 'utf-8') -
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        digest = file_sha256(tmp_path) if _WRITTEN_HOOKS else None
         os.replace(tmp_path, path)
     except BaseException as error:
         if os.path.exists(tmp_path):
             os.unlink(tmp_path)
-        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
-            # a full disk is the user's to fix, in one line: the old file is still whole
-            raise DiskFullError(f'no space left on the device to write {path} '
-                                f'({error.strerror}): free some space and rerun (tools/attack.py '
-                                'with --resume keeps the finished settings).') from error
+        if isinstance(error, OSError) and error.errno in _WRITE_ERRNOS:
+            raise _write_error(path, error) from error
         raise
+    for hook in list(_WRITTEN_HOOKS):
+        hook(path, digest)
 
 
 def write_text_atomic(path: str, text: str) -> str:

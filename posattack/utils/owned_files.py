@@ -21,14 +21,14 @@ from __future__ import annotations
 import json
 import os
 import os.path as osp
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
 from typing import Optional
 
 from . import fileio
 
-__all__ = ['MANIFEST_NAME', 'OwnedFolder', 'claim_folder', 'claimed_folder', 'owned_folders',
-           'remove_owned', 'unused_path']
+__all__ = ['MANIFEST_NAME', 'OwnedFolder', 'check_replaceable', 'claim_folder', 'claimed_folder',
+           'owned_folders', 'remove_owned', 'unused_path']
 
 MANIFEST_NAME = '.posattack-files.json'
 MANIFEST_FORMAT = 'posattack.files/1'
@@ -44,10 +44,18 @@ class OwnedFolder:
     so that the two moved together stay paired); None for a work dir, which owns itself.
     """
 
-    def __init__(self, folder: str, files: Iterable[str] = (), owner: Optional[str] = None):
+    def __init__(self, folder: str, files: Iterable[str] = (), owner: Optional[str] = None,
+                 stats: Optional[dict] = None):
         self.folder = osp.abspath(folder)
         self.files = set(files)
         self.owner = owner
+        # name -> [size, mtime_ns, sha256] as posattack wrote it: a file replaced since (by
+        # the user, under posattack's output name) is told apart and never replaced/removed
+        self.stats = {name: stat for name, stat in (stats or {}).items()
+                      if name in self.files and isinstance(stat, list) and len(stat) == 3}
+        # names a resume reads and checks itself (results.json, per_image.npz, ...): changed,
+        # they are judged by their reader (refused as damaged, or of another run), not here
+        self.checked_by_reader: Callable[[str], bool] = lambda name: False
 
     @property
     def manifest_path(self) -> str:
@@ -64,13 +72,20 @@ class OwnedFolder:
         if not isinstance(data, dict) or data.get('format') != MANIFEST_FORMAT \
                 or not isinstance(data.get('files'), list):
             return None
-        return cls(folder, [str(f) for f in data['files']], data.get('owner'))
+        # only names inside the folder: a hand-edited or damaged manifest listing
+        # '../x' or '/home/me/x' must never make a fresh run delete a file outside it
+        inside = [str(f) for f in data['files'] if isinstance(f, str) and f
+                  and not osp.isabs(f) and not osp.normpath(f).startswith(os.pardir)]
+        stats = data.get('stats') if isinstance(data.get('stats'), dict) else {}
+        return cls(folder, inside, data.get('owner'), stats)
 
     def save(self) -> None:
         # atomic_open itself, not write_json_atomic's guard: the manifest never lists itself
         with fileio.atomic_open(self.manifest_path, 'w') as handle:
             json.dump(dict(format=MANIFEST_FORMAT, owner=self.owner,
-                           files=sorted(self.files)), handle, indent=1)
+                           files=sorted(self.files),
+                           stats={name: self.stats[name] for name in sorted(self.stats)}),
+                      handle, indent=1)
 
     def relative(self, path: str) -> Optional[str]:
         """``path`` relative to the folder, or None when it lies outside."""
@@ -81,6 +96,27 @@ class OwnedFolder:
 
     def owns(self, path: str) -> bool:
         return self.relative(path) in self.files
+
+    def changed(self, name: str) -> bool:
+        """Whether the listed file ``name`` is no longer what posattack wrote there (same
+        size and time: unchanged; else its bytes decide, so a copied work dir is still ours)."""
+        recorded = self.stats.get(name)
+        if self.checked_by_reader(name):
+            return False
+        path = osp.join(self.folder, name)
+        if recorded is None or not osp.isfile(path) or osp.islink(path):
+            return recorded is not None and osp.lexists(path)
+        stat = os.stat(path)
+        if [stat.st_size, stat.st_mtime_ns] == recorded[:2]:
+            return False
+        return fileio.file_sha256(path) != recorded[2]
+
+    def written(self, path: str, sha256: Optional[str]) -> None:
+        name = self.relative(path)
+        if name in self.files and sha256 is not None and osp.isfile(path):
+            stat = os.stat(path)
+            self.stats[name] = [stat.st_size, stat.st_mtime_ns, sha256]
+            self.save()
 
     def record(self, path: str) -> None:
         name = self.relative(path)
@@ -93,11 +129,12 @@ class OwnedFolder:
         keep = {osp.abspath(path) for path in keep}
         for name in sorted(self.files):
             path = osp.join(self.folder, name)
-            if osp.abspath(path) in keep:
+            if osp.abspath(path) in keep or self.changed(name):  # a user's file now: stays
                 continue
             if osp.isfile(path) or osp.islink(path):
                 os.unlink(path)
             self.files.discard(name)
+            self.stats.pop(name, None)
         if osp.exists(self.manifest_path):
             self.save()
 
@@ -128,28 +165,36 @@ def _foreign_entries(folder: str) -> list[str]:
             and not (osp.isdir(osp.join(folder, name)) and not _entries(osp.join(folder, name)))]
 
 
-def _is_posattack_results(path: str, formats: Sequence[str]) -> bool:
+def _is_posattack_results(path: str, formats) -> bool:
     try:
         with open(path, encoding='utf-8') as handle:
             data = json.load(handle)
     except (OSError, ValueError):
         return False
+    if callable(formats):  # a file of a format from before format fields
+        return formats(data)
     return isinstance(data, dict) and data.get('format') in formats
 
 
 def claim_folder(folder: str, option: str, owner: Optional[str] = None,
                  legacy: Sequence[tuple[str, Sequence[str]]] = (),
                  legacy_outputs: Sequence[str] = (),
-                 refuse_foreign: bool = True) -> OwnedFolder:
+                 refuse_foreign: bool = True,
+                 checked_by_reader: Optional[Callable[[str], bool]] = None) -> OwnedFolder:
     """The folder's manifest, checked: whose it is, and whether a run may write there.
 
     ``owner``: the work dir a show dir belongs to (absolute); a show dir another work dir
     owns is refused. ``legacy``: (file name, formats) that mark a work dir of a posattack
-    from before manifests, whose ``legacy_outputs`` present are adopted as posattack's.
+    from before manifests, whose ``legacy_outputs`` present are adopted as posattack's
+    (``formats`` may be a predicate on the file's JSON, for files without a format field).
     ``refuse_foreign``: refuse a non-empty folder without a manifest (a work dir); a show
-    dir of the user's is accepted, and its files are never touched.
+    dir of the user's is accepted, and its files are never touched. ``checked_by_reader``:
+    on a resume, the names the run reads and checks itself; any other file changed since
+    posattack wrote it is refused.
     """
     owned = OwnedFolder.read(folder)
+    if owned is not None and checked_by_reader is not None:
+        owned.checked_by_reader = checked_by_reader
     relative_owner = osp.relpath(owner, osp.abspath(folder)) if owner else None
     if owned is not None:
         if owned.owner is not None and owner is not None and osp.normpath(
@@ -157,6 +202,13 @@ def claim_folder(folder: str, option: str, owner: Optional[str] = None,
             theirs = osp.normpath(osp.join(owned.folder, owned.owner))
             raise ValueError(f'{option} {folder} holds the panels of the run in {theirs}: '
                              f'pass another {option} (one per work dir).')
+        changed = [name for name in sorted(owned.files) if owned.changed(name)]
+        if changed:
+            shown = ', '.join(changed[:3]) + (', ...' if len(changed) > 3 else '')
+            raise ValueError(f'{option} {folder}: {shown} changed since posattack wrote '
+                             f'{"it" if len(changed) == 1 else "them"} (a file of yours under '
+                             "posattack's output name?), and a run would replace or remove "
+                             'it: move it away, or pass another folder.')
         owned.owner = relative_owner
         return owned
     foreign = _foreign_entries(folder)
@@ -201,7 +253,20 @@ def check_write(path: str) -> None:
     if osp.lexists(path) and not owned.owns(path):
         raise ValueError(f'refusing to replace {path}: posattack did not write it (it is not '
                          f'in {owned.manifest_path}); move it away, or pass another folder.')
+    if osp.lexists(path) and owned.changed(owned.relative(path)):
+        raise ValueError(f'refusing to replace {path}: it changed since posattack wrote it '
+                         '(a file of yours under its output name?); move it away, or pass '
+                         'another folder.')
     owned.record(path)
+
+
+def _written(path: str, sha256: Optional[str]) -> None:
+    """Called after every atomic write: what posattack wrote, to tell a replacement later."""
+    if osp.basename(path) == MANIFEST_NAME:
+        return
+    owned = _claim_of(path)
+    if owned is not None:
+        owned.written(path, sha256)
 
 
 def unused_path(path: str) -> str:
@@ -223,6 +288,7 @@ def owned_folders(folders: Sequence[OwnedFolder]):
     """Record every atomic write under ``folders`` in their manifests while the block runs."""
     _ACTIVE.extend(folders)
     fileio.add_write_check(check_write)
+    fileio.add_written_hook(_written)
     try:
         yield
     finally:
@@ -230,6 +296,7 @@ def owned_folders(folders: Sequence[OwnedFolder]):
             _ACTIVE.remove(owned)
         if not _ACTIVE:
             fileio.remove_write_check(check_write)
+            fileio.remove_written_hook(_written)
 
 
 def _nearest_manifest(path: str) -> Optional[OwnedFolder]:
@@ -251,10 +318,22 @@ def remove_owned(path: str) -> bool:
     """Delete ``path`` if a manifest (the claimed folder's, else the nearest one above it)
     lists it as posattack's; a file no manifest lists is the user's and stays."""
     owned = _nearest_manifest(path)
-    if owned is None or not owned.owns(path):
+    if owned is None or not owned.owns(path) or owned.changed(owned.relative(path)):
         return False
     if osp.isfile(path) or osp.islink(path):
         os.unlink(path)
     owned.files.discard(owned.relative(path))
     owned.save()
     return True
+
+
+def check_replaceable(path: str, formats: Sequence[str], option: str) -> None:
+    """Refuse an output file path (a tool's ``--out``) that holds a file posattack did not
+    write: only a JSON file of one of posattack's ``formats`` may be replaced (tools/identify.py
+    used to overwrite whatever ``--out`` named)."""
+    if not osp.lexists(path) or osp.isdir(path):
+        return
+    if osp.islink(path) or not _is_posattack_results(path, formats):
+        raise ValueError(f'{option} {path} exists and is not a file posattack wrote (a '
+                         f'{" or ".join(formats)} JSON file): pass another {option}, or move '
+                         'the file away.')

@@ -162,7 +162,7 @@ def free_port() -> int:
 
 
 # A process that takes a work dir's lock and sleeps: the stand-in for a second run. It
-# loads posattack/attack/work_dir_lock.py by path (stdlib only), so it starts in a blink.
+# loads posattack/utils/work_dir_lock.py by path (stdlib only), so it starts in a blink.
 _LOCK_HOLDER = """
 import importlib.util, sys, time
 spec = importlib.util.spec_from_file_location('work_dir_lock', sys.argv[1])
@@ -178,7 +178,7 @@ def start_lock_holder(work_dir):
     """A live process holding ``work_dir``'s lock (kill it with ``.kill()``)."""
     import subprocess
     import sys
-    module = osp.join(REPO_ROOT, 'posattack', 'attack', 'work_dir_lock.py')
+    module = osp.join(REPO_ROOT, 'posattack', 'utils', 'work_dir_lock.py')
     holder = subprocess.Popen([sys.executable, '-c', _LOCK_HOLDER, module, str(work_dir)],
                               stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == 'locked'

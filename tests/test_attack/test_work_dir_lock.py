@@ -7,7 +7,7 @@ import signal
 import pytest
 from helpers import start_lock_holder
 
-from posattack.attack.work_dir_lock import LOCK_FILE_NAME, WorkDirBusyError, WorkDirLock
+from posattack.utils.work_dir_lock import LOCK_FILE_NAME, WorkDirBusyError, WorkDirLock
 
 
 @pytest.mark.slow

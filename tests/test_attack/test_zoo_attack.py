@@ -23,6 +23,7 @@ from helpers import (REPO_ROOT, diversify, load_cli, load_tool, one_torch_thread
 from helpers.zoo import ARCHITECTURES, NUM_IMAGES, first_batch, tiny_data_options
 from mmengine.config import Config
 
+from posattack.attack.batched_settings import BatchedSettings
 from posattack.attack.feature_split import FeatureSplit
 from posattack.channels import ChannelRemoval
 from posattack.channels.layers import default_layer, resolve_layer
@@ -42,7 +43,14 @@ def _cli_value(value) -> str:
     return str(value)
 
 
-@pytest.fixture(scope='module', params=list(ARCHITECTURES))
+# The slow rule counts a module fixture for the tests that share it: the attack run of an R50
+# or HRNet model alone is over 3 s of CPU (measured 4-6 s), so every test on it is slow.
+HEAVY_ARCHITECTURES = ('deeplabv3_r50', 'pspnet_r50', 'fcn_hr18')
+
+
+@pytest.fixture(scope='module', params=[
+    pytest.param(name, marks=pytest.mark.slow) if name in HEAVY_ARCHITECTURES else name
+    for name in ARCHITECTURES])
 def zoo_run(request, synthetic_root, tmp_path_factory):
     """One attack per architecture through tools/attack.py, with calls to the split counted.
 
@@ -74,9 +82,18 @@ def zoo_run(request, synthetic_root, tmp_path_factory):
             return original(self, *args, **kwargs)
         return wrapper
 
+    original_group = BatchedSettings._predict_group
+
+    def counted_group(self, feats, inputs, samples, group):
+        # settings stacked through one head forward (posattack.attack.batched_settings):
+        # each is a fast-path setting, as one predict_from call would be
+        calls['predict_from'] += len(group)
+        return original_group(self, feats, inputs, samples, group)
+
     with pytest.MonkeyPatch.context() as patch:
         for name in calls:
             patch.setattr(FeatureSplit, name, counted(name))
+        patch.setattr(BatchedSettings, '_predict_group', counted_group)
         code, stderr = run_cli(load_cli(), argv)
     os.remove(checkpoint)  # 270 MB for an R50: do not leave it in pytest's tmp dirs
     assert code == 0, stderr
@@ -148,7 +165,8 @@ def test_clean_scores_equal_mmseg_iou_metric(zoo_run):
 
 
 def test_fast_path_was_used(zoo_run):
-    """Every setting went through predict_from; no full forward per setting."""
+    """Every setting went through the fast path (predict_from, alone or stacked with others);
+    no full forward per setting."""
     model, arch = zoo_run.model, zoo_run.arch
     assert model.with_auxiliary_head == arch['auxiliary']  # kept or dropped: same fast path
     assert default_layer(model) == arch['layer']
@@ -302,6 +320,8 @@ def test_benchmark_attack_runs_and_reports_identical_exact_labels(synthetic_root
     assert result['identical'] == result['checked'] == 3  # exact path: bit-identical labels
     assert result['shortcut_agreement'] > 0.999
     assert all(seconds > 0 for seconds in result['seconds'].values())
+    # settings batched through the head: the same confusions as one at a time
+    assert result['batched']['identical'] and result['batched']['settings'] == 3
     small, large = result['memory']  # one subprocess each, on 1 and 4 images
     assert (small['images'], large['images']) == (1, 4)
     for run in (small, large):

@@ -192,7 +192,7 @@ def test_instance_ids_follow_cityscapes(val20_root):
 def test_mmseg_cityscapes_metric_runs_on_it(synthetic_root, tmp_path, monkeypatch):
     """mmseg's own CityscapesMetric (cityscapesScripts' evaluation, iIoU included) reads
     the synthetic gtFine folder; ground truth as the prediction scores 100."""
-    pytest.importorskip('cityscapesscripts', reason='cityscapesscripts is not installed')
+    import cityscapesscripts  # noqa: F401  (requirements.txt: never skipped)
     from mmengine.structures import PixelData
     from mmseg.evaluation import CityscapesMetric
     from mmseg.structures import SegDataSample
@@ -357,3 +357,39 @@ def test_side_free_leaves_the_default_scenes_alone():
     assert digest.hexdigest() == ('ac5450cac326ef6bb238cd6ee67ef192'
                                   '800b59be412403e641a0f59806d81042')
     assert side_free.hexdigest() != digest.hexdigest()
+
+
+@pytest.mark.slow  # two scenes at 1024x2048: about 3 s
+def test_all_classes_at_full_cityscapes_size_has_every_train_class(tmp_path):
+    """--all-classes at Cityscapes' own 1024x2048: each image holds all 19 train classes
+    (read back from the files, through the official labelId -> trainId table written out
+    above), and the instance ids count the new vehicles and riders one by one."""
+    info = generate_cityscapes(tmp_path / 'full', num_train=0, num_val=2, size=(1024, 2048),
+                               seed=0, all_classes=True)
+    assert info['classes_present']['val'] == [
+        'road', 'sidewalk', 'building', 'wall', 'fence', 'pole', 'traffic light',
+        'traffic sign', 'vegetation', 'terrain', 'sky', 'person', 'rider', 'car', 'truck',
+        'bus', 'train', 'motorcycle', 'bicycle']
+    to_train = np.full(256, 255, np.uint8)
+    for label_id, train_id in OFFICIAL_ID_TO_TRAINID.items():
+        to_train[label_id] = train_id
+    for path in _image_paths(tmp_path / 'full', 'val'):
+        label_ids = _read(_gt_path(path, '_gtFine_labelIds.png'))
+        assert label_ids.shape == (1024, 2048)
+        assert set(np.unique(to_train[label_ids])) - {255} == set(range(19)), path
+        instance_ids = _read(_gt_path(path, '_gtFine_instanceIds.png'))
+        for label_id in (25, 27, 28, 31, 32, 33):  # rider, truck, bus, train, moto, bicycle
+            assert (instance_ids == label_id * 1000).any(), (path, label_id)
+
+
+def test_all_classes_leaves_the_default_scenes_alone():
+    """Like side-free scenes, the extra objects come after the default scene's draws: the
+    default bytes are pinned in test_side_free_leaves_the_default_scenes_alone; here the
+    option changes the scene and adds the classes the default lacks."""
+    default = render_street_scene_with_instances(scene_rng(5, 'val', 0), 128, 256)
+    extended = render_street_scene_with_instances(scene_rng(5, 'val', 0), 128, 256,
+                                                  all_classes=True)
+    assert not np.array_equal(default[1], extended[1])
+    rare = {25, 27, 28, 31, 32}  # rider, truck, bus, train, motorcycle
+    assert not rare & set(np.unique(default[1]).tolist())
+    assert rare <= set(np.unique(extended[1]).tolist())

@@ -160,6 +160,7 @@ def test_table_tool_adds_augshift_minus_blurpool_when_both_ran(hand_results, tmp
     assert '`blurpool` minus `augshift`' in text and '`augshift` minus `blurpool`' not in text
 
 
+@pytest.mark.slow   # spawns a process (the demo script)
 def test_demo_script_knows_blurpool_and_names_it_for_an_unknown_run(tmp_path):
     """RUNS=blurpool is one of make aug-shift-demo's runs (so of make tables-aug-shift's):
     a typo is refused with the list, before any training (tools/tables/parts_aug_shift.py)."""
@@ -203,3 +204,23 @@ def test_only_rank_test_verdicts_are_printed_and_old_tables_rerender(tmp_path):
     text = md.read_text()
     assert text.startswith('Measured 2026-12-03 on a machine by `make x`. Re-rendered ')
     assert 'verdict withdrawn' in text and '| old |' not in text
+
+
+def test_a_declared_subset_names_the_runs_it_leaves_out(hand_results, tmp_path):  # noqa: F811
+    """RUNS="plain blurpool" of make tables-aug-shift: the table says under its stamp which
+    settings it does not hold and where their last, dated measurement stays."""
+    tool = load_tool('aug_shift_table')
+    consistency = write_json_atomic(str(tmp_path / 'consistency.json'), CONSISTENCY)
+    results = write_json_atomic(str(tmp_path / 'results.json'), hand_results)
+    out = tmp_path / 'table.md'
+    runs = [arg for name in ('plain/0', 'blurpool/0')
+            for arg in ('--run', name, consistency, results)]
+    assert tool.main(runs + ['--out', str(out), '--command', 'make x', '--not-rerun',
+                             'augshift-strong', 'latent-only-1', '--earlier', 'old.md']) == 0
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith('Measured ') and lines[0].endswith('by `make x`.')
+    assert lines[2] == ('Not rerun by this command, so not in this table: augshift-strong, '
+                        'latent-only-1. Their last measurement stays in `old.md`, with its '
+                        'date and notes.')
+    assert tool.main(runs + ['--out', str(out)]) == 0
+    assert 'Not rerun' not in out.read_text()

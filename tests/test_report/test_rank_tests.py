@@ -13,6 +13,7 @@ from scipy import stats as scipy_stats
 from posattack.report.rank_tests import (detectable_gap, draw_round_sizes, fisher, holm_adjust,
                                          needs_more_draws, placebo_rate, sequential_p_value,
                                          smallest_significant_rank)
+from posattack.report.test_design import TestDesign, primary_setting
 
 
 def test_sequential_p_value_stops_at_the_hth_exceedance():
@@ -118,3 +119,77 @@ def test_draw_rounds_end_at_the_cap():
     assert draw_round_sizes(99, 19) == [19, 29, 39, 59, 99]
     assert draw_round_sizes(50, 19) == [19, 29, 39, 50]
     assert draw_round_sizes(10, 10) == [10]
+
+
+def test_needs_more_draws_counts_a_tie_as_reaching():
+    # two draws equal to the targeted value are its 2 exceedances: the rule has stopped
+    assert not needs_more_draws(5.0, [5.0, 5.0, 1.0], exceedances=2, max_draws=99)
+    assert needs_more_draws(5.0, [5.0, 4.9, 1.0], exceedances=2, max_draws=99)
+
+
+def test_fisher_fields_by_hand():
+    assert fisher([]) == dict(num_models=0, statistic=None, p_value=None,
+                              method="Fisher's combination of the models' one-sided rank "
+                                     'p-values (scipy.stats.combine_pvalues)')
+    one = fisher([0.2])            # one model: its own p, and -2 log p
+    assert one['num_models'] == 1 and one['p_value'] == pytest.approx(0.2)
+    assert one['statistic'] == pytest.approx(-2 * np.log(0.2))
+    # p-values are clipped to [1e-300, 1]: a 0 gives a finite statistic, above 1 counts as 1
+    zero = fisher([0.0, 0.5])
+    assert zero['statistic'] == pytest.approx(-2 * (np.log(1e-300) + np.log(0.5)))
+    assert zero['p_value'] < 1e-290
+    above = fisher([2.0, 0.5])
+    assert above['statistic'] == pytest.approx(-2 * np.log(0.5))
+    assert above['p_value'] == pytest.approx(scipy_stats.chi2.sf(-2 * np.log(0.5), 4))
+
+
+def test_the_design_reads_back_from_its_dict():
+    assert TestDesign.from_dict(None) == TestDesign() == TestDesign.from_dict({})
+    design = TestDesign.from_dict(dict(max_draws=19, alpha=0.1, unknown_field=3))
+    assert design == TestDesign(max_draws=19, alpha=0.1)
+    assert TestDesign.from_dict(design.to_dict()) == design
+    assert design.to_dict() == dict(primary_fraction=0.05, exceedances=5, max_draws=19,
+                                    alpha=0.1)
+
+
+def test_the_primary_setting_is_the_targeted_overall_order_at_5_percent():
+    def setting(mode, n, region):
+        return dict(mode=mode, num_channels=n, attack_region=region)
+    design = TestDesign()        # 5% of 40 channels: 2
+    assert design.primary_num_channels(40) == 2
+    others = [setting('targeted', 4, 'left'), setting('random', 2, None)]
+    assert primary_setting(others + [setting('targeted', 2, 'top'),
+                                     setting('targeted', 2, 'overall')], 40, design) == \
+        (2, 'overall')
+    # no 'overall' order at N=2: the first targeted order at N=2 (not N=4's, not a random's)
+    assert primary_setting(others + [setting('targeted', 2, 'top'),
+                                     setting('targeted', 2, 'bottom')], 40, design) == (2, 'top')
+    assert primary_setting(others, 40, design) == (None, None)
+
+
+def test_placebo_rate_of_two_and_of_one_draw():
+    # two draws: 1 against [2] gives (1 + 1) / 2 = 1, 2 against [1] gives 1 / 2; none holds
+    out = placebo_rate([1.0, 2.0], None, None)
+    low, high = scipy_stats.binomtest(0, 2).proportion_ci(0.95, method='exact')
+    assert out == dict(num_placebos=2, num_significant=0, rate=0.0, ci95=[low, high],
+                       alpha=0.05, p_values=[1.0, 0.5])
+    assert placebo_rate([1.0], 5, 19, alpha=0.1) == dict(num_placebos=1, num_significant=0,
+                                                          rate=None, ci95=None, alpha=0.1)
+
+
+def test_placebo_rate_cuts_each_stand_in_to_one_draw_fewer():
+    # at most 2 draws: each stand-in meets only the first 1 of the others
+    out = placebo_rate([3.0, 1.0, 2.0], None, 2)
+    # 3 vs [1]: 1/2; 1 vs [3]: 2/2; 2 vs [3]: 2/2
+    assert out['p_values'] == [0.5, 1.0, 1.0]
+
+
+def test_detectable_gap_fields_and_its_level():
+    assert detectable_gap([1.0, 2.0, 3.0, 4.0], 19) == dict(
+        gap=None, threshold=None, quantile=None, num_draws=4, max_draws=19)
+    # five draws are enough: the 0.95 quantile of 1..5 is 4.8, 1.8 over the mean
+    five = detectable_gap([1.0, 2.0, 3.0, 4.0, 5.0], 19)
+    assert five['threshold'] == pytest.approx(4.8) and five['gap'] == pytest.approx(1.8)
+    # at alpha 0.1, 1 of 19 draws may reach it: the 0.9 quantile of 1..21 is 19, 8 over 11
+    assert detectable_gap(list(range(1, 22)), 19, alpha=0.1) == pytest.approx(dict(
+        gap=8.0, threshold=19.0, quantile=0.9, num_draws=21, max_draws=19))

@@ -89,3 +89,35 @@ def test_channel_probe_works_on_a_process_with_an_empty_shard(demo_cfg, tiny_seg
     empty_shard = DataLoader(dataset, batch_size=2, sampler=[], collate_fn=pseudo_collate)
     split = FeatureSplit(tiny_segmentor, resolve_layer(tiny_segmentor, 'backbone:3'))
     assert _num_channels(split, empty_shard) == 128
+
+
+@pytest.mark.slow
+def test_held_out_identification_over_two_processes_reads_each_capped_image_once(
+        synthetic_root, tmp_path):
+    """--identify-on train with a cap of 3 of the 4 train images, over 2 processes: the
+    processes together rank on exactly the one-process images (a padded or per-rank capped
+    shard would read 4, or one image twice), so ranking.json and every number match."""
+    config = write_tiny_config(tmp_path / 'tiny.py', synthetic_root)
+    checkpoint = make_checkpoint(config, tmp_path / 'model.pth')
+    args = ['--num-channels', '8', '--seeds', '2', '--max-images', '3', '--batch-size', '1',
+            '--no-overlays', '--identify-on', 'train', '--identify-max-images', '3']
+    single_dir, dist_dir = tmp_path / 'single', tmp_path / 'dist'
+    code, stderr = run_cli(load_cli(), [config, checkpoint, '--work-dir', single_dir] + args)
+    assert code == 0, stderr
+    env = dict(os.environ, PYTHON=sys.executable, PORT=str(free_port()), OMP_NUM_THREADS='1',
+               PYTHONPATH=os.pathsep.join(filter(None, [REPO_ROOT,
+                                                        os.environ.get('PYTHONPATH')])))
+    completed = subprocess.run(['bash', DIST_ATTACK, config, checkpoint, '2', '--work-dir',
+                                str(dist_dir)] + args, cwd=str(tmp_path), env=env,
+                               capture_output=True, text=True, timeout=180)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+
+    single_ranking = load_json(single_dir / 'ranking.json')
+    dist_ranking = load_json(dist_dir / 'ranking.json')
+    assert single_ranking['num_images'] == dist_ranking['num_images'] == 3
+    record = dist_ranking['model']['identification']
+    assert record == single_ranking['model']['identification']
+    assert record['num_images'] == 3 and len(record['images']) == 3
+    assert dist_ranking['orders'] == single_ranking['orders']
+    single, dist = load_json(single_dir / 'results.json'), load_json(dist_dir / 'results.json')
+    assert [s['metrics'] for s in dist['settings']] == [s['metrics'] for s in single['settings']]

@@ -133,7 +133,7 @@ def test_resume_keeps_finished_layers_and_refuses_another_image_set(profiled, mo
     (['--layers', 'backbone:0'], "'backbone:0' is not read by the prediction"),
     (['--layers', 'all', 'backbone:3'], '--layers all stands alone'),
     (['--fractions', '1.5'], '--fractions 1.5 is out of range'),
-    (['--bootstrap', '0'], '--bootstrap must be >= 1'),
+    (['--bootstrap', '0'], '--bootstrap must be between 1 and'),
 ])
 def test_bad_input_is_refused_in_one_line_before_any_work(model_files, tmp_path, args, message):
     folder, config, checkpoint = model_files

@@ -75,6 +75,7 @@ def test_a_fresh_run_into_a_users_folder_is_refused_and_touches_nothing(files, t
     assert snapshot(mine) == before
 
 
+@pytest.mark.slow   # over 3 s of CPU (measured 3.2 s): two runs of the attack
 def test_a_fresh_run_removes_only_what_posattack_wrote(files, tmp_path):
     work_dir = tmp_path / 'work'
     assert run_cli(CLI, _argv(files, work_dir, '--num-overlays', 1))[0] == 0
@@ -119,7 +120,9 @@ def test_an_output_name_taken_by_a_folder_is_refused_before_compute(files, tmp_p
 
 
 # ----------------------------------------------------------------------------- 2. resume
-@pytest.mark.parametrize('ablation', ['mean', 'gaussian_noise'])
+# mean ablation: over 3 s of CPU (measured 4.4 s; the means take a pass over the images)
+@pytest.mark.parametrize('ablation', [pytest.param('mean', marks=pytest.mark.slow),
+                                      'gaussian_noise'])
 def test_resume_adding_draws_works_for_every_ablation(files, tmp_path, ablation):
     """Failed with 'need at least one array to stack' (pass 1 scored nothing)."""
     work_dir = tmp_path / 'work'
@@ -150,6 +153,7 @@ def test_resume_adding_draws_keeps_the_overlays(files, tmp_path):
     assert all(f'overlays/{name}' in report for name in panels)
 
 
+@pytest.mark.slow   # spawns a process (the lock holder)
 def test_a_pooled_run_locks_its_top_level(files, tmp_path):
     work_dir = tmp_path / 'pooled'
     holder = start_lock_holder(work_dir)
@@ -176,7 +180,10 @@ def test_temporaries_of_a_kill_9_are_removed_on_the_next_start(files, tmp_path):
 # ----------------------------------------------------------------------------- 3. provenance
 @pytest.fixture(scope='module')
 def two_runs(files, tmp_path_factory):
-    """The same experiment on two checkpoints (same images, same labels)."""
+    """The same experiment on two checkpoints (same images, same labels).
+
+    Two attack runs, over 3 s of CPU with any test of its own: every test that takes it is
+    slow (the slow rule counts a module fixture for the tests that share it)."""
     root = tmp_path_factory.mktemp('two_runs')
     for name, checkpoint in (('a', files.checkpoint), ('b', files.other)):
         code, stderr = run_cli(CLI, _argv(files, root / name, '--no-overlays',
@@ -185,6 +192,7 @@ def two_runs(files, tmp_path_factory):
     return root
 
 
+@pytest.mark.slow   # takes two_runs
 @pytest.mark.parametrize('legacy', [False, True])
 def test_resume_refuses_per_image_counts_of_another_run(files, two_runs, tmp_path, legacy):
     work_dir = tmp_path / 'a'
@@ -200,6 +208,7 @@ def test_resume_refuses_per_image_counts_of_another_run(files, two_runs, tmp_pat
     assert snapshot(work_dir) == before
 
 
+@pytest.mark.slow   # takes two_runs
 def test_resume_keeps_per_image_counts_of_an_older_posattack_that_fit(files, two_runs,
                                                                      tmp_path):
     work_dir = tmp_path / 'a'
@@ -212,6 +221,7 @@ def test_resume_keeps_per_image_counts_of_an_older_posattack_that_fit(files, two
     assert _scores(work_dir) == _scores(two_runs / 'a')
 
 
+@pytest.mark.slow   # takes two_runs
 def test_a_ranking_of_another_checkpoint_is_refused_unless_allowed(files, two_runs, tmp_path):
     argv = _argv(files, tmp_path / 'w', '--no-overlays', '--ranking',
                  two_runs / 'b' / 'ranking.json')
@@ -223,6 +233,7 @@ def test_a_ranking_of_another_checkpoint_is_refused_unless_allowed(files, two_ru
 
 
 # ----------------------------------------------------------------------------- 4. one line
+@pytest.mark.slow   # takes two_runs
 @pytest.mark.parametrize('damage', ['truncated per_image.npz', 'results.json a list',
                                     'results.json truncated'])
 def test_damaged_files_on_resume_are_one_line(files, two_runs, tmp_path, damage):
@@ -289,6 +300,7 @@ def test_the_same_weights_under_two_names_are_one_model(files, tmp_path):
     (['--seeds', 100000], '--seeds must be between 0 and 1000'),
     (['--regions', 'grid=2000x2000'], 'grid "rows" must be at most 16'),
     (['--regions', 'border=100000'], 'border "bands" must be at most 64'),
+    (['--bootstrap', 10**9], '--bootstrap must be between 1 and 100000'),  # after the sweep
 ])
 def test_absurd_sizes_are_refused_before_compute(files, tmp_path, no_compute, argv, phrase):
     code, stderr = run_cli(CLI, [files.config, files.checkpoint, '--work-dir', tmp_path / 'w']

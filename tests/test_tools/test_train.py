@@ -2,7 +2,7 @@
 loads under torch's weights_only default, resumes from it, and explains bad input."""
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import os
 import os.path as osp
 import subprocess
@@ -17,10 +17,8 @@ DEMO_CONFIG = osp.join(REPO_ROOT, 'configs', 'demo', 'deeplabv3_r18-tiny_synthet
 
 
 def _load_train_tool():
-    spec = importlib.util.spec_from_file_location('posattack_train_tool', TRAIN_TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The train command's module (tools/train.py is its thin caller)."""
+    return importlib.import_module('posattack.cli.train')
 
 
 def _data_root_options(root):
@@ -110,3 +108,68 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path, synthetic_root, ca
             *_data_root_options(synthetic_root)]
     assert tool.main(argv) == 2
     assert 'no checkpoint' in capsys.readouterr().err
+
+
+def _keep_finished_argv(work_dir, root, *options):
+    return [DEMO_CONFIG, '--work-dir', str(work_dir), '--keep-finished', '--cfg-options',
+            *_data_root_options(root), *options]
+
+
+@pytest.mark.slow
+def test_keep_finished_recognises_a_runner_checkpoint(trained_work_dir, synthetic_root, capsys):
+    """What the Runner recorded in a real checkpoint (config text, seed, iteration) is matched
+    against the same command: kept, no training; another seed: refused, nothing touched."""
+    from posattack.utils.checkpoint import load_checkpoint
+    work_dir, _ = trained_work_dir
+    last = (work_dir / 'last_checkpoint').read_text().strip()
+    iters = load_checkpoint(last)['meta']['iter']  # 4, or 6 after the resume test
+    same = ['train_dataloader.batch_size=2', 'val_dataloader.batch_size=2',
+            'default_hooks.logger.interval=1', f'train_cfg.max_iters={iters}']
+    before = sorted(p.name for p in work_dir.iterdir())
+    tool = _load_train_tool()
+    assert tool.main(_keep_finished_argv(work_dir, synthetic_root, *same)) == 0
+    assert f'kept: {last}' in capsys.readouterr().out
+    assert tool.main(_keep_finished_argv(work_dir, synthetic_root, *same,
+                                         'randomness.seed=5')) == 2
+    err = capsys.readouterr().err.strip()
+    assert 'randomness.seed: 0 there vs 5 now' in err and '\n' not in err
+    assert sorted(p.name for p in work_dir.iterdir()) == before
+
+
+def test_keep_finished_keeps_or_refuses_by_the_recorded_training(
+        tmp_path, synthetic_root, capsys):
+    """A checkpoint recording what the Runner records for this command is kept when it
+    reached max_iters; one recording another data root is refused in one line, naming it."""
+    tool = _load_train_tool()
+    work_dir = tmp_path / 'wd'
+    work_dir.mkdir()
+    argv = _keep_finished_argv(work_dir, synthetic_root, 'train_cfg.max_iters=8')
+    recorded = tool.build_config(tool.parse_args(argv))
+    checkpoint = work_dir / 'iter_8.pth'
+    torch.save(dict(meta=dict(cfg=recorded.pretty_text, seed=0, iter=8, epoch=0),
+                    state_dict={}), checkpoint)
+    (work_dir / 'last_checkpoint').write_text(str(checkpoint))
+    assert tool.main(argv) == 0
+    assert f'kept: {checkpoint}' in capsys.readouterr().out
+    other = tmp_path / 'other_data'
+    other.mkdir()
+    moved = [a.replace(str(synthetic_root), str(other)) if a.startswith('train_dataloader')
+             else a for a in argv]
+    assert tool.main(moved) == 2
+    err = capsys.readouterr().err.strip()
+    assert (f"train_dataloader.dataset.data_root: '{synthetic_root}' there vs '{other}' now"
+            in err and '\n' not in err and 'another --work-dir' in err)
+    assert sorted(p.name for p in work_dir.iterdir()) == ['iter_8.pth', 'last_checkpoint']
+
+
+def test_no_train_only_checks(tmp_path, synthetic_root, capsys):
+    """--keep-finished --no-train (make tables-aug-shift's KEPT_ONLY=1): nothing kept is
+    exit 3 with nothing trained or written; --no-train alone is a one-line error."""
+    tool = _load_train_tool()
+    work_dir = tmp_path / 'wd'
+    assert tool.main(_keep_finished_argv(work_dir, synthetic_root) + ['--no-train']) == 3
+    assert 'not kept: no finished training' in capsys.readouterr().out
+    assert not work_dir.exists()
+    argv = [DEMO_CONFIG, '--work-dir', str(work_dir), '--no-train']
+    assert tool.main(argv) == 2
+    assert '--no-train only goes with --keep-finished' in capsys.readouterr().err

@@ -10,7 +10,7 @@ import sys
 import pytest
 from helpers import REPO_ROOT, load_tool
 
-TOOLS = ('attack', 'identify', 'consistency', 'depth_profile')
+TOOLS = ('attack', 'identify', 'consistency', 'depth_profile', 'position_readout')
 
 
 @pytest.mark.parametrize('name', TOOLS)

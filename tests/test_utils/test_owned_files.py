@@ -128,3 +128,45 @@ def test_a_full_disk_is_one_line_and_keeps_the_old_file(tmp_path, monkeypatch):
         write_json_atomic(str(target), {'new': 2})
     assert isinstance(error.value, RuntimeError) and '\n' not in str(error.value)
     assert target.read_text() == '{"old": 1}' and os.listdir(tmp_path) == ['results.json']
+
+
+def test_a_manifest_naming_files_outside_its_folder_never_removes_them(tmp_path):
+    """A hand-edited or damaged manifest listed '../notes.txt': clearing the earlier run
+    deleted the user's file beside the work dir."""
+    work = tmp_path / 'work'
+    work.mkdir()
+    (tmp_path / 'notes.txt').write_text('mine')
+    (work / 'report.md').write_text('ours')
+    with open(work / MANIFEST_NAME, 'w') as handle:
+        json.dump(dict(format='posattack.files/1', owner=None,
+                       files=['report.md', '../notes.txt', str(tmp_path / 'notes.txt')]), handle)
+    claim_folder(str(work), '--work-dir').remove_files()
+    assert (tmp_path / 'notes.txt').read_text() == 'mine'
+    assert not (work / 'report.md').exists()
+
+
+def test_a_users_file_put_under_an_output_name_posattack_wrote_is_told_apart(tmp_path):
+    """Was a known limit: the manifest listed the name, so a fresh run took the user's
+    report.md (written over posattack's) for its own and deleted or replaced it."""
+    work = tmp_path / 'work'
+    with owned_folders([claim_folder(str(work), '--work-dir')]):
+        write_text_atomic(str(work / 'report.md'), 'ours')
+        write_text_atomic(str(work / 'results.json'), '{}')
+    copy = tmp_path / 'copy'   # cp -r: new times, same bytes: still posattack's
+    os.mkdir(copy)
+    for name in os.listdir(work):
+        (copy / name).write_bytes((work / name).read_bytes())
+    with owned_folders([claim_folder(str(copy), '--work-dir')]):
+        write_text_atomic(str(copy / 'report.md'), 'ours again')
+    (work / 'report.md').unlink()
+    (work / 'report.md').write_text('my own report')
+    with pytest.raises(ValueError, match='report.md changed since posattack wrote it'):
+        claim_folder(str(work), '--work-dir')
+    owned = OwnedFolder.read(str(work))
+    with owned_folders([owned]):
+        with pytest.raises(ValueError, match='refusing to replace .*report.md: it changed'):
+            write_text_atomic(str(work / 'report.md'), 'new')
+    owned.remove_files()
+    assert (work / 'report.md').read_text() == 'my own report'
+    assert not (work / 'results.json').exists()
+    assert remove_owned(str(work / 'report.md')) is False

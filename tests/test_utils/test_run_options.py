@@ -13,6 +13,7 @@ from helpers import load_tool
 from posattack.attack.experiment import AttackOptions
 from posattack.evaluation.consistency import ConsistencyOptions
 from posattack.profile.run import ProfileOptions
+from posattack.readout.run import ReadoutOptions
 from posattack.utils.run_options import ModelRunOptions, options_from_args
 
 # tool -> (options class, fields the tool sets itself (given), fields left at their default)
@@ -20,6 +21,7 @@ TOOLS = {
     'attack': (AttackOptions, {'checkpoint', 'work_dir', 'show_dir'}, {'progress'}),
     'depth_profile': (ProfileOptions, {'work_dir'}, {'progress'}),
     'consistency': (ConsistencyOptions, {'max_shifts'}, set()),
+    'position_readout': (ReadoutOptions, set(), {'progress'}),
 }
 
 

@@ -260,6 +260,10 @@ def measure_memory(model_name: str, num_images: int, data_root: str, args) -> di
 
 def benchmark_model(model_name: str, data_root: str, args) -> dict:
     model, cfg = build_model(model_name, data_root)
+    from batched_timing import time_batched_settings  # it imports this module's set-up
+    if args.only_batched:
+        return dict(model=model_name, images=args.images,
+                    batched=time_batched_settings(model, cfg, args))
     if args.only_draws:
         return dict(model=model_name, images=args.images,
                     draws=time_draw_counts(model, cfg, args))
@@ -272,7 +276,8 @@ def benchmark_model(model_name: str, data_root: str, args) -> dict:
     counts = sorted({s.num_channels for s in settings if s.mode != 'clean'})
     result = dict(model=model_name, size=BENCHMARK_MODELS[model_name]['size'],
                   channels=num_total, counts=counts, settings=len(settings),
-                  images=args.images, draws=time_draw_counts(model, cfg, args), **timing)
+                  images=args.images, draws=time_draw_counts(model, cfg, args),
+                  batched=time_batched_settings(model, cfg, args), **timing)
     if not args.no_memory:
         del model  # the workers measure their own processes; keep this one small meanwhile
         result['memory'] = [measure_memory(model_name, n, data_root, args)

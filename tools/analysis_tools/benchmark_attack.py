@@ -18,6 +18,10 @@ fly, every setting, then the bootstrap statistics of ``posattack.report.signific
 ``--compare-seeds`` count, against today's run before per-image statistics (5 seeds, no
 per-image counts, no bootstrap). Rounds alternate the order, and the ratios share one run.
 
+Then the whole sweep with settings batched through the head (posattack.attack.batched_settings)
+against one setting per head forward, with the first batch's cost estimate against the
+measured time.
+
 Then peak memory of the sweep itself (``posattack.attack.sweep.run_sweep``, identifying the channels
 on the fly as tools/attack.py does) on N and on 4N images, each run in its own subprocess:
 ``resource.getrusage(RUSAGE_SELF).ru_maxrss``, the peak resident set size (tracemalloc does
@@ -29,6 +33,8 @@ not see torch's allocations). Flat memory means the 4N peak equals the N peak.
         --no-memory
     python tools/analysis_tools/benchmark_attack.py --model demo --images 8 \
         --compare-seeds 5 10 20 --only-draws
+    python tools/analysis_tools/benchmark_attack.py --model demo --images 12 --only-batched \
+        --repeat 2
 
 On a machine whose cores other jobs share, --threads 1 gives steadier figures: several torch
 threads spinning against other processes can make every path many times slower.
@@ -70,6 +76,8 @@ def parse_args(argv=None):
                         help='random draws per N to time the whole run with')
     parser.add_argument('--only-draws', action='store_true',
                         help='time only the random-draw counts (no paths, no memory)')
+    parser.add_argument('--only-batched', action='store_true',
+                        help='time only batched settings against one at a time')
     parser.add_argument('--max-ratio', type=float,
                         help='exit with status 1 when shortcut/full (CPU time) exceeds this')
     parser.add_argument('--memory-worker', action='store_true', help=argparse.SUPPRESS)
@@ -84,7 +92,6 @@ def parse_args(argv=None):
     return args
 
 
-# ----------------------------------------------------------------------------- set-up
 # ----------------------------------------------------------------------------- report
 def _table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
     cells = [list(map(str, header))] + [[str(c) for c in row] for row in rows]
@@ -108,11 +115,28 @@ def print_draws(results: list[dict]) -> None:
     print(_table(['model', 'images', 'draws per N', 'CPU s', 'ratio'], rows))
 
 
+def print_batched(results: list[dict]) -> None:
+    rows = []
+    for r in results:
+        b = r['batched']
+        one, batched = b['seconds']['one at a time'], b['seconds']['batched']
+        worst = max(max(e / m, m / e) for e, m in b['estimates'])
+        rows.append([r['model'], r['images'], b['settings'], f'{one:.2f}', f'{batched:.2f}',
+                     f'{batched / one:.3f}', 'yes' if b['identical'] else 'NO',
+                     f'{worst:.2f}'])
+    print('\nWhole sweep (identify + every setting), one setting per head forward against '
+          'settings batched\n(k from memory), CPU seconds; estimate: the first batch\'s '
+          'projection against the measured\nwall time, worst factor either way over the '
+          'timed runs:')
+    print(_table(['model', 'images', 'settings', 'one at a time', 'batched', 'ratio',
+                  'confusions identical', 'estimate off by'], rows))
+
+
 def print_report(results: list[dict], args) -> None:
     print(f'\ntorch threads: {torch.get_num_threads()}   batch size: {args.batch_size}   '
           f'timing rounds: {args.repeat} (fastest counts)')
-    if args.only_draws:
-        print_draws(results)
+    if args.only_draws or args.only_batched:
+        (print_batched if args.only_batched else print_draws)(results)
         return
     for r in results:
         print(f"{r['model']}: {r['size'][0]}x{r['size'][1]} inputs, {r['channels']} channels "
@@ -151,6 +175,7 @@ def print_report(results: list[dict], args) -> None:
                       f"{small['images']} images, {large['peak_rss_mb']:.0f} MB on "
                       f"{large['images']} ({large['peak_rss_mb'] - small['peak_rss_mb']:+.0f} MB)")
     print_draws(results)
+    print_batched(results)
 
 
 def main(argv=None) -> int:
@@ -179,13 +204,14 @@ def run(args) -> int:
             if data_root is None:
                 from posattack.data.synthetic import generate_cityscapes
                 data_root = osp.join(tmp, name)
-                num_val = args.images * (1 if args.no_memory or args.only_draws else 4)
+                num_val = args.images * (1 if args.no_memory or args.only_draws
+                                         or args.only_batched else 4)
                 generate_cityscapes(data_root, num_train=0, num_val=num_val,
                                     size=BENCHMARK_MODELS[name]['size'], seed=0)
             print(f'benchmarking {name} ...', flush=True)
             results.append(benchmark_model(name, data_root, args))
     print_report(results, args)
-    if args.only_draws:
+    if args.only_draws or args.only_batched:
         return 0
     worst = max(r['seconds']['shortcut', 'cpu'] / r['seconds']['full', 'cpu'] for r in results)
     if args.max_ratio is not None and worst > args.max_ratio:

@@ -6,49 +6,11 @@
 """
 from __future__ import annotations
 
-import argparse
-import sys
-import time
-
-from mmengine.logging import print_log
-
-from posattack.data.synthetic import generate_cityscapes
-
-
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description='Generate a synthetic Cityscapes-format dataset (leftImg8bit + gtFine).')
-    parser.add_argument('out_dir', help='dataset root to create (the config\'s data_root)')
-    parser.add_argument('--num-train', type=int, default=300, help='train images')
-    parser.add_argument('--num-val', type=int, default=60, help='val images')
-    parser.add_argument('--size', type=int, nargs=2, default=(128, 256),
-                        metavar=('HEIGHT', 'WIDTH'), help='image size in pixels')
-    parser.add_argument('--seed', type=int, default=0, help='seed; same seed, same bytes')
-    parser.add_argument('--side-free', action='store_true',
-                        help='scenes whose classes do not depend on the side of the street '
-                        '(sidewalk/terrain and building/wall told apart by looks), for '
-                        'training with random horizontal flips')
-    return parser.parse_args(argv)
-
-
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    start = time.perf_counter()
-    try:
-        info = generate_cityscapes(args.out_dir, args.num_train, args.num_val,
-                                   size=tuple(args.size), seed=args.seed,
-                                   side_free=args.side_free)
-    except (ValueError, FileExistsError, NotADirectoryError) as error:
-        print(f'error: {error}', file=sys.stderr)
-        return 2
-    print_log(
-        f'wrote {info["num_train"]} train + {info["num_val"]} val scenes of '
-        f'{info["size"][0]}x{info["size"][1]} to {info["root"]} in '
-        f'{time.perf_counter() - start:.1f} s', logger='current')
-    for split, names in info['classes_present'].items():
-        print_log(f'{split}: {len(names)} classes present: {", ".join(names)}', logger='current')
-    return 0
-
+# The parser and the run live in the package (posattack/cli/make_synthetic_cityscapes.py), so
+# that the installed `posattack make-synthetic` and this script are one tool; names kept here for
+# their callers.
+from posattack.cli.make_synthetic_cityscapes import main, parse_args  # noqa: F401
+from posattack.utils.distributed import exit_process
 
 if __name__ == '__main__':
-    sys.exit(main())
+    exit_process(main())

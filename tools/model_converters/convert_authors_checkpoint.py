@@ -10,43 +10,11 @@ be filled, with equal shapes, or nothing is written (exit status 2, one line nam
 """
 from __future__ import annotations
 
-import argparse
-import os.path as osp
-import sys
-
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-DEFAULT_CONFIG = osp.join(REPO_ROOT, 'configs', 'paper',
-                          'deeplabv3_r50-os16_authors_cityscapes.py')
-
-
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0].strip(),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('input', help="the authors' checkpoint (a dict with 'model_state')")
-    parser.add_argument('output', help='where to write the MMEngine checkpoint')
-    parser.add_argument('--config', default=DEFAULT_CONFIG,
-                        help='the mmseg config whose model receives the weights '
-                        '(default: configs/paper/deeplabv3_r50-os16_authors_cityscapes.py)')
-    parser.add_argument('--trust-checkpoint', action='store_true',
-                        help='load an input that needs globals outside the allowlist '
-                        '(runs arbitrary code from the file: only for files you trust)')
-    parser.epilog = 'Errors print one line; set POSATTACK_DEBUG=1 to see the traceback.'
-    return parser.parse_args(argv)
-
-
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    from posattack.models.authors_checkpoint import convert_authors_checkpoint
-    from posattack.utils.cli import BAD_INPUT_ERRORS, report_bad_input
-    try:
-        summary = convert_authors_checkpoint(args.input, args.output, args.config,
-                                             trust_checkpoint=args.trust_checkpoint)
-    except BAD_INPUT_ERRORS as error:
-        return report_bad_input(error)
-    print(f"wrote {summary['out']}: {summary['num_tensors']} tensors from {args.input} "
-          f"(sha256 {summary['source_sha256'][:12]})")
-    return 0
-
+# The parser and the run live in the package (posattack/cli/convert_authors_checkpoint.py), so
+# that the installed `posattack convert-authors` and this script are one tool; names kept here for
+# their callers.
+from posattack.cli.convert_authors_checkpoint import main, parse_args  # noqa: F401
+from posattack.utils.distributed import exit_process
 
 if __name__ == '__main__':
-    sys.exit(main())
+    exit_process(main())

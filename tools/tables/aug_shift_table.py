@@ -46,6 +46,14 @@ def main(argv=None) -> int:
                         "paper's Table 2 comparison, when both are there)")
     parser.add_argument('--command', help='stamp the table with the date, the machine and '
                         'this command (the one that made the runs)')
+    parser.add_argument('--not-rerun', nargs='+', metavar='SETTING', default=[],
+                        help='settings the command left out (a declared subset): the table '
+                        'says so under its stamp, so their absence is not read as a result')
+    parser.add_argument('--not-trained', nargs='+', metavar='SETTING/SEED', default=[],
+                        help='runs of the command with no finished model yet (KEPT_ONLY=1): '
+                        'the table names them under its stamp')
+    parser.add_argument('--earlier', metavar='TABLE_MD',
+                        help='with --not-rerun: where their last measurement stays, dated')
     args = parser.parse_args(argv)
     if (args.run is None) == (args.rerender is None):
         parser.error('give --run ... (a new table) or --rerender TABLE_MD, not both')
@@ -80,6 +88,13 @@ def main(argv=None) -> int:
                 table += (f'\n`{setting}` minus `{reference}`, paired by training seed '
                           '(t 95% interval over the seeds paired, df = seeds - 1):\n\n'
                           + paired)
+    if args.not_trained:
+        table = ('Not trained yet, so not in this table (the next run of the command without '
+                 f'KEPT_ONLY trains them): {", ".join(args.not_trained)}.\n\n' + table)
+    if args.not_rerun:
+        table = (f'Not rerun by this command, so not in this table: {", ".join(args.not_rerun)}.'
+                 + (f' Their last measurement stays in `{args.earlier}`, with its date and '
+                    'notes.' if args.earlier else '') + '\n\n' + table)
     if args.command:
         table = f'{measured_by(args.command)}.\n\n' + table
     elif stamp:

@@ -185,6 +185,17 @@ PLACEBO_RUNS = [('work_dirs/demo/seeds', SIDE_FREE_DATA, 'demo'),
 PLACEBO_DRAWS = 120
 
 
+def tables_readout(runner: Runner) -> None:
+    """make tables-readout: the position read-out of make demo-seeds' seed 0 (trained first
+    when missing) per layer and padding: docs/tables/demo_readout.md and its plot, included in
+    docs/position_readout.md. The tool resumes from its work dir."""
+    if not osp.isfile(f'{SEED0_TRAIN}/iter_600.pth'):
+        demo_seeds(runner, replace(SeedsRun.from_env(), seeds=1, work='work_dirs/demo/seeds',
+                                   command='SEEDS=1 make demo-seeds', refresh_readme=False))
+    runner.run(Step(['tools/tables/readout_table.py']))
+    runner.run(Step(['tools/tables/include_tables.py', 'docs/position_readout.md']))
+
+
 def tables_placebo(runner: Runner) -> None:
     """The calibration of the verdict tests: 120 random draws at the primary count (5%, N=6 of
     128), each draw tested as if it were the targeted set; the rank tests must call at most

@@ -88,6 +88,20 @@ def speed_table(python: str, out: str, title: str, command: list, start_from: st
                 when=lambda: not _measured(out), env=ONE_THREAD)
 
 
+def tables_full_resolution(runner: Runner) -> None:
+    """The attack at 1024x2048 on zoo architectures, phase by phase (hours on 2 CPU cores;
+    each architecture x image count is kept in work_dirs/tables/full_resolution and resumes),
+    then the paper's experiment projected from it (docs/cost_model.md includes both)."""
+    runner.run(Step(['tools/tables/command_table.py', '--out',
+                     'docs/tables/speed_full_resolution.md', '--title',
+                     'The attack at 1024x2048, phase by phase', '--from', '1024x2048', '--',
+                     runner.python, 'tools/analysis_tools/benchmark_full_resolution.py'],
+                    env=ONE_THREAD))
+    runner.run(Step(['tools/tables/command_table.py', '--out', 'docs/tables/cost_projection.md',
+                     '--title', "The paper's experiment, projected", '--from', 'The paper', '--',
+                     runner.python, 'tools/analysis_tools/cost_projection.py'], env=ONE_THREAD))
+
+
 def tables_speed(runner: Runner) -> None:
     """The speed figures, quickest first. The profile benchmark needs make tables-demo's model
     (run first), the default-cost ones make demo-seeds' seed 0."""
@@ -127,6 +141,10 @@ def tables_speed(runner: Runner) -> None:
           f'test_dataloader.dataset.data_root={r50_data}',
           'test_dataloader.dataset.pipeline.1.scale=(512,256)', 'test_dataloader.num_workers=0',
           'test_dataloader.persistent_workers=False'], '', None),
+        ('docs/tables/speed_batched_demo.md',
+         'Settings batched through the head, demo model (whole sweep)',
+         ['tools/analysis_tools/benchmark_attack.py', '--model', 'demo', '--images', '12',
+          '--only-batched', '--threads', '1', '--repeat', '2'], '', None),
         ('docs/tables/speed_draws_demo.md', 'Cost of random draws, demo model',
          ['tools/analysis_tools/benchmark_attack.py', '--model', 'demo', '--images', '8',
           '--compare-seeds', '5', '7', '8', '10', '20', '--only-draws', '--threads', '1',

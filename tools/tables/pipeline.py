@@ -27,15 +27,17 @@ from dataclasses import dataclass
 # The parts beside this file import as top-level modules: Python puts a script's folder first
 # on sys.path.
 from parts_aug_shift import aug_shift_demo, tables_aug_shift
-from parts_demo import SeedsRun, demo, demo_profile, demo_seeds, tables_demo, tables_placebo
-from parts_probes_speed import tables_probes, tables_speed
+from parts_demo import (SeedsRun, demo, demo_profile, demo_seeds, tables_demo, tables_placebo,
+                        tables_readout)
+from parts_probes_speed import tables_full_resolution, tables_probes, tables_speed
 from parts_study import tables_study
 from steps import REPO_ROOT, PipelineError, Runner, Step
 
 # Every measured table, in the order `make tables` runs them (tables-speed needs
 # tables-demo's model; tables-placebo and tables-profile make demo-seeds' seed 0).
 TABLE_PARTS = ['tables-demo', 'tables-seeds', 'tables-study', 'tables-placebo',
-               'tables-profile', 'tables-probes', 'tables-aug-shift', 'tables-speed']
+               'tables-profile', 'tables-probes', 'tables-aug-shift', 'tables-speed',
+               'tables-readout', 'tables-full-resolution']
 
 
 def _all_tables(runner: Runner, settings: list[str]) -> None:
@@ -81,6 +83,11 @@ PARTS = {
     'tables-aug-shift': Part('AugShift over seeds 0-2: docs/tables/aug_shift.md',
                              tables_aug_shift),
     'tables-speed': Part('the benchmarks the docs quote: docs/tables/speed_*.md', tables_speed),
+    'tables-readout': Part('the position read-out per layer and padding: '
+                           'docs/tables/demo_readout.md', tables_readout),
+    'tables-full-resolution': Part('the attack at 1024x2048, phase by phase, and the '
+                                   "paper's experiment projected (hours)",
+                                   tables_full_resolution),
     'tables': Part('every table part above, then the include blocks of README.md and docs/',
                    _all_tables, takes_settings=True),
 }

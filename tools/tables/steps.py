@@ -97,7 +97,8 @@ class Step:
 
     done: a file whose presence means the step already ran (then it is skipped);
     log: where its output goes when it runs beside others (a batch with JOBS > 1);
-    touch: a file written after success."""
+    touch: a file written after success;
+    accept: exit statuses that are answers, not failures (``Runner.run`` returns them)."""
 
     argv: Sequence[Arg]
     done: Optional[str] = None
@@ -106,6 +107,7 @@ class Step:
     program: Optional[str] = None
     env: dict = field(default_factory=dict)
     when: Optional[Callable[[], bool]] = None
+    accept: tuple = (0,)
 
     def is_done(self) -> bool:
         return self.done is not None and osp.exists(self.done)
@@ -144,25 +146,28 @@ class Runner:
         self.planned.append(f'{env} {text}'.strip())
         self.say(f'[{tag}] {env + " " if env else ""}{text}')
 
-    def run(self, step: Step) -> None:
-        """Run ``step`` in the foreground unless it is done (or this is a dry run)."""
+    def run(self, step: Step) -> int:
+        """Run ``step`` in the foreground unless it is done (or this is a dry run); its exit
+        status (0 when it did not run), which is one of ``step.accept`` or raises."""
         if step.when is not None and not step.when():
             if self.dry_run:
                 self._show(step, self._argv(step, resolve=False), 'skipped')
-            return
+            return 0
         if step.is_done():
             if self.dry_run:
                 self._show(step, self._argv(step, resolve=False), 'done')
-            return
+            return 0
         if self.dry_run:
             self._show(step, self._argv(step, resolve=False), 'dry-run')
-            return
+            return 0
         argv = self._argv(step, resolve=True)
         code = subprocess.call(argv, env=self._env(step))
-        if code != 0:
+        if code not in step.accept:
             raise PipelineError(f'{argv[1] if not step.program else argv[0]} failed (exit '
                                 f'{code}): {" ".join(shlex.quote(a) for a in argv)}', code)
-        self._touch(step)
+        if code == 0:
+            self._touch(step)
+        return code
 
     def batch(self, what: str, steps: Sequence[Step], names: Iterable) -> None:
         """Run ``steps`` (independent, each about as long) ``jobs`` at a time.

@@ -6,7 +6,7 @@
 # so this file cannot edit your `model` or train pipeline by itself; it defines the two
 # pieces under names of their own, and your config applies them in three lines:
 #
-#   _base_ = ['./my_deeplabv3_config.py', '<posattack>/configs/_base_/posattack/aug_shift.py']
+#   _base_ = ['./my_deeplabv3_config.py', 'posattack::_base_/posattack/aug_shift.py']
 #   model = _base_.aug_shift_model  # merged into your model: its type and the weights
 #   train_dataloader = dict(dataset=dict(
 #       pipeline=_base_.train_dataloader.dataset.pipeline + [_base_.aug_shift_pair]))

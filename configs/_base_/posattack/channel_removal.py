@@ -1,7 +1,7 @@
 # Remove position-encoding channels while mmseg validates/tests: add this file to `_base_`
 # of any MMSeg config and run mmseg's own tools/test.py.
 #
-#   _base_ = ['./my_deeplabv3_config.py', '<posattack>/configs/_base_/posattack/channel_removal.py']
+#   _base_ = ['./my_deeplabv3_config.py', 'posattack::_base_/posattack/channel_removal.py']
 #
 # then point the hook at a ranking made by tools/identify.py:
 #

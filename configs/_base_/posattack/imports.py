@@ -3,7 +3,7 @@
 # that lets MMEngine checkpoints load under torch >= 2.6, for mmseg's own tools/test.py too.
 #
 #   _base_ = ['mmseg::deeplabv3/deeplabv3_r50-d8_4xb2-80k_cityscapes-512x1024.py',
-#             '<posattack>/configs/_base_/posattack/imports.py']
+#             'posattack::_base_/posattack/imports.py']
 #
 # MMEngine refuses a key defined by two `_base_` files: if another base of yours already
 # sets `custom_imports` (the demo configs do), leave this file out and add 'posattack' to

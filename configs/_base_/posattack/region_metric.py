@@ -9,8 +9,8 @@
 # puts it in place; `_delete_=True` drops the IoUMetric fields instead of merging into them:
 #
 #   _base_ = ['mmseg::deeplabv3/deeplabv3_r50-d8_4xb2-80k_cityscapes-512x1024.py',
-#             '<posattack>/configs/_base_/posattack/imports.py',
-#             '<posattack>/configs/_base_/posattack/region_metric.py']
+#             'posattack::_base_/posattack/imports.py',
+#             'posattack::_base_/posattack/region_metric.py']
 #   test_evaluator = dict(_delete_=True, **_base_.region_metric)
 #   val_evaluator = test_evaluator
 #

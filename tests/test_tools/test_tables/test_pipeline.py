@@ -28,7 +28,8 @@ def _dry_run(tmp_path, monkeypatch, part, *settings, **env):
     monkeypatch.chdir(tmp_path)   # restored after the test: the pipeline changes into its root
     monkeypatch.setattr(pipeline, 'REPO_ROOT', str(tmp_path))
     for key in ('SEEDS', 'JOBS', 'DATA', 'WORK', 'SEED', 'RUNS', 'TRIALS', 'DATA_SEEDS',
-                'PARTS', 'FULL_ITERS', 'DEMO_CKPT', 'TABLE', 'README', 'COMMAND'):
+                'PARTS', 'FULL_ITERS', 'DEMO_CKPT', 'TABLE', 'README', 'COMMAND', 'KEPT_ONLY',
+                'EARLIER'):
         monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -120,14 +121,47 @@ def test_aug_shift_runs_eight_settings_for_three_seeds(tmp_path, monkeypatch):
     for tool in ('tools/train.py', 'tools/consistency.py', 'tools/attack.py'):
         assert sum(tool in c for c in runs) == 24
     assert 'model.latent_weight=100.0 model.dense_weight=10.0' in ' '.join(runs)
+    # a kept model is reused only when its checkpoint records this config, seed and data
+    assert all('--keep-finished' in c and '--no-train' not in c
+               for c in runs if 'tools/train.py' in c)
     assert _outs(runs)[-1] == 'docs/tables/aug_shift.md'
+    # at the paper's count, where each model's primary rank test gives the verdict
+    assert '--fraction 0.05' in runs[-1] and '--not-rerun' not in runs[-1]
+
+
+def test_aug_shift_subset_kept_only_trains_nothing_and_names_the_runs_left_out(tmp_path,
+                                                                             monkeypatch):
+    code, runs, _ = _dry_run(tmp_path, monkeypatch, 'tables-aug-shift', SEEDS='0',
+                             RUNS='plain blurpool', KEPT_ONLY='1')
+    assert code == 0
+    trains = [c for c in runs if 'tools/train.py' in c]
+    assert len(trains) == 2 and all('--keep-finished --no-train' in c for c in trains)
+    assert '--not-rerun shift-crops augshift augshift-strong latent-only-1 latent-only-10 ' \
+        'latent-only-100 --fraction' in runs[-1]
+    assert 'RUNS="plain blurpool", KEPT_ONLY=1' in runs[-1]
+
+
+def test_readout_trains_seed0_when_missing_then_writes_its_table(tmp_path, monkeypatch):
+    code, runs, _ = _dry_run(tmp_path, monkeypatch, 'tables-readout')
+    assert code == 0
+    assert any('--work-dir work_dirs/demo/seeds/seed0/train' in c for c in runs)
+    assert runs[-2].endswith('tools/tables/readout_table.py')
+    assert runs[-1].endswith('include_tables.py docs/position_readout.md')
+
+
+def test_full_resolution_benchmarks_then_projects(tmp_path, monkeypatch):
+    code, runs, _ = _dry_run(tmp_path, monkeypatch, 'tables-full-resolution')
+    assert code == 0
+    assert _outs(runs) == ['docs/tables/speed_full_resolution.md', 'docs/tables/cost_projection.md']
+    assert 'analysis_tools/benchmark_full_resolution.py' in runs[0]
+    assert 'analysis_tools/cost_projection.py' in runs[1]
 
 
 def test_speed_measures_every_benchmark_table(tmp_path, monkeypatch):
     code, runs, _ = _dry_run(tmp_path, monkeypatch, 'tables-speed')
     assert code == 0
     speed = ['metric', 'fast_path_demo', 'profile', 'default_cost_demo', 'default_cost_demo_h10',
-             'default_cost_r50', 'draws_demo', 'fast_path_r50']
+             'default_cost_r50', 'batched_demo', 'draws_demo', 'fast_path_r50']
     assert _outs(runs) == ['docs/tables/demo_run.md'] + [f'docs/tables/speed_{name}.md'
                                                          for name in speed]
 

@@ -118,6 +118,7 @@ def test_pooled_table_reads_one_results_json_as_one_model(tmp_path):
             '+0.80 [+0.10, +1.50] | 0.01 | holds |') in text
 
 
+@pytest.mark.slow   # spawns a process (the command or script it runs)
 def test_command_table_keeps_the_output_and_refuses_a_failed_command(tmp_path):
     out = tmp_path / 'speed.md'
     code = 'print("fast path 0.31x")'
@@ -133,6 +134,7 @@ def test_command_table_keeps_the_output_and_refuses_a_failed_command(tmp_path):
     assert out.read_text() == before  # a failed measurement leaves the last good table
 
 
+@pytest.mark.slow   # spawns a process (the command or script it runs)
 def test_study_refuses_an_unknown_setting_before_any_training(tmp_path):
     """A typo in a setting name costs nothing: the driver checks every name first."""
     done = subprocess.run([sys.executable, PIPELINE, 'tables-study', 'plain', 'plian'],
@@ -152,6 +154,7 @@ def _study_plan(tmp_path, *settings, **env):
             for line in done.stderr.splitlines() if line.startswith('[study]')]
 
 
+@pytest.mark.slow   # spawns a process (the command or script it runs)
 def test_study_plan_is_the_study_as_measured_unless_told_otherwise(tmp_path):
     """make tables-study regenerates the rows of docs/tables/study.md measured with the rank
     tests, no more; naming a setting runs it on both data seeds."""
@@ -164,6 +167,7 @@ def test_study_plan_is_the_study_as_measured_unless_told_otherwise(tmp_path):
                                                          'plain, data seed 1']
 
 
+@pytest.mark.slow   # spawns a process (the command or script it runs)
 def test_command_table_keeps_the_output_from_a_prefix(tmp_path):
     out = tmp_path / 'metric.md'
     code = 'print("INFO init weights\\nimages: 16\\nratio 1.2%")'
