@@ -147,7 +147,7 @@ def aug_shift_demo(runner: Runner) -> None:
         # attacked again from scratch, not reused.
         attack = ['tools/attack.py', config, checkpoint, '--work-dir', f'{folder}/attack',
                   '--no-overlays', '--cfg-options', *data_options(data)]
-        if runner.run(Step(attack[:4] + ['--resume'] + attack[4:], env=threads,
+        if runner.run(Step(attack + ['--resume'], env=threads,
                            accept=(0, RESUME_REFUSED))) == RESUME_REFUSED:
             runner.say(f'[aug-shift demo] {folder}/attack: kept results refused (above): '
                        'attacking again')

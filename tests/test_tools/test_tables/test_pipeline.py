@@ -121,6 +121,10 @@ def test_aug_shift_runs_eight_settings_for_three_seeds(tmp_path, monkeypatch):
     for tool in ('tools/train.py', 'tools/consistency.py', 'tools/attack.py'):
         assert sum(tool in c for c in runs) == 24
     assert 'model.latent_weight=100.0 model.dense_weight=10.0' in ' '.join(runs)
+    attacks = [c for c in runs if 'tools/attack.py' in c]
+    assert _outs(attacks, '--work-dir')[:2] == ['work_dirs/aug_shift/seed0/plain/attack',
+                                                 'work_dirs/aug_shift/seed0/shift-crops/attack']
+    assert all(c.endswith(' --resume') and '--no-overlays' in c for c in attacks)
     # a kept model is reused only when its checkpoint records this config, seed and data
     assert all('--keep-finished' in c and '--no-train' not in c
                for c in runs if 'tools/train.py' in c)
