@@ -11,7 +11,7 @@
 #  4. mmengine, mmsegmentation and the rest, then the test tools (requirements-dev.txt:
 #     hypothesis, mutmut), then posattack itself in editable mode.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 VENV="${POSATTACK_VENV:-.venv}"
 PYTHON="${PYTHON:-python3.11}"
 command -v "$PYTHON" >/dev/null || PYTHON=python3
