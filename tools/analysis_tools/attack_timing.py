@@ -40,21 +40,22 @@ MEMORY_REGIONS = ['paper', dict(type='border', bands=4)]
 BENCHMARK_TOOL = osp.join(osp.dirname(osp.abspath(__file__)), 'benchmark_attack.py')
 
 
-def data_options(model_name: str, data_root: str) -> dict:
-    """Config overrides: the data folder and a test Resize to the benchmark's input size."""
-    height, width = BENCHMARK_MODELS[model_name]['size']
+def data_options(model_name: str, data_root: str, size=None) -> dict:
+    """Config overrides: the data folder and a test Resize to the benchmark's input size (or
+    ``size``, (h, w))."""
+    height, width = size or BENCHMARK_MODELS[model_name]['size']
     return {'test_dataloader.dataset.data_root': data_root,
             'test_dataloader.dataset.pipeline.1.scale': (width, height),
             'test_dataloader.num_workers': 0,
             'test_dataloader.persistent_workers': False}
 
 
-def build_model(model_name: str, data_root: str):
+def build_model(model_name: str, data_root: str, size=None):
     """(model, cfg) with random weights, eval mode, CPU (SyncBN becomes BN)."""
     from posattack.models.builder import load_segmentor
     torch.manual_seed(0)
     model, cfg = load_segmentor(BENCHMARK_MODELS[model_name]['config'], None,
-                                cfg_options=data_options(model_name, data_root))
+                                cfg_options=data_options(model_name, data_root, size))
     resize = cfg.test_dataloader.dataset.pipeline[1]
     if resize.get('type') != 'Resize':
         raise ValueError(f"{BENCHMARK_MODELS[model_name]['config']}: expected the test "
