@@ -6,8 +6,3 @@ in tools/ of a clone only call them, so ``posattack attack ...`` and
 """
 from __future__ import annotations
 
-
-def __getattr__(name: str):
-    # posattack.cli was the tools' helper module up to 0.1 (now posattack.utils.cli).
-    from ..deprecated_paths import moved_name
-    return moved_name(__name__, name)
