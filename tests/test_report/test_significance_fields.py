@@ -21,7 +21,7 @@ import pytest
 
 from posattack.report.bootstrap_groups import bootstrap_weights
 from posattack.report.per_image import PerImageCounts, resample_weights
-from posattack.report.significance import build_statistics
+from posattack.report.significance import build_statistics, finish_verdicts
 from posattack.report.test_design import TestDesign as Design
 
 P = 100
@@ -32,10 +32,12 @@ REPORTED_REGIONS = ['full', 'center', 'periphery', 'left', 'right', 'top', 'bott
 GROUPS = ['a', 'a', 'b', 'c', 'b', 'c', 'a', 'c', 'b', 'a']      # 3 groups (cities)
 NUM_RESAMPLES, SEED = 2000, 7
 T_OVERALL, T_LEFT, T_TOP4 = 'targeted/overall/N=2', 'targeted/left/N=2', 'targeted/top/N=4'
-# random draws per N, in seed order (the settings list them shuffled)
-RANDOM = {2: [f'random/N=2/seed={s}' for s in range(6)],
-          1: [f'random/N=1/seed={s}' for s in range(2)]}
-_rng = np.random.default_rng(2024)
+# random draws per N, in seed order; their keys sort the other way round (and the settings
+# list them shuffled), so only the seeds can put them in order
+SEEDS = {2: [0, 1, 2, 10, 11, 30], 1: [4, 7]}
+RANDOM = {n: [f'random/N={n}/draw-{"fedcba"[i]}' for i in range(len(seeds))]
+          for n, seeds in SEEDS.items()}
+_rng = np.random.default_rng(2035)   # a seed whose draws all differ (a tie hides order)
 CLEAN = _rng.integers(1, 40, size=(N, len(STORED_REGIONS)))       # wrong pixels, clean
 EXTRA = {key: _rng.integers(0, 9, size=(N, len(STORED_REGIONS)))
          for key in [T_OVERALL, T_LEFT, T_TOP4] + RANDOM[2] + RANDOM[1]}
@@ -54,9 +56,9 @@ def _settings():
                 dict(key=T_OVERALL, mode='targeted', num_channels=2, attack_region='overall'),
                 dict(key=T_LEFT, mode='targeted', num_channels=2, attack_region='left'),
                 dict(key=T_TOP4, mode='targeted', num_channels=4, attack_region='top')]
-    for n, keys in RANDOM.items():     # seeds listed 5, 4, ... 0: the draws are in seed order
+    for n, keys in RANDOM.items():
         settings += [dict(key=k, mode='random', num_channels=n, attack_region=None, seed=s)
-                     for s, k in reversed(list(enumerate(keys)))]
+                     for s, k in sorted(zip(SEEDS[n], keys), key=lambda sk: sk[0] % 3)]
     return settings
 
 
@@ -218,7 +220,10 @@ def _expected_tests():
                 random_std=float(np.std(per_draw, ddof=1)), num_draws=6,
                 estimate=float(targeted - np.mean(per_draw)), ci95=ci95,
                 p_value=rank_p(targeted, per_draw), num_resamples_dropped=0,
-                ranking_on_scored_images=True)
+                ranking_on_scored_images=True, verdict='inconclusive')
+            # each draw as a stand-in target against the 5 others, in seed order
+            out[kind, order]['placebo_p_values'] = [
+                rank_p(d, per_draw[:i] + per_draw[i + 1:]) for i, d in enumerate(per_draw)]
     return out
 
 
@@ -233,8 +238,12 @@ def test_every_rank_test_by_hand():
         ('periphery_minus_center_vs_random_draws', 'left'),
         ('own_half_vs_random_draws', 'left')]
     for test in tests:
-        assert_fields(test, expected[test['kind'], test['attack_region']])
+        want = dict(expected[test['kind'], test['attack_region']])
+        placebo = want.pop('placebo_p_values')
+        assert_fields(test, want)
         assert 'ci95_reason' not in test
+        assert len(set(placebo)) == len(placebo)          # distinct: their order shows
+        assert test['placebo']['p_values'] == pytest.approx(placebo)
     # the tests at N=2 of order 'overall' are primary (5% of 40 channels); the rest are
     # exploratory, Holm-adjusted together
     exploratory = [t for t in tests if t['attack_region'] == 'left']
@@ -320,3 +329,13 @@ def test_a_setting_without_counts_is_named():
                                    num_channels=8, attack_region='overall')]
     with pytest.raises(ValueError, match=r"settings \['targeted/overall/N=8'\]: rerun"):
         build_statistics(settings, _counts(), num_resamples=NUM_RESAMPLES, seed=SEED)
+
+
+def test_exploratory_verdicts_from_holm_adjusted_p_values_at_or_below_alpha():
+    tests = [dict(primary=False, p_value=0.025), dict(primary=False, p_value=0.5),
+             dict(primary=False, p_value=None, verdict='not computed'),
+             dict(primary=True, p_value=0.01, verdict='holds')]
+    finish_verdicts(tests, 0.05)
+    # two p-values: 2 * 0.025 = 0.05 (at alpha: holds), then max(0.05, 1 * 0.5) = 0.5
+    assert [t.get('p_value_holm') for t in tests] == [0.05, 0.5, None, None]
+    assert [t['verdict'] for t in tests] == ['holds', 'inconclusive', 'not computed', 'holds']
