@@ -193,3 +193,19 @@ def test_detectable_gap_fields_and_its_level():
     # at alpha 0.1, 1 of 19 draws may reach it: the 0.9 quantile of 1..21 is 19, 8 over 11
     assert detectable_gap(list(range(1, 22)), 19, alpha=0.1) == pytest.approx(dict(
         gap=8.0, threshold=19.0, quantile=0.9, num_draws=21, max_draws=19))
+
+
+def test_holm_caps_at_one():
+    # sorted 0.6, 0.7 -> min(1, 2 * 0.6) = 1, then max(1, 0.7) = 1
+    assert holm_adjust([0.7, 0.6]) == [1.0, 1.0]
+
+
+def test_sequential_p_value_without_a_value_to_rank_says_so_field_by_field():
+    nothing = dict(p_value=None, draws_used=0, exceedances=0, stopped_early=False,
+                   complete=False, max_draws=3, exceedance_target=5, p_value_floor=0.25)
+    for targeted in (None, float('nan')):
+        assert sequential_p_value(targeted, [1.0, 2.0, 3.0], 5) == nothing
+    # no draw: no floor either
+    assert sequential_p_value(1.0, [], 5) == dict(nothing, max_draws=0, p_value_floor=None)
+    # a cap of 0 draws: nothing drawn, nothing to say
+    assert sequential_p_value(1.0, [2.0, 3.0], 5, max_draws=0)['p_value'] is None
