@@ -45,6 +45,10 @@ EXTRA = {key: _rng.integers(0, 9, size=(N, len(STORED_REGIONS)))
 EXTRA[T_LEFT][:, STORED_REGIONS.index('left')] += 20
 EXTRA[T_OVERALL][:, STORED_REGIONS.index('periphery')] += 15
 EXTRA[T_OVERALL][:, STORED_REGIONS.index('full')] += 10
+# and every random draw hurts the periphery and the left half more too, so that the random
+# differences are far from 0: a targeted-minus-random gap taken as a sum would show
+for _key in RANDOM[2] + RANDOM[1]:
+    EXTRA[_key][:, [STORED_REGIONS.index('periphery'), STORED_REGIONS.index('left')]] += 6
 
 
 def _errors(key):
@@ -244,6 +248,11 @@ def test_every_rank_test_by_hand():
         assert 'ci95_reason' not in test
         assert len(set(placebo)) == len(placebo)          # distinct: their order shows
         assert test['placebo']['p_values'] == pytest.approx(placebo)
+    # the construction can tell a gap from a sum: targeted plus random mean lies outside
+    # the interval of targeted minus random
+    for test in tests:
+        low, high = test['ci95']
+        assert not low <= test['targeted_value'] + test['random_mean'] <= high
     # the tests at N=2 of order 'overall' are primary (5% of 40 channels); the rest are
     # exploratory, Holm-adjusted together
     exploratory = [t for t in tests if t['attack_region'] == 'left']
