@@ -209,3 +209,22 @@ def test_sequential_p_value_without_a_value_to_rank_says_so_field_by_field():
     assert sequential_p_value(1.0, [], 5) == dict(nothing, max_draws=0, p_value_floor=None)
     # a cap of 0 draws: nothing drawn, nothing to say
     assert sequential_p_value(1.0, [2.0, 3.0], 5, max_draws=0)['p_value'] is None
+
+
+def test_sequential_p_value_that_stops_at_its_last_draw_or_never():
+    # draws reaching 5.0: the 1st (6) and the 3rd (7): the 2nd exceedance at the 3rd and last
+    # draw: p = 2 / 3, a complete test that did not stop early
+    out = sequential_p_value(5.0, [6.0, 1.0, 7.0], exceedances=2)
+    assert out == dict(p_value=pytest.approx(2 / 3), draws_used=3, exceedances=2,
+                       stopped_early=False, complete=True, max_draws=3, exceedance_target=2,
+                       p_value_floor=pytest.approx(1 / 4))
+    # one exceedance short of the target: never stops, (2 + 1) / (4 + 1) over 4 draws
+    out = sequential_p_value(3.0, [3.0, 1.0, 3.0, 0.0], exceedances=3)
+    assert out == dict(p_value=pytest.approx(3 / 5), draws_used=4, exceedances=2,
+                       stopped_early=False, complete=True, max_draws=4, exceedance_target=3,
+                       p_value_floor=pytest.approx(1 / 5))
+    # the first example's fields: 3 exceedances at draw 5 of at most 10
+    out = sequential_p_value(5.0, [1, 6, 7, 2, 8, 9, 9], exceedances=3, max_draws=10)
+    assert out['exceedances'] == 3 and out['p_value_floor'] == pytest.approx(1 / 11)
+    # one draw: a floor of 1/2 even with nothing to rank
+    assert sequential_p_value(None, [2.0])['p_value_floor'] == pytest.approx(1 / 2)
