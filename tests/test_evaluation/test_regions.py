@@ -280,6 +280,26 @@ def test_a_tiny_frame_fraction_is_one_pixel_wide():
     np.testing.assert_array_equal(frame, ring)
 
 
+def test_a_frame_fraction_of_the_shorter_side_by_hand():
+    # 0.25 of the shorter side 20: 5 pixels from every border
+    frame = region(dict(type='frame', thickness=0.25), 20, 30, 'frame')
+    ring = np.ones((20, 30), bool)
+    ring[5:-5, 5:-5] = False
+    np.testing.assert_array_equal(frame, ring)
+
+
+@pytest.mark.parametrize('at_cap, past_cap, message', [
+    (dict(bands=64), dict(bands=65), r'border "bands" must be at most 64, got 65'),
+    (dict(rows=16, cols=2), dict(rows=17, cols=2), r'grid "rows" must be at most 16, got 17'),
+    (dict(rows=2, cols=16), dict(rows=2, cols=17), r'grid "cols" must be at most 16, got 17'),
+])
+def test_counts_past_their_cap_are_refused_before_any_mask(at_cap, past_cap, message):
+    region_type = 'border' if 'bands' in at_cap else 'grid'
+    assert validate_region_specs(dict(type=region_type, **at_cap))
+    with pytest.raises(ValueError, match=message):
+        validate_region_specs(dict(type=region_type, **past_cap))
+
+
 @pytest.mark.parametrize('thickness, message', [
     (1.0, r'as a fraction must lie in \(0, 1\), got 1.0'),
     (0.0, r'as a fraction must lie in \(0, 1\), got 0.0'),
