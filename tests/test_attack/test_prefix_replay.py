@@ -137,3 +137,46 @@ def test_a_copy_of_a_record_shares_no_storage_and_keeps_its_types():
     for leaf, original in zip(leaves, tensors):
         assert torch.equal(leaf, original)
         assert leaf.data_ptr() != original.data_ptr()
+
+
+# ------------------------------------------------------------------ the default and fallbacks
+def test_inputs_other_than_the_prefix_take_the_plain_slow_path_with_the_ablation(model):
+    """predict_full on other inputs (a flipped batch during identification) is the hooked
+    full forward, with the ablation's statistics passed on."""
+    ref = resolve_layer(model, 'backbone.layer2')
+    replay, plain = PrefixReplaySplit(model, ref), FeatureSplit(model, ref)
+    assert replay.exact is False            # the shortcut is the default, as on FeatureSplit
+    replay.prefix(_images(2, seed=0))
+    other, samples = _images(2, seed=1), _samples(2)
+    means = 3 * torch.rand(32, generator=torch.Generator().manual_seed(2))
+    channels = list(range(0, 32, 2))
+    expected = plain.predict_full(other, samples, channels, 'mean', means)
+    got = replay.predict_full(other, samples, channels, 'mean', means)
+    assert all(torch.equal(a, b) for a, b in zip(expected, got))
+    assert any(not torch.equal(a, b) for a, b in
+               zip(plain.predict_full(other, samples, channels), expected))   # means matter
+
+
+def test_a_layer_whose_output_is_added_to_in_place_replays_a_clean_record(model):
+    """The residual sum ``out += identity`` writes into bn2's output: every setting, the
+    one that removes nothing included, must leave the recorded output as it was."""
+    ref = resolve_layer(model, 'backbone.layer3.1.bn2')
+    replay, plain = PrefixReplaySplit(model, ref, exact=True), FeatureSplit(model, ref)
+    inputs, samples = _images(2), _samples(2)
+    replay.prefix(inputs)
+    for channels in ([], [], [0, 3, 5], []):
+        expected = plain.predict_full(inputs, samples, channels)
+        got = replay.predict_full(inputs, samples, channels)
+        assert all(torch.equal(a, b) for a, b in zip(expected, got)), channels
+
+
+def test_on_the_fast_path_it_is_the_feature_split(model):
+    ref = resolve_layer(model, 'backbone:3')
+    replay, plain = PrefixReplaySplit(model, ref), FeatureSplit(model, ref)
+    assert replay.fast
+    inputs, samples = _images(2), _samples(2)
+    feats, expected_feats = replay.prefix(inputs), plain.prefix(inputs)
+    assert all(torch.equal(a, b) for a, b in zip(feats, expected_feats))
+    got = replay.predict_full(inputs, samples, [1, 2])
+    expected = plain.predict_full(inputs, samples, [1, 2])
+    assert all(torch.equal(a, b) for a, b in zip(expected, got))
