@@ -180,3 +180,25 @@ def test_on_the_fast_path_it_is_the_feature_split(model):
     got = replay.predict_full(inputs, samples, [1, 2])
     expected = plain.predict_full(inputs, samples, [1, 2])
     assert all(torch.equal(a, b) for a, b in zip(expected, got))
+
+
+def test_after_a_failed_prefix_the_plain_slow_path_answers(model):
+    """A batch whose recorded forward failed leaves no record: its settings run in full
+    (the previous batch's record is dropped, not replayed)."""
+    ref = resolve_layer(model, 'backbone.layer2')
+    replay, plain = PrefixReplaySplit(model, ref), FeatureSplit(model, ref)
+    replay.prefix(_images(2, seed=0))
+    inputs, samples = _images(2, seed=3), _samples(2)
+
+    def broken(_x):
+        raise RuntimeError('boom in layer1')
+
+    model.backbone.layer1.forward = broken
+    try:
+        with pytest.raises(RuntimeError, match='boom in layer1'):
+            replay.prefix(inputs)
+    finally:
+        del model.backbone.layer1.forward
+    got = replay.predict_full(inputs, samples, [0, 1])
+    expected = plain.predict_full(inputs, samples, [0, 1])
+    assert all(torch.equal(a, b) for a, b in zip(expected, got))
