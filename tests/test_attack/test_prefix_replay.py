@@ -202,3 +202,25 @@ def test_after_a_failed_prefix_the_plain_slow_path_answers(model):
     got = replay.predict_full(inputs, samples, [0, 1])
     expected = plain.predict_full(inputs, samples, [0, 1])
     assert all(torch.equal(a, b) for a, b in zip(expected, got))
+
+
+def test_the_convolutions_reading_the_edited_layer_run_in_full_once_per_batch(model):
+    """With the linear shortcut (the default), the first convolution after the layer computes
+    its full output once per batch (the clean one, cached); per setting only the removed
+    channels' part. exact=True turns it off: one full computation per setting."""
+    ref = resolve_layer(model, 'backbone.layer2')
+    conv = model.backbone.layer3[0].conv1
+    full = []
+    conv_forward = conv._conv_forward
+    conv._conv_forward = lambda x, *args: full.append(x.shape[1]) or conv_forward(x, *args)
+    inputs, samples = _images(2), _samples(2)
+    try:
+        for exact, expected in ((False, 1), (True, 3)):
+            full.clear()
+            replay = PrefixReplaySplit(model, ref, exact=exact)
+            replay.prefix(inputs)
+            for channels in ([0, 1], [2, 3], [4]):
+                replay.predict_full(inputs, samples, channels)
+            assert len(full) == expected, exact
+    finally:
+        del conv._conv_forward
