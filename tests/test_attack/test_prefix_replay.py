@@ -147,11 +147,12 @@ def test_inputs_other_than_the_prefix_take_the_plain_slow_path_with_the_ablation
     replay, plain = PrefixReplaySplit(model, ref), FeatureSplit(model, ref)
     assert replay.exact is False            # the shortcut is the default, as on FeatureSplit
     replay.prefix(_images(2, seed=0))
-    other, samples = _images(2, seed=1), _samples(2)
+    other, samples = _images(2, seed=1), _samples(2, ori_shape=(40, 90))
     means = 3 * torch.rand(32, generator=torch.Generator().manual_seed(2))
     channels = list(range(0, 32, 2))
     expected = plain.predict_full(other, samples, channels, 'mean', means)
     got = replay.predict_full(other, samples, channels, 'mean', means)
+    assert [label.shape for label in got] == [(40, 90)] * 2     # the samples' ori_shape
     assert all(torch.equal(a, b) for a, b in zip(expected, got))
     assert any(not torch.equal(a, b) for a, b in
                zip(plain.predict_full(other, samples, channels), expected))   # means matter
