@@ -171,3 +171,35 @@ def test_layer_index_out_of_range_names_the_valid_ones(tiny_segmentor):
     feats = split.prefix(torch.zeros(1, 3, 64, 128))
     with pytest.raises(IndexError, match=r'returns 4 tensors.*0\.\.3'):
         split.attacked(feats)
+
+
+@pytest.mark.parametrize('align_corners', [False, True])
+def test_fast_labels_equal_mmseg_postprocess_on_every_metainfo_variant(tiny_segmentor,
+                                                                      align_corners):
+    """Padding on every side (under either key mmseg reads), horizontal and vertical flips,
+    a resize with and without align_corners, and a one-channel (sigmoid) head: mmseg's
+    postprocess_result on the same logits and metainfo is the expectation."""
+    model = diversify(tiny_segmentor)
+    saved = model.align_corners, model.decode_head.threshold
+    model.align_corners = align_corners
+    model.decode_head.threshold = 0.3      # what a one-channel head thresholds its sigmoid at
+    torch.manual_seed(1)
+    logits = torch.randn(4, 19, 22, 30)
+    metas = [dict(ori_shape=(37, 51), img_shape=(19, 27), padding_size=[1, 2, 0, 3]),
+             dict(ori_shape=(20, 26), img_shape=(20, 26), img_padding_size=[3, 1, 2, 0],
+                  padding_size=[0, 0, 0, 0]),
+             dict(ori_shape=(17, 25), img_shape=(22, 30), padding_size=[0, 0, 0, 0],
+                  flip=True, flip_direction='vertical'),
+             dict(ori_shape=(22, 30), img_shape=(22, 30), flip=True,
+                  flip_direction='horizontal')]
+    try:
+        for batch in (logits, logits[:, :1]):      # 19 classes; one sigmoid channel
+            ours = logits_to_labels(model, batch, [SegDataSample(metainfo=m) for m in metas])
+            theirs = model.postprocess_result(batch.clone(),
+                                              [SegDataSample(metainfo=m) for m in metas])
+            assert len(ours) == len(metas)
+            for label, sample, meta in zip(ours, theirs, metas):
+                assert tuple(label.shape) == meta['ori_shape']
+                assert torch.equal(label, sample.pred_sem_seg.data[0])
+    finally:
+        model.align_corners, model.decode_head.threshold = saved

@@ -199,3 +199,10 @@ def test_fast_path_equals_a_hooked_full_forward(aspp_model, demo_cfg):
                 del model.inference
             torch.testing.assert_close(recorded[-1], expected, rtol=1e-4, atol=1e-4)
             assert (recorded[-1] - clean).abs().max() > 1e-2   # the removal did something
+
+
+def test_channel_index_is_sorted_unique_long_ids_even_when_empty():
+    index = LinearShortcut.channel_index([5, 1, 5, 3], torch.device('cpu'))
+    assert index.dtype == torch.long and index.tolist() == [1, 3, 5]
+    empty = LinearShortcut.channel_index([], torch.device('cpu'))
+    assert empty.dtype == torch.long and empty.numel() == 0

@@ -137,3 +137,91 @@ def test_a_copy_of_a_record_shares_no_storage_and_keeps_its_types():
     for leaf, original in zip(leaves, tensors):
         assert torch.equal(leaf, original)
         assert leaf.data_ptr() != original.data_ptr()
+
+
+# ------------------------------------------------------------------ the default and fallbacks
+def test_inputs_other_than_the_prefix_take_the_plain_slow_path_with_the_ablation(model):
+    """predict_full on other inputs (a flipped batch during identification) is the hooked
+    full forward, with the ablation's statistics passed on."""
+    ref = resolve_layer(model, 'backbone.layer2')
+    replay, plain = PrefixReplaySplit(model, ref), FeatureSplit(model, ref)
+    assert replay.exact is False            # the shortcut is the default, as on FeatureSplit
+    replay.prefix(_images(2, seed=0))
+    other, samples = _images(2, seed=1), _samples(2, ori_shape=(40, 90))
+    means = 3 * torch.rand(32, generator=torch.Generator().manual_seed(2))
+    channels = list(range(0, 32, 2))
+    expected = plain.predict_full(other, samples, channels, 'mean', means)
+    got = replay.predict_full(other, samples, channels, 'mean', means)
+    assert [label.shape for label in got] == [(40, 90)] * 2     # the samples' ori_shape
+    assert all(torch.equal(a, b) for a, b in zip(expected, got))
+    assert any(not torch.equal(a, b) for a, b in
+               zip(plain.predict_full(other, samples, channels), expected))   # means matter
+
+
+def test_a_layer_whose_output_is_added_to_in_place_replays_a_clean_record(model):
+    """The residual sum ``out += identity`` writes into bn2's output: every setting, the
+    one that removes nothing included, must leave the recorded output as it was."""
+    ref = resolve_layer(model, 'backbone.layer3.1.bn2')
+    replay, plain = PrefixReplaySplit(model, ref, exact=True), FeatureSplit(model, ref)
+    inputs, samples = _images(2), _samples(2)
+    replay.prefix(inputs)
+    for channels in ([], [], [0, 3, 5], []):
+        expected = plain.predict_full(inputs, samples, channels)
+        got = replay.predict_full(inputs, samples, channels)
+        assert all(torch.equal(a, b) for a, b in zip(expected, got)), channels
+
+
+def test_on_the_fast_path_it_is_the_feature_split(model):
+    ref = resolve_layer(model, 'backbone:3')
+    replay, plain = PrefixReplaySplit(model, ref), FeatureSplit(model, ref)
+    assert replay.fast
+    inputs, samples = _images(2), _samples(2)
+    feats, expected_feats = replay.prefix(inputs), plain.prefix(inputs)
+    assert all(torch.equal(a, b) for a, b in zip(feats, expected_feats))
+    got = replay.predict_full(inputs, samples, [1, 2])
+    expected = plain.predict_full(inputs, samples, [1, 2])
+    assert all(torch.equal(a, b) for a, b in zip(expected, got))
+
+
+def test_after_a_failed_prefix_the_plain_slow_path_answers(model):
+    """A batch whose recorded forward failed leaves no record: its settings run in full
+    (the previous batch's record is dropped, not replayed)."""
+    ref = resolve_layer(model, 'backbone.layer2')
+    replay, plain = PrefixReplaySplit(model, ref), FeatureSplit(model, ref)
+    replay.prefix(_images(2, seed=0))
+    inputs, samples = _images(2, seed=3), _samples(2)
+
+    def broken(_x):
+        raise RuntimeError('boom in layer1')
+
+    model.backbone.layer1.forward = broken
+    try:
+        with pytest.raises(RuntimeError, match='boom in layer1'):
+            replay.prefix(inputs)
+    finally:
+        del model.backbone.layer1.forward
+    got = replay.predict_full(inputs, samples, [0, 1])
+    expected = plain.predict_full(inputs, samples, [0, 1])
+    assert all(torch.equal(a, b) for a, b in zip(expected, got))
+
+
+def test_the_convolutions_reading_the_edited_layer_run_in_full_once_per_batch(model):
+    """With the linear shortcut (the default), the first convolution after the layer computes
+    its full output once per batch (the clean one, cached); per setting only the removed
+    channels' part. exact=True turns it off: one full computation per setting."""
+    ref = resolve_layer(model, 'backbone.layer2')
+    conv = model.backbone.layer3[0].conv1
+    full = []
+    conv_forward = conv._conv_forward
+    conv._conv_forward = lambda x, *args: full.append(x.shape[1]) or conv_forward(x, *args)
+    inputs, samples = _images(2), _samples(2)
+    try:
+        for exact, expected in ((False, 1), (True, 3)):
+            full.clear()
+            replay = PrefixReplaySplit(model, ref, exact=exact)
+            replay.prefix(inputs)
+            for channels in ([0, 1], [2, 3], [4]):
+                replay.predict_full(inputs, samples, channels)
+            assert len(full) == expected, exact
+    finally:
+        del conv._conv_forward

@@ -108,3 +108,52 @@ def test_hook_runs_the_statistics_pass_for_gaussian_noise(demo_cfg):
                            apply_in=('train',))
     hook = ChannelRemovalHook(mode='random', num_channels=1, ablation='gaussian_noise')
     assert hook._needs_statistics
+
+
+def test_a_wrong_statistics_length_names_which_statistic():
+    tensor = torch.zeros(1, 4, 2, 2)
+    with pytest.raises(ValueError, match='std_values has 3 entries but the tensor has C=4'):
+        replace_channels(tensor, [0], 'gaussian_noise', ChannelStatistics(std=torch.ones(3)))
+    with pytest.raises(ValueError, match='mean_values has 5 entries but the tensor has C=4'):
+        replace_channels(tensor, [0], 'mean', ChannelStatistics(mean=torch.ones(5)))
+
+
+@pytest.mark.parametrize('dtype, statistics_dtype', [(torch.float32, torch.float64),
+                                                      (torch.float64, torch.float32)])
+def test_gaussian_noise_is_seed_0_normal_draws_in_the_tensors_dtype(dtype, statistics_dtype):
+    """The noise of a fresh ablation is torch.randn from a generator seeded 0, drawn in the
+    tensor's dtype and scaled by the std in that dtype (statistics of another dtype are cast
+    first): the same numbers as a direct computation, bit for bit."""
+    tensor = torch.randn(2, 5, 3, 4, generator=torch.Generator().manual_seed(1)).to(dtype)
+    std = torch.tensor([0.1, 1 / 3, 2.0, 2 / 3, 0.7], dtype=statistics_dtype)
+    channels = [1, 3]
+    out = replace_channels(tensor, channels, 'gaussian_noise', ChannelStatistics(std=std))
+    index = torch.tensor(sorted(channels))
+    noise = torch.randn((2, 2, 3, 4), generator=torch.Generator().manual_seed(0), dtype=dtype)
+    expected = tensor.clone()
+    expected[:, index] = tensor[:, index] + noise * std.to(dtype)[index].view(1, 2, 1, 1)
+    assert out.dtype == dtype and torch.equal(out, expected)
+
+
+def test_mean_ablation_writes_the_means_in_the_tensors_dtype():
+    tensor = torch.randn(2, 3, 2, 2, dtype=torch.float64)
+    means = torch.tensor([0.5, 1 / 3, -2.0], dtype=torch.float32)
+    out = replace_channels(tensor, [1], 'mean', ChannelStatistics(mean=means))
+    assert out.dtype == torch.float64
+    assert torch.equal(out[:, 1], torch.full((2, 2, 2), float(means[1]), dtype=torch.float64))
+    assert torch.equal(out[:, [0, 2]], tensor[:, [0, 2]])
+
+
+def test_registered_ablations_know_their_name_and_a_taken_name_needs_force():
+    assert [get_ablation(n).name for n in ('zero', 'mean', 'gaussian_noise')] == \
+        ['zero', 'mean', 'gaussian_noise']
+    with pytest.raises(KeyError, match='zero'):
+        register_ablation('zero')(type('Another', (Ablation, ), {}))
+
+    try:
+        first = register_ablation('twice_for_test')(type('First', (Ablation, ), {}))
+        second = register_ablation('twice_for_test', force=True)(type('Second', (Ablation, ), {}))
+        assert type(get_ablation('twice_for_test')) is second and first.name == second.name \
+            == 'twice_for_test'
+    finally:
+        ABLATIONS.module_dict.pop('twice_for_test', None)

@@ -1,13 +1,18 @@
 """Region masks: hand-checked geometry per type, partitions, caching, clear errors."""
 from __future__ import annotations
 
+import os
+
 import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
+from posattack.evaluation.region_registry import NAMES_FUNCS, split_bounds
+from posattack.evaluation.region_types import frame_regions, load_mask_image
 from posattack.evaluation.regions import (REGIONS, build_region_layout, build_region_masks,
-                                          register_region, validate_region_specs)
+                                          layout_of_masks, register_region,
+                                          validate_region_specs)
 
 
 def region(specs, height, width, name):
@@ -251,3 +256,118 @@ def test_size_dependent_errors_name_the_size(tmp_path):
     cv2.imwrite(path, np.ones((4, 4), np.uint8))
     with pytest.raises(ValueError, match=r'is 4x4 but the evaluated image \(ori_shape\) is 8x16'):
         build_region_masks(dict(type='mask', path=path, name='m'), 8, 16)
+
+
+# ------------------------------------------------------------------------ defaults and helpers
+def test_default_arguments_of_border_and_grid():
+    assert validate_region_specs('border') == [f'band_{k}' for k in range(4)]
+    assert validate_region_specs('grid') == [f'cell_{r}_{c}' for r in range(3) for c in range(3)]
+    names, _ = build_region_masks(['border', 'grid'], 12, 12)
+    assert names == validate_region_specs(['border', 'grid'])
+
+
+def test_split_bounds_by_hand():
+    # 10 into 3: 0, 10 // 3, 20 // 3, 10
+    assert split_bounds(10, 3).tolist() == [0, 3, 6, 10]
+    assert split_bounds(4, 4).tolist() == [0, 1, 2, 3, 4]
+
+
+def test_a_tiny_frame_fraction_is_one_pixel_wide():
+    # 0.01 of the shorter side 20 rounds to 0 pixels: at least 1
+    frame = region(dict(type='frame', thickness=0.01), 20, 30, 'frame')
+    ring = np.ones((20, 30), bool)
+    ring[1:-1, 1:-1] = False
+    np.testing.assert_array_equal(frame, ring)
+
+
+def test_a_frame_fraction_of_the_shorter_side_by_hand():
+    # 0.25 of the shorter side 20: 5 pixels from every border (the region function itself:
+    # build_region_masks' cache would keep a layout made before)
+    frame = frame_regions(20, 30, thickness=0.25)['frame']
+    ring = np.ones((20, 30), bool)
+    ring[5:-5, 5:-5] = False
+    np.testing.assert_array_equal(frame, ring)
+
+
+@pytest.mark.parametrize('at_cap, past_cap, message', [
+    (dict(bands=64), dict(bands=65), r'border "bands" must be at most 64, got 65'),
+    (dict(rows=16, cols=2), dict(rows=17, cols=2), r'grid "rows" must be at most 16, got 17'),
+    (dict(rows=2, cols=16), dict(rows=2, cols=17), r'grid "cols" must be at most 16, got 17'),
+])
+def test_counts_past_their_cap_are_refused_before_any_mask(at_cap, past_cap, message):
+    region_type = 'border' if 'bands' in at_cap else 'grid'
+    assert validate_region_specs(dict(type=region_type, **at_cap))
+    with pytest.raises(ValueError, match=message):
+        validate_region_specs(dict(type=region_type, **past_cap))
+
+
+@pytest.mark.parametrize('thickness, message', [
+    (1.0, r'as a fraction must lie in \(0, 1\), got 1.0'),
+    (0.0, r'as a fraction must lie in \(0, 1\), got 0.0'),
+    (0, r'frame "thickness" \(pixels\) must be a positive integer, got 0'),
+])
+def test_frame_thickness_out_of_range_is_named(thickness, message):
+    with pytest.raises(ValueError, match=message):
+        validate_region_specs(dict(type='frame', thickness=thickness))
+
+
+def test_a_mask_region_needs_a_name_string(tmp_path):
+    path = str(tmp_path / 'm.png')
+    cv2.imwrite(path, np.ones((4, 4), np.uint8))
+    for name in (5, ''):
+        with pytest.raises(ValueError, match=r'mask region needs a "name" \(str\)'):
+            validate_region_specs(dict(type='mask', path=path, name=name))
+
+
+def test_an_edited_mask_image_is_read_again(tmp_path):
+    path = tmp_path / 'm.png'
+    cv2.imwrite(str(path), np.ones((4, 4), np.uint8))
+    assert load_mask_image(str(path)).sum() == 16
+    cv2.imwrite(str(path), np.zeros((4, 4), np.uint8))
+    os.utime(path, (1_000_000, 1_000_000))      # a different mtime, whatever the clock did
+    assert load_mask_image(str(path)).sum() == 0
+
+
+def test_layout_of_masks_finds_only_the_very_array():
+    layout = build_region_layout(['paper', 'halves'], 8, 12)
+    names, masks = build_region_masks(['paper', 'halves'], 8, 12)
+    assert layout_of_masks(masks) is layout and layout.masks is masks
+    assert layout_of_masks(masks.copy()) is None
+
+
+# ------------------------------------------------------------------------ the registry
+def test_registering_a_taken_name_needs_force():
+    with pytest.raises(KeyError, match='full'):
+        register_region('full')(lambda height, width: {'full': np.ones((height, width), bool)})
+
+
+def test_reregistering_replaces_the_names_function_or_drops_it():
+    def made_b(height, width):
+        return {'b': np.ones((height, width), bool)}
+
+    try:
+        register_region('test_names', names=lambda: ['a'])(made_b)
+        assert validate_region_specs('test_names') == ['a']      # said, not probed
+        register_region('test_names', force=True)(made_b)
+        assert validate_region_specs('test_names') == ['b']      # probed on a small image
+        assert 'test_names' not in NAMES_FUNCS
+    finally:
+        REGIONS.module_dict.pop('test_names', None)
+        NAMES_FUNCS.pop('test_names', None)
+
+
+def test_a_clash_with_a_region_that_fails_at_a_probe_size_is_refused():
+    def even_only(height, width):
+        if width % 2:
+            raise ValueError('odd width')
+        return {'left': columns(height, width, *range(width // 2))}    # paper's left
+
+    try:
+        register_region('test_even_only', names=lambda: ['left'])(even_only)
+        # the same mask as paper's 'left' on an even size, but no mask at all on an odd one
+        np.testing.assert_array_equal(even_only(64, 128)['left'], region('paper', 64, 128, 'left'))
+        with pytest.raises(ValueError, match="'left' is made twice"):
+            validate_region_specs(['paper', 'test_even_only'])
+    finally:
+        REGIONS.module_dict.pop('test_even_only', None)
+        NAMES_FUNCS.pop('test_even_only', None)

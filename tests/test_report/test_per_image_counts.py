@@ -6,13 +6,14 @@ unguarded.
 """
 from __future__ import annotations
 
+import os.path as osp
 import warnings
 
 import numpy as np
 import pytest
 
 from posattack.report.per_image import (PairedBootstrap, PerImageCounts, PerImageRecorder,
-                                        miou_from_counts, resample_weights)
+                                        miou_from_counts, per_image_path, resample_weights)
 
 
 def _counts(images=('a.png', 'b.png'), keys=('clean', 'random/N=1/seed=0'), offset=0):
@@ -129,3 +130,26 @@ def test_miou_edges_by_hand():
         assert miou_from_counts(np.array([3, 0]), np.array([4, 0]), np.array([3, 0])) == \
             pytest.approx(75.0)
         assert np.isnan(miou_from_counts(np.zeros(2), np.zeros(2), np.zeros(2)))
+
+
+def test_the_run_fingerprint_travels_with_the_file(tmp_path):
+    counts = _counts()
+    with_sha = PerImageCounts.load(counts.save(str(tmp_path / 'a.npz'), run_sha256='ab12'))
+    assert with_sha.run_sha256 == 'ab12'
+    assert PerImageCounts.load(counts.save(str(tmp_path / 'b.npz'))).run_sha256 is None
+    assert per_image_path('work') == osp.join('work', 'per_image.npz')
+
+
+@pytest.mark.parametrize('change', ['gt_2d', 'gt_images', 'pred_key', 'pred_shape'])
+def test_counts_that_disagree_in_shape_are_refused(change):
+    counts = _counts()
+    if change == 'gt_2d':
+        counts.gt = counts.gt[:, :, 0]
+    elif change == 'gt_images':
+        counts.gt, counts.images = counts.gt, counts.images + ['c.png']
+    elif change == 'pred_key':
+        counts.pred['other'] = counts.pred['clean']
+    else:
+        counts.pred['clean'] = counts.pred['clean'][:, :1]
+    with pytest.raises(ValueError):
+        counts.check_shapes()

@@ -193,3 +193,38 @@ def test_detectable_gap_fields_and_its_level():
     # at alpha 0.1, 1 of 19 draws may reach it: the 0.9 quantile of 1..21 is 19, 8 over 11
     assert detectable_gap(list(range(1, 22)), 19, alpha=0.1) == pytest.approx(dict(
         gap=8.0, threshold=19.0, quantile=0.9, num_draws=21, max_draws=19))
+
+
+def test_holm_caps_at_one():
+    # sorted 0.6, 0.7 -> min(1, 2 * 0.6) = 1, then max(1, 0.7) = 1
+    assert holm_adjust([0.7, 0.6]) == [1.0, 1.0]
+
+
+def test_sequential_p_value_without_a_value_to_rank_says_so_field_by_field():
+    nothing = dict(p_value=None, draws_used=0, exceedances=0, stopped_early=False,
+                   complete=False, max_draws=3, exceedance_target=5, p_value_floor=0.25)
+    for targeted in (None, float('nan')):
+        assert sequential_p_value(targeted, [1.0, 2.0, 3.0], 5) == nothing
+    # no draw: no floor either
+    assert sequential_p_value(1.0, [], 5) == dict(nothing, max_draws=0, p_value_floor=None)
+    # a cap of 0 draws: nothing drawn, nothing to say
+    assert sequential_p_value(1.0, [2.0, 3.0], 5, max_draws=0)['p_value'] is None
+
+
+def test_sequential_p_value_that_stops_at_its_last_draw_or_never():
+    # draws reaching 5.0: the 1st (6) and the 3rd (7): the 2nd exceedance at the 3rd and last
+    # draw: p = 2 / 3, a complete test that did not stop early
+    out = sequential_p_value(5.0, [6.0, 1.0, 7.0], exceedances=2)
+    assert out == dict(p_value=pytest.approx(2 / 3), draws_used=3, exceedances=2,
+                       stopped_early=False, complete=True, max_draws=3, exceedance_target=2,
+                       p_value_floor=pytest.approx(1 / 4))
+    # one exceedance short of the target: never stops, (2 + 1) / (4 + 1) over 4 draws
+    out = sequential_p_value(3.0, [3.0, 1.0, 3.0, 0.0], exceedances=3)
+    assert out == dict(p_value=pytest.approx(3 / 5), draws_used=4, exceedances=2,
+                       stopped_early=False, complete=True, max_draws=4, exceedance_target=3,
+                       p_value_floor=pytest.approx(1 / 5))
+    # the first example's fields: 3 exceedances at draw 5 of at most 10
+    out = sequential_p_value(5.0, [1, 6, 7, 2, 8, 9, 9], exceedances=3, max_draws=10)
+    assert out['exceedances'] == 3 and out['p_value_floor'] == pytest.approx(1 / 11)
+    # one draw: a floor of 1/2 even with nothing to rank
+    assert sequential_p_value(None, [2.0])['p_value_floor'] == pytest.approx(1 / 2)

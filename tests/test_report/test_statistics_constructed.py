@@ -25,7 +25,8 @@ import pytest
 from posattack.report.per_image import PerImageCounts, resample_weights
 from posattack.report.pooling import pool_drops
 from posattack.report.significance import build_statistics
-from posattack.report.statistics import percentile_interval
+from posattack.report.statistics import (compare_with_draws, empirical_p_value, percentile_interval,
+                                         prediction_interval)
 
 P = 100                                 # labelled pixels per image in center and periphery
 REGION_PIXELS = dict(full=2 * P, center=P, periphery=P)
@@ -253,3 +254,66 @@ def test_pooled_drops_have_the_sample_sd_over_models():
     assert random['std'] == pytest.approx(math.sqrt(2))
     one = {(r['mode'], r['eval_region']): r for r in pool_drops(models[:1])}
     assert one['targeted', 'full']['std'] is None       # one model: no spread
+
+
+# ------------------------------------------------------------------ the draws' statistics
+T_975_1DF = 12.706204736174694        # scipy.stats.t.ppf(0.975, 1), from a t table: 12.706
+
+
+def test_two_draws_are_enough_for_a_p_value_and_a_prediction_interval():
+    # draws 1, 3: mean 2, sd sqrt(2); the p of 10 is (1 + 0) / (1 + 2)
+    assert empirical_p_value(10.0, [1.0, 3.0]) == pytest.approx(1 / 3)
+    half = T_975_1DF * math.sqrt(2) * math.sqrt(1 + 1 / 2)
+    assert prediction_interval([1.0, 3.0]) == pytest.approx((2 - half, 2 + half))
+    # an undefined targeted value has no p-value, whatever the draws
+    assert empirical_p_value(float('nan'), [1.0, 2.0, 3.0]) is None
+    assert empirical_p_value(None, [1.0, 2.0, 3.0]) is None
+
+
+def test_compare_with_draws_every_field_by_hand():
+    # draws 1, 2, 3, 4: mean 2.5, sd sqrt(5/3); t(0.975, 3) = 3.182446305284263
+    half = 3.182446305284263 * math.sqrt(5 / 3) * math.sqrt(1 + 1 / 4)
+    out = compare_with_draws(10.0, [4.0, 1.0, None, 3.0, 2.0])    # None: not a draw
+    assert set(out) == {'targeted', 'num_draws', 'random_mean', 'random_std', 'gap', 'z',
+                        'prediction_interval', 'p_value', 'p_value_floor',
+                        'beyond_prediction_interval'}
+    assert out['targeted'] == 10.0 and out['num_draws'] == 4
+    assert out['random_mean'] == pytest.approx(2.5)
+    assert out['random_std'] == pytest.approx(math.sqrt(5 / 3))
+    assert out['gap'] == pytest.approx(7.5) and out['z'] == pytest.approx(7.5 / math.sqrt(5 / 3))
+    assert out['prediction_interval'] == pytest.approx([2.5 - half, 2.5 + half])
+    assert out['p_value'] == pytest.approx(1 / 5) and out['p_value_floor'] == pytest.approx(1 / 5)
+    assert out['beyond_prediction_interval'] is True
+
+
+def test_compare_with_two_draws_and_a_spread_under_one():
+    # draws 1, 3: sd sqrt(2), gap 8
+    two = compare_with_draws(10.0, [1.0, 3.0])
+    assert two['random_std'] == pytest.approx(math.sqrt(2))
+    assert two['z'] == pytest.approx(8 / math.sqrt(2)) and two['p_value'] == pytest.approx(1 / 3)
+    # draws 1, 1.5, 2: sd 0.5, gap 1.5: z = 3 (a spread below 1 is still a spread)
+    narrow = compare_with_draws(3.0, [1.0, 1.5, 2.0])
+    assert narrow['random_std'] == pytest.approx(0.5) and narrow['z'] == pytest.approx(3.0)
+    # draws that all agree have no spread: no z
+    flat = compare_with_draws(3.0, [2.0, 2.0, 2.0])
+    assert flat['random_std'] == 0.0 and flat['z'] is None and flat['gap'] == pytest.approx(1.0)
+
+
+def test_compare_with_draws_without_draws_or_targeted_value():
+    none = compare_with_draws(5.0, [])
+    assert none == dict(targeted=5.0, num_draws=0, random_mean=None, random_std=None, gap=None,
+                        z=None, prediction_interval=None, p_value=None, p_value_floor=None,
+                        beyond_prediction_interval=None)
+    for targeted in (None, float('nan')):
+        out = compare_with_draws(targeted, [1.0, 2.0, 3.0])
+        assert out['num_draws'] == 3 and out['p_value_floor'] == pytest.approx(1 / 4)
+        assert all(out[k] is None for k in ('random_mean', 'random_std', 'gap', 'z',
+                                            'prediction_interval', 'p_value',
+                                            'beyond_prediction_interval'))
+
+
+def test_a_targeted_value_at_the_prediction_interval_end_is_not_beyond_it():
+    draws = [1.0, 2.0, 3.0, 4.0]
+    upper = prediction_interval(draws)[1]
+    assert compare_with_draws(upper, draws)['beyond_prediction_interval'] is False
+    assert compare_with_draws(upper + 1e-9, draws)['beyond_prediction_interval'] is True

@@ -14,6 +14,8 @@
 #   RECHECK=1 make mutation       # keep mutants/ and check again every mutant left
 #                                 # undetected (after adding tests that may kill them)
 #   ONLY='posattack.report.*' make mutation   # only the mutants whose names match
+#   RESUME=1 ONLY='posattack.channels.* posattack.attack.linear_shortcut*' make mutation
+#                                 # several patterns, space-separated, earlier results kept
 #
 # mutmut first runs the selected tests once to learn which tests reach which function, then
 # runs, for each mutant, only those tests. Not part of `make test`. To add a module: its path
@@ -35,7 +37,7 @@ if [ "${RECHECK:-0}" = "1" ]; then
     exit 0
   fi
 elif [ -n "${ONLY:-}" ]; then
-  names=("$ONLY")
+  read -r -a names <<< "$ONLY"
 fi
 # A private temporary folder: pytest prunes old /tmp/pytest-of-$USER/pytest-N folders, and
 # another pytest session of the same user (a second worktree, CI) would prune this run's.
