@@ -11,8 +11,7 @@ from PIL import Image
 from posattack.evaluation.region_registry import NAMES_FUNCS, split_bounds
 from posattack.evaluation.region_types import frame_regions, load_mask_image
 from posattack.evaluation.regions import (REGIONS, build_region_layout, build_region_masks,
-                                          layout_of_masks, register_region,
-                                          validate_region_specs)
+                                          layout_of_masks, register_region, validate_region_specs)
 
 
 def region(specs, height, width, name):
