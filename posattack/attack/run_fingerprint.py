@@ -23,6 +23,7 @@ import os.path as osp
 from collections.abc import Mapping
 from typing import Optional
 
+from ..utils.config_values import plain_config_value, without_loader_only_keys
 from ..utils.fileio import file_sha256
 
 __all__ = ['CONTENT_KEYS', 'PROVENANCE_KEYS', 'config_sha256', 'content_fingerprint',
@@ -34,8 +35,6 @@ CONTENT_KEYS = ('config_sha256', 'images_sha256', 'ranking_sha256')
 # What a ranking identified on the fly depends on.
 PROVENANCE_KEYS = ('checkpoint_sha256', 'config_sha256', 'images_sha256', 'layer',
                    'identification')
-# Loader settings that change how fast images come, not which or how.
-_LOADER_ONLY_KEYS = ('num_workers', 'persistent_workers', 'pin_memory', 'prefetch_factor')
 
 _WHAT_DIFFERS = {
     'config_sha256': 'the config contents differ (model or test data settings, '
@@ -50,27 +49,12 @@ def _sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode('utf-8')).hexdigest()
 
 
-def _plain(value):
-    """Config values as plain JSON types (ConfigDicts, tuples, classes in pipelines)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, type):
-        return f'{value.__module__}.{value.__qualname__}'
-    return repr(value)
-
-
 def config_sha256(cfg) -> str:
     """The parts of a config that decide the predictions and the scored images."""
-    loader = dict(cfg.get('test_dataloader') or {})
-    for key in _LOADER_ONLY_KEYS:
-        loader.pop(key, None)
+    loader = without_loader_only_keys(dict(cfg.get('test_dataloader') or {}))
     parts = dict(model=cfg.get('model'), test_dataloader=loader,
                  default_scope=cfg.get('default_scope'))
-    return _sha256_text(json.dumps(_plain(parts), sort_keys=True))
+    return _sha256_text(json.dumps(plain_config_value(parts), sort_keys=True))
 
 
 def _size(path) -> Optional[int]:

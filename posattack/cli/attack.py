@@ -31,7 +31,8 @@ from ..attack.identification_images import (DEFAULT_IDENTIFY_MAX_IMAGES, DEFAULT
 from ..channels.ablations import ablation_names
 from ..report.rank_tests import DEFAULT_EXCEEDANCES, DEFAULT_MAX_DRAWS
 from ..report.vis_backends import add_vis_backend_argument
-from ..utils.cli import BAD_INPUT_ERRORS, add_run_arguments, parse_region_arg, report_bad_input
+from ..utils.cli import (BAD_INPUT_ERRORS, add_run_arguments, default_work_dir, parse_region_arg,
+                         report_bad_input)
 from ..utils.distributed import init_launcher
 from ..utils.run_options import options_from_args
 
@@ -115,17 +116,14 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:  # outside torchrun, --launcher pytorch is bad input, not a traceback
-        init_launcher(args.launcher, args.dist_timeout)
-    except BAD_INPUT_ERRORS as error:
-        return report_bad_input(error)
-    work_dir = args.work_dir or osp.join(
-        'work_dirs', osp.splitext(osp.basename(args.config))[0], 'attack')
+    work_dir = args.work_dir or default_work_dir(args.config, 'attack')
     show_dir = None if args.no_overlays else (args.show_dir or osp.join(work_dir, 'overlays'))
-    MMLogger.get_instance('posattack', log_level='INFO')
-    opts = options_from_args(AttackOptions, args, checkpoint=args.checkpoint[0],
-                             work_dir=work_dir, show_dir=show_dir)
     try:
+        # outside torchrun, --launcher pytorch is bad input, not a traceback
+        init_launcher(args.launcher, args.dist_timeout)
+        MMLogger.get_instance('posattack', log_level='INFO')
+        opts = options_from_args(AttackOptions, args, checkpoint=args.checkpoint[0],
+                                 work_dir=work_dir, show_dir=show_dir)
         run_logged_attack(opts, args.checkpoint, args.model_names, args.vis_backend)
     except BAD_INPUT_ERRORS as error:
         return report_bad_input(error)

@@ -13,13 +13,13 @@ The measurement itself is posattack.evaluation.consistency.
 from __future__ import annotations
 
 import argparse
-import os.path as osp
 import sys
 
 from mmengine.logging import MMLogger
 
 from ..evaluation.consistency import ConsistencyOptions, run_consistency
-from ..utils.cli import BAD_INPUT_ERRORS, add_run_arguments, parse_region_arg, report_bad_input
+from ..utils.cli import (BAD_INPUT_ERRORS, add_run_arguments, default_work_dir, parse_region_arg,
+                         report_bad_input)
 from ..utils.distributed import init_launcher
 from ..utils.run_options import options_from_args
 
@@ -48,14 +48,11 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:  # outside torchrun, --launcher pytorch is bad input, not a traceback
-        init_launcher(args.launcher, args.dist_timeout)
-    except BAD_INPUT_ERRORS as error:
-        return report_bad_input(error)
-    args.work_dir = args.work_dir or osp.join(
-        'work_dirs', osp.splitext(osp.basename(args.config))[0], 'consistency')
-    MMLogger.get_instance('posattack', log_level='INFO')
+    args.work_dir = args.work_dir or default_work_dir(args.config, 'consistency')
     try:
+        # outside torchrun, --launcher pytorch is bad input, not a traceback
+        init_launcher(args.launcher, args.dist_timeout)
+        MMLogger.get_instance('posattack', log_level='INFO')
         run_consistency(options_from_args(ConsistencyOptions, args, max_shifts=args.max_shift))
     except BAD_INPUT_ERRORS as error:
         return report_bad_input(error)

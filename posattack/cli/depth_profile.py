@@ -17,7 +17,6 @@ attack gap: one table in profile.md and position_by_layer.png.
 from __future__ import annotations
 
 import argparse
-import os.path as osp
 import sys
 
 from mmengine.logging import MMLogger
@@ -26,7 +25,8 @@ from ..api.profile_run import run_logged_profile
 from ..attack.experiment import DEFAULT_BOOTSTRAP, DEFAULT_SEEDS
 from ..profile.run import DEFAULT_FRACTIONS, READOUT_TARGETS, ProfileOptions
 from ..report.vis_backends import add_vis_backend_argument
-from ..utils.cli import BAD_INPUT_ERRORS, add_run_arguments, parse_region_arg, report_bad_input
+from ..utils.cli import (BAD_INPUT_ERRORS, add_run_arguments, default_work_dir, parse_region_arg,
+                         report_bad_input)
 from ..utils.distributed import init_launcher
 from ..utils.run_options import options_from_args
 
@@ -72,16 +72,13 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:  # outside torchrun, --launcher pytorch is bad input, not a traceback
-        init_launcher(args.launcher, args.dist_timeout)
-    except BAD_INPUT_ERRORS as error:
-        return report_bad_input(error)
-    work_dir = args.work_dir or osp.join(
-        'work_dirs', osp.splitext(osp.basename(args.config))[0], 'profile')
-    if not MMLogger.check_instance_created('posattack'):  # a second call in one process warns
-        MMLogger.get_instance('posattack', log_level='INFO')
-    opts = options_from_args(ProfileOptions, args, work_dir=work_dir)
+    work_dir = args.work_dir or default_work_dir(args.config, 'profile')
     try:
+        # outside torchrun, --launcher pytorch is bad input, not a traceback
+        init_launcher(args.launcher, args.dist_timeout)
+        if not MMLogger.check_instance_created('posattack'):  # a second call in one process warns
+            MMLogger.get_instance('posattack', log_level='INFO')
+        opts = options_from_args(ProfileOptions, args, work_dir=work_dir)
         run_logged_profile(opts, args.vis_backend)
     except BAD_INPUT_ERRORS as error:
         return report_bad_input(error)

@@ -15,7 +15,7 @@ import os.path as osp
 import sys
 
 from ..channels.ranking import FORMAT_TAG
-from ..utils.cli import BAD_INPUT_ERRORS, add_run_arguments, report_bad_input
+from ..utils.cli import BAD_INPUT_ERRORS, add_run_arguments, default_work_dir, report_bad_input
 from ..utils.distributed import init_launcher
 from ..utils.fileio import file_sha256
 from ..utils.owned_files import check_replaceable
@@ -85,8 +85,7 @@ def main(argv=None) -> str:
         raise FileNotFoundError(f'Config file not found: {args.config}')
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'Checkpoint file not found: {args.checkpoint}')
-    out = args.out or osp.join('work_dirs', osp.splitext(osp.basename(args.config))[0],
-                               'ranking.json')
+    out = args.out or default_work_dir(args.config, 'ranking.json')
     if osp.isdir(out):  # found before the identification pass, not after it
         raise ValueError(f'--out {out} is a folder: pass a file path, e.g. {out}/ranking.json.')
     check_replaceable(out, [FORMAT_TAG], '--out')  # never over a file of the user's

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from ..utils.checkpoint import CheckpointError, load_checkpoint
+from ..utils.config_values import plain_config_value, without_loader_only_keys
 
 __all__ = ['KeptModel', 'KeptModelMismatch', 'TRAINING_KEYS', 'kept_model', 'training_parts',
            'training_differences']
@@ -31,8 +32,6 @@ __all__ = ['KeptModel', 'KeptModelMismatch', 'TRAINING_KEYS', 'kept_model', 'tra
 # settings do not).
 TRAINING_KEYS = ('model', 'train_dataloader', 'train_cfg', 'optim_wrapper', 'param_scheduler',
                  'randomness', 'default_scope')
-# Loader settings that change how fast images come, not which or in what order.
-_LOADER_ONLY_KEYS = ('num_workers', 'persistent_workers', 'pin_memory', 'prefetch_factor')
 _MAX_LISTED = 4
 
 
@@ -57,26 +56,10 @@ class KeptModel:
         return self.epoch >= self.train_cfg.get('max_epochs', 0)
 
 
-def _plain(value: Any) -> Any:
-    """Config values as plain JSON-like types: a config written out and read back (dicts
-    for ConfigDicts, lists for tuples) compares equal to the one it came from."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, type):
-        return f'{value.__module__}.{value.__qualname__}'
-    return repr(value)
-
-
 def training_parts(cfg: Mapping) -> dict:
     """The parts of ``cfg`` (a merged MMEngine Config) that decide the trained weights."""
-    parts = {key: _plain(cfg.get(key)) for key in TRAINING_KEYS}
-    if isinstance(parts['train_dataloader'], dict):
-        for key in _LOADER_ONLY_KEYS:
-            parts['train_dataloader'].pop(key, None)
+    parts = {key: plain_config_value(cfg.get(key)) for key in TRAINING_KEYS}
+    parts['train_dataloader'] = without_loader_only_keys(parts['train_dataloader'])
     return parts
 
 
@@ -146,5 +129,6 @@ def kept_model(work_dir: str, cfg) -> Optional[KeptModel]:
                 if len(differences) > _MAX_LISTED else '')
         raise KeptModelMismatch(f'{path} was trained another way ({listed}{more}); {fix}.')
     return KeptModel(checkpoint=path, iteration=int(meta.get('iter', 0)),
-                     epoch=int(meta.get('epoch', 0)), train_cfg=_plain(cfg.get('train_cfg') or {}),
+                     epoch=int(meta.get('epoch', 0)),
+                     train_cfg=plain_config_value(cfg.get('train_cfg') or {}),
                      seed=meta.get('seed'))

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import os.path as osp
 import sys
 
 from mmengine.config import DictAction
 
 __all__ = [
-    'BAD_INPUT_ERRORS', 'CfgOptionsAction', 'add_run_arguments', 'parse_region_arg',
-    'report_bad_input'
+    'BAD_INPUT_ERRORS', 'CfgOptionsAction', 'add_run_arguments', 'default_work_dir',
+    'parse_region_arg', 'report_bad_input'
 ]
 
 # What bad input (files, layer names, counts, settings, a mismatched work dir) raises.
@@ -82,6 +83,13 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         'stopped (default %(default)s)')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     parser.epilog = 'Errors print one line; set POSATTACK_DEBUG=1 to see the traceback.'
+
+
+def default_work_dir(config: str, tool: str) -> str:
+    """``work_dirs/<config name>/<tool>``: where a tool writes when no --work-dir is given
+    (mmseg's tools name theirs ``work_dirs/<config name>``; each posattack tool has a folder
+    of its own below it, so an attack and a profile of one config never share files)."""
+    return osp.join('work_dirs', osp.splitext(osp.basename(config))[0], tool)
 
 
 def _original_message(message: str) -> str:

@@ -112,10 +112,16 @@ def run_one(args, arch: str, images: int, data_root: str) -> None:
     write_json_atomic(path, result)
 
 
+def _seconds(value: float) -> str:
+    # the per-setting figures are differences of two sweeps: when the other jobs' load
+    # changed between them, one can come out below zero, which is no cost at all
+    return f'{value:.1f}' if value >= 0 else 'not computed'
+
+
 def _cell(result, phase) -> str:
     seconds = result['seconds'][phase]
     per = 1 if phase in ('build', 'statistics', 'report') else result['images']
-    return f"{seconds['wall'] / per:.1f} / {seconds['cpu'] / per:.1f}"
+    return f"{_seconds(seconds['wall'] / per)} / {_seconds(seconds['cpu'] / per)}"
 
 
 def format_table(args) -> str:
@@ -152,7 +158,9 @@ def format_table(args) -> str:
                  f'{args.threads}; estimate off by: the first batch\'s projection of each sweep '
                  'against its measured wall time, worst factor either way (from 2 images on; '
                  'with one image the first batch is the sweep); load avg: the machine\'s '
-                 '1-minute load when the run ended (other jobs share the cores).')
+                 '1-minute load when the run ended (other jobs share the cores); not computed: a '
+                 'difference of two sweeps that came out below zero (the load changed '
+                 'between them; rerun that row).')
     return '\n'.join(lines)
 
 

@@ -87,6 +87,13 @@ def _duration(seconds: float) -> str:
     return format_duration(seconds).replace('about ', '')
 
 
+def negative_phases(result: dict) -> list[str]:
+    """Phases whose CPU seconds are below zero: the per-setting figures are differences of
+    two sweeps, and a projection from a negative cost would be a wrong number that looks
+    normal."""
+    return [phase for phase, seconds in result['seconds'].items() if seconds['cpu'] < 0]
+
+
 def project(result: dict, settings: int, identify_images: int, overlays: int) -> dict:
     s, n = result['seconds'], result['images']
     # CPU seconds of the one torch thread: the wall time on an idle core (on the shared
@@ -145,6 +152,11 @@ def main(argv=None) -> int:
             continue
         with open(osp.join(args.results, f'{arch}_{measured[0]}img.json')) as f:
             result = json.load(f)
+        negative = negative_phases(result)
+        if negative:
+            print(f'| {label} | {measured[0]} | not computed: {", ".join(negative)} measured '
+                  'below zero (rerun that run) |' + ' |' * (len(header) - 3))
+            continue
         first, most = default_settings(result['channels'])
         low = project(result, first - 1, opts.identify_max_images, opts.num_overlays)
         high = project(result, most - 1, opts.identify_max_images, opts.num_overlays)
