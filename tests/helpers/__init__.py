@@ -20,6 +20,7 @@ import os
 import os.path as osp
 import socket
 import sys
+from types import SimpleNamespace
 from typing import Optional
 
 import numpy as np
@@ -118,6 +119,21 @@ def make_checkpoint(config: str, path, seed: int = 0) -> str:
     torch.manual_seed(seed)
     model, _ = load_segmentor(config)
     return save_checkpoint(diversify(model, seed), path)
+
+
+def tiny_cli_files(root, data_root, **other_seeds: int) -> SimpleNamespace:
+    """What the tools' tests run on, made in ``root``: ``config`` (the tiny model over
+    ``data_root``), ``checkpoint`` (its weights, seed 0), ``data`` (``data_root``) and, for
+    each ``name=seed`` given, a checkpoint of another "training run" at
+    ``root/name/model.pth`` (another folder, the same file name, as Runner work dirs are)."""
+    config = write_tiny_config(osp.join(str(root), 'tiny.py'), data_root)
+    files = SimpleNamespace(root=root, config=config, data=data_root,
+                            checkpoint=make_checkpoint(config, osp.join(str(root), 'model.pth')))
+    for name, seed in other_seeds.items():
+        os.makedirs(osp.join(str(root), name), exist_ok=True)
+        setattr(files, name, make_checkpoint(config, osp.join(str(root), name, 'model.pth'),
+                                             seed=seed))
+    return files
 
 
 def save_checkpoint(model: nn.Module, path) -> str:

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import os
 import os.path as osp
-from types import SimpleNamespace
 
 import pytest
-from helpers import load_cli, load_json, make_checkpoint, run_cli, write_tiny_config
+from helpers import load_cli, load_json, run_cli, tiny_cli_files
 
 from posattack.attack.identification_images import check_disjoint
 from posattack.channels.ranking import ChannelRanking
@@ -24,10 +23,7 @@ QUICK = ['--num-channels', 16, '--seeds', 2, '--no-overlays', '--bootstrap', 200
 
 @pytest.fixture(scope='module')
 def files(synthetic_root, tmp_path_factory):
-    root = tmp_path_factory.mktemp('identification_images')
-    config = write_tiny_config(root / 'tiny.py', synthetic_root)
-    return SimpleNamespace(root=root, config=config, data=synthetic_root,
-                           checkpoint=make_checkpoint(config, root / 'model.pth'))
+    return tiny_cli_files(tmp_path_factory.mktemp('identification_images'), synthetic_root)
 
 
 @pytest.fixture(scope='module')

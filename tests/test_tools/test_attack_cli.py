@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 from helpers import (load_cli, make_checkpoint, one_torch_thread, run_cli,  # noqa: F401
-                     run_mmseg_test, snapshot, write_tiny_config)
+                     run_mmseg_test, snapshot, tiny_cli_files)
 
 import posattack.attack.experiment as experiment
 import posattack.attack.sweep as sweep
@@ -35,10 +35,7 @@ ALL_KEYS = ['clean', 'targeted/overall/N=8', 'random/N=8/seed=0', 'random/N=8/se
 
 @pytest.fixture(scope='module')
 def files(synthetic_root, tmp_path_factory):
-    root = tmp_path_factory.mktemp('attack_cli')
-    config = write_tiny_config(root / 'tiny.py', synthetic_root)
-    return SimpleNamespace(root=root, config=config,
-                           checkpoint=make_checkpoint(config, root / 'model.pth'))
+    return tiny_cli_files(tmp_path_factory.mktemp('attack_cli'), synthetic_root)
 
 
 @pytest.fixture(scope='module')

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import os
 import os.path as osp
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from helpers import (load_cli, load_json, make_checkpoint, one_torch_thread, run_cli,  # noqa: F401
-                     write_tiny_config)
+from helpers import load_cli, load_json, one_torch_thread, run_cli, tiny_cli_files  # noqa: F401
 from scipy import stats as scipy_stats
 
 from posattack.report.per_image import PerImageCounts
@@ -25,13 +23,7 @@ ARGS = ['--num-channels', 6, 16, '--seeds', 3, '--max-images', 4, '--no-overlays
 
 @pytest.fixture(scope='module')
 def files(synthetic_root, tmp_path_factory):
-    root = tmp_path_factory.mktemp('attack_statistics')
-    config = write_tiny_config(root / 'tiny.py', synthetic_root)
-    # a second "training run": another folder, the same file name, as Runner work dirs are
-    os.makedirs(root / 'other')
-    return SimpleNamespace(root=root, config=config,
-                           checkpoint=make_checkpoint(config, root / 'model.pth'),
-                           other=make_checkpoint(config, root / 'other' / 'model.pth', seed=1))
+    return tiny_cli_files(tmp_path_factory.mktemp('attack_statistics'), synthetic_root, other=1)
 
 
 @pytest.fixture(scope='module')

@@ -13,14 +13,12 @@ from __future__ import annotations
 import glob
 import json
 import os.path as osp
-from types import SimpleNamespace
 
 import mmcv
 import numpy as np
 import pytest
 import torch
-from helpers import (load_tool, make_checkpoint, one_torch_thread, run_cli,  # noqa: F401
-                     write_tiny_config)
+from helpers import load_tool, one_torch_thread, run_cli, tiny_cli_files  # noqa: F401
 from mmseg.structures import SegDataSample
 
 from posattack.models.builder import load_segmentor
@@ -37,10 +35,7 @@ CLI = load_tool('consistency')
 
 @pytest.fixture(scope='module')
 def files(synthetic_root, tmp_path_factory):
-    root = tmp_path_factory.mktemp('consistency_cli')
-    config = write_tiny_config(root / 'tiny.py', synthetic_root)
-    return SimpleNamespace(root=root, config=config, synthetic_root=synthetic_root,
-                           checkpoint=make_checkpoint(config, root / 'model.pth'))
+    return tiny_cli_files(tmp_path_factory.mktemp('consistency_cli'), synthetic_root)
 
 
 def _run(files, work_dir, extra=()):
@@ -84,7 +79,7 @@ def test_same_seed_same_numbers(files, cli_result, tmp_path):
 
 def _image_paths(files):
     # mmseg's BaseSegDataset sorts its images by path; --max-images keeps the first ones
-    paths = sorted(glob.glob(osp.join(str(files.synthetic_root), 'leftImg8bit', 'val', '*',
+    paths = sorted(glob.glob(osp.join(str(files.data), 'leftImg8bit', 'val', '*',
                                       '*_leftImg8bit.png')))
     return paths[:NUM_IMAGES]
 

@@ -16,8 +16,8 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from helpers import (REPO_ROOT, load_cli, make_checkpoint, one_torch_thread, run_cli,  # noqa: F401
-                     snapshot, start_lock_holder, write_tiny_config)
+from helpers import (REPO_ROOT, load_cli, one_torch_thread, run_cli, snapshot,  # noqa: F401
+                     start_lock_holder, tiny_cli_files, write_tiny_config)
 
 import posattack.attack.experiment as experiment
 from posattack.channels.ranking import ChannelRanking
@@ -33,10 +33,7 @@ SMALL = ['--num-channels', 8, '--seeds', 1, '--max-images', 3, '--identify-on', 
 
 @pytest.fixture(scope='module')
 def files(synthetic_root, tmp_path_factory):
-    root = tmp_path_factory.mktemp('reliability')
-    config = write_tiny_config(root / 'tiny.py', synthetic_root)
-    return SimpleNamespace(root=root, config=config,
-                           checkpoint=make_checkpoint(config, root / 'model.pth'))
+    return tiny_cli_files(tmp_path_factory.mktemp('reliability'), synthetic_root)
 
 
 @pytest.fixture(scope='module')

@@ -9,11 +9,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from types import SimpleNamespace
 
 import pytest
-from helpers import (load_cli, load_tool, make_checkpoint, one_torch_thread, run_cli,  # noqa: F401
-                     snapshot, write_tiny_config)
+from helpers import (load_cli, load_tool, one_torch_thread, run_cli, snapshot,  # noqa: F401
+                     tiny_cli_files, write_tiny_config)
 
 CLI = load_cli()
 SMALL = ['--num-channels', 8, '--seeds', 1, '--max-images', 3, '--bootstrap', 50]
@@ -21,10 +20,7 @@ SMALL = ['--num-channels', 8, '--seeds', 1, '--max-images', 3, '--bootstrap', 50
 
 @pytest.fixture(scope='module')
 def files(synthetic_root, tmp_path_factory):
-    root = tmp_path_factory.mktemp('resume_more')
-    config = write_tiny_config(root / 'tiny.py', synthetic_root)
-    return SimpleNamespace(root=root, config=config, data=synthetic_root,
-                           checkpoint=make_checkpoint(config, root / 'model.pth'))
+    return tiny_cli_files(tmp_path_factory.mktemp('resume_more'), synthetic_root)
 
 
 def _argv(files, work_dir, *extra):

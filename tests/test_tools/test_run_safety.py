@@ -12,12 +12,11 @@ import json
 import os
 import shutil
 import signal
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from helpers import (load_cli, make_checkpoint, one_torch_thread, run_cli, snapshot,  # noqa: F401
-                     start_lock_holder, write_tiny_config)
+from helpers import (load_cli, one_torch_thread, run_cli, snapshot, start_lock_holder,  # noqa: F401
+                     tiny_cli_files, write_tiny_config)
 
 import posattack.attack.experiment as experiment
 from posattack.utils.fileio import TEMP_PREFIX
@@ -29,11 +28,7 @@ SMALL = ['--num-channels', 8, '--seeds', 1, '--max-images', 3]
 
 @pytest.fixture(scope='module')
 def files(synthetic_root, tmp_path_factory):
-    root = tmp_path_factory.mktemp('safety')
-    config = write_tiny_config(root / 'tiny.py', synthetic_root)
-    return SimpleNamespace(root=root, config=config, data=synthetic_root,
-                           checkpoint=make_checkpoint(config, root / 'model.pth'),
-                           other=make_checkpoint(config, root / 'other.pth', seed=1))
+    return tiny_cli_files(tmp_path_factory.mktemp('safety'), synthetic_root, other=1)
 
 
 def _argv(files, work_dir, *extra, checkpoint=None):

@@ -124,6 +124,39 @@ def _cell(result, phase) -> str:
     return f"{_seconds(seconds['wall'] / per)} / {_seconds(seconds['cpu'] / per)}"
 
 
+# Growth of the peak from the fewest to the most images that still counts as flat: the
+# allocator's and the loader's noise between runs of one image count is about 1-3 %.
+FLAT_GROWTH = 0.05
+
+
+def memory_in_images(args) -> list[str]:
+    """Per architecture, the peak resident set from the fewest to the most images measured
+    and whether it stays within :data:`FLAT_GROWTH` (per-image state that grew with the run,
+    e.g. kept logits or masks, would show here as a step per image)."""
+    lines = []
+    for arch in args.arch:
+        peaks = {}
+        for images in sorted(args.images):
+            path = _result_path(args.results, arch, images)
+            if osp.exists(path):
+                with open(path) as f:
+                    peaks[images] = json.load(f)['peak_rss_mb']
+        label = ARCHITECTURES[arch]['label']
+        if len(peaks) < 2:
+            lines.append(f'{label}: peak memory over images not computed (image counts '
+                         f'measured: {len(peaks)}; 2 needed).')
+            continue
+        fewest, most = min(peaks), max(peaks)
+        growth = max(peaks.values()) / peaks[fewest] - 1
+        verdict = (f'flat (within {FLAT_GROWTH:.0%})' if growth <= FLAT_GROWTH
+                   else f'grows by more than {FLAT_GROWTH:.0%}')
+        lines.append(f'{label}: peak RSS ' + ', '.join(
+            f'{peaks[n]:.0f} MB on {n}' for n in sorted(peaks)) +
+            f' image(s): {fewest} to {most} images {verdict}, largest peak '
+            f'{growth:+.1%} of the {fewest}-image peak.')
+    return lines + ['']
+
+
 def format_table(args) -> str:
     lines = [f'{args.size[0]}x{args.size[1]} synthetic scenes. Wall / CPU seconds per image '
              '(build, statistics and report: per run, they do not grow with images);',
@@ -154,6 +187,7 @@ def format_table(args) -> str:
                       f"{r['load_average'][0]:.1f}"]
             lines.append('| ' + ' | '.join(cells) + ' |')
     lines.append('')
+    lines += memory_in_images(args)
     lines.append(f'Settings timed per kind: {args.settings_per_kind}; torch threads: '
                  f'{args.threads}; estimate off by: the first batch\'s projection of each sweep '
                  'against its measured wall time, worst factor either way (from 2 images on; '

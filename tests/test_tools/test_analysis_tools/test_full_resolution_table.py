@@ -45,3 +45,27 @@ def test_a_cost_below_zero_is_not_computed_in_either_table(tmp_path, capsys):
            if line.startswith('| DeepLabv3-R50-D8 (whole) |')][0]
     assert 'not computed: random (per setting) measured below zero' in row
     assert ' h ' not in row and ' min' not in row  # no duration printed for it
+
+
+def test_memory_over_images_by_hand(tmp_path, capsys):
+    results = tmp_path / 'results'
+    results.mkdir()
+    for arch, peaks in (('deeplabv3_r50', {1: 5000.0, 2: 5150.0, 4: 5200.0}),
+                        ('pspnet_r50', {1: 5000.0, 4: 6000.0}),
+                        ('segformer_b0_whole', {4: 7000.0})):
+        for images, peak in peaks.items():
+            run = _kept_run(arch, images, random_cpu=1.0)
+            run['peak_rss_mb'] = peak
+            (results / f'{arch}_{images}img.json').write_text(json.dumps(run))
+    benchmark = load_tool('benchmark_full_resolution')
+    assert benchmark.main(['--arch', 'deeplabv3_r50', 'pspnet_r50', 'segformer_b0_whole',
+                           '--results', str(results), '--table-only']) == 0
+    out = capsys.readouterr().out
+    # 5200 / 5000 - 1 = +4.0 %: within 5 %; 6000 / 5000 - 1 = +20.0 %: not
+    assert ('DeepLabv3-R50-D8 (whole): peak RSS 5000 MB on 1, 5150 MB on 2, 5200 MB on 4 '
+            'image(s): 1 to 4 images flat (within 5%), largest peak +4.0% of the 1-image '
+            'peak.') in out
+    assert ('PSPNet-R50-D8 (whole): peak RSS 5000 MB on 1, 6000 MB on 4 image(s): 1 to 4 '
+            'images grows by more than 5%, largest peak +20.0% of the 1-image peak.') in out
+    assert ('SegFormer-B0 (whole): peak memory over images not computed (image counts '
+            'measured: 1; 2 needed).') in out
