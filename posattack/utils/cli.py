@@ -85,11 +85,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = 'Errors print one line; set POSATTACK_DEBUG=1 to see the traceback.'
 
 
-def default_work_dir(config: str, tool: str) -> str:
-    """``work_dirs/<config name>/<tool>``: where a tool writes when no --work-dir is given
-    (mmseg's tools name theirs ``work_dirs/<config name>``; each posattack tool has a folder
-    of its own below it, so an attack and a profile of one config never share files)."""
-    return osp.join('work_dirs', osp.splitext(osp.basename(config))[0], tool)
+def default_work_dir(config: str, name: str) -> str:
+    """``work_dirs/<config name>/<name>``: where a tool writes when not told (mmseg's tools
+    write to ``work_dirs/<config name>``; each posattack tool has a folder of its own below it,
+    e.g. ``attack``, or a file, identify's ``ranking.json``, so that an attack and a profile of
+    one config never share files)."""
+    return osp.join('work_dirs', osp.splitext(osp.basename(config))[0], name)
 
 
 def _original_message(message: str) -> str:
