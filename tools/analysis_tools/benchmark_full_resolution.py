@@ -161,7 +161,10 @@ def format_table(args) -> str:
     lines = [f'{args.size[0]}x{args.size[1]} synthetic scenes. Wall / CPU seconds per image '
              '(build, statistics and report: per run, they do not grow with images);',
              'targeted and random: one more setting, per image. Peak RSS in MB (getrusage). '
-             'Random weights.', '']
+             'Random weights.',
+             f'Each row is one run kept in {osp.relpath(args.results, REPO_ROOT)} (one process '
+             'per architecture and image count); a table made from kept runs took only the '
+             'time to read them.', '']
     header = ['architecture', 'images', 'fast path'] + list(PHASES) + [
         'RSS built', 'peak RSS', 'estimate off by', 'load avg']
     lines.append('| ' + ' | '.join(header) + ' |')

@@ -6,8 +6,12 @@ regions), times
 * profile:  ``posattack.profile.run.run_profile`` over the layers (one identification pass for
             all of them, then one sweep pass per layer with its ranking, prefix replayed for
             layers inside the backbone), reports and plots included;
-* attack:   ``posattack.attack.experiment.run_attack`` once per layer, identifying on the fly as
-            tools/attack.py does (no overlays), reports and plots included;
+* attack:   ``posattack.attack.experiment.run_attack`` once per layer, reports and plots
+            included, no overlays, on the profile's design: the ranking identified on the
+            scored images during the sweep (``--identify-on test``) and the same draws at
+            every count (``--max-draws`` = ``--seeds``: no sequential draws at the primary
+            count), so both ways do the same work; tools/attack.py's default (held-out
+            identification, up to 99 draws) does more, which would flatter the profile;
 
 each in a fresh temporary work dir, in process (model loading counts in both: attack.py
 loads the model once per layer, as a user running it per layer would). Rounds alternate
@@ -86,7 +90,7 @@ def time_attacks(args, layers):
                     work_dir=osp.join(root, str(i)), layer=layer, fractions=args.fractions,
                     seeds=args.seeds, bootstrap=args.bootstrap, max_images=args.max_images,
                     batch_size=args.batch_size, cfg_options=args.cfg_options, show_dir=None,
-                    progress=False))
+                    progress=False, identify_on='test', max_draws=args.seeds))
         return _timed(run_all)[1]
     finally:
         shutil.rmtree(root, ignore_errors=True)

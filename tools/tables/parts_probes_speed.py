@@ -100,6 +100,7 @@ def tables_full_resolution(runner: Runner) -> None:
     runner.run(Step(['tools/tables/command_table.py', '--out', 'docs/tables/cost_projection.md',
                      '--title', "The paper's experiment, projected", '--from', 'The paper', '--',
                      runner.python, 'tools/analysis_tools/cost_projection.py'], env=ONE_THREAD))
+    runner.run(Step(['tools/tables/include_tables.py', 'docs/cost_model.md']))
 
 
 def tables_speed(runner: Runner) -> None:
@@ -167,3 +168,5 @@ def tables_speed(runner: Runner) -> None:
             runner.say(f'[speed] no model at {needs}: {out} skipped')
             continue
         runner.run(speed_table(runner.python, out, title, command, start_from))
+    # docs/cost_model.md includes the batched-settings table
+    runner.run(Step(['tools/tables/include_tables.py', 'docs/speed.md', 'docs/cost_model.md']))

@@ -159,6 +159,7 @@ def test_full_resolution_benchmarks_then_projects(tmp_path, monkeypatch):
     assert _outs(runs) == ['docs/tables/speed_full_resolution.md', 'docs/tables/cost_projection.md']
     assert 'analysis_tools/benchmark_full_resolution.py' in runs[0]
     assert 'analysis_tools/cost_projection.py' in runs[1]
+    assert runs[-1].endswith('include_tables.py docs/cost_model.md')
 
 
 def test_speed_measures_every_benchmark_table(tmp_path, monkeypatch):
@@ -169,6 +170,7 @@ def test_speed_measures_every_benchmark_table(tmp_path, monkeypatch):
              'fast_path_r50']
     assert _outs(runs) == ['docs/tables/demo_run.md'] + [f'docs/tables/speed_{name}.md'
                                                          for name in speed]
+    assert runs[-1].endswith('include_tables.py docs/speed.md docs/cost_model.md')
 
 
 def test_tables_runs_every_table_part_then_refills_readme_and_docs(tmp_path, monkeypatch):
