@@ -52,8 +52,8 @@ from .option_checks import CheckedOptions, check_attack_options
 from .ranking_inputs import load_other_ranking, load_ranking
 from .resume_files import RESULTS_FORMAT, load_previous_per_image, read_results_file
 from .run_bounds import check_per_image_memory
-from .run_fingerprint import (content_fingerprint, describe_mismatch, outdated_fingerprint_message,
-                              ranking_provenance, ranking_provenance_problem)
+from .run_fingerprint import (content_fingerprint, differing_keys, outdated_fingerprint_message,
+                              ranking_provenance, ranking_provenance_problem, resume_refusal)
 from .run_progress import RunProgress, shard_size
 from .sequential_draws import (first_round_size, more_draws_needed, primary_draws, primary_order,
                                primary_random_keys)
@@ -132,7 +132,7 @@ def _load_previous(path: str, fingerprint: dict) -> Optional[dict]:
     outdated = outdated_fingerprint_message(path, theirs)
     if outdated:
         raise ResumeMismatchError(outdated)
-    different = [k for k in fingerprint if theirs.get(k) != fingerprint[k]]
+    different = differing_keys(theirs, fingerprint)
     if different == ['regions']:
         print_log(f'--resume with other regions ({theirs.get("regions")} in {path}, '
                   f'{fingerprint["regions"]} now): every setting is evaluated again, since '
@@ -140,11 +140,8 @@ def _load_previous(path: str, fingerprint: dict) -> Optional[dict]:
                   'and the overlays are kept.', 'current')
         return None
     if different:
-        lines = ', '.join(describe_mismatch(k, theirs.get(k), fingerprint[k])
-                          for k in different)
-        raise ResumeMismatchError(
-            f'--resume refused: {path} comes from a different experiment ({lines}). '
-            'Use another --work-dir, or drop --resume to start over.')
+        raise ResumeMismatchError(resume_refusal(path, theirs, fingerprint, different,
+                                                 'experiment'))
     return previous
 
 

@@ -27,8 +27,9 @@ from ..utils.config_values import plain_config_value, without_loader_only_keys
 from ..utils.fileio import file_sha256
 
 __all__ = ['CONTENT_KEYS', 'PROVENANCE_KEYS', 'config_sha256', 'content_fingerprint',
-           'describe_mismatch', 'images_sha256', 'outdated_fingerprint_message',
-           'ranking_provenance', 'ranking_provenance_problem', 'ranking_source_sha256']
+           'describe_mismatch', 'differing_keys', 'images_sha256',
+           'outdated_fingerprint_message', 'ranking_provenance', 'ranking_provenance_problem',
+           'ranking_source_sha256', 'resume_refusal']
 
 # Recorded since issue 13; a work dir without them was written by an older posattack.
 CONTENT_KEYS = ('config_sha256', 'images_sha256', 'ranking_sha256')
@@ -112,6 +113,19 @@ def describe_mismatch(key: str, theirs, ours) -> str:
     if key in _WHAT_DIFFERS and theirs is not None and ours is not None:
         return f'{key}: {_WHAT_DIFFERS[key]}'
     return f'{key}: {theirs!r} there vs {ours!r} now'
+
+
+def differing_keys(recorded: Mapping, wanted: Mapping) -> list[str]:
+    """The keys of ``wanted`` whose value ``recorded`` does not hold (a missing key differs)."""
+    return [key for key in wanted if recorded.get(key) != wanted[key]]
+
+
+def resume_refusal(path: str, recorded: Mapping, wanted: Mapping, keys, what: str) -> str:
+    """The one line that refuses to resume from ``path``: each differing key in words, and
+    the two ways out."""
+    lines = ', '.join(describe_mismatch(key, recorded.get(key), wanted[key]) for key in keys)
+    return (f'--resume refused: {path} comes from a different {what} ({lines}). '
+            'Use another --work-dir, or drop --resume to start over.')
 
 
 def ranking_provenance(fingerprint: Mapping) -> dict:

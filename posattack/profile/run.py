@@ -55,8 +55,8 @@ from ..attack.experiment import RESULTS_FORMAT, RemovalRunOptions, ResumeMismatc
 from ..attack.image_contents import check_image_contents, image_contents
 from ..attack.prefix_replay import PrefixReplaySplit
 from ..attack.run_bounds import check_bootstrap, check_seeds
-from ..attack.run_fingerprint import (content_fingerprint, describe_mismatch,
-                                      outdated_fingerprint_message)
+from ..attack.run_fingerprint import (content_fingerprint, differing_keys,
+                                      outdated_fingerprint_message, resume_refusal)
 from ..attack.settings import build_settings
 from ..attack.sweep import run_sweep
 from ..channels.forward import forward_to_layer
@@ -127,17 +127,14 @@ def _check_previous(path: str, fingerprint: dict) -> Optional[dict]:
     outdated = outdated_fingerprint_message(path, theirs)
     if outdated:
         raise ResumeMismatchError(outdated)
-    different = [k for k in fingerprint if theirs.get(k) != fingerprint[k]]
+    different = differing_keys(theirs, fingerprint)
     if different == ['regions']:  # the predictions the new regions need are not kept
         print_log(f'{path}: other regions than now; its layer is evaluated again.',
                   'current')
         return None
     if different:
-        lines = ', '.join(describe_mismatch(k, theirs.get(k), fingerprint[k])
-                          for k in different)
-        raise ResumeMismatchError(
-            f'--resume refused: {path} comes from a different profile ({lines}). '
-            'Use another --work-dir, or drop --resume to start over.')
+        raise ResumeMismatchError(resume_refusal(path, theirs, fingerprint, different,
+                                                 'profile'))
     return previous
 
 
