@@ -96,10 +96,13 @@ def main(argv=None) -> int:
     parser.add_argument('--threads', type=int, default=1)
     parser.add_argument('--now-options', nargs='+', default=[],
                         help="extra tools/attack.py options of the 'now' runs (e.g. "
-                        "'--exceedances=10': a design tried before the default)")
+                        "'--exceedances=10': a design tried before the default; several in "
+                        "one value split at spaces)")
     parser.add_argument('--cfg-options', nargs='+', default=[])
     args = parser.parse_args(argv)
-    VARIANTS['now'] = list(args.now_options)
+    # one value may hold several options ('--now-options=--max-draws=29 --exceedances=3':
+    # argparse takes a value that starts with -- only in the = form)
+    VARIANTS['now'] = [part for option in args.now_options for part in option.split()]
     created = None
     if args.checkpoint == 'random':
         args.checkpoint = created = _random_checkpoint(args.config, args.cfg_options)

@@ -166,7 +166,9 @@ def test_speed_measures_every_benchmark_table(tmp_path, monkeypatch):
     code, runs, _ = _dry_run(tmp_path, monkeypatch, 'tables-speed')
     assert code == 0
     speed = ['metric', 'fast_path_demo', 'profile', 'default_cost_demo', 'default_cost_demo_h10',
-             'default_cost_r50', 'batched_demo', 'draws_demo', 'whole_process_r50',
+             'default_cost_r50', 'default_cost_r50_max39', 'default_cost_r50_max29',
+             'default_cost_demo_max39', 'default_cost_demo_max29', 'default_cost_demo_h3',
+             'default_cost_demo_max29_h3', 'batched_demo', 'draws_demo', 'whole_process_r50',
              'fast_path_r50']
     assert _outs(runs) == ['docs/tables/demo_run.md'] + [f'docs/tables/speed_{name}.md'
                                                          for name in speed]
