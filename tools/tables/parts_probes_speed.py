@@ -28,6 +28,7 @@ from steps import Elapsed, FileText, Runner, Step
 
 FULL_CONFIG = 'configs/probes/gapnet_r18-w64-p32_grid3-location_synthetic.py'
 ONE_THREAD = {'OMP_NUM_THREADS': '1'}
+R50_CONFIG = 'configs/paper/deeplabv3_r50-d8_cityscapes-512x1024_posattack.py'
 # Cheaper test designs than the calibrated default, timed for issue 22 (not the default):
 # the file suffix, and the tools/attack.py options. The R50 model's primary test is
 # significant, so it draws to the cap whatever h is: only the caps are timed on it.
@@ -118,6 +119,10 @@ def tables_speed(runner: Runner) -> None:
     side_free = [f'train_dataloader.dataset.data_root={SIDE_FREE_DATA}',
                  f'test_dataloader.dataset.data_root={SIDE_FREE_DATA}']
     r50_data = 'work_dirs/tables/speed_r50_data'  # Cityscapes' ratio: as many held-out images
+    r50_options = ['--cfg-options', f'train_dataloader.dataset.data_root={r50_data}',
+                   f'test_dataloader.dataset.data_root={r50_data}',
+                   'test_dataloader.dataset.pipeline.1.scale=(512,256)',
+                   'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False']
     runs = [
         ('docs/tables/speed_metric.md', 'RegionIoUMetric against a test pass',
          ['tools/analysis_tools/benchmark_metric.py'], 'images:', None),
@@ -142,24 +147,15 @@ def tables_speed(runner: Runner) -> None:
         ('docs/tables/speed_default_cost_r50.md', 'The calibrated default against the old '
          'default, DeepLabv3-R50-D8 at 256x512, random init',
          ['tools/analysis_tools/benchmark_default_cost.py',
-          'configs/paper/deeplabv3_r50-d8_cityscapes-512x1024_posattack.py', 'random',
-          '--rounds', '1', '--cfg-options', f'train_dataloader.dataset.data_root={r50_data}',
-          f'test_dataloader.dataset.data_root={r50_data}',
-          'test_dataloader.dataset.pipeline.1.scale=(512,256)', 'test_dataloader.num_workers=0',
-          'test_dataloader.persistent_workers=False'], '', None),
+          R50_CONFIG, 'random', '--rounds', '1', *r50_options], '', None),
         # designs issue 22's filer may choose instead of the default (they are not it):
         # fewer draws at most, fewer exceedances before a test stops, or both
         *[(f'docs/tables/speed_default_cost_r50_{name}.md', 'The calibrated default with '
            f'{options.replace("=", " ")} against the old default, DeepLabv3-R50-D8 at '
            '256x512, random init',
-           ['tools/analysis_tools/benchmark_default_cost.py',
-            'configs/paper/deeplabv3_r50-d8_cityscapes-512x1024_posattack.py', 'random',
-            '--rounds', '1', f'--now-options={options}', '--cfg-options',
-            f'train_dataloader.dataset.data_root={r50_data}',
-            f'test_dataloader.dataset.data_root={r50_data}',
-            'test_dataloader.dataset.pipeline.1.scale=(512,256)',
-            'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False'], '',
-           None) for name, options in DESIGN_OPTIONS if '--exceedances' not in options],
+           ['tools/analysis_tools/benchmark_default_cost.py', R50_CONFIG, 'random', '--rounds',
+            '1', f'--now-options={options}', *r50_options], '', None)
+          for name, options in DESIGN_OPTIONS if '--exceedances' not in options],
         *[(f'docs/tables/speed_default_cost_demo_{name}.md', 'The calibrated default with '
            f'{options.replace("=", " ")} against the old default, demo',
            ['tools/analysis_tools/benchmark_default_cost.py', DEMO_CONFIG, FileText(seed0),
