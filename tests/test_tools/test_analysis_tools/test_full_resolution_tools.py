@@ -47,4 +47,3 @@ def test_phases_kept_table_and_projection(tmp_path, capsys):
                 + 4 * cpu['overlays'])
     got = projection.project(kept, first - 1, 500, 4)
     assert got['total'] == pytest.approx(expected)
-
