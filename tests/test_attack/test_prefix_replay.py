@@ -7,6 +7,7 @@ ChannelRemoval around mmseg's predict) on the same model.
 from __future__ import annotations
 
 from collections import namedtuple
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -87,18 +88,23 @@ def test_before_any_prefix_the_plain_slow_path_answers(model):
     assert all(torch.equal(a, b) for a, b in zip(expected, got))
 
 
-def test_an_error_inside_the_recorded_forward_surfaces(model):
-    replay = PrefixReplaySplit(model, resolve_layer(model, 'backbone.layer3'))
-
+@contextmanager
+def _layer1_raises(model):
+    """The backbone's layer1 raises 'boom in layer1' inside the block, and is itself after."""
     def broken(_x):
         raise RuntimeError('boom in layer1')
 
     model.backbone.layer1.forward = broken
     try:
-        with pytest.raises(RuntimeError, match='boom in layer1'):
-            replay.prefix(_images(1))
+        yield
     finally:
         del model.backbone.layer1.forward
+
+
+def test_an_error_inside_the_recorded_forward_surfaces(model):
+    replay = PrefixReplaySplit(model, resolve_layer(model, 'backbone.layer3'))
+    with _layer1_raises(model), pytest.raises(RuntimeError, match='boom in layer1'):
+        replay.prefix(_images(1))
 
 
 # ------------------------------------------------------------------ which calls replay
@@ -190,16 +196,8 @@ def test_after_a_failed_prefix_the_plain_slow_path_answers(model):
     replay, plain = PrefixReplaySplit(model, ref), FeatureSplit(model, ref)
     replay.prefix(_images(2, seed=0))
     inputs, samples = _images(2, seed=3), _samples(2)
-
-    def broken(_x):
-        raise RuntimeError('boom in layer1')
-
-    model.backbone.layer1.forward = broken
-    try:
-        with pytest.raises(RuntimeError, match='boom in layer1'):
-            replay.prefix(inputs)
-    finally:
-        del model.backbone.layer1.forward
+    with _layer1_raises(model), pytest.raises(RuntimeError, match='boom in layer1'):
+        replay.prefix(inputs)
     got = replay.predict_full(inputs, samples, [0, 1])
     expected = plain.predict_full(inputs, samples, [0, 1])
     assert all(torch.equal(a, b) for a, b in zip(expected, got))
