@@ -130,32 +130,34 @@ def check_architecture(arch: str, device: torch.device, data_root: str, args) ->
     if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats(device)
 
+    split = FeatureSplit(model, resolve_layer(model, layer))
+    with torch.no_grad():
+        first = model.data_preprocessor(next(iter(loader)), False)
+        num_total = split.attacked(split.prefix(first['inputs'])).shape[1]
+    counts = [max(1, round(f * num_total)) for f in FRACTIONS]  # random draw i: seed i
+    removals = [Removal([])] + [Removal(select_channels('random', num_total, num_channels=n,
+                                                        seed=seed))
+                                for seed, n in enumerate(counts)]
+    settings = [AttackSetting('clean')] + [AttackSetting('random', n, seed=seed)
+                                           for seed, n in enumerate(counts)]
+
     def labels_of(segmentor, batched: bool):
-        split = FeatureSplit(segmentor, resolve_layer(segmentor, layer))
+        """Every removal's labels of the first batch; the backbone pass is timed too."""
+        segmentor_split = FeatureSplit(segmentor, resolve_layer(segmentor, layer))
         data = segmentor.data_preprocessor(next(iter(loader)), False)
         inputs, samples = data['inputs'], data['data_samples']
         with torch.no_grad():
-            feats = split.prefix(inputs)
-            num_total = split.attacked(feats).shape[1]
-            removals = [Removal([])] + [
-                Removal(select_channels('random', num_total, num_channels=max(1, round(
-                    f * num_total)), seed=seed)) for seed, f in enumerate(FRACTIONS)]
+            feats = segmentor_split.prefix(inputs)
             if batched:
-                batcher = BatchedSettings(split)
+                batcher = BatchedSettings(segmentor_split)
                 return batcher.predict_many(feats, inputs, samples, removals), batcher.per_pass
-            return [split.predict_from(feats, inputs, samples, *r) for r in removals], 1
+            return [segmentor_split.predict_from(feats, inputs, samples, *r)
+                    for r in removals], 1
 
     one_s, (one, _) = _best_time(lambda: labels_of(model, False), device, args.repeat)
     batched_s, (batched, k) = _best_time(lambda: labels_of(model, True), device, args.repeat)
     reference, _ = labels_of(on_cpu, False)
 
-    split = FeatureSplit(model, resolve_layer(model, layer))
-    with torch.no_grad():
-        data = model.data_preprocessor(next(iter(loader)), False)
-        num_total = split.attacked(split.prefix(data['inputs'])).shape[1]
-    settings = [AttackSetting('clean')] + [AttackSetting('random', max(1, round(f * num_total)),
-                                                         seed=seed)
-                                           for seed, f in enumerate(FRACTIONS)]
     num_classes = len(model.dataset_meta['classes'])
     states = [run_sweep(split, loader, settings, num_total, ['paper'], num_classes,
                         progress=False, settings_per_pass=per_pass) for per_pass in (1, None)]
